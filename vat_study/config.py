@@ -1,0 +1,218 @@
+"""The trial configuration: every key ``run_trial`` accepts, its default and its allowed values.
+
+A config is a plain mapping (YAML, JSON, an Optuna trial's params ...). Unknown keys and invalid
+values raise ``ConfigError`` naming each offending field, before anything is loaded or trained.
+Defaults give the offline default trial: semi-supervised VAT on scikit-learn's digits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .data import DATASET_NAMES
+from .models import CONV_MODELS, MODEL_NAMES
+from .regularizers import DEFAULT_XI
+
+METHODS: tuple[str, ...] = ("baseline", "rpt", "vat", "vat_entmin", "at_l2", "at_linf")
+
+
+class ConfigError(ValueError):
+    """An invalid trial config; ``str(e)`` lists every bad field and what is allowed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid trial config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _finite(v: float | None) -> float | None:
+    if v is not None and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+class Batch(_Strict):
+    labeled: int = Field(64, ge=1, description="labeled mini-batch (the likelihood term)")
+    unlabeled: int = Field(256, ge=1, description="regularizer mini-batch from the unlabeled pool (semi-supervised)")
+
+
+class Decay(_Strict):
+    """Learning-rate schedule. ``exponential``: lr * rate ** (step // every) (Appendix A).
+    ``linear``: constant until ``start`` (default: half of the steps), then linearly to 0 at the
+    last step (Appendices B-D); ``beta1_after`` switches Adam's beta1 at ``start``, as the
+    official code does (0.9 -> 0.5)."""
+
+    kind: Literal["none", "exponential", "linear"] = "exponential"
+    every: int = Field(600, ge=1)
+    rate: float = Field(0.9, gt=0, le=1)
+    start: int | None = Field(None, ge=0)
+    beta1_after: float | None = Field(None, ge=0, lt=1)
+
+
+class Optimizer(_Strict):
+    name: Literal["adam"] = "adam"
+    lr: float = Field(0.002, gt=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    decay: Decay = Decay()
+
+    _fin = field_validator("lr")(_finite)
+
+
+class Augment(_Strict):
+    translate: int = Field(0, ge=0, le=8, description="random translation in pixels (Appendix B, D use 2)")
+    flip: bool = False
+
+
+class RvadvProbe(_Strict):
+    """R_vadv (Eq. 7) measured in eval mode on a fixed subset at a fixed eps and K (Fig. 2, 4)."""
+
+    eps: float = Field(2.0, gt=0, description="evaluation eps (Fig. 2 uses 2.0 on MNIST)")
+    power_iterations: int = Field(1, ge=0)
+    size: int = Field(1000, ge=1)
+    every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
+
+
+class GradVarianceProbe(_Strict):
+    """Normalized SD norm of grad_theta R^(K) (Eq. 21) from ``samples`` resampled mini-batches and
+    perturbations, for each K in ``power_iterations`` (Fig. 7: K = 0 vs 1)."""
+
+    power_iterations: list[int] = Field(default_factory=lambda: [0, 1])
+    samples: int = Field(20, ge=2)
+    batch: int | None = Field(None, ge=1, description="M (default: the regularizer batch)")
+    eps: float | None = Field(None, gt=0, description="default: the trial's eps")
+    every: int | None = Field(None, ge=1)
+    steps: list[int] | None = Field(None, description="explicit steps to measure at (instead of every)")
+
+    @field_validator("power_iterations")
+    @classmethod
+    def _k(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 0 for k in v):
+            raise ValueError("must be a non-empty list of integers >= 0")
+        return v
+
+
+class FidelityProbe(_Strict):
+    """|cos| between the direction training uses and the dominant eigenvector of H (Eq. 9-10),
+    estimated by ``reference_iterations`` exact Hessian-vector power iterations, eval mode."""
+
+    size: int = Field(100, ge=1)
+    reference_iterations: int = Field(50, ge=1)
+    every: int | None = Field(None, ge=1)
+
+
+class Probes(_Strict):
+    rvadv: RvadvProbe = RvadvProbe()
+    grad_variance: GradVarianceProbe | None = None
+    fidelity: FidelityProbe | None = None
+
+
+class TrialConfig(_Strict):
+    # --- data ---
+    dataset: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
+    data_root: str | None = None
+    download: bool = False
+    idx_paths: dict[str, str] | None = None
+    mode: Literal["supervised", "semi_supervised"] = "semi_supervised"
+    n_labeled: int | None = Field(None, ge=1, description="semi-supervised default 100; supervised default: all")
+    validation: int | None = Field(None, ge=0, description="default: min(1000, 20% of the training set)")
+    zca: bool | None = None  # default: True for cifar10 (Appendix B, D)
+    augment: Augment | None = None  # default: translate 2 for cifar10/svhn, flip for cifar10
+    # --- model ---
+    model: Literal[MODEL_NAMES] | None = None  # type: ignore[valid-type]  # default by dataset
+    hidden: list[int] | None = None
+    noise_sigma: float = Field(0.0, ge=0)
+    top_bn: bool | None = None  # default: False on cifar10 (Table 7 caption), else True
+    dropout: float = Field(0.5, ge=0, lt=1)
+    # --- method (Eq. 8: loss = nll + alpha * R) ---
+    method: Literal[METHODS] = "vat"  # type: ignore[valid-type]
+    eps: float = Field(1.0, ge=0)
+    alpha: float = Field(1.0, ge=0)
+    xi: float = Field(DEFAULT_XI, gt=0)
+    power_iterations: int = Field(1, ge=0, le=1000)
+    direction: Literal["finite_difference", "hvp"] = "finite_difference"
+    # --- optimization ---
+    seed: int = Field(0, ge=0)
+    steps: int = Field(1000, ge=1)
+    batch: Batch = Batch()
+    optimizer: Optimizer = Optimizer()
+    eval_every: int = Field(100, ge=1)
+    probes: Probes = Probes()
+    # --- execution ---
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    _fin = field_validator("eps", "alpha", "xi", "noise_sigma")(_finite)
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(h < 1 for h in v)):
+            raise ValueError("must be a non-empty list of layer widths >= 1")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        ok = v in ("cpu", "cuda", "auto") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError("must be 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _resolve_defaults(self) -> TrialConfig:
+        if self.mode == "semi_supervised" and self.n_labeled is None:
+            self.n_labeled = 100
+        if self.model is None:
+            self.model = {"moons": "small_mlp", "cifar10": "conv_large", "svhn": "conv_small_svhn"}.get(
+                self.dataset, "mlp")
+        if self.top_bn is None:
+            self.top_bn = self.dataset != "cifar10"
+        if self.zca is None:
+            self.zca = self.dataset == "cifar10"
+        if self.augment is None:
+            self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
+                                   flip=self.dataset == "cifar10")
+        if self.method == "rpt" and self.power_iterations != 0 and "power_iterations" in self.model_fields_set:
+            raise ValueError("power_iterations: method 'rpt' is K = 0 (Eq. 16); use method 'vat' for K >= 1")
+        if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
+            raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
+        return self
+
+    @property
+    def k(self) -> int:
+        """The number of power iterations training uses (0 for RPT)."""
+        return 0 if self.method == "rpt" else self.power_iterations
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any] | None) -> TrialConfig:
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise ConfigError([f"config must be a mapping of keys to values, got {type(config).__name__}"])
+        try:
+            return cls.model_validate(dict(config))
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e)) from None
+
+
+def format_validation_error(e: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem: the dotted field name, what is wrong or allowed, and the value given."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        loc = prefix + loc if loc else (prefix.rstrip(".") or "config")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not a setting; check its spelling)"
+        given = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(given, Mapping) else f" (got {given!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines

@@ -1,0 +1,271 @@
+"""Datasets, seeded splits and the paper's preprocessing.
+
+Every dataset loads as float tensors: images as [N, C, H, W] in [0, 1] (MLPs flatten them: the
+permutation-invariant setting of Section 4.1.1), 2-D points as [N, 2]; labels as int64 [N].
+
+Datasets by name (``load_dataset``):
+
+* ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, offline: the default). A fixed
+  500-image test split (independent of the trial seed) never touches training.
+* ``moons``: two interleaving half circles (the spirit of Fig. 1): 1,000 training points (a few
+  of them labeled) and 1,000 test points, drawn with a fixed generator.
+* ``mnist``, ``fashion_mnist``, ``cifar10``, ``svhn``: torchvision, from ``root`` (downloaded
+  there only if ``download=True``). ``fashion_mnist`` with no files under ``root`` reads the
+  Debian package's IDX files in /usr/share/datasets/fashion-mnist.
+* ``idx``: any MNIST-format IDX image/label files given by path (gzip or not).
+
+Splits (``make_splits``), by seed: a validation subset, a class-balanced labeled subset of size
+N_l from the rest, and the unlabeled pool = every non-validation training image (the paper's
+convention: it includes the labeled ones). The test set is used only for the final test error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATASET_NAMES: tuple[str, ...] = ("digits", "moons", "mnist", "fashion_mnist", "cifar10", "svhn", "idx")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DataError(ValueError):
+    """A dataset cannot be loaded or split as configured; the message says what to change."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: Tensor  # [N, ...] float32
+    y_train: Tensor  # [N] int64
+    x_test: Tensor
+    y_test: Tensor
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.dim() == 4
+
+
+@dataclass
+class Splits:
+    labeled: Tensor  # indices into the training set
+    validation: Tensor
+    unlabeled: Tensor  # the pool for the regularizer; includes the labeled indices
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzip-compressed or not."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"IDX file not found: {path}")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    code, ndim = raw[2], raw[3]
+    if code not in dtypes:
+        raise DataError(f"{path}: unknown IDX element type 0x{code:02x}")
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=dtypes[code], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: IDX header says {dims} but holds {data.size} values")
+    return data.reshape(dims)
+
+
+def _images(a: np.ndarray, scale: float = 255.0) -> Tensor:
+    """uint8 images [N, H, W] or [N, C, H, W] -> float32 [N, C, H, W] in [0, 1]."""
+    t = torch.from_numpy(np.array(a, copy=True)).float() / scale
+    return t.unsqueeze(1) if t.dim() == 3 else t
+
+
+def _labels(a) -> Tensor:
+    return torch.as_tensor(np.array(a, copy=True), dtype=torch.int64)
+
+
+def _idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple[Tensor, Tensor]:
+    x, y = read_idx(images), read_idx(labels)
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"IDX files {images} / {labels}: expected images [N, H, W] and labels [N], "
+                        f"got {list(x.shape)} and {list(y.shape)}")
+    return _images(x), _labels(y)
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        for sub in ("", "raw", "FashionMNIST/raw"):
+            p = root / sub / name
+            if p.is_file():
+                return p
+    return None
+
+
+def _torchvision(name: str, root: Path, download: bool):
+    import torchvision.datasets as tvd
+
+    try:
+        if name == "mnist":
+            tr, te = (tvd.MNIST(str(root), train=t, download=download) for t in (True, False))
+            return _images(tr.data.numpy()), _labels(tr.targets), _images(te.data.numpy()), _labels(te.targets)
+        if name == "fashion_mnist":
+            tr, te = (tvd.FashionMNIST(str(root), train=t, download=download) for t in (True, False))
+            return _images(tr.data.numpy()), _labels(tr.targets), _images(te.data.numpy()), _labels(te.targets)
+        if name == "cifar10":
+            tr, te = (tvd.CIFAR10(str(root), train=t, download=download) for t in (True, False))
+            f = lambda a: _images(a.transpose(0, 3, 1, 2))  # noqa: E731  NHWC -> NCHW
+            return f(tr.data), _labels(tr.targets), f(te.data), _labels(te.targets)
+        if name == "svhn":
+            tr, te = (tvd.SVHN(str(root), split=s, download=download) for s in ("train", "test"))
+            return _images(tr.data), _labels(tr.labels), _images(te.data), _labels(te.labels)
+    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
+        raise DataError(
+            f"dataset {name!r} not found under data_root={str(root)!r}"
+            + ("" if download else " (download is false: set download: true, or put the files there)")
+            + f": {e}"
+        ) from e
+    raise AssertionError(name)
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    idx_paths: dict[str, str] | None = None,
+) -> Dataset:
+    """Load a dataset by name (see the module docstring)."""
+    if name not in DATASET_NAMES:
+        raise DataError(f"dataset must be one of {DATASET_NAMES}, got {name!r}")
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # [1797, 1, 8, 8]
+        y = _labels(bunch.target)
+        perm = torch.from_numpy(np.random.default_rng(20180101).permutation(len(y)))  # fixed test split
+        test, train = perm[:500], perm[500:]
+        return Dataset(name, x[train], y[train], x[test], y[test], 10)
+    if name == "moons":
+        from sklearn.datasets import make_moons
+
+        x, y = make_moons(n_samples=2000, noise=0.1, random_state=20180101)
+        x = torch.from_numpy(x.astype(np.float32))
+        y = _labels(y)
+        return Dataset(name, x[:1000], y[:1000], x[1000:], y[1000:], 2)
+    if name == "idx":
+        need = ("train_images", "train_labels", "test_images", "test_labels")
+        missing = [k for k in need if not (idx_paths or {}).get(k)]
+        if missing:
+            raise DataError(f"dataset 'idx' needs idx_paths with keys {need}; missing {missing}")
+        xtr, ytr = _idx_pair(idx_paths["train_images"], idx_paths["train_labels"])
+        xte, yte = _idx_pair(idx_paths["test_images"], idx_paths["test_labels"])
+        n_classes = int(max(ytr.max(), yte.max())) + 1
+        return Dataset(name, xtr, ytr, xte, yte, n_classes)
+
+    root_path = Path(root if root is not None else os.environ.get("VAT_STUDY_DATA", "data")).expanduser()
+    if name == "fashion_mnist" and not download:
+        # Raw IDX files under root (or the Debian package) load without torchvision's folder layout.
+        for base in (root_path, DEBIAN_FASHION_MNIST):
+            stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+            found = [_find_idx(base, s) for s in stems]
+            if all(found):
+                xtr, ytr = _idx_pair(found[0], found[1])
+                xte, yte = _idx_pair(found[2], found[3])
+                return Dataset(name, xtr, ytr, xte, yte, 10)
+    xtr, ytr, xte, yte = _torchvision(name, root_path, download)
+    return Dataset(name, xtr, ytr, xte, yte, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+
+
+def make_splits(y: Tensor, n_labeled: int | None, n_validation: int, seed: int, n_classes: int) -> Splits:
+    """Seeded split of the training set: validation, class-balanced labeled subset, unlabeled pool.
+
+    ``n_labeled=None`` (supervised learning) labels every non-validation image. The labeled
+    subset takes n_labeled // n_classes images per class, the remainder going to randomly chosen
+    classes, one each.
+    """
+    n = len(y)
+    if n_validation < 0 or n_validation >= n:
+        raise DataError(f"validation must be in [0, {n - 1}] for this dataset ({n} training images), got {n_validation}")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    validation, rest = perm[:n_validation], perm[n_validation:]
+    if n_labeled is None:
+        labeled = np.sort(rest)
+    else:
+        if n_labeled < n_classes or n_labeled > len(rest):
+            raise DataError(
+                f"n_labeled must be between {n_classes} (one per class) and {len(rest)} (training images "
+                f"left after validation), got {n_labeled}"
+            )
+        y_rest = y.numpy()[rest]
+        per_class = np.full(n_classes, n_labeled // n_classes)
+        per_class[rng.choice(n_classes, n_labeled % n_classes, replace=False)] += 1
+        chosen = []
+        for c in range(n_classes):
+            pool = rest[y_rest == c]
+            if len(pool) < per_class[c]:
+                raise DataError(f"n_labeled={n_labeled} needs {per_class[c]} images of class {c}, "
+                                f"only {len(pool)} are outside the validation set")
+            chosen.append(pool[: per_class[c]])  # rest is already in random order
+        labeled = np.sort(np.concatenate(chosen))
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64)  # noqa: E731
+    return Splits(labeled=t(labeled), validation=t(np.sort(validation)), unlabeled=t(np.sort(rest)))
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing and augmentation
+# --------------------------------------------------------------------------------------------
+
+
+class ZCA:
+    """ZCA whitening (Appendix B, D) fitted on training images only: x -> (x - mu) W, W = U (S + reg)^-1/2 U^T."""
+
+    def __init__(self, x: Tensor, regularization: float = 1e-2) -> None:
+        flat = x.flatten(1).double()
+        self.mean = flat.mean(0)
+        cov = torch.cov((flat - self.mean).T)
+        s, u = torch.linalg.eigh(cov)
+        self.w = (u * (s.clamp_min(0) + regularization).rsqrt()) @ u.T
+
+    def __call__(self, x: Tensor) -> Tensor:
+        out = (x.flatten(1).double() - self.mean) @ self.w
+        return out.to(x.dtype).view_as(x)
+
+
+def augment(x: Tensor, *, translate: int = 0, flip: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    """Random translation by up to ``translate`` pixels (reflect padding, random crop) and random
+    horizontal flip, independently per image. x: [N, C, H, W]; returns a new tensor."""
+    if x.dim() != 4 or (translate == 0 and not flip):
+        return x
+    n, _, h, w = x.shape
+    if flip:
+        mask = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(mask.view(n, 1, 1, 1).to(x.device), x.flip(3), x)
+    if translate > 0:
+        padded = torch.nn.functional.pad(x, (translate,) * 4, mode="reflect")
+        offsets = torch.randint(0, 2 * translate + 1, (n, 2), generator=generator).tolist()
+        x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+    return x

@@ -1,0 +1,97 @@
+"""``run_trial(config, report) -> metrics``: the one seam between the platform and the science.
+
+Call it from a notebook exactly as the platform does::
+
+    from vat_study import run_trial
+    metrics = run_trial({"dataset": "digits", "method": "vat", "eps": 1.0, "steps": 300},
+                        report=lambda step, m: print(step, m))
+
+The config keys, defaults and allowed values are ``vat_study.config.TrialConfig``; an unknown
+or invalid key raises ``ConfigError`` naming it before anything is loaded or trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import ConfigError, TrialConfig
+from .data import ZCA, DataError, load_dataset, make_splits
+from .models import build_model
+from .train import error_rate, train
+
+Report = Callable[[int, Mapping[str, float]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError([f"device: {name!r} asked for, but no CUDA device is available here (use 'cpu' or 'auto')"])
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise ConfigError([f"device: {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)"])
+    return torch.device(name)
+
+
+def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = None) -> dict[str, Any]:
+    """Train one model as ``config`` says and return its final metrics.
+
+    ``report(step, metrics)`` (optional) is called at every evaluation step with the running
+    loss terms, the validation error and the probes due at that step.
+
+    Returns: val_error, test_error, rvadv (at the probe's fixed eps), train_seconds (updates only),
+    wall_seconds, steps, n_labeled, n_validation, device, and the last evaluation's other metrics.
+    Training is deterministic for a given seed on the CPU; the caller's RNG state is untouched.
+    """
+    cfg = TrialConfig.from_mapping(config)
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    t_start = time.perf_counter()
+
+    try:
+        ds = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, idx_paths=cfg.idx_paths)
+        n_validation = cfg.validation if cfg.validation is not None else min(1000, len(ds.y_train) // 5)
+        splits = make_splits(ds.y_train, cfg.n_labeled, n_validation, cfg.seed, ds.n_classes)
+    except DataError as e:
+        raise ConfigError([str(e)]) from None
+    x_train, x_test = ds.x_train, ds.x_test
+    if cfg.zca:
+        if not ds.is_image:
+            raise ConfigError([f"zca: needs image data; dataset {cfg.dataset!r} is not"])
+        zca = ZCA(x_train[splits.unlabeled])  # fitted on training images only, never validation or test
+        x_train, x_test = zca(x_train), zca(x_test)
+    x_train, y_train = x_train.to(device, dtype), ds.y_train.to(device)
+    x_test, y_test = x_test.to(device, dtype), ds.y_test.to(device)
+
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        try:
+            model = build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden,
+                                top_bn=bool(cfg.top_bn), noise_sigma=cfg.noise_sigma, dropout=cfg.dropout)
+        except ValueError as e:
+            raise ConfigError([f"model: {e}"]) from None
+        model = model.to(device, dtype)
+        metrics: dict[str, Any] = train(cfg, x_train, y_train, splits, model, report)
+
+    metrics["test_error"] = error_rate(model, x_test, y_test)  # the only use of the test set
+    metrics.update(
+        steps=cfg.steps,
+        wall_seconds=time.perf_counter() - t_start,
+        n_labeled=len(splits.labeled),
+        n_validation=len(splits.validation),
+        device=str(device),
+    )
+    return metrics
+
+
+def default_config() -> dict[str, Any]:
+    """The fully resolved default config (the offline default trial) as a plain dict."""
+    return TrialConfig().model_dump()

@@ -1,0 +1,138 @@
+"""Measurements taken during training. None of them changes the training run: each uses its own
+random generator and restores the model's mode, and none updates BN running statistics.
+
+* ``rvadv``: R_vadv (Eq. 7) on a fixed subset at a fixed evaluation eps and K, model in eval
+  mode (Fig. 2, Fig. 4).
+* ``grad_sd_norm``: the normalized SD norm of grad_theta R^(K) over resampled mini-batches and
+  perturbations (Eq. 21, Fig. 7), model in train mode (as the gradient is used in training).
+* ``power_iteration_fidelity``: |cos| between the direction a setting (K, xi, method) produces
+  and the dominant eigenvector of H (Eq. 9-10), from many exact Hessian-vector products.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .regularizers import (
+    DirectionMethod,
+    frozen_batch_stats,
+    lds,
+    virtual_adversarial_direction,
+)
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[None]:
+    modes = {m: m.training for m in model.modules()}
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, t in modes.items():
+            m.training = t
+
+
+def rvadv(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    eps: float,
+    power_iterations: int = 1,
+    xi: float,
+    method: DirectionMethod = "finite_difference",
+    seed: int = 0,
+    chunk: int = 500,
+) -> float:
+    """Mean LDS(x, theta) at r = eps * d_K over x (Eq. 5, 7), model in eval mode.
+
+    The random starts come from a generator seeded with ``seed``, so successive measurements
+    during training differ only through the model.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with _mode(model, False):
+        for xb in x.split(chunk):
+            d = virtual_adversarial_direction(model, xb, xi=xi, power_iterations=power_iterations,
+                                              method=method, generator=gen)
+            with torch.no_grad():
+                total += float(lds(model, xb, eps * d).sum())
+    return total / len(x)
+
+
+def grad_sd_norm(
+    model: nn.Module,
+    pool: Tensor,
+    *,
+    eps: float,
+    power_iterations: int,
+    xi: float,
+    method: DirectionMethod = "finite_difference",
+    batch: int,
+    samples: int,
+    generator: torch.Generator,
+) -> float:
+    """Normalized SD norm of g = grad_theta R^(K)(theta; D_M, r_K) (Eq. 21):
+
+        sqrt(trace Var[g]) / ||E[g]||_2,
+
+    estimated from ``samples`` draws of a mini-batch D_M (size ``batch`` from ``pool``) and of
+    the random start of r_K. Var uses the unbiased estimator; sums are kept in float64.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    s1 = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    s2 = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    # Directions draw from the global RNG; fork it so the training run's stream is untouched.
+    devices = [pool.device] if pool.device.type == "cuda" else []
+    with _mode(model, True), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        for _ in range(samples):
+            idx = torch.randperm(len(pool), generator=generator)[: min(batch, len(pool))]
+            xb = pool[idx.to(pool.device)]
+            with frozen_batch_stats(model), torch.no_grad():
+                logits = model(xb)
+            d = virtual_adversarial_direction(model, xb, logits, xi=xi, power_iterations=power_iterations,
+                                              method=method)
+            reg = lds(model, xb, eps * d, logits).mean()
+            grads = torch.autograd.grad(reg, params, allow_unused=True)
+            for a, b, g in zip(s1, s2, grads):
+                if g is not None:
+                    g = g.double()
+                    a += g
+                    b += g * g
+    n = float(samples)
+    trace_var = sum(float(((b - a * a / n) / (n - 1)).clamp_min(0).sum()) for a, b in zip(s1, s2))
+    mean_norm = sum(float((a / n).pow(2).sum()) for a in s1) ** 0.5
+    if mean_norm == 0.0:
+        return float("inf") if trace_var > 0 else 0.0
+    return trace_var**0.5 / mean_norm
+
+
+def dominant_eigenvector(model: nn.Module, x: Tensor, *, iterations: int = 50, seed: int = 1) -> Tensor:
+    """Per-sample dominant eigenvector of H (Eq. 9) by ``iterations`` exact Hessian-vector power
+    iterations in the model's current mode; unit norm per sample."""
+    gen = torch.Generator().manual_seed(seed)
+    return virtual_adversarial_direction(model, x, power_iterations=iterations, method="hvp", generator=gen)
+
+
+def power_iteration_fidelity(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    xi: float,
+    power_iterations: int,
+    method: DirectionMethod = "finite_difference",
+    reference_iterations: int = 50,
+    seed: int = 0,
+) -> float:
+    """Mean over x of |cos(d, u)|: d the direction of the given setting, u the dominant
+    eigenvector of H from ``reference_iterations`` exact HVP iterations (eval mode)."""
+    with _mode(model, False):
+        u = dominant_eigenvector(model, x, iterations=reference_iterations, seed=seed + 1)
+        gen = torch.Generator().manual_seed(seed)
+        d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
+                                          method=method, generator=gen)
+    return float((d.flatten(1) * u.flatten(1)).sum(1).abs().mean())

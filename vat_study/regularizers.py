@@ -1,0 +1,302 @@
+"""The paper's math as pure torch functions (Miyato, Maeda, Koyama, Ishii, TPAMI 2018).
+
+Read this file next to Section 3 of the paper; every function names the equation it implements.
+
+    kl_divergence                  D[p, p'] as KL (Eq. 17)
+    virtual_adversarial_direction  d <- H d by power iteration (Eq. 9-13; K = 0 is RPT, Eq. 16)
+    lds                            LDS(x, theta) = D[p(y|x, theta_hat), p(y|x + r, theta)] (Eq. 5)
+    vat_loss                       R_vadv: mean LDS at r = eps * d (Eq. 7, Algorithm 1)
+    rpt_loss                       R^(0): the same with a random unit direction (Section 3.4)
+    adversarial_loss               L_adv with r_adv from Eq. 3 (L2) or Eq. 4 (L-inf) (Eq. 1)
+    entropy_loss                   R_cent, the conditional entropy (Eq. 18)
+
+Batch normalization. Every forward pass made here runs the model in the mode the caller left it
+in; in train mode, BN normalizes each perturbed batch with that batch's own statistics (as the
+official code's ``update_batch_stats=False`` passes do), but the running statistics are never
+updated here: only the caller's labeled forward pass updates them (see ``frozen_batch_stats``).
+
+Dropout and Gaussian noise. The power iteration needs D(r) to be one deterministic function of r
+(Eq. 9 assumes grad_r D = 0 at r = 0); with a fresh dropout mask or noise draw per pass, the
+difference between two masks swamps the O(xi) signal and the direction is noise. So while the
+direction is computed, dropout and noise layers are switched off (BN stays in the caller's mode),
+and the clean logits are recomputed in that deterministic mode if the caller's were stochastic.
+The LDS term itself (the one that is back-propagated into theta) keeps them on, as in training.
+
+Numerics (float32). The finite difference of Eq. 12 loses the direction once xi * ||H d|| falls
+to the rounding noise of the logits: measured by ``python -m benchmarks.xi_fidelity`` on an
+untrained 784-1200-600-300-150-10 MLP, xi = 1e-6 (the paper's value) gives a cosine of about 0
+to the exact H d, xi = 1e-2 gives 0.99+, xi = 10 drifts off the quadratic regime. The default here
+is ``DEFAULT_XI = 1e-2``; ``PAPER_XI = 1e-6`` is one setting away, and ``method="hvp"`` computes
+H d exactly by double back-propagation (no xi at all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_XI = 1e-2
+"""Finite-difference step of Eq. 12; faithful in float32 (see the module docstring)."""
+
+PAPER_XI = 1e-6
+"""The value the paper uses (Section 4); faithful in float64 only."""
+
+DirectionMethod = Literal["finite_difference", "hvp"]
+DIRECTION_METHODS: tuple[str, ...] = ("finite_difference", "hvp")
+
+
+# --------------------------------------------------------------------------------------------
+# Model modes: BN statistics and stochastic layers
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen_batch_stats(model: nn.Module) -> Iterator[None]:
+    """Inside this block BN layers never update their running statistics.
+
+    In train mode they still normalize with the current batch's statistics; in eval mode they use
+    the running ones, as always. Implemented by switching ``track_running_stats`` off, which is
+    exactly PyTorch's "use batch statistics, touch no buffers" path.
+    """
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+def _is_stochastic(m: nn.Module) -> bool:
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return m.p > 0
+    return getattr(m, "stochastic", False)  # e.g. models.GaussianNoise
+
+
+@contextlib.contextmanager
+def deterministic_layers(model: nn.Module) -> Iterator[bool]:
+    """Switch dropout and noise layers off (eval mode) inside the block; BN keeps its mode.
+
+    Yields whether any stochastic layer was active, i.e. whether forward passes made outside the
+    block differ from those made inside it.
+    """
+    active = [m for m in model.modules() if m.training and _is_stochastic(m)]
+    for m in active:
+        m.train(False)
+    try:
+        yield bool(active)
+    finally:
+        for m in active:
+            m.train(True)
+
+
+# --------------------------------------------------------------------------------------------
+# Small numerically safe helpers
+# --------------------------------------------------------------------------------------------
+
+
+def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """Per-sample KL(p || q) = sum_y p(y) (log p(y) - log q(y)) from logits (Eq. 17). Shape [N].
+
+    Works in log space: a saturated softmax (p(y) == 0) contributes exactly 0, never NaN.
+    """
+    log_p = F.log_softmax(logits_p, dim=1)
+    log_q = F.log_softmax(logits_q, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def unit_vector(v: Tensor, fallback: Tensor | None = None) -> Tensor:
+    """v / ||v||_2 per sample, the norm taken over all non-batch dimensions.
+
+    The vector is first divided by its largest absolute entry (as the official code does), so
+    squaring neither underflows for tiny gradients nor overflows for huge ones. A sample whose
+    v is zero or not finite gets ``fallback`` (already unit) instead; without a fallback it gets
+    zeros, never NaN.
+    """
+    flat = v.flatten(1)
+    scale = flat.abs().amax(dim=1, keepdim=True)
+    ok = torch.isfinite(scale) & (scale > 0)
+    flat = flat / torch.where(ok, scale, torch.ones_like(scale))
+    norm = flat.norm(dim=1, keepdim=True)
+    flat = flat / torch.where(ok, norm, torch.ones_like(norm))
+    if fallback is not None:
+        flat = torch.where(ok, flat, fallback.flatten(1).to(flat.dtype))
+    else:
+        flat = torch.where(ok, flat, torch.zeros_like(flat))
+    return flat.view_as(v)
+
+
+def random_unit_direction(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A direction drawn uniformly on the unit sphere, per sample (iid Gaussian, normalized)."""
+    device = generator.device if generator is not None else x.device
+    d = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    return unit_vector(d)
+
+
+def _check_direction_args(xi: float, power_iterations: int, method: str) -> None:
+    if method not in DIRECTION_METHODS:
+        raise ValueError(f"method must be one of {DIRECTION_METHODS}, got {method!r}")
+    if not isinstance(power_iterations, int) or isinstance(power_iterations, bool) or power_iterations < 0:
+        raise ValueError(f"power_iterations must be an integer >= 0, got {power_iterations!r}")
+    if method == "finite_difference" and not (xi > 0 and xi < float("inf")):
+        raise ValueError(f"xi must be a finite number > 0, got {xi!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# The virtual adversarial direction (Eq. 9-13)
+# --------------------------------------------------------------------------------------------
+
+
+def virtual_adversarial_direction(
+    model: nn.Module,
+    x: Tensor,
+    logits: Tensor | None = None,
+    *,
+    xi: float = DEFAULT_XI,
+    power_iterations: int = 1,
+    method: DirectionMethod = "finite_difference",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Approximate the dominant eigenvector u(x, theta_hat) of H = grad grad_r D(r, x, theta_hat).
+
+    Power iteration d <- H d (Eq. 11) from a random unit d, K = ``power_iterations`` times:
+
+    * ``method="finite_difference"``: H d ~ grad_r D(r)|_{r = xi d} / xi (Eq. 12), so
+      d <- normalize(grad_r D(r)|_{r = xi d}) (Eq. 13); one backward pass per iteration.
+    * ``method="hvp"``: H d exactly, by differentiating (grad_r D(r) . d) at r = 0 again
+      (double back-propagation); ``xi`` is not used.
+    * ``power_iterations=0``: the random unit direction itself (RPT, Eq. 16 with K = 0).
+
+    x: [N, ...]; logits: [N, C] clean logits if already computed (reused only when the model has
+    no active dropout/noise, see the module docstring). Returns d with ||d_n||_2 = 1 for every
+    sample n, same shape as x, with no gradient (VAT ignores the dependence of r_vadv on theta,
+    Section 3.3). A sample whose gradient vanishes (e.g. a saturated softmax) keeps its previous
+    direction instead of becoming NaN. BN running statistics are left untouched.
+    """
+    _check_direction_args(xi, power_iterations, method)
+    x = x.detach()
+    d = random_unit_direction(x, generator)
+    if power_iterations == 0:
+        return d
+    with torch.enable_grad(), frozen_batch_stats(model), deterministic_layers(model) as was_noisy:
+        if logits is None or was_noisy:
+            with torch.no_grad():
+                logits_p = model(x)
+        else:
+            logits_p = logits.detach()
+        for _ in range(power_iterations):
+            if method == "finite_difference":
+                r = (xi * d).requires_grad_(True)
+                dist = kl_divergence(logits_p, model(x + r)).sum()  # sum: per-sample grads unscaled
+                (grad_r,) = torch.autograd.grad(dist, r)  # = xi * H d + O(xi^2)  (Eq. 12)
+            else:
+                r = torch.zeros_like(x, requires_grad=True)
+                dist = kl_divergence(logits_p, model(x + r)).sum()
+                (g,) = torch.autograd.grad(dist, r, create_graph=True)  # = 0 at r = 0, but carries H
+                (grad_r,) = torch.autograd.grad((g * d).sum(), r)  # = H d exactly
+            d = unit_vector(grad_r.detach(), fallback=d)
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# Local distributional smoothness and the regularizers
+# --------------------------------------------------------------------------------------------
+
+
+def lds(model: nn.Module, x: Tensor, r: Tensor, logits: Tensor | None = None) -> Tensor:
+    """LDS(x, theta) = KL(p(y|x, theta_hat) || p(y|x + r, theta)), per sample: shape [N] (Eq. 5, 17).
+
+    The clean side p(y|x, theta_hat) is a constant (``logits`` detached, or a no-grad forward
+    pass); gradients flow into theta only through the perturbed pass. ``r`` is treated as a
+    constant too. BN running statistics are not updated.
+    """
+    with frozen_batch_stats(model):
+        if logits is None:
+            with torch.no_grad():
+                logits = model(x)
+        logits_q = model(x.detach() + r.detach())
+    return kl_divergence(logits.detach(), logits_q)
+
+
+def vat_loss(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    eps: float,
+    xi: float = DEFAULT_XI,
+    power_iterations: int = 1,
+    method: DirectionMethod = "finite_difference",
+    logits: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """R_vadv on a mini-batch: mean over x of LDS at r_vadv = eps * d (Eq. 7, 10; Algorithm 1).
+
+    With K = ``power_iterations`` >= 1 this is VAT; with K = 0 it is R^(0), i.e. RPT (Eq. 16).
+    The direction carries no gradient (Section 3.3), so the cost is K + 1 passes on top of the
+    caller's clean forward pass.
+    """
+    if not (eps >= 0 and eps < float("inf")):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    d = virtual_adversarial_direction(
+        model, x, logits, xi=xi, power_iterations=power_iterations, method=method, generator=generator
+    )
+    return lds(model, x, eps * d, logits).mean()
+
+
+def rpt_loss(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    eps: float,
+    logits: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Random perturbation training: R^(0), LDS at a uniformly random r with ||r|| = eps (Eq. 16)."""
+    return vat_loss(model, x, eps=eps, power_iterations=0, logits=logits, generator=generator)
+
+
+def adversarial_loss(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: Literal["l2", "linf"] = "l2",
+) -> Tensor:
+    """Adversarial training loss L_adv = D[h(y; y_l), p(y|x + r_adv, theta)] (Eq. 1), D = cross entropy.
+
+    r_adv from the linear approximation: eps * g / ||g||_2 (Eq. 3, ``norm="l2"``) or
+    eps * sign(g) (Eq. 4, ``norm="linf"``), with g = grad_x D[h(y; y_l), p(y|x, theta_hat)].
+    r_adv carries no gradient; BN running statistics are not updated; dropout/noise are off
+    while g is computed.
+    """
+    if norm not in ("l2", "linf"):
+        raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
+    if not (eps >= 0 and eps < float("inf")):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    x = x.detach()
+    with torch.enable_grad(), frozen_batch_stats(model):
+        with deterministic_layers(model):
+            x_ = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(F.cross_entropy(model(x_), y, reduction="sum"), x_)
+        if norm == "l2":
+            r_adv = eps * unit_vector(g)  # a zero gradient gives r = 0, never NaN
+        else:
+            r_adv = eps * torch.sign(g)
+        return F.cross_entropy(model(x + r_adv.detach()), y)
+
+
+def entropy_loss(logits: Tensor) -> Tensor:
+    """R_cent = mean over x of the conditional entropy -sum_y p(y|x) log p(y|x) (Eq. 18)."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1).mean()
