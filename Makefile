@@ -1,0 +1,26 @@
+# `make test` and `make demo` work from a fresh clone with nothing installed but Python 3.11:
+# each creates .venv if it is missing and installs the project into it first (~1-2 min once).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/vat-study trial
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.step_time
+	$(BIN)/python -m benchmarks.xi_fidelity
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
