@@ -63,7 +63,7 @@ def test_fidelity_probe_rises_with_k_and_fd_matches_hvp():
            for k in (0, 1, 3, 30)}
     assert fid[0] < 0.3 < fid[1] < fid[3] <= fid[30] + 1e-3 and fid[30] > 0.95, fid
     hvp = probes.power_iteration_fidelity(model, x, xi=1e-2, power_iterations=3, method="hvp", reference_iterations=200)
-    assert abs(hvp - fid[3]) < 0.01
+    assert abs(hvp - fid[3]) < 0.03
 
 
 def test_grad_sd_norm_matches_a_direct_estimate():
