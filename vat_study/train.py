@@ -30,7 +30,15 @@ from torch import Tensor, nn
 from . import probes as P
 from .config import TrialConfig
 from .data import Splits, augment
-from .regularizers import adversarial_loss, entropy_loss, frozen_batch_stats, vat_loss
+from .regularizers import (
+    adversarial_loss,
+    deterministic_layers,
+    entropy_loss,
+    frozen_batch_stats,
+    lds,
+    vat_loss,
+    virtual_adversarial_direction,
+)
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -85,17 +93,34 @@ def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, lo
         return logits_l.new_zeros(())
     if cfg.method in ("at_l2", "at_linf"):
         return adversarial_loss(model, x_l, y_l, eps=cfg.eps, norm="l2" if cfg.method == "at_l2" else "linf")
-    if x_reg is None:
-        x, logits = x_l, logits_l
-    else:
-        x = x_reg
-        with frozen_batch_stats(model), torch.set_grad_enabled(cfg.method == "vat_entmin"):
-            logits = model(x)  # clean pass on the unlabeled batch; the gradient only feeds EntMin
-    r = vat_loss(model, x, eps=cfg.eps, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
-                 logits=logits.detach())
-    if cfg.method == "vat_entmin":
-        r = r + entropy_loss(logits)
-    return r
+    if x_reg is None:  # supervised: R on the labeled batch, its logits are p(y|x, theta_hat)
+        r_vadv = vat_loss(model, x_l, eps=cfg.eps, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
+                          logits=logits_l.detach())
+        return r_vadv + (entropy_loss(logits_l) if cfg.method == "vat_entmin" else 0.0)
+    # Semi-supervised: one clean pass on the unlabeled batch, with dropout/noise off, gives both
+    # the target p(y|x, theta_hat) of Eq. 5 and the reference point of the power iteration
+    # (so no second clean pass is needed); the perturbed pass of LDS keeps them on.
+    with frozen_batch_stats(model), deterministic_layers(model), \
+            torch.set_grad_enabled(cfg.method == "vat_entmin"):  # the gradient only feeds EntMin
+        logits = model(x_reg)
+        d = virtual_adversarial_direction(model, x_reg, logits.detach(), xi=cfg.xi, power_iterations=cfg.k,
+                                          method=cfg.direction)
+    r_vadv = lds(model, x_reg, cfg.eps * d, logits).mean()  # Eq. 7
+    return r_vadv + (entropy_loss(logits) if cfg.method == "vat_entmin" else 0.0)
+
+
+def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,
+               x_reg: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One update on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R)."""
+    model.train()
+    logits_l = model(x_l)  # the only pass that updates BN running statistics
+    nll = F.cross_entropy(logits_l, y_l)
+    reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg)
+    loss = nll + cfg.alpha * reg
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), nll.detach(), reg.detach()
 
 
 def train(
@@ -141,7 +166,6 @@ def train(
         for group in opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.optimizer.beta2)
 
-        model.train()
         idx_l = labeled.next().to(device)
         x_l = augment(x_train[idx_l], translate=cfg.augment.translate, flip=cfg.augment.flip, generator=gen)
         y_l = y_train[idx_l]
@@ -150,21 +174,14 @@ def train(
             x_reg = augment(x_train[unlabeled.next().to(device)], translate=cfg.augment.translate,
                             flip=cfg.augment.flip, generator=gen)
 
-        logits_l = model(x_l)  # the only pass that updates BN running statistics
-        nll = F.cross_entropy(logits_l, y_l)
-        reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg)
-        loss = nll + cfg.alpha * reg  # Eq. 8
-
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, nll, reg = train_step(cfg, model, opt, x_l, y_l, x_reg)
         train_seconds += time.perf_counter() - t0
 
-        sums["loss"] += float(loss.detach())
-        sums["nll"] += float(nll.detach())
-        sums["reg"] += float(reg.detach())
+        sums["loss"] += float(loss)
+        sums["nll"] += float(nll)
+        sums["reg"] += float(reg)
         n_sum += 1
-        if not math.isfinite(float(loss.detach())):
+        if not math.isfinite(float(loss)):
             raise FloatingPointError(f"training diverged at step {step}: loss = {float(loss)} "
                                      f"(nll {float(nll)}, R {float(reg)}); lower optimizer.lr or eps")
 

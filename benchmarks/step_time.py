@@ -1,0 +1,96 @@
+"""Step time of one update, semi-supervised MNIST MLP config (Appendix C), side by side:
+
+    ours baseline / ours RPT / ours VAT (vat_study.train.train_step, the code training runs)
+    minimal VAT: a ~30-line VAT step of the kind found in popular ports (below)
+
+MLP 784-1200-600-300-150-10 with BN and Gaussian noise 0.5, batches 64 labeled / 256 unlabeled,
+Adam, float32, on random MNIST-shaped data (timing does not depend on the pixel values). Variants
+are interleaved round by round so drift of the machine hits all alike; the median per round is
+reported, and ratios are taken against the minimal VAT step measured in the same run.
+
+    python -m benchmarks.step_time [--rounds 7 --steps 20 --threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from vat_study.config import TrialConfig
+from vat_study.models import build_model
+from vat_study.train import train_step
+
+
+def minimal_vat_step(model, opt, x_l, y_l, x_ul, eps=1.0, xi=1e-2, alpha=1.0):
+    """A minimal VAT step (Algorithm 1, K = 1): the reference we must not be slower than."""
+    logits = model(x_l)
+    nll = F.cross_entropy(logits, y_l)
+    with torch.no_grad():
+        p = F.softmax(model(x_ul), dim=1)  # clean target
+    d = torch.randn_like(x_ul)
+    d = d / d.flatten(1).norm(dim=1).view(-1, *[1] * (d.dim() - 1))
+    d.requires_grad_(True)
+    q = F.log_softmax(model(x_ul + xi * d), dim=1)
+    adv = F.kl_div(q, p, reduction="batchmean")
+    (g,) = torch.autograd.grad(adv, d)
+    r = eps * g / (g.flatten(1).norm(dim=1).view(-1, *[1] * (g.dim() - 1)) + 1e-12)
+    q = F.log_softmax(model(x_ul + r.detach()), dim=1)
+    lds = F.kl_div(q, p, reduction="batchmean")
+    loss = nll + alpha * lds
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=20, help="steps per variant per round")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x_l, y_l = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    x_ul = torch.rand(256, 1, 28, 28)
+
+    def ours(method):
+        cfg = TrialConfig.from_mapping(dict(dataset="mnist", method=method, eps=1.0, noise_sigma=0.5))
+        model = build_model("mlp", [1, 28, 28], 10, noise_sigma=0.5)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        return lambda: train_step(cfg, model, opt, x_l, y_l, x_ul)
+
+    ref_model = build_model("mlp", [1, 28, 28], 10, noise_sigma=0.5)
+    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
+    variants = {
+        "ours baseline": ours("baseline"),
+        "ours RPT (K=0)": ours("rpt"),
+        "ours VAT (K=1)": ours("vat"),
+        "minimal VAT (K=1)": lambda: minimal_vat_step(ref_model, ref_opt, x_l, y_l, x_ul),
+    }
+    for fn in variants.values():  # warm-up
+        for _ in range(3):
+            fn()
+    per_round = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                fn()
+            per_round[name].append((time.perf_counter() - t) / args.steps * 1000)
+    ref = statistics.median(per_round["minimal VAT (K=1)"])
+    base = statistics.median(per_round["ours baseline"])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
+    print(f"{'variant':<20} {'ms/step':>8} {'vs minimal VAT':>15} {'vs baseline':>12}")
+    for name, times in per_round.items():
+        med = statistics.median(times)
+        print(f"{name:<20} {med:8.1f} {med / ref:14.2f}x {med / base:11.2f}x")
+
+
+if __name__ == "__main__":
+    main()
