@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--select-steps", type=int, default=1500)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--vat-eps", type=float, nargs="+", default=[0.3, 1.0, 3.0])
+    ap.add_argument("--vat-eps", type=float, nargs="+", default=[0.1, 0.3, 1.0])
     ap.add_argument("--rpt-eps", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     ap.add_argument("--out", default="results/fashion_mnist_semisup.json")
     args = ap.parse_args()

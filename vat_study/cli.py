@@ -91,7 +91,7 @@ def trial(
     def report(step: int, m) -> None:
         if not (quiet or as_json):
             shown = "  ".join(f"{k} {v:.4g}" for k, v in m.items() if k != "train_seconds")
-            err.print(f"step {step:>6}  {shown}", highlight=False)
+            err.print(f"step {step:>6}  {shown}", highlight=False, soft_wrap=True)
 
     try:
         metrics = run_trial(cfg, report)
