@@ -1,9 +1,10 @@
 """``vat-study``: the command line.
 
+    vat-study run STUDY.yaml [--executor ray|local] [--storage URL] [--set k=v]... [--dry-run]
+    vat-study status [STUDY] [--storage URL]
+    vat-study export STUDY --format csv|parquet [--out FILE] [--storage URL]
     vat-study trial [--config FILE.yaml] [--set key=value]...   one run_trial, metrics printed
     vat-study defaults                                          the resolved default trial config
-
-Study commands (run / status / report / export) build on these.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from .spec import safe_load
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.")
 err = Console(stderr=True)
 out = Console()
@@ -32,14 +35,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected key=value, e.g. --set eps=2.0 or --set optimizer.lr=0.001")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; a researcher means a number
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({e})") from None
         node = result
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -58,7 +56,7 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(2)
 
 
@@ -76,7 +74,7 @@ def trial(
     cfg: dict[str, Any] = {}
     if config is not None:
         try:
-            loaded = yaml.safe_load(config.read_text())
+            loaded = safe_load(config.read_text())
         except (OSError, yaml.YAMLError) as e:
             _fail(f"--config {config}: {e}")
         if loaded is not None and not isinstance(loaded, dict):
@@ -107,6 +105,156 @@ def trial(
         shown = f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
         table.add_row(k, shown)
     out.print(table)
+
+
+def _load_study(path: Path, set_: list[str], executor: Optional[str], storage: Optional[str]):
+    from .spec import SpecError, load_spec, parse_set
+
+    try:
+        overrides = parse_set(set_)
+        if executor is not None:
+            overrides["executor.kind"] = executor
+        if storage is not None:
+            overrides["storage"] = storage
+        return load_spec(path, overrides)
+    except SpecError as e:
+        _fail(str(e))
+
+
+def _summary_table(spec, store) -> Table:
+    import pandas as pd
+
+    df = store.trials_frame(spec.name)
+    m = spec.metric.name
+    table = Table(title=f"{spec.name}: {m} ({spec.metric.mode}) by configuration, mean +- sd over seeds")
+    if df.empty:
+        return table
+    params = [c for c in df.columns if c.startswith("param.")]
+    for c in params:
+        table.add_column(c.removeprefix("param."))
+    for c in ("seeds done", m, "test_error", "failed"):
+        table.add_column(c, justify="right")
+    ok = df[df["status"] == "COMPLETE"]
+    for cfg_key, grp in df.groupby("config_key", sort=False):
+        done = ok[ok["config_key"] == cfg_key]
+        row = ["-" if pd.isna(grp[c].iloc[0]) else str(grp[c].iloc[0]) for c in params]
+
+        def ms(col):
+            if col not in done or done[col].dropna().empty:
+                return "-"
+            v = done[col].dropna()
+            return f"{v.mean():.4f}" + (f" +- {v.std(ddof=1):.4f}" if len(v) > 1 else "")
+
+        row += [str(len(done)), ms(m), ms("test_error"), str(int((grp["status"] == "FAILED").sum()))]
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def run(
+    study: Path = typer.Argument(..., help="Study file (YAML)."),
+    executor: Optional[str] = typer.Option(None, "--executor", "-e", help="ray (default) or local."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: the study's storage)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a study field: --set task.steps=3000"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trials; run and write nothing."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
+) -> None:
+    """Run (or continue) a study: every trial lands in the store; finished trials are not rerun."""
+    spec = _load_study(study, set_, executor, storage)
+    if dry_run:
+        table = Table(title=f"{spec.name}: trials ({spec.executor.kind} executor, storage {spec.storage})")
+        if spec.is_optuna:
+            o = spec.search.optuna
+            out.print(f"{spec.name}: Optuna {o.sampler} search, {o.n_trials} configurations x {len(spec.seeds)} "
+                      f"seeds over {', '.join(o.space)}; nothing written")
+            return
+        trials = spec.expand()
+        for c in ("#", "params", "seed", "key"):
+            table.add_column(c)
+        for i, t in enumerate(trials, 1):
+            table.add_row(str(i), json.dumps(t.params), str(t.seed), t.key)
+        out.print(table)
+        out.print(f"{len(trials)} trials ({len(spec.configurations())} configurations x {len(spec.seeds)} seeds); "
+                  "nothing written")
+        return
+    from .executors import run_local, run_ray
+    from .store import Store
+
+    runner = run_ray if spec.executor.kind == "ray" else run_local
+    summary = runner(spec, spec_path=str(study), progress=not no_progress)
+    store = Store(spec.storage)
+    out.print(_summary_table(spec, store))
+    if summary.interrupted_marked:
+        out.print(f"{summary.interrupted_marked} trial(s) left RUNNING by an earlier, interrupted run were redone.")
+    if summary.ran == 0:
+        out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already COMPLETE "
+                  f"in {spec.storage}.")
+    else:
+        out.print(f"Ran {summary.ran} ({summary.failed} failed), skipped {summary.skipped} already complete, "
+                  f"in {summary.seconds:.1f} s. Results: {spec.storage} (study {spec.name!r}).")
+    for e in summary.errors:
+        err.print(e)
+
+
+@app.command()
+def status(
+    study: Optional[str] = typer.Argument(None, help="Study name (default: list all studies)."),
+    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+) -> None:
+    """Studies in the store, or one study's trials by status."""
+    from .store import Store
+
+    store = Store(storage)
+    if study is None:
+        table = Table(title=f"studies in {storage}")
+        for c in ("study", "trials", "complete", "running", "failed"):
+            table.add_column(c)
+        for name in store.study_names():
+            df = store.trials_frame(name)
+            counts = df["status"].value_counts().to_dict() if not df.empty else {}
+            table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "RUNNING", "FAILED")))
+        out.print(table)
+        return
+    spec_json = store.study_spec(study)
+    if spec_json is None:
+        _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
+    from .spec import StudySpec
+
+    out.print(_summary_table(StudySpec.model_validate(spec_json), store))
+    df = store.trials_frame(study)
+    failed = df[df["status"] == "FAILED"]
+    for _, r in failed.iterrows():
+        last = (r["error"] or "").strip().splitlines()[-1:] or [""]
+        err.print(f"FAILED trial {r['trial_id']} seed {r['seed']}: {last[0]}", highlight=False)
+
+
+@app.command()
+def export(
+    study: str = typer.Argument(..., help="Study name."),
+    format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="File (default results/<study>/trials.<fmt>)."),
+    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+) -> None:
+    """Write a study's trials (params, seed, status, final metrics) and per-step metrics to files."""
+    from .store import Store
+
+    if format not in ("csv", "parquet"):
+        _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
+    store = Store(storage)
+    if store.study_id(study) is None:
+        _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
+    target = out_path or Path("results") / study / f"trials.{format}"
+    steps_target = target.with_name(target.stem + "_metrics" + target.suffix)
+    trials, metrics = store.trials_frame(study), store.metrics_frame(study)
+    if format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            _fail("--format parquet needs pyarrow (pip install pyarrow); csv works without it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for df, path in ((trials, target), (metrics, steps_target)):
+        df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
+    out.print(f"wrote {target} ({len(trials)} trials) and {steps_target} ({len(metrics)} metric rows)")
 
 
 @app.command()

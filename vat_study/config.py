@@ -180,8 +180,8 @@ class TrialConfig(_Strict):
         if self.augment is None:
             self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
                                    flip=self.dataset == "cifar10")
-        if self.method == "rpt" and self.power_iterations != 0 and "power_iterations" in self.model_fields_set:
-            raise ValueError("power_iterations: method 'rpt' is K = 0 (Eq. 16); use method 'vat' for K >= 1")
+        if self.method == "rpt":  # RPT is R^(0) (Eq. 16): K = 0 whatever a shared default says
+            self.power_iterations = 0
         if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
             raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self

@@ -1,0 +1,143 @@
+"""Both executors, resume after a SIGKILL, Optuna persistence, failures recorded as FAILED."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from vat_study.executors import run_local, run_ray
+from vat_study.spec import parse_spec
+from vat_study.store import Store
+
+TINY_TASK = {"dataset": "digits", "hidden": [16], "steps": 6, "eval_every": 3,
+             "batch": {"labeled": 16, "unlabeled": 32}, "probes": None}
+
+
+def tiny(name, storage, **extra):
+    task = {k: v for k, v in TINY_TASK.items() if k != "probes"}
+    spec = {"name": name, "task": task, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}},
+            "search": {"grid": [{"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}]},
+            "seeds": [0, 1], "storage": storage, "executor": {"kind": "local", "per_trial": {"cpu": 1}}}
+    spec.update(extra)
+    return spec
+
+
+def contents(storage, name):
+    store = Store(storage)
+    df = store.trials_frame(name).sort_values("key")
+    metrics = store.metrics_frame(name).merge(df[["trial_id", "key"]], on="trial_id")
+    return (
+        [(r.key, r.seed, r.status, r.method, None if r.eps != r.eps else r.eps) for r in df.itertuples()],
+        sorted((r.key, r.step, r.name, round(r.value, 6) if r.value == r.value else None)
+               for r in metrics.itertuples() if r.name not in ("train_seconds",)),
+    )
+
+
+def test_local_and_ray_executors_write_the_same_store_contents(tmp_path):
+    a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    s1 = run_local(parse_spec(tiny("same", a)), progress=False)
+    s2 = run_ray(parse_spec(tiny("same", b, executor={"kind": "ray", "per_trial": {"cpu": 1}})), progress=False)
+    assert (s1.ran, s1.failed, s2.ran, s2.failed) == (6, 0, 6, 0)
+    trials_a, metrics_a = contents(a, "same")
+    trials_b, metrics_b = contents(b, "same")
+    assert trials_a == trials_b and len(trials_a) == 6
+    assert metrics_a == metrics_b and len(metrics_a) > 6 * 2  # the same numbers, step by step
+    again = run_ray(parse_spec(tiny("same", b, executor={"kind": "ray"})), progress=False)
+    assert again.ran == 0 and again.skipped == 6  # a rerun trains nothing new
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
+    url = f"sqlite:///{tmp_path}/f.db"
+    spec = tiny("fails", url, search={"grid": [{"dataset": ["digits", "mnist"]}]}, seeds=[0])
+    spec["task"]["data_root"] = str(tmp_path / "empty")
+    summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.ran, summary.failed) == (2, 1)
+    df = Store(url).trials_frame("fails")
+    assert sorted(df["status"]) == ["COMPLETE", "FAILED"]
+    assert "not found" in df[df.status == "FAILED"]["error"].iloc[0]
+
+
+def test_optuna_tpe_study_persists_and_continues_across_runs(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = tiny("tpe", url, seeds=[0], search={"optuna": {"sampler": "tpe", "n_trials": 3, "seed": 1, "space": {
+        "eps": {"type": "log_uniform", "low": 0.1, "high": 3.0}, "alpha": {"type": "uniform", "low": 0.5, "high": 2.0}}}})
+    first = run_local(parse_spec(spec), progress=False)
+    assert (first.ran, first.failed) == (3, 0)
+    import optuna
+
+    study = optuna.load_study(study_name="tpe", storage=url)
+    assert len(study.trials) == 3 and study.best_value == pytest.approx(
+        Store(url).trials_frame("tpe")["val_error"].min())
+    spec["search"]["optuna"]["n_trials"] = 5
+    second = run_local(parse_spec(spec), progress=False)
+    assert (second.ran, second.skipped) == (2, 3)
+    assert len(optuna.load_study(study_name="tpe", storage=url).trials) == 5
+    assert len(Store(url).trials_frame("tpe")) == 5
+    third = run_local(parse_spec(spec), progress=False)
+    assert third.ran == 0
+
+
+def test_optuna_through_ray(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    spec = tiny("tpe_ray", url, seeds=[0, 1], executor={"kind": "ray", "per_trial": {"cpu": 1}},
+                search={"optuna": {"sampler": "random", "n_trials": 2, "seed": 0,
+                                   "space": {"eps": {"type": "uniform", "low": 0.5, "high": 2.0}}}})
+    summary = run_ray(parse_spec(spec), progress=False)
+    assert (summary.ran, summary.failed) == (2, 0)
+    import optuna
+
+    study = optuna.load_study(study_name="tpe_ray", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    df = Store(url).trials_frame("tpe_ray")
+    assert len(df) == 4 and set(df["status"]) == {"COMPLETE"}  # 2 configurations x 2 seeds
+    for t in study.trials:  # Optuna's value is the mean over seeds of our stored metric
+        rows = df[df["param.eps"] == t.params["eps"]]
+        assert t.value == pytest.approx(rows["val_error"].mean())
+
+
+def test_sigkill_mid_study_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path}/k.db"
+    spec = tiny("killed", url, seeds=[0, 1, 2])
+    spec["task"]["steps"] = 60
+    spec["task"]["hidden"] = [64]
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    cmd = [sys.executable, "-m", "vat_study.cli", "run", str(path), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    store = Store(url)
+    deadline = time.time() + 120
+    done_before = {}
+    try:
+        while time.time() < deadline:
+            time.sleep(0.2)
+            try:
+                df = store.trials_frame("killed")
+            except Exception:  # noqa: BLE001  the database may not exist yet
+                continue
+            if not df.empty and (df.status == "COMPLETE").sum() >= 2 and (df.status == "RUNNING").any():
+                os.killpg(proc.pid, signal.SIGKILL)
+                done_before = {r.key: r.finished_at for r in df[df.status == "COMPLETE"].itertuples()}
+                break
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert done_before, "the study finished before it could be killed"
+    df = store.trials_frame("killed")
+    assert (df.status == "RUNNING").sum() >= 1 and len(df) < 9
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "redone" in rerun.stdout
+    df = store.trials_frame("killed")
+    assert len(df) == 9 and df["key"].is_unique and set(df.status) == {"COMPLETE"}
+    for key, finished in done_before.items():  # finished trials were not run again
+        row = df[df.key == key].iloc[0]
+        assert row.finished_at == finished and row.attempts == 1
+    assert (df.attempts == 2).sum() >= 1  # the interrupted one was redone
+    m = store.metrics_frame("killed")
+    assert not m.duplicated(["trial_id", "step", "name"]).any()

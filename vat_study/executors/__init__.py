@@ -1,0 +1,13 @@
+"""How trials are run: ``ray`` (Ray Tune, the default: scales to GPUs and clusters) and ``local``
+(in-process: debugging, notebooks, tests). Both write the same store contents."""
+
+from .common import RunSummary, plan
+from .local import run_local
+
+__all__ = ["RunSummary", "plan", "run_local", "run_ray"]
+
+
+def run_ray(*args, **kwargs):  # imported lazily: Ray is heavy and not needed for local runs
+    from .ray_tune import run_ray as _run
+
+    return _run(*args, **kwargs)

@@ -1,0 +1,232 @@
+"""What both executors share: the plan of a (re)run, one trial's execution, Optuna plumbing."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..objective import run_trial
+from ..spec import PlannedTrial, StudySpec
+from ..store import Store
+
+
+@dataclass
+class RunSummary:
+    study: str
+    planned: int = 0  # trials this study has (grid) or configurations asked for (optuna)
+    skipped: int = 0  # already COMPLETE in the store: not run again
+    ran: int = 0
+    failed: int = 0
+    interrupted_marked: int = 0  # RUNNING rows of a killed run, marked FAILED and redone
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    study_id: int
+    todo: list[PlannedTrial]
+    done: list[PlannedTrial]
+    interrupted: int
+
+
+def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
+    """Register the study, mark trials a killed run left RUNNING as FAILED, and split the grid
+    into trials still to run and trials already COMPLETE."""
+    study_id = store.get_or_create_study(spec.name, spec.model_dump(mode="json"), spec_path)
+    interrupted = store.fail_interrupted(study_id)
+    statuses = store.trial_statuses(study_id)
+    trials = spec.expand() if not spec.is_optuna else []
+    done = [t for t in trials if statuses.get(t.key) == "COMPLETE"]
+    todo = [t for t in trials if statuses.get(t.key) != "COMPLETE"]
+    return Plan(study_id, todo, done, interrupted)
+
+
+def execute_trial(store: Store, study_id: int, t: PlannedTrial, optuna_number: int | None = None,
+                  report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
+                  threads: int = 1) -> dict[str, Any] | None:
+    """Run one trial through run_trial, recording it; a failure is recorded as FAILED, not raised.
+    A KeyboardInterrupt/kill leaves it RUNNING, which the next run marks FAILED and redoes.
+
+    ``threads``: torch's intra-op threads for the trial (the study's per-trial cpu), the same in
+    every executor, so one seed gives the same numbers in-process and on Ray."""
+    import torch
+    trial_id = store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
+                                 config=t.config, optuna_number=optuna_number)
+
+    def report(step: int, metrics: Mapping[str, float]) -> None:
+        store.report(trial_id, step, metrics)
+        if report_hook is not None:
+            report_hook(step, metrics)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(int(threads), 1))
+    try:
+        metrics = run_trial(t.config, report)
+    except Exception:  # noqa: BLE001  one failing trial never stops the study
+        store.fail_trial(trial_id, traceback.format_exc())
+        return None
+    finally:
+        torch.set_num_threads(previous)
+    store.finish_trial(trial_id, metrics)
+    return metrics
+
+
+def threads_for(spec: StudySpec) -> int:
+    return max(int(spec.executor.per_trial.cpu), 1)
+
+
+def run_configuration(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any],
+                      optuna_number: int | None = None) -> float:
+    """All seeds of one configuration (an Optuna point); returns the mean metric over seeds.
+    Seeds already COMPLETE in the store are reused, not re-run. Raises if any seed failed."""
+    values = []
+    for seed in spec.seeds:
+        t = PlannedTrial.make(spec, params, seed)
+        value = store.final_metric(study_id, t.key, spec.metric.name)
+        if value is None:
+            metrics = execute_trial(store, study_id, t, optuna_number, threads=threads_for(spec))
+            if metrics is None:
+                raise RuntimeError(f"seed {seed} failed (see the store for its traceback)")
+            value = metrics.get(spec.metric.name)
+        if value is None or not math.isfinite(float(value)):
+            raise RuntimeError(f"metric {spec.metric.name!r} is missing or not finite for seed {seed}")
+        values.append(float(value))
+    return statistics.fmean(values)
+
+
+# ------------------------------------------------------------------------------ optuna
+
+
+def optuna_sampler(spec: StudySpec):
+    import optuna
+
+    o = spec.search.optuna  # type: ignore[union-attr]
+    if o.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=o.seed)
+    if o.sampler == "grid":
+        space = {k: (d.choices if d.type == "choice" else list(range(int(d.low), int(d.high) + 1, d.step or 1)))
+                 for k, d in o.space.items()}
+        return optuna.samplers.GridSampler(space, seed=o.seed)
+    return optuna.samplers.TPESampler(seed=o.seed)
+
+
+def suggest(trial, spec: StudySpec) -> dict[str, Any]:
+    """Define-by-run search space (Optuna's trial.suggest_*)."""
+    params: dict[str, Any] = {}
+    for k, d in spec.search.optuna.space.items():  # type: ignore[union-attr]
+        if d.type == "choice":
+            params[k] = trial.suggest_categorical(k, d.choices)
+        elif d.type == "int":
+            params[k] = trial.suggest_int(k, int(d.low), int(d.high), step=d.step or 1, log=d.log)
+        else:
+            params[k] = trial.suggest_float(k, d.low, d.high, log=d.type == "log_uniform" or d.log)
+    return params
+
+
+def optuna_storage(url: str):
+    import optuna
+
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                      if url.startswith("sqlite") else {"pool_pre_ping": True})
+
+
+def prepare_optuna(spec: StudySpec) -> tuple[Any, int, int]:
+    """Load or create the Optuna study in the store's database; trials a killed run left RUNNING
+    become FAIL and their parameters are enqueued again. Returns (study, remaining, interrupted)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "minimize" if spec.metric.mode == "min" else "maximize"
+    study = optuna.create_study(storage=optuna_storage(spec.storage), study_name=spec.name,
+                                sampler=optuna_sampler(spec), direction=direction, load_if_exists=True)
+    interrupted = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t.state == TrialState.RUNNING:
+            study._storage.set_trial_system_attr(t._trial_id, "vat_interrupted", True)
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial(t.params, skip_if_exists=False)
+            interrupted += 1
+    counted = [t for t in study.get_trials(deepcopy=False)
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (t.state == TrialState.FAIL and not t.system_attrs.get("vat_interrupted"))]
+    remaining = max(spec.search.optuna.n_trials - len(counted), 0)  # type: ignore[union-attr]
+    return study, remaining, interrupted
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+class Progress:
+    """A live display (done / running / failed, best so far, elapsed and ETA) fed by polling the
+    store, so it works the same for in-process trials and Ray workers."""
+
+    def __init__(self, spec: StudySpec, store: Store, study_id: int, total: int, baseline_done: int,
+                 enabled: bool = True) -> None:
+        self.spec, self.store, self.study_id = spec, store, study_id
+        self.total, self.baseline_done, self.enabled = total, baseline_done, enabled
+        self.t0 = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live = None
+
+    def line(self) -> str:
+        df = self.store.trials_frame(self.spec.name)
+        if df.empty:
+            counts, best = {}, None
+        else:
+            counts = df["status"].value_counts().to_dict()
+            m = self.spec.metric.name
+            ok = df[df["status"] == "COMPLETE"]
+            best = None
+            if m in ok and ok[m].notna().any():
+                best = ok[m].min() if self.spec.metric.mode == "min" else ok[m].max()
+        done = counts.get("COMPLETE", 0)
+        new_done = max(done - self.baseline_done, 0)
+        elapsed = time.time() - self.t0
+        left = max(self.total - done, 0)
+        eta = f"{elapsed / new_done * left:.0f}s" if new_done and self.total else "?"
+        best_s = f"{best:.4f}" if best is not None else "-"
+        total_s = f"/{self.total}" if self.total else ""
+        return (f"[bold]{self.spec.name}[/]  done {done}{total_s}  running {counts.get('RUNNING', 0)}  "
+                f"failed {counts.get('FAILED', 0)}  best {self.spec.metric.name} {best_s}  "
+                f"elapsed {elapsed:.0f}s  eta {eta}")
+
+    def __enter__(self) -> Progress:
+        if not self.enabled:
+            return self
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(self.line(), console=Console(stderr=True), refresh_per_second=2, transient=False)
+        self._live.__enter__()
+
+        def loop() -> None:
+            while not self._stop.wait(1.0):
+                try:
+                    self._live.update(self.line())
+                except Exception:  # noqa: BLE001  a display hiccup never stops a study
+                    pass
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.enabled:
+            return
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            self._live.update(self.line())
+        finally:
+            self._live.__exit__(*exc)
+            self._live.console.print()

@@ -1,0 +1,47 @@
+"""The in-process executor: the same study, trial after trial, in this Python process."""
+
+from __future__ import annotations
+
+import time
+
+from ..spec import StudySpec
+from ..store import Store
+from .common import Progress, RunSummary, execute_trial, plan, prepare_optuna, run_configuration, suggest, threads_for
+
+
+def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
+    store = Store(spec.storage)
+    p = plan(spec, store, spec_path)
+    summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
+    t0 = time.time()
+    if not spec.is_optuna:
+        summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
+        with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
+            for t in p.todo:
+                metrics = execute_trial(store, p.study_id, t, threads=threads_for(spec))
+                summary.ran += 1
+                if metrics is None:
+                    summary.failed += 1
+    else:
+        import optuna
+
+        study, remaining, interrupted = prepare_optuna(spec)
+        summary.interrupted_marked += interrupted
+        summary.planned = spec.search.optuna.n_trials  # type: ignore[union-attr]
+        summary.skipped = summary.planned - remaining
+        total = summary.planned * len(spec.seeds)
+        with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
+            for _ in range(remaining):
+                trial = study.ask()
+                params = suggest(trial, spec)
+                try:
+                    value = run_configuration(spec, store, p.study_id, params, trial.number)
+                except RuntimeError as e:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    summary.failed += 1
+                    summary.errors.append(f"optuna trial {trial.number}: {e}")
+                else:
+                    study.tell(trial, value)
+                summary.ran += 1
+    summary.seconds = time.time() - t0
+    return summary

@@ -1,0 +1,163 @@
+"""The Ray Tune executor (the default): trials as Tune trials, Optuna through ``OptunaSearch``.
+
+* Grid studies: the trials still to run are one ``tune.grid_search`` over planned trials; what
+  is COMPLETE in the store is never handed to Tune (resume is driven by our store, not by Tune's
+  experiment state: ``Tuner.restore`` with an RDB Optuna study re-runs finished trials).
+* Optuna studies: ``OptunaSearch`` with a define-by-run space over the study's Optuna study in
+  the same database (so it continues across runs); each Tune trial runs every seed of one
+  configuration and reports the mean metric.
+* Resources: ``tune.with_resources`` (cpu, fractional gpu per trial); ``max_concurrent_trials``
+  is always set (with a searcher Tune otherwise runs one trial at a time).
+* Lean: ``reuse_actors=True``, no TensorBoard/CSV/JSON loggers, Ray's own output off; progress
+  comes from our display polling the store. ``executor.address`` joins an existing cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from typing import Any
+
+from ..spec import PlannedTrial, StudySpec
+from ..store import Store
+from .common import (
+    Progress,
+    RunSummary,
+    execute_trial,
+    plan,
+    prepare_optuna,
+    run_configuration,
+    suggest,
+    threads_for,
+)
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _grid_trainable(config: dict[str, Any]) -> None:
+    """A Tune function trainable: one planned trial, recorded in the store by the worker."""
+    from ray import tune
+
+    t = PlannedTrial(**config["trial"])
+    store = Store(config["storage"])  # engine made here, in the worker (a live engine cannot be pickled)
+    metrics = execute_trial(store, config["study_id"], t, threads=config["threads"])
+    tune.report({"ok": int(metrics is not None), **({k: v for k, v in (metrics or {}).items()
+                                                    if isinstance(v, (int, float))})})
+
+
+def _optuna_trainable(config: dict[str, Any]) -> None:
+    """A Tune function trainable: every seed of one Optuna configuration; reports the mean metric."""
+    from ray import tune
+
+    spec = StudySpec.model_validate(config["spec"])
+    params = {k: config[k] for k in spec.search.optuna.space}  # type: ignore[union-attr]
+    store = Store(spec.storage)
+    try:
+        value = run_configuration(spec, store, config["study_id"], params)
+    except RuntimeError:
+        tune.report({"ok": 0})
+        raise
+    tune.report({"ok": 1, spec.metric.name: value})
+
+
+class _DefineByRun:
+    """The Optuna define-by-run space as a picklable callable (Tune may checkpoint the searcher)."""
+
+    def __init__(self, spec_json: dict[str, Any]) -> None:
+        self.spec_json = spec_json
+
+    def __call__(self, trial) -> None:
+        suggest(trial, StudySpec.model_validate(self.spec_json))
+        return None
+
+
+def _init_ray(spec: StudySpec) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                                  configure_logging=True)
+    if spec.executor.address:
+        ray.init(address=spec.executor.address, **kwargs)
+    else:
+        ray.init(**kwargs)
+
+
+def _max_concurrent(spec: StudySpec) -> int:
+    import ray
+
+    if spec.executor.max_concurrent:
+        return spec.executor.max_concurrent
+    res = ray.cluster_resources()
+    per = spec.executor.per_trial
+    n = int(res.get("CPU", 1) // per.cpu)
+    if per.gpu > 0:
+        n = min(n, int(res.get("GPU", 0) // per.gpu))
+    return max(n, 1)
+
+
+def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
+    from ray import tune
+
+    store = Store(spec.storage)
+    p = plan(spec, store, spec_path)
+    summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
+    t0 = time.time()
+    resources = {"cpu": spec.executor.per_trial.cpu, "gpu": spec.executor.per_trial.gpu}
+    run_config = tune.RunConfig(name=spec.name, storage_path=tempfile.mkdtemp(prefix="vat-study-ray-"),
+                                verbose=0, log_to_file=False)
+
+    if not spec.is_optuna:
+        summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
+        if not p.todo:
+            summary.seconds = time.time() - t0
+            return summary
+        _init_ray(spec)
+        trainable = tune.with_resources(_grid_trainable, resources)
+        space = {"trial": tune.grid_search([dataclasses.asdict(t) for t in p.todo]),
+                 "storage": spec.storage, "study_id": p.study_id, "threads": threads_for(spec)}
+        tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
+                           tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_max_concurrent(spec)))
+        with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
+            results = tuner.fit()
+        for r in results:
+            summary.ran += 1
+            if r.error is not None or not (r.metrics or {}).get("ok"):
+                summary.failed += 1
+    else:
+        from ray.tune.search.optuna import OptunaSearch
+
+        from .common import optuna_sampler, optuna_storage
+
+        study, remaining, interrupted = prepare_optuna(spec)
+        summary.interrupted_marked += interrupted
+        summary.planned = spec.search.optuna.n_trials  # type: ignore[union-attr]
+        summary.skipped = summary.planned - remaining
+        if remaining == 0:
+            summary.seconds = time.time() - t0
+            return summary
+        _init_ray(spec)
+        searcher = OptunaSearch(space=_DefineByRun(spec.model_dump(mode="json")), metric=spec.metric.name,
+                                mode=spec.metric.mode, sampler=optuna_sampler(spec), study_name=spec.name,
+                                storage=optuna_storage(spec.storage))
+        trainable = tune.with_resources(_optuna_trainable, resources)
+        space = {"spec": spec.model_dump(mode="json"), "study_id": p.study_id}
+        tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
+                           tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True,
+                                                       max_concurrent_trials=_max_concurrent(spec)))
+        total = summary.planned * len(spec.seeds)
+        with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
+            results = tuner.fit()
+        for r in results:
+            summary.ran += 1
+            if r.error is not None or not (r.metrics or {}).get("ok"):
+                summary.failed += 1
+    summary.seconds = time.time() - t0
+    return summary

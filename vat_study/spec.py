@@ -1,0 +1,373 @@
+"""Study files: schema, validation with field-level errors, ``--set`` overrides, trial expansion.
+
+A study file (YAML, loaded with ``yaml.safe_load``) has:
+
+    name        identifier of the study in the store ([A-Za-z0-9_.-]+)
+    task        trial keys that describe the task: dataset, mode, n_labeled, validation, model,
+                steps, batch, optimizer, eval_every, ... (any key of vat_study.config.TrialConfig)
+    method      {name: vat, eps, alpha, xi, power_iterations, direction}: the method's keys
+    search      null (one configuration), {grid: [{key: [values]}, ...]} (each grid expanded as a
+                cartesian product; several grids in one study, duplicates run once), or
+                {optuna: {sampler: tpe|random|grid, n_trials, seed, space: {key: distribution}}}
+                with distributions {type: uniform|log_uniform|int|choice, low, high | choices}
+    seeds       every configuration runs once per seed (the seeded repeats)
+    metric      {name: val_error, mode: min|max}: what "best" means and what Optuna optimizes
+    probes      trial probes (rvadv, grad_variance, fidelity)
+    executor    {kind: ray|local, per_trial: {cpu, gpu}, max_concurrent, address}
+    storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
+
+Every trial's config is validated before anything runs; errors name the study-file field.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .config import ConfigError, TrialConfig, format_validation_error
+
+DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads 1e-3 / 5E+2 as floats (YAML 1.1 wants a dot: '1.0e-3')."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def safe_load(text: str) -> Any:
+    """Safe YAML (no arbitrary objects) with scientific-notation floats."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  _Loader is a SafeLoader
+METHOD_KEYS = {"name": "method", "eps": "eps", "alpha": "alpha", "xi": "xi",
+               "power_iterations": "power_iterations", "direction": "direction"}
+
+
+class SpecError(ValueError):
+    """An invalid study file or override; ``str(e)`` lists every problem with its field."""
+
+    def __init__(self, problems: list[str], source: str = "study") -> None:
+        self.problems = problems
+        super().__init__(f"invalid {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Distribution(_Strict):
+    type: Literal["uniform", "log_uniform", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    step: int | None = Field(None, ge=1)
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Distribution:
+        if self.type == "choice":
+            if not self.choices:
+                raise ValueError("choices: a non-empty list is required for type 'choice'")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"low and high are required for type {self.type!r}")
+            if not self.low < self.high:
+                raise ValueError(f"low must be < high (got low={self.low}, high={self.high})")
+            if self.type == "log_uniform" and self.low <= 0:
+                raise ValueError(f"low must be > 0 for log_uniform (got {self.low})")
+            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+                raise ValueError("low and high must be integers for type 'int'")
+        return self
+
+    def endpoints(self) -> list[Any]:
+        if self.type == "choice":
+            return list(self.choices or [])
+        if self.type == "int":
+            return [int(self.low), int(self.high)]  # type: ignore[arg-type]
+        return [self.low, self.high]
+
+
+class OptunaSearch(_Strict):
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    n_trials: int = Field(ge=1)
+    seed: int | None = 0
+    space: dict[str, Distribution]
+
+    @field_validator("space")
+    @classmethod
+    def _nonempty(cls, v: dict[str, Distribution]) -> dict[str, Distribution]:
+        if not v:
+            raise ValueError("must name at least one parameter")
+        return v
+
+    @model_validator(mode="after")
+    def _grid_needs_choices(self) -> OptunaSearch:
+        if self.sampler == "grid":
+            bad = [k for k, d in self.space.items() if d.type not in ("choice", "int")]
+            if bad:
+                raise ValueError(f"space: the grid sampler needs 'choice' or 'int' distributions; {bad} are continuous")
+        return self
+
+
+class Search(_Strict):
+    grid: list[dict[str, list[Any]]] | None = None
+    optuna: OptunaSearch | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Search:
+        if (self.grid is None) == (self.optuna is None):
+            raise ValueError("give exactly one of 'grid' or 'optuna'")
+        for i, g in enumerate(self.grid or []):
+            for k, vals in g.items():
+                if not isinstance(vals, list) or not vals:
+                    raise ValueError(f"grid[{i}].{k}: must be a non-empty list of values")
+        return self
+
+
+class Metric(_Strict):
+    name: str = "val_error"
+    mode: Literal["min", "max"] = "min"
+
+
+class PerTrial(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class Executor(_Strict):
+    kind: Literal["ray", "local"] = "ray"
+    per_trial: PerTrial = PerTrial()
+    max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
+    address: str | None = None
+
+
+class StudySpec(_Strict):
+    name: str
+    description: str | None = None
+    task: dict[str, Any] = Field(default_factory=dict)
+    method: dict[str, Any] = Field(default_factory=lambda: {"name": "vat"})
+    search: Search | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    metric: Metric = Metric()
+    probes: dict[str, Any] | None = None
+    executor: Executor = Executor()
+    storage: str = DEFAULT_STORAGE
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", v):
+            raise ValueError("must be 1-100 characters of letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError("must be a non-empty list of distinct integers >= 0")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError("must be an SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db")
+        return v
+
+    # ---------------------------------------------------------------- trial configs
+
+    def base_config(self) -> dict[str, Any]:
+        """The trial config shared by every trial (task + method + probes), before search params and seed."""
+        cfg = copy.deepcopy(self.task)
+        for k, v in self.method.items():
+            cfg[METHOD_KEYS.get(k, k)] = copy.deepcopy(v)
+        if self.probes is not None:
+            cfg["probes"] = copy.deepcopy(self.probes)
+        return cfg
+
+    def trial_config(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        cfg = self.base_config()
+        for k, v in params.items():
+            set_dotted(cfg, k, v)
+        cfg["seed"] = seed
+        return cfg
+
+    def configurations(self) -> list[dict[str, Any]]:
+        """Grid points (duplicates across grids removed, first occurrence kept); [{}] without search.
+        Optuna studies have no fixed list (their points come from the sampler)."""
+        if self.search is None:
+            return [{}]
+        if self.search.grid is None:
+            return []
+        seen, out = set(), []
+        for g in self.search.grid:
+            keys = list(g)
+            for values in itertools.product(*(g[k] for k in keys)):
+                point = dict(zip(keys, values))
+                key = canonical(point)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(point)
+        return out
+
+    def expand(self) -> list[PlannedTrial]:
+        """Every (configuration, seed) trial of a grid study, in order; configurations x seeds."""
+        return [PlannedTrial.make(self, p, s) for p in self.configurations() for s in self.seeds]
+
+    @property
+    def is_optuna(self) -> bool:
+        return self.search is not None and self.search.optuna is not None
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    key: str  # unique within the study: hash of (params, seed)
+    config_key: str  # hash of params alone: groups the seeds of one configuration
+    params: dict[str, Any]
+    seed: int
+    config: dict[str, Any]  # the full trial config handed to run_trial
+
+    @staticmethod
+    def make(spec: StudySpec, params: Mapping[str, Any], seed: int) -> PlannedTrial:
+        params = dict(params)
+        return PlannedTrial(key=digest({"params": params, "seed": seed}), config_key=digest(params),
+                            params=params, seed=seed, config=spec.trial_config(params, seed))
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha1(canonical(obj).encode()).hexdigest()[:16]
+
+
+def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = node[p] = {}
+        node = nxt
+    node[parts[-1]] = value
+
+
+# -------------------------------------------------------------------- loading and validation
+
+
+def _section_of(spec: StudySpec, key: str) -> str:
+    if key in {METHOD_KEYS[k] for k in spec.method} or key in spec.method:
+        inv = {v: k for k, v in METHOD_KEYS.items()}
+        return f"method.{inv.get(key, key)}"
+    if key == "probes" and spec.probes is not None:
+        return "probes"
+    return f"task.{key}"
+
+
+def validate_trials(spec: StudySpec) -> None:
+    """Validate the trial config of every planned trial (grid) or of every endpoint/choice of the
+    Optuna space, so a bad value stops the study before anything runs."""
+    problems: list[str] = []
+
+    def check(params: Mapping[str, Any], where: str) -> None:
+        cfg = spec.trial_config(params, spec.seeds[0])
+        try:
+            TrialConfig.model_validate(cfg)
+        except ValidationError as e:
+            for line in format_validation_error(e):
+                field, _, msg = line.partition(": ")
+                top = field.split(".")[0]
+                dotted = any(k == field or field.startswith(k + ".") for k in params)
+                place = where if (top in params or dotted) else _section_of(spec, top) + field[len(top):]
+                problems.append(f"{place}: {msg}" if place != where else f"{where} ({field}): {msg}")
+
+    check({}, "task") if spec.search is None else None
+    if spec.search is not None and spec.search.grid is not None:
+        for i, g in enumerate(spec.search.grid):
+            for k in g:
+                top = k.split(".")[0]
+                if top not in TrialConfig.model_fields:
+                    problems.append(f"search.grid[{i}].{k}: unknown trial key")
+        if not problems:
+            for p in spec.configurations():
+                check(p, f"search.grid point {canonical(p)}")
+    if spec.is_optuna:
+        space = spec.search.optuna.space  # type: ignore[union-attr]
+        for k in space:
+            if k.split(".")[0] not in TrialConfig.model_fields:
+                problems.append(f"search.optuna.space.{k}: unknown trial key")
+        if not problems:
+            for k, dist in space.items():
+                for v in dist.endpoints():
+                    check({k: v}, f"search.optuna.space.{k} value {v!r}")
+    # de-duplicate while keeping order
+    seen: set[str] = set()
+    uniq = [p for p in problems if not (p in seen or seen.add(p))]
+    if uniq:
+        raise SpecError(uniq)
+
+
+def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: str = "study") -> StudySpec:
+    if not isinstance(data, Mapping):
+        raise SpecError([f"the study file must hold a mapping (name, task, method, search, ...), got {type(data).__name__}"], source)
+    data = copy.deepcopy(dict(data))
+    for k, v in (overrides or {}).items():
+        set_dotted(data, k, v)
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e), source) from None
+    validate_trials(spec)
+    return spec
+
+
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError([f"cannot read study file {str(path)!r}: {e.strerror}"], str(path)) from None
+    try:
+        data = safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError([f"not valid YAML: {e}"], str(path)) from None
+    return parse_spec(data, overrides, str(path))
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set task.steps=3000`` -> {"task.steps": 3000}; values are YAML scalars or lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError([f"--set {item!r}: expected key=value, e.g. --set task.steps=3000"], "--set")
+        try:
+            value = safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise SpecError([f"--set {item!r}: the value is not valid YAML"], "--set") from None
+        out[key] = value
+    return out
+
+
+__all__ = ["StudySpec", "PlannedTrial", "SpecError", "ConfigError", "load_spec", "parse_spec", "parse_set",
+           "DEFAULT_STORAGE"]
