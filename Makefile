@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/vat-study trial
+	$(BIN)/vat-study run studies/quickstart.yaml
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.step_time

@@ -104,17 +104,20 @@ def run_configuration(spec: StudySpec, store: Store, study_id: int, params: Mapp
 # ------------------------------------------------------------------------------ optuna
 
 
-def optuna_sampler(spec: StudySpec):
+def optuna_sampler(spec: StudySpec, offset: int = 0):
+    """The study's sampler. ``offset`` (trials the study already has) shifts the seed, so a
+    resumed seeded sampler does not replay the points it proposed in the first run."""
     import optuna
 
     o = spec.search.optuna  # type: ignore[union-attr]
+    seed = None if o.seed is None else o.seed + offset
     if o.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=o.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if o.sampler == "grid":
         space = {k: (d.choices if d.type == "choice" else list(range(int(d.low), int(d.high) + 1, d.step or 1)))
                  for k, d in o.space.items()}
-        return optuna.samplers.GridSampler(space, seed=o.seed)
-    return optuna.samplers.TPESampler(seed=o.seed)
+        return optuna.samplers.GridSampler(space, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def suggest(trial, spec: StudySpec) -> dict[str, Any]:
@@ -139,7 +142,8 @@ def optuna_storage(url: str):
 
 def prepare_optuna(spec: StudySpec) -> tuple[Any, int, int]:
     """Load or create the Optuna study in the store's database; trials a killed run left RUNNING
-    become FAIL and their parameters are enqueued again. Returns (study, remaining, interrupted)."""
+    become FAIL and their parameters are enqueued again. Returns (study, remaining, interrupted);
+    ``study.sampler`` is seeded for this run (see ``optuna_sampler``)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -158,6 +162,7 @@ def prepare_optuna(spec: StudySpec) -> tuple[Any, int, int]:
                if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
                or (t.state == TrialState.FAIL and not t.system_attrs.get("vat_interrupted"))]
     remaining = max(spec.search.optuna.n_trials - len(counted), 0)  # type: ignore[union-attr]
+    study.sampler = optuna_sampler(spec, offset=len(study.get_trials(deepcopy=False)))
     return study, remaining, interrupted
 
 

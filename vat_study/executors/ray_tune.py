@@ -134,7 +134,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     else:
         from ray.tune.search.optuna import OptunaSearch
 
-        from .common import optuna_sampler, optuna_storage
+        from .common import optuna_storage
 
         study, remaining, interrupted = prepare_optuna(spec)
         summary.interrupted_marked += interrupted
@@ -145,7 +145,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             return summary
         _init_ray(spec)
         searcher = OptunaSearch(space=_DefineByRun(spec.model_dump(mode="json")), metric=spec.metric.name,
-                                mode=spec.metric.mode, sampler=optuna_sampler(spec), study_name=spec.name,
+                                mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
                                 storage=optuna_storage(spec.storage))
         trainable = tune.with_resources(_optuna_trainable, resources)
         space = {"spec": spec.model_dump(mode="json"), "study_id": p.study_id}
