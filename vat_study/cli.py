@@ -107,11 +107,14 @@ def trial(
     out.print(table)
 
 
-def _load_study(path: Path, set_: list[str], executor: Optional[str], storage: Optional[str]):
+def _load_study(path: Path, set_: list[str], executor: Optional[str], storage: Optional[str],
+                address: Optional[str] = None):
     from .spec import SpecError, load_spec, parse_set
 
     try:
         overrides = parse_set(set_)
+        if address is not None:
+            overrides["executor.address"] = address
         if executor is not None:
             overrides["executor.kind"] = executor
         if storage is not None:
@@ -150,6 +153,22 @@ def _summary_table(spec, store) -> Table:
     return table
 
 
+def _existing_store(storage: str):
+    """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
+    import re
+
+    from sqlalchemy.engine import make_url
+
+    from .store import Store
+
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", storage):
+        _fail(f"--storage {storage!r}: must be an SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db")
+    url = make_url(storage)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        _fail(f"--storage {storage!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
+    return Store(storage)
+
+
 @app.command()
 def run(
     study: Path = typer.Argument(..., help="Study file (YAML)."),
@@ -158,9 +177,10 @@ def run(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a study field: --set task.steps=3000"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trials; run and write nothing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
+    address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray start --head)."),
 ) -> None:
     """Run (or continue) a study: every trial lands in the store; finished trials are not rerun."""
-    spec = _load_study(study, set_, executor, storage)
+    spec = _load_study(study, set_, executor, storage, address)
     if dry_run:
         table = Table(title=f"{spec.name}: trials ({spec.executor.kind} executor, storage {spec.storage})")
         if spec.is_optuna:
@@ -202,9 +222,7 @@ def status(
     storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
 ) -> None:
     """Studies in the store, or one study's trials by status."""
-    from .store import Store
-
-    store = Store(storage)
+    store = _existing_store(storage)
     if study is None:
         table = Table(title=f"studies in {storage}")
         for c in ("study", "trials", "complete", "running", "failed"):
@@ -236,11 +254,9 @@ def export(
     storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
 ) -> None:
     """Write a study's trials (params, seed, status, final metrics) and per-step metrics to files."""
-    from .store import Store
-
     if format not in ("csv", "parquet"):
         _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
-    store = Store(storage)
+    store = _existing_store(storage)
     if store.study_id(study) is None:
         _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
     target = out_path or Path("results") / study / f"trials.{format}"
