@@ -140,6 +140,15 @@ def optuna_storage(url: str):
                                       if url.startswith("sqlite") else {"pool_pre_ping": True})
 
 
+def begin_optuna(spec: StudySpec, summary: RunSummary) -> tuple[Any, int]:
+    """prepare_optuna, with the counts recorded in ``summary``. Returns (study, remaining)."""
+    study, remaining, interrupted = prepare_optuna(spec)
+    summary.interrupted_marked += interrupted
+    summary.planned = spec.search.optuna.n_trials  # type: ignore[union-attr]
+    summary.skipped = summary.planned - remaining
+    return study, remaining
+
+
 def prepare_optuna(spec: StudySpec) -> tuple[Any, int, int]:
     """Load or create the Optuna study in the store's database; trials a killed run left RUNNING
     become FAIL and their parameters are enqueued again. Returns (study, remaining, interrupted);

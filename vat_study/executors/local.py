@@ -6,7 +6,7 @@ import time
 
 from ..spec import StudySpec
 from ..store import Store
-from .common import Progress, RunSummary, execute_trial, plan, prepare_optuna, run_configuration, suggest, threads_for
+from .common import Progress, RunSummary, execute_trial, plan, begin_optuna, run_configuration, suggest, threads_for
 
 
 def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
@@ -25,10 +25,7 @@ def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool =
     else:
         import optuna
 
-        study, remaining, interrupted = prepare_optuna(spec)
-        summary.interrupted_marked += interrupted
-        summary.planned = spec.search.optuna.n_trials  # type: ignore[union-attr]
-        summary.skipped = summary.planned - remaining
+        study, remaining = begin_optuna(spec, summary)
         total = summary.planned * len(spec.seeds)
         with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
             for _ in range(remaining):

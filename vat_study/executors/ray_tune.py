@@ -28,7 +28,7 @@ from .common import (
     RunSummary,
     execute_trial,
     plan,
-    prepare_optuna,
+    begin_optuna,
     run_configuration,
     suggest,
     threads_for,
@@ -136,10 +136,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
 
         from .common import optuna_storage
 
-        study, remaining, interrupted = prepare_optuna(spec)
-        summary.interrupted_marked += interrupted
-        summary.planned = spec.search.optuna.n_trials  # type: ignore[union-attr]
-        summary.skipped = summary.planned - remaining
+        study, remaining = begin_optuna(spec, summary)
         if remaining == 0:
             summary.seconds = time.time() - t0
             return summary
