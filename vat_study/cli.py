@@ -3,6 +3,7 @@
     vat-study run STUDY.yaml [--executor ray|local] [--storage URL] [--set k=v]... [--dry-run]
     vat-study status [STUDY] [--storage URL]
     vat-study export STUDY --format csv|parquet [--out FILE] [--storage URL]
+    vat-study report STUDY [--storage URL] [--out DIR]
     vat-study trial [--config FILE.yaml] [--set key=value]...   one run_trial, metrics printed
     vat-study defaults                                          the resolved default trial config
 """
@@ -68,8 +69,7 @@ def trial(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-evaluation lines."),
 ) -> None:
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
-    from .config import ConfigError, TrialConfig
-    from .objective import run_trial
+    from .objective import ConfigError, resolve_config, run_trial
 
     cfg: dict[str, Any] = {}
     if config is not None:
@@ -82,7 +82,7 @@ def trial(
         cfg = loaded or {}
     try:
         cfg = deep_merge(cfg, parse_overrides(set_))
-        TrialConfig.from_mapping(cfg)  # validate before printing anything
+        resolve_config(cfg)  # validate before printing anything
     except (ValueError, ConfigError) as e:
         _fail(str(e))
 
@@ -271,6 +271,23 @@ def export(
     for df, path in ((trials, target), (metrics, steps_target)):
         df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
     out.print(f"wrote {target} ({len(trials)} trials) and {steps_target} ({len(metrics)} metric rows)")
+
+
+@app.command()
+def report(
+    study: str = typer.Argument(..., help="Study name."),
+    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default results/<study>/)."),
+) -> None:
+    """The paper's figures and tables that the study's data allows, into results/<study>/."""
+    store = _existing_store(storage)
+    if store.study_id(study) is None:
+        _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
+    from analysis.report import write_report
+
+    path, skipped = write_report(storage, study, out_dir)
+    out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
+                                   if skipped else ""))
 
 
 @app.command()

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import format_validation_error
+
 from .data import DATASET_NAMES
 from .models import CONV_MODELS, MODEL_NAMES
 from .regularizers import DEFAULT_XI
@@ -201,18 +203,3 @@ class TrialConfig(_Strict):
             return cls.model_validate(dict(config))
         except ValidationError as e:
             raise ConfigError(format_validation_error(e)) from None
-
-
-def format_validation_error(e: ValidationError, prefix: str = "") -> list[str]:
-    """One line per problem: the dotted field name, what is wrong or allowed, and the value given."""
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        loc = prefix + loc if loc else (prefix.rstrip(".") or "config")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not a setting; check its spelling)"
-        given = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(given, Mapping) else f" (got {given!r})"
-        lines.append(f"{loc}: {msg}{shown}")
-    return lines

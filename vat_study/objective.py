@@ -92,6 +92,17 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     return metrics
 
 
+def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fully resolved trial config (every key, defaults filled in) as a plain dict, exactly as
+    run_trial would use it; raises ConfigError naming each bad field. The platform validates
+    study files and records trials with this, so it needs nothing else from the science side."""
+    return TrialConfig.from_mapping(config).model_dump(mode="json")
+
+
+CONFIG_KEYS: frozenset[str] = frozenset(TrialConfig.model_fields)
+"""The top-level keys a trial config may have."""
+
+
 def default_config() -> dict[str, Any]:
     """The fully resolved default config (the offline default trial) as a plain dict."""
     return TrialConfig().model_dump()

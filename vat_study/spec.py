@@ -34,7 +34,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config import ConfigError, TrialConfig, format_validation_error
+from .errors import format_validation_error
+from .objective import CONFIG_KEYS, ConfigError, resolve_config
 
 DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
 
@@ -291,9 +292,9 @@ def validate_trials(spec: StudySpec) -> None:
     def check(params: Mapping[str, Any], where: str) -> None:
         cfg = spec.trial_config(params, spec.seeds[0])
         try:
-            TrialConfig.model_validate(cfg)
-        except ValidationError as e:
-            for line in format_validation_error(e):
+            resolve_config(cfg)
+        except ConfigError as e:
+            for line in e.problems:
                 field, _, msg = line.partition(": ")
                 top = field.split(".")[0]
                 dotted = any(k == field or field.startswith(k + ".") for k in params)
@@ -305,7 +306,7 @@ def validate_trials(spec: StudySpec) -> None:
         for i, g in enumerate(spec.search.grid):
             for k in g:
                 top = k.split(".")[0]
-                if top not in TrialConfig.model_fields:
+                if top not in CONFIG_KEYS:
                     problems.append(f"search.grid[{i}].{k}: unknown trial key")
         if not problems:
             for p in spec.configurations():
@@ -313,7 +314,7 @@ def validate_trials(spec: StudySpec) -> None:
     if spec.is_optuna:
         space = spec.search.optuna.space  # type: ignore[union-attr]
         for k in space:
-            if k.split(".")[0] not in TrialConfig.model_fields:
+            if k.split(".")[0] not in CONFIG_KEYS:
                 problems.append(f"search.optuna.space.{k}: unknown trial key")
         if not problems:
             for k, dist in space.items():

@@ -37,6 +37,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 STATUSES = ("RUNNING", "COMPLETE", "FAILED", "PRUNED")
+CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alpha", "power_iterations", "xi",
+                  "direction", "steps", "noise_sigma")
+"""Resolved config values copied into trials_frame columns (the analyses group by them)."""
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -297,14 +300,14 @@ class Store:
             row = dict(trial_id=t.id, key=t.key, config_key=t.config_key, seed=t.seed, status=t.status,
                        error=t.error, attempts=t.attempts, optuna_number=t.optuna_number,
                        started_at=t.started_at, finished_at=t.finished_at, host=t.host,
-                       method=t.config.get("method"), eps=t.config.get("eps"), alpha=t.config.get("alpha"),
-                       power_iterations=t.config.get("power_iterations"), xi=t.config.get("xi"))
+                       **{k: t.config.get(k) for k in CONFIG_COLUMNS})
             row.update({f"param.{k}": v for k, v in t.params.items()})
             rows.append(row)
         df = pd.DataFrame(rows)
         if finals and not df.empty:
             wide = pd.DataFrame(finals, columns=["trial_id", "name", "value"]).pivot(
                 index="trial_id", columns="name", values="value")
+            wide = wide.drop(columns=[c for c in wide.columns if c in df.columns])  # config columns win
             df = df.merge(wide, left_on="trial_id", right_index=True, how="left")
         return df
 

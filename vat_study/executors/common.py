@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..objective import run_trial
+from ..objective import resolve_config, run_trial
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 
@@ -58,7 +58,7 @@ def execute_trial(store: Store, study_id: int, t: PlannedTrial, optuna_number: i
     every executor, so one seed gives the same numbers in-process and on Ray."""
     import torch
     trial_id = store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                 config=t.config, optuna_number=optuna_number)
+                                 config=resolve_config(t.config), optuna_number=optuna_number)
 
     def report(step: int, metrics: Mapping[str, float]) -> None:
         store.report(trial_id, step, metrics)

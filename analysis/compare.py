@@ -1,0 +1,82 @@
+"""Method comparison with seeded repeats: paired by seed, per-seed differences, mean difference
+with a 95 % t confidence interval and a paired t-test; and across a grid, which configurations of
+one method differ significantly from the other method's best (Holm-adjusted p-values)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .data import Skip, StudyData, best_config, holm, label, paired_test
+from .plotting import percent, plt, save
+
+ORDER = [("rpt", "vat"), ("baseline", "vat"), ("baseline", "rpt"), ("vat", "vat_entmin"), ("at_l2", "vat")]
+
+
+def pairs(data: StudyData) -> list[tuple[str, str]]:
+    methods = set(data.complete["method"]) if not data.complete.empty else set()
+    return [(a, b) for a, b in ORDER if a in methods and b in methods]
+
+
+def _seed_values(df: pd.DataFrame, config_key: str, value: str) -> pd.Series:
+    return df[df["config_key"] == config_key].set_index("seed")[value]
+
+
+def compute_pair(data: StudyData, a: str, b: str, value: str = "test_error") -> tuple[pd.DataFrame, dict]:
+    """Each method at its best configuration (by the study metric), paired by seed on ``value``.
+    Returns (per-seed frame: seed, a, b, diff = b - a) and the paired_test summary with labels."""
+    df = data.complete
+    ka = best_config(df[df["method"] == a], data.metric, data.mode)
+    kb = best_config(df[df["method"] == b], data.metric, data.mode)
+    if ka is None or kb is None or value not in df:
+        raise Skip(f"no complete {a} and {b} trials with {value}")
+    va, vb = _seed_values(df, ka, value), _seed_values(df, kb, value)
+    seeds = sorted(set(va.index) & set(vb.index))
+    if len(seeds) < 2:
+        raise Skip(f"{a} vs {b}: fewer than 2 seeds shared by both best configurations")
+    per_seed = pd.DataFrame({"seed": seeds, a: va.loc[seeds].values, b: vb.loc[seeds].values})
+    per_seed["diff"] = per_seed[b] - per_seed[a]
+    summary = paired_test(per_seed[a].values, per_seed[b].values)
+    summary.update(a=a, b=b, value=value, config_a=label(df[df["config_key"] == ka].iloc[0]),
+                   config_b=label(df[df["config_key"] == kb].iloc[0]))
+    return per_seed, summary
+
+
+def compute_grid(data: StudyData, a: str, b: str, value: str = "test_error") -> pd.DataFrame:
+    """Every configuration of ``b`` against the best configuration of ``a``, paired by seed."""
+    df = data.complete
+    ka = best_config(df[df["method"] == a], data.metric, data.mode)
+    if ka is None:
+        raise Skip(f"no complete {a} trials")
+    va = _seed_values(df, ka, value)
+    rows = []
+    for kb, g in df[df["method"] == b].groupby("config_key", sort=False):
+        vb = g.set_index("seed")[value]
+        seeds = sorted(set(va.index) & set(vb.index))
+        if len(seeds) < 2:
+            continue
+        r = paired_test(va.loc[seeds].values, vb.loc[seeds].values)
+        r.update(config=label(g.iloc[0]), eps=g["eps"].iloc[0])
+        rows.append(r)
+    if len(rows) < 2:
+        raise Skip(f"{b} has fewer than two configurations with 2+ seeds shared with {a}")
+    out = pd.DataFrame(rows)
+    out["p_holm"] = holm(out["p"].tolist())
+    out["significant"] = out["p_holm"] < 0.05
+    return out.sort_values("eps").reset_index(drop=True)
+
+
+def draw_pair(per_seed: pd.DataFrame, summary: dict, stem: Path) -> list[Path]:
+    a, b = summary["a"], summary["b"]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for _, r in per_seed.iterrows():
+        ax.plot([0, 1], [r[a], r[b]], color="gray", alpha=0.6, marker="o")
+    ax.set_xticks([0, 1], [f"{a}\n{summary['config_a']}", f"{b}\n{summary['config_b']}"], fontsize=8)
+    ax.set_xlim(-0.3, 1.3)
+    ax.set_ylabel(f"{summary['value']} (one line per seed)")
+    percent(ax)
+    ax.set_title(f"{b} - {a}: {100 * summary['mean_diff']:+.2f} pts "
+                 f"[{100 * summary['ci_low']:+.2f}, {100 * summary['ci_high']:+.2f}]\n"
+                 f"95% CI, paired t-test p = {summary['p']:.3g}, n = {summary['n']} seeds", fontsize=9)
+    return save(fig, stem)

@@ -1,0 +1,40 @@
+"""Fig. 2: validation error and R_vadv over training, each method at its best configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .data import Skip, StudyData, best_config, mean_sd
+from .plotting import percent, plt, save
+
+
+def compute(data: StudyData) -> pd.DataFrame:
+    """Per method (best configuration), metric (val_error, rvadv) and step: mean/SD over seeds."""
+    df = data.complete
+    if df.empty:
+        raise Skip("no complete trials")
+    keys = {m: best_config(g, data.metric, data.mode) for m, g in df.groupby("method")}
+    keys = {m: k for m, k in keys.items() if k is not None}
+    c = data.metrics[data.metrics["name"].isin(("val_error", "rvadv"))].merge(df, on="trial_id")
+    c = c[c["config_key"].isin(set(keys.values()))]
+    if c.empty or c["step"].nunique() < 2:
+        raise Skip("needs val_error / R_vadv recorded at two or more steps")
+    return mean_sd(c, ["method", "name", "step"], "value")
+
+
+def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, name, ylabel in ((axes[0], "val_error", "validation error"), (axes[1], "rvadv", "R_vadv (nats)")):
+        for method, g in table[table["name"] == name].groupby("method"):
+            ax.plot(g["step"], g["mean"], marker=".", label=method)
+            ax.fill_between(g["step"], g["mean"] - g["sd"].fillna(0), g["mean"] + g["sd"].fillna(0), alpha=0.2)
+        ax.set_xlabel("update")
+        ax.set_ylabel(ylabel)
+        if name == "val_error":
+            percent(ax)
+        ax.legend()
+    axes[0].set_title("(a) performance")
+    axes[1].set_title("(b) smoothness (eval eps fixed)")
+    return save(fig, stem, note="Each method at its best configuration; lines: mean over seeds; band: +-1 SD")

@@ -1,0 +1,102 @@
+"""Loading a study from the store, and the small statistics every artifact shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from vat_study.store import Store
+
+
+class Skip(Exception):
+    """An artifact whose data the study does not have; the message is the one-line reason."""
+
+
+@dataclass
+class StudyData:
+    name: str
+    spec: dict[str, Any]
+    trials: pd.DataFrame  # one row per trial (all statuses)
+    metrics: pd.DataFrame  # long: trial_id, step, name, value
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"] == "COMPLETE"] if not self.trials.empty else self.trials
+
+    @property
+    def metric(self) -> str:
+        return (self.spec.get("metric") or {}).get("name", "val_error")
+
+    @property
+    def mode(self) -> str:
+        return (self.spec.get("metric") or {}).get("mode", "min")
+
+    def curves(self, name: str) -> pd.DataFrame:
+        """Per-step values of one metric joined with the trial columns (complete trials only)."""
+        m = self.metrics[self.metrics["name"] == name]
+        return m.merge(self.complete, on="trial_id", how="inner")
+
+
+def load(url: str, study: str) -> StudyData:
+    store = Store(url)
+    spec = store.study_spec(study)
+    if spec is None:
+        raise KeyError(f"study {study!r} is not in {url} (known: {', '.join(store.study_names()) or 'none'})")
+    return StudyData(study, spec, store.trials_frame(study), store.metrics_frame(study))
+
+
+def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean, sample SD (ddof=1; NaN for one seed) and count of ``value`` per group."""
+    g = df.dropna(subset=[value]).groupby(by, dropna=False)[value]
+    out = g.agg(mean="mean", sd=lambda v: v.std(ddof=1), n="count").reset_index()
+    return out
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
+    """Paired comparison of b - a (same seeds): mean difference, t-based CI, paired t-test p."""
+    d = np.asarray(b, float) - np.asarray(a, float)
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    if n < 2:
+        return dict(n=n, mean_diff=mean, sd_diff=float("nan"), ci_low=float("nan"), ci_high=float("nan"),
+                    t=float("nan"), p=float("nan"))
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
+    if sd == 0:
+        t, p = (0.0, 1.0) if mean == 0 else (float("inf") * np.sign(mean), 0.0)
+    else:
+        res = stats.ttest_rel(b, a)
+        t, p = float(res.statistic), float(res.pvalue)
+    return dict(n=n, mean_diff=mean, sd_diff=sd, ci_low=mean - half, ci_high=mean + half, t=t, p=p)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error), in the input order."""
+    p = np.asarray(pvalues, float)
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj.tolist()
+
+
+def best_config(df: pd.DataFrame, metric: str, mode: str) -> str | None:
+    """config_key of the configuration with the best mean ``metric`` over seeds."""
+    s = df.dropna(subset=[metric]).groupby("config_key")[metric].mean()
+    if s.empty:
+        return None
+    return str(s.idxmin() if mode == "min" else s.idxmax())
+
+
+def label(row: pd.Series | dict) -> str:
+    """A short human label of a configuration from its search parameters."""
+    params = {k.removeprefix("param."): v for k, v in dict(row).items()
+              if str(k).startswith("param.") and not (isinstance(v, float) and np.isnan(v))}
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(single configuration)"

@@ -1,0 +1,58 @@
+"""Fig. 4: R_vadv over training for each K; Table 6: final test error and R_vadv per K."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .data import Skip, StudyData, mean_sd
+from .plotting import plt, save
+
+
+def _with_k(df: pd.DataFrame) -> pd.DataFrame:
+    df = df[df["method"].isin(("vat", "vat_entmin", "rpt"))].copy()
+    df["K"] = df["power_iterations"].where(df["method"] != "rpt", 0).astype(int)
+    return df
+
+
+def _same_eps(df: pd.DataFrame) -> pd.DataFrame:
+    """Only eps values at which two or more K were run (K is compared at equal eps)."""
+    ks = df.groupby("eps")["K"].nunique()
+    return df[df["eps"].isin(ks[ks >= 2].index)]
+
+
+def compute_table(data: StudyData) -> pd.DataFrame:
+    """Table 6: per (eps, K), mean/SD/n over seeds of the final test_error and rvadv."""
+    df = _same_eps(_with_k(data.complete))
+    if df.empty:
+        raise Skip("needs complete VAT/RPT trials at two or more K (power_iterations) for the same eps")
+    parts = [mean_sd(df, ["eps", "K"], m).rename(columns={"mean": f"{m}_mean", "sd": f"{m}_sd", "n": f"{m}_n"})
+             for m in ("test_error", "rvadv") if m in df]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.merge(p, on=["eps", "K"])
+    return out.sort_values(["eps", "K"]).reset_index(drop=True)
+
+
+def compute_curves(data: StudyData) -> pd.DataFrame:
+    """Fig. 4: per (eps, K) and step, mean/SD over seeds of the R_vadv probe."""
+    c = _same_eps(_with_k(data.curves("rvadv")))
+    if c.empty or c["step"].nunique() < 2:
+        raise Skip("needs R_vadv measured at two or more steps for two or more K at the same eps")
+    return mean_sd(c, ["eps", "K", "step"], "value")
+
+
+def draw(curves: pd.DataFrame, eval_eps: float | None, stem: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    several = curves["eps"].nunique() > 1
+    for (eps, k), g in curves.groupby(["eps", "K"]):
+        name = f"K = {k}" + (" (RPT)" if k == 0 else "") + (f", train eps = {eps:g}" if several else "")
+        ax.plot(g["step"], g["mean"], marker=".", label=name)
+        ax.fill_between(g["step"], g["mean"] - g["sd"].fillna(0), g["mean"] + g["sd"].fillna(0), alpha=0.2)
+    ax.set_xlabel("update")
+    eps_s = f" at eval eps = {eval_eps:g}" if eval_eps else ""
+    ax.set_ylabel(f"R_vadv (mean LDS, nats){eps_s}")
+    ax.set_title("R_vadv during training by number of power iterations K")
+    ax.legend()
+    return save(fig, stem, note="Lines: mean over seeds; band: +-1 SD over seeds")

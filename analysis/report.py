@@ -1,0 +1,177 @@
+"""``vat-study report``: every artifact a study's data allows, into results/<study>/.
+
+Figures as PNG and PDF, tables as Markdown and CSV, and report.md showing them with a few lines
+on what was run. An artifact whose data is missing is skipped with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from . import compare, curves, eps_alpha, grad_variance, k_ablation, tables
+from .data import Skip, StudyData, load
+
+
+def _md_table(df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
+    """Markdown table; columns named in ``pct`` (error rates) shown in percent."""
+    shown = df.copy()
+    for c in shown.columns:
+        if c in pct or any(c.startswith(p + "_") and c.endswith(("_mean", "_sd")) for p in pct):
+            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
+        elif pd.api.types.is_float_dtype(shown[c]):
+            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    head = "| " + " | ".join(map(str, shown.columns)) + " |"
+    sep = "|" + "---|" * len(shown.columns)
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+class Report:
+    def __init__(self, data: StudyData, out: Path) -> None:
+        self.data, self.out = data, out
+        self.sections: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.written: list[Path] = []
+
+    def table(self, name: str, df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
+        csv = self.out / f"{name}.csv"
+        df.to_csv(csv, index=False)
+        md = _md_table(df, pct)
+        (self.out / f"{name}.md").write_text(md + "\n")
+        self.written += [csv, self.out / f"{name}.md"]
+        return md
+
+    def figure(self, paths: list[Path]) -> str:
+        self.written += paths
+        png = paths[0].name
+        return f"![{png}]({png})  ([PDF]({paths[1].name}))"
+
+    def artifact(self, title: str, build: Callable[[], str]) -> None:
+        try:
+            body = build()
+        except Skip as e:
+            self.skipped.append((title, str(e)))
+            return
+        except Exception as e:  # noqa: BLE001  a report never crashes on one artifact
+            self.skipped.append((title, f"could not be computed ({type(e).__name__}: {e})"))
+            return
+        self.sections.append(f"## {title}\n\n{body}\n")
+
+
+ERR = ("test_error", "val_error", "mean", "sd", "mean_diff", "ci_low", "ci_high", "sd_diff")
+
+
+def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[Path, list[tuple[str, str]]]:
+    """Write the report; returns report.md's path and the (artifact, reason) pairs skipped."""
+    data = load(url, study)
+    out_dir = Path(out) if out is not None else Path("results") / study
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = Report(data, out_dir)
+    metric = data.metric
+
+    def fig3() -> str:
+        t = eps_alpha.compute(data)
+        pct = ("mean", "sd") if metric.endswith("error") else ()
+        return (r.figure(eps_alpha.draw(t, metric, out_dir / "fig3_eps_alpha")) + "\n\n"
+                + f"{metric} by (alpha, eps), over seeds ({'%' if pct else 'raw'}):\n\n" + r.table("fig3_eps_alpha", t, pct))
+
+    def fig4() -> str:
+        table6 = k_ablation.compute_table(data)
+        parts = ["Table 6 style: final test error (%) and R_vadv per K, mean and SD over seeds.\n",
+                 r.table("table6_k_ablation", table6, ("test_error",))]
+        try:
+            c = k_ablation.compute_curves(data)
+            eval_eps = ((data.spec.get("probes") or {}).get("rvadv") or {}).get("eps", 2.0)
+            parts.insert(0, r.figure(k_ablation.draw(c, eval_eps, out_dir / "fig4_rvadv_by_k")) + "\n")
+            r.table("fig4_rvadv_by_k", c)
+        except Skip as e:
+            parts.append(f"\n(Fig. 4 curves skipped: {e})")
+        return "\n".join(parts)
+
+    def fig7() -> str:
+        t = grad_variance.compute(data)
+        r.table("fig7_grad_variance", t)
+        return r.figure(grad_variance.draw(t, out_dir / "fig7_grad_variance"))
+
+    def fig2() -> str:
+        t = curves.compute(data)
+        r.table("fig2_curves", t)
+        return r.figure(curves.draw(t, out_dir / "fig2_curves"))
+
+    def comparisons() -> str:
+        prs = compare.pairs(data)
+        if not prs:
+            raise Skip("needs complete trials of two methods (e.g. rpt and vat)")
+        parts = []
+        rows = []
+        for a, b in prs:
+            try:
+                per_seed, s = compare.compute_pair(data, a, b)
+            except Skip as e:
+                parts.append(f"- {b} vs {a}: skipped: {e}")
+                continue
+            rows.append(s)
+            name = f"compare_{a}_vs_{b}"
+            parts.append(f"### {b} vs {a} (paired by seed, test error)\n\n" + r.figure(compare.draw_pair(per_seed, s, out_dir / name))
+                         + "\n\n" + r.table(name + "_per_seed", per_seed, (a, b, "diff")))
+            try:
+                g = compare.compute_grid(data, a, b)
+                parts.append(f"\nEvery {b} configuration against the best {a}, paired by seed "
+                             "(difference in points of test error; Holm-adjusted p):\n\n"
+                             + r.table(name + "_grid", g, ("mean_diff", "sd_diff", "ci_low", "ci_high")))
+            except Skip as e:
+                parts.append(f"\n(grid comparison skipped: {e})")
+        if not rows:
+            raise Skip("; ".join(p.removeprefix("- ") for p in parts))
+        summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p"]]
+        head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test:\n\n"
+                + r.table("comparison_summary", summary, ("mean_diff", "ci_low", "ci_high")))
+        return head + "\n\n" + "\n\n".join(parts)
+
+    def methods() -> str:
+        t = tables.methods_table(data)
+        return ("Test error (%) of each method at its best configuration (chosen by "
+                f"{metric}), mean and SD over seeds:\n\n" + r.table("table_methods", t, ("test_error",)))
+
+    def xi() -> str:
+        t = tables.xi_table(data)
+        return ("Fidelity (|cos| to the dominant eigenvector of H) and errors (%) per setting:\n\n"
+                + r.table("table_xi_power_method", t, ("val_error", "test_error")))
+
+    r.artifact("Tables 1/3: methods", methods)
+    r.artifact("Fig. 3: effect of eps and alpha", fig3)
+    r.artifact("Fig. 4 and Table 6: number of power iterations K", fig4)
+    r.artifact("Fig. 7: gradient variance, K = 0 vs K = 1", fig7)
+    r.artifact("Fig. 2: error and R_vadv during training", fig2)
+    r.artifact("Method comparison with seeded repeats", comparisons)
+    r.artifact("xi and the power method", xi)
+    for title, why in (("Fig. 1: decision boundary and LDS on moons", "needs trained model weights; the store keeps metrics only"),
+                       ("Fig. 5: virtual adversarial examples", "needs trained model weights; the store keeps metrics only"),
+                       ("Fig. 6: misidentification rate vs eps", "needs trained model weights; the store keeps metrics only")):
+        r.skipped.append((title, why))
+
+    trials = data.trials
+    counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
+    seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
+    steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
+    versions = {}
+    from vat_study.store import Store, TrialRow
+    from sqlalchemy import select
+
+    with Store(url).session() as s:
+        v = s.scalar(select(TrialRow.versions).where(TrialRow.id == int(trials["trial_id"].max()))) if not trials.empty else None
+        versions = v or {}
+    head = [f"# Study `{study}`", "",
+            f"- study file: `{data.spec.get('name')}` as stored ({'search: ' + ('optuna' if (data.spec.get('search') or {}).get('optuna') else 'grid' if data.spec.get('search') else 'none')})",
+            f"- storage: `{url}`",
+            f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",
+            f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
+            f"- metric: {metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            ""]
+    if r.skipped:
+        head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]
+    (out_dir / "report.md").write_text("\n".join(head) + "\n" + "\n".join(r.sections))
+    return out_dir / "report.md", r.skipped

@@ -1,0 +1,43 @@
+"""Tables 1/3 style (method x setting, mean +- SD of test error) and the xi / power-method study."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .data import Skip, StudyData, best_config, label, mean_sd
+
+
+def methods_table(data: StudyData) -> pd.DataFrame:
+    """Per setting (dataset, mode, n_labeled) and method: its best configuration by the study
+    metric, and the test error mean/SD/n over seeds of that configuration."""
+    df = data.complete
+    if df.empty or "test_error" not in df:
+        raise Skip("no complete trials with test_error")
+    rows = []
+    for (dataset, mode, n_l, method), g in df.groupby(["dataset", "mode", "n_labeled", "method"], dropna=False):
+        k = best_config(g, data.metric, data.mode)
+        if k is None:
+            continue
+        best = g[g["config_key"] == k]
+        s = mean_sd(best, ["config_key"], "test_error").iloc[0]
+        rows.append(dict(dataset=dataset, mode=mode, n_labeled=n_l, method=method, best_config=label(best.iloc[0]),
+                         test_error_mean=s["mean"], test_error_sd=s["sd"], n=int(s["n"])))
+    if not rows:
+        raise Skip("no configuration has the study metric")
+    return pd.DataFrame(rows)
+
+
+def xi_table(data: StudyData) -> pd.DataFrame:
+    """Per (direction, xi, K): fidelity, validation and test error, mean/SD over seeds."""
+    df = data.complete
+    df = df[df["method"].isin(("vat", "vat_entmin"))].copy()
+    if df.empty or df.groupby(["direction", "xi"]).ngroups < 2:
+        raise Skip("needs VAT trials with two or more (direction, xi) settings")
+    df.loc[df["direction"] == "hvp", "xi"] = float("nan")  # xi is unused by the exact HVP
+    cols = [c for c in ("fidelity", "val_error", "test_error") if c in df]
+    out = None
+    for c in cols:
+        t = mean_sd(df, ["direction", "xi", "power_iterations"], c).rename(
+            columns={"mean": f"{c}_mean", "sd": f"{c}_sd", "n": f"{c}_n"})
+        out = t if out is None else out.merge(t, on=["direction", "xi", "power_iterations"], how="outer")
+    return out.sort_values(["direction", "xi", "power_iterations"]).reset_index(drop=True)
