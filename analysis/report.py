@@ -50,6 +50,9 @@ class Report:
         return f"![{png}]({png})  ([PDF]({paths[1].name}))"
 
     def artifact(self, title: str, build: Callable[[], str]) -> None:
+        if self.data.complete.empty:
+            self.skipped.append((title, "no complete trials yet"))
+            return
         try:
             body = build()
         except Skip as e:

@@ -1,0 +1,144 @@
+"""Analyses on a store filled with known numbers: every statistic is checked against
+pandas/scipy computed directly on the same rows; the report never crashes."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import compare, eps_alpha, grad_variance, k_ablation, tables
+from analysis.data import holm, load
+from analysis.report import write_report
+from vat_study.objective import resolve_config
+from vat_study.spec import PlannedTrial, parse_spec
+from vat_study.store import Store
+
+SEEDS = [0, 1, 2, 3]
+rng = np.random.default_rng(0)
+
+
+def fill(url, name, points, value_fn, spec_extra=None):
+    """One COMPLETE trial per (params, seed) with final metrics from value_fn(params, seed)."""
+    spec = parse_spec({"name": name, "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
+                       "search": {"grid": [{k: [v] for k, v in p.items()} for p in points]},
+                       **(spec_extra or {})})
+    store = Store(url)
+    sid = store.get_or_create_study(name, spec.model_dump(mode="json"))
+    rows = []
+    for p in spec.configurations():
+        for seed in SEEDS:
+            t = PlannedTrial.make(spec, p, seed)
+            tid = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
+                                    config=resolve_config(t.config))
+            finals, curves = value_fn(p, seed)
+            for step, m in curves.items():
+                store.report(tid, step, m)
+            store.finish_trial(tid, finals)
+            rows.append({**p, "seed": seed, **finals})
+    return pd.DataFrame(rows)
+
+
+def test_fig3_means_and_sds_match_pandas(tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    pts = [{"eps": e, "alpha": 1.0} for e in (0.1, 1.0, 3.0)] + [{"eps": 1.0, "alpha": a} for a in (0.3, 3.0)]
+    truth = fill(url, "fig3", pts, lambda p, s: ({"val_error": 0.1 * p["eps"] + 0.01 * s + 0.02 * p["alpha"],
+                                                    "test_error": 0.2}, {}))
+    got = eps_alpha.compute(load(url, "fig3"))
+    ref = truth.groupby(["alpha", "eps"])["val_error"].agg(["mean", "std", "count"]).reset_index()
+    merged = got.merge(ref, on=["alpha", "eps"])
+    assert len(merged) == 5
+    np.testing.assert_allclose(merged["mean_x"], merged["mean_y"])
+    np.testing.assert_allclose(merged["sd"], merged["std"])
+    assert (merged["n"] == 4).all()
+
+
+def test_paired_comparison_matches_scipy_and_holm(tmp_path):
+    url = f"sqlite:///{tmp_path}/b.db"
+    noise = {s: rng.normal(0, 0.01) for s in SEEDS}
+    pts = [{"method": "rpt", "eps": 1.0}, {"method": "rpt", "eps": 3.0},
+           {"method": "vat", "eps": 0.5}, {"method": "vat", "eps": 1.0}, {"method": "vat", "eps": 2.0}]
+
+    def value(p, s):
+        shift = {"rpt": 0.05, "vat": 0.02}[p["method"]] + 0.01 * abs(p["eps"] - 1.0)
+        err = 0.10 + shift + noise[s] + 0.003 * s * (p["method"] == "vat")
+        return {"val_error": err, "test_error": err + 0.001}, {}
+
+    truth = fill(url, "cmp", pts, value)
+    data = load(url, "cmp")
+    per_seed, s = compare.compute_pair(data, "rpt", "vat")
+    a = truth[(truth.method == "rpt") & (truth.eps == 1.0)].sort_values("seed")["test_error"].values
+    b = truth[(truth.method == "vat") & (truth.eps == 1.0)].sort_values("seed")["test_error"].values
+    np.testing.assert_allclose(per_seed["rpt"], a)
+    np.testing.assert_allclose(per_seed["diff"], b - a)
+    t = stats.ttest_rel(b, a)
+    assert s["p"] == pytest.approx(t.pvalue) and s["t"] == pytest.approx(t.statistic)
+    d = b - a
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    grid = compare.compute_grid(data, "rpt", "vat")
+    assert list(grid["eps"]) == [0.5, 1.0, 2.0]
+    ps = [stats.ttest_rel(truth[(truth.method == "vat") & (truth.eps == e)].sort_values("seed")["test_error"].values, a).pvalue
+          for e in (0.5, 1.0, 2.0)]
+    np.testing.assert_allclose(grid["p"], ps)
+    np.testing.assert_allclose(grid["p_holm"], holm(ps))
+
+
+def test_holm_against_a_hand_computed_case():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_k_ablation_table_and_curves(tmp_path):
+    url = f"sqlite:///{tmp_path}/k.db"
+    pts = [{"power_iterations": k} for k in (0, 1, 2)]
+
+    def value(p, s):
+        k = p["power_iterations"]
+        curves = {step: {"rvadv": 0.1 * k + 0.001 * step + 0.01 * s} for step in (10, 20, 30)}
+        return {"test_error": 0.05 - 0.01 * min(k, 1) + 0.001 * s, "rvadv": 0.1 * k + 0.03 + 0.01 * s}, curves
+
+    truth = fill(url, "kab", pts, value, {"method": {"name": "vat", "eps": 2.0}})
+    data = load(url, "kab")
+    t6 = k_ablation.compute_table(data)
+    ref = truth.groupby("power_iterations")["test_error"].agg(["mean", "std"])
+    np.testing.assert_allclose(t6["test_error_mean"], ref["mean"].values)
+    np.testing.assert_allclose(t6["test_error_sd"], ref["std"].values)
+    c = k_ablation.compute_curves(data)
+    got = c[(c.K == 2) & (c.step == 20)].iloc[0]
+    assert got["mean"] == pytest.approx(0.2 + 0.02 + 0.015) and got["n"] == 4
+
+
+def test_grad_variance_curves(tmp_path):
+    url = f"sqlite:///{tmp_path}/g.db"
+    fill(url, "gv", [{"eps": 1.0}], lambda p, s: ({"test_error": 0.1}, {
+        st: {"grad_sd_norm_k0": 3.0 + s, "grad_sd_norm_k1": 1.0 + 0.5 * s} for st in (50, 100)}))
+    t = grad_variance.compute(load(url, "gv"))
+    k0 = t[(t.K == 0) & (t.step == 50)].iloc[0]
+    assert k0["mean"] == pytest.approx(np.mean([3, 4, 5, 6])) and k0["sd"] == pytest.approx(np.std([3, 4, 5, 6], ddof=1))
+
+
+def test_methods_table_picks_each_methods_best_config_by_validation(tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db"
+    pts = [{"method": "baseline"}, {"method": "vat", "eps": 0.5}, {"method": "vat", "eps": 2.0}]
+
+    def value(p, s):
+        val = {"baseline": 0.3, "vat": 0.2 if p.get("eps") == 2.0 else 0.25}[p["method"]]
+        return {"val_error": val, "test_error": val + 0.01 * s}, {}
+
+    fill(url, "tab", pts, value)
+    t = tables.methods_table(load(url, "tab"))
+    vat = t[t.method == "vat"].iloc[0]
+    assert "eps=2.0" in vat["best_config"] and vat["test_error_mean"] == pytest.approx(0.2 + 0.015)
+
+
+def test_report_never_crashes_and_skips_with_reasons(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    fill(url, "one", [{"eps": 1.0}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    path, skipped = write_report(url, "one", tmp_path / "out")
+    text = path.read_text()
+    assert "Skipped artifacts" in text and all(reason for _, reason in skipped)
+    assert not any("could not be computed" in r for _, r in skipped), skipped
+    assert (tmp_path / "out" / "table_methods.csv").exists()
+    # an empty study (no trials yet) still gives a report
+    Store(url).get_or_create_study("empty", {"name": "empty"})
+    path, skipped = write_report(url, "empty", tmp_path / "empty")
+    assert path.exists() and skipped and all(r == "no complete trials yet" for _, r in skipped[:7])
