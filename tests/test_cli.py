@@ -13,15 +13,19 @@ def cli(*args, cwd):
     return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-def test_run_local_then_status_export_and_rerun_says_nothing_new(tmp_path):
-    url = f"sqlite:///{tmp_path}/c.db"
+def test_run_on_ray_with_a_relative_store_then_status_export_report_and_rerun(tmp_path):
+    url = "sqlite:///results/c.db"  # relative to where the user stands, not to Ray's trial dirs
     study = tmp_path / "c.yaml"
-    study.write_text(yaml.safe_dump(tiny("clistudy", url, seeds=[0])))
-    first = cli("run", str(study), "--executor", "local", cwd=tmp_path)
+    study.write_text(yaml.safe_dump(tiny("clistudy", url, seeds=[0], executor={"kind": "ray"})))
+    first = cli("run", str(study), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "Ran 3 (0 failed)" in first.stdout and "val_error" in first.stdout
+    assert (tmp_path / "results" / "c.db").exists()
     again = cli("run", str(study), "--executor", "local", cwd=tmp_path)
     assert again.returncode == 0 and "Nothing new to train" in again.stdout
+    rep = cli("report", "clistudy", "--storage", url, cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "results" / "clistudy" / "report.md").exists()
     st = cli("status", "clistudy", "--storage", url, cwd=tmp_path)
     assert st.returncode == 0 and "baseline" in st.stdout
     ex = cli("export", "clistudy", "--format", "csv", "--storage", url, cwd=tmp_path)

@@ -191,7 +191,7 @@ class StudySpec(_Strict):
     def _storage(cls, v: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
             raise ValueError("must be an SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db")
-        return v
+        return absolute_sqlite(v)
 
     # ---------------------------------------------------------------- trial configs
 
@@ -251,6 +251,15 @@ class PlannedTrial:
         params = dict(params)
         return PlannedTrial(key=digest({"params": params, "seed": seed}), config_key=digest(params),
                             params=params, seed=seed, config=spec.trial_config(params, seed))
+
+
+def absolute_sqlite(url: str) -> str:
+    """sqlite:///relative/path.db -> sqlite:////abs/cwd/relative/path.db, so every process (Ray
+    workers run elsewhere) opens the same file. Other URLs are returned unchanged."""
+    m = re.match(r"^(sqlite(?:\+\w+)?):///(.+)$", url)
+    if not m or m.group(2).startswith("/") or m.group(2).startswith(":memory:"):
+        return url
+    return f"{m.group(1)}:///{Path(m.group(2)).resolve()}"
 
 
 def canonical(obj: Any) -> str:

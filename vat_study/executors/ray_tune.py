@@ -35,6 +35,7 @@ from .common import (
 )
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -83,7 +84,9 @@ def _init_ray(spec: StudySpec) -> None:
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                                  configure_logging=True)
+                                  configure_logging=True,
+                                  runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0",
+                                                            "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}})
     if spec.executor.address:
         ray.init(address=spec.executor.address, **kwargs)
     else:
