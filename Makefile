@@ -17,6 +17,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/vat-study run studies/quickstart.yaml
+	$(BIN)/vat-study report quickstart
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.step_time

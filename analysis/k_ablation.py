@@ -44,15 +44,19 @@ def compute_curves(data: StudyData) -> pd.DataFrame:
 
 
 def draw(curves: pd.DataFrame, eval_eps: float | None, stem: Path) -> list[Path]:
-    fig, ax = plt.subplots(figsize=(6, 4))
     several = curves["eps"].nunique() > 1
+    fig, ax = plt.subplots(figsize=(8 if several else 6, 4))
+    colors = {e: f"C{i}" for i, e in enumerate(sorted(curves["eps"].unique()))}
+    styles = {k: ("--", "-", "-.", ":")[min(i, 3)] for i, k in enumerate(sorted(curves["K"].unique()))}
     for (eps, k), g in curves.groupby(["eps", "K"]):
         name = f"K = {k}" + (" (RPT)" if k == 0 else "") + (f", train eps = {eps:g}" if several else "")
-        ax.plot(g["step"], g["mean"], marker=".", label=name)
-        ax.fill_between(g["step"], g["mean"] - g["sd"].fillna(0), g["mean"] + g["sd"].fillna(0), alpha=0.2)
+        color = colors[eps] if several else f"C{k}"
+        ax.plot(g["step"], g["mean"], marker=".", label=name, color=color, linestyle=styles[k])
+        ax.fill_between(g["step"], g["mean"] - g["sd"].fillna(0), g["mean"] + g["sd"].fillna(0), alpha=0.15,
+                        color=color)
     ax.set_xlabel("update")
     eps_s = f" at eval eps = {eval_eps:g}" if eval_eps else ""
     ax.set_ylabel(f"R_vadv (mean LDS, nats){eps_s}")
     ax.set_title("R_vadv during training by number of power iterations K")
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5)) if several else ax.legend()
     return save(fig, stem, note="Lines: mean over seeds; band: +-1 SD over seeds")
