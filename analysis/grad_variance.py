@@ -25,9 +25,12 @@ def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
     for k, g in table.groupby("K"):
         ax.plot(g["step"], g["mean"], marker="o", label=f"K = {k}" + (" (RPT)" if k == 0 else " (VAT)" if k == 1 else ""))
         ax.fill_between(g["step"], (g["mean"] - g["sd"].fillna(0)).clip(lower=1e-12), g["mean"] + g["sd"].fillna(0), alpha=0.2)
-    ax.set_yscale("log")
+    lo, hi = table["mean"].min(), table["mean"].max()
+    log = lo > 0 and hi / lo > 20  # log scale only when the values span more than a decade or so
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("update")
-    ax.set_ylabel("normalized SD norm of grad R^(K) (Eq. 21, log scale)")
-    ax.set_title("Gradient variance of the regularizer")
+    ax.set_ylabel("normalized SD norm of grad R^(K)" + (" (log)" if log else ""))
+    ax.set_title("Gradient variance of the regularizer (Eq. 21)")
     ax.legend()
     return save(fig, stem, note="Lines: mean over seeds; band: +-1 SD over seeds")

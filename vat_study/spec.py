@@ -161,6 +161,8 @@ class Executor(_Strict):
 
 
 class StudySpec(_Strict):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
     name: str
     description: str | None = None
     task: dict[str, Any] = Field(default_factory=dict)
