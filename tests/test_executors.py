@@ -141,3 +141,17 @@ def test_sigkill_mid_study_then_rerun_loses_and_duplicates_nothing(tmp_path):
     assert (df.attempts == 2).sum() >= 1  # the interrupted one was redone
     m = store.metrics_frame("killed")
     assert not m.duplicated(["trial_id", "step", "name"]).any()
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_not_left_waiting(tmp_path):
+    from vat_study.spec import SpecError
+
+    url = f"sqlite:///{tmp_path}/g.db"
+    spec = parse_spec(tiny("gpu", url, executor={"kind": "ray", "per_trial": {"cpu": 1, "gpu": 0.25}}))
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for clusters without one")
+    with pytest.raises(SpecError, match="executor.per_trial.gpu"):
+        run_ray(spec, progress=False)
+    assert set(Store(url).trial_statuses(Store(url).study_id("gpu")).values()) <= set()

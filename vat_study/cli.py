@@ -200,8 +200,18 @@ def run(
     from .executors import run_local, run_ray
     from .store import Store
 
+    from .executors.common import check_same_study
+    from .spec import SpecError
+
+    try:
+        check_same_study(spec, Store(spec.storage))
+    except SpecError as e:
+        _fail(str(e))
     runner = run_ray if spec.executor.kind == "ray" else run_local
-    summary = runner(spec, spec_path=str(study), progress=not no_progress)
+    try:
+        summary = runner(spec, spec_path=str(study), progress=not no_progress)
+    except SpecError as e:
+        _fail(str(e))
     store = Store(spec.storage)
     out.print(_summary_table(spec, store))
     if summary.interrupted_marked:

@@ -36,9 +36,27 @@ class Plan:
     interrupted: int
 
 
+def check_same_study(spec: StudySpec, store: Store) -> None:
+    """Refuse to continue a stored study whose task, method or probes differ from this file's:
+    its finished trials would silently mix with new ones. The search, seeds, metric and executor
+    may change (that is how a study grows)."""
+    from ..spec import SpecError, canonical
+
+    stored = store.study_spec(spec.name)
+    if stored is None:
+        return
+    old = StudySpec.model_validate(stored)
+    changed = [k for k in ("task", "method", "probes") if canonical(getattr(old, k)) != canonical(getattr(spec, k))]
+    if changed:
+        raise SpecError([f"{k}: differs from the study {spec.name!r} already in {spec.storage}; finished trials "
+                         f"would mix with new ones. Give the edited study a new name, or use another storage"
+                         for k in changed])
+
+
 def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
     """Register the study, mark trials a killed run left RUNNING as FAILED, and split the grid
     into trials still to run and trials already COMPLETE."""
+    check_same_study(spec, store)
     study_id = store.get_or_create_study(spec.name, spec.model_dump(mode="json"), spec_path)
     interrupted = store.fail_interrupted(study_id)
     statuses = store.trial_statuses(study_id)

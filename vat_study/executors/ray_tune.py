@@ -93,6 +93,18 @@ def _init_ray(spec: StudySpec) -> None:
         ray.init(**kwargs)
 
 
+def _check_gpus(spec: StudySpec) -> None:
+    """A trial asking for a GPU on a cluster without one would wait forever: refuse up front."""
+    import ray
+
+    from ..spec import SpecError
+
+    gpu = spec.executor.per_trial.gpu
+    if gpu > 0 and ray.cluster_resources().get("GPU", 0) < gpu:
+        raise SpecError([f"executor.per_trial.gpu: {gpu} GPU per trial asked for, but the Ray cluster has "
+                         f"{ray.cluster_resources().get('GPU', 0):g}; use --set executor.per_trial.gpu=0 here"])
+
+
 def _max_concurrent(spec: StudySpec) -> int:
     import ray
 
@@ -123,6 +135,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             summary.seconds = time.time() - t0
             return summary
         _init_ray(spec)
+        _check_gpus(spec)
         trainable = tune.with_resources(_grid_trainable, resources)
         space = {"trial": tune.grid_search([dataclasses.asdict(t) for t in p.todo]),
                  "storage": spec.storage, "study_id": p.study_id, "threads": threads_for(spec)}
@@ -144,6 +157,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             summary.seconds = time.time() - t0
             return summary
         _init_ray(spec)
+        _check_gpus(spec)
         searcher = OptunaSearch(space=_DefineByRun(spec.model_dump(mode="json")), metric=spec.metric.name,
                                 mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
                                 storage=optuna_storage(spec.storage))
