@@ -22,6 +22,7 @@ class StudyData:
     spec: dict[str, Any]
     trials: pd.DataFrame  # one row per trial (all statuses)
     metrics: pd.DataFrame  # long: trial_id, step, name, value
+    url: str = ""  # the store (artifacts that need more than the frames read it)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -46,7 +47,7 @@ def load(url: str, study: str) -> StudyData:
     spec = store.study_spec(study)
     if spec is None:
         raise KeyError(f"study {study!r} is not in {url} (known: {', '.join(store.study_names()) or 'none'})")
-    return StudyData(study, spec, store.trials_frame(study), store.metrics_frame(study))
+    return StudyData(study, spec, store.trials_frame(study), store.metrics_frame(study), url)
 
 
 def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:

@@ -1,6 +1,8 @@
 """Analyses on a store filled with known numbers: every statistic is checked against
 pandas/scipy computed directly on the same rows; the report never crashes."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,3 +144,43 @@ def test_report_never_crashes_and_skips_with_reasons(tmp_path):
     Store(url).get_or_create_study("empty", {"name": "empty"})
     path, skipped = write_report(url, "empty", tmp_path / "empty")
     assert path.exists() and skipped and all(r == "no complete trials yet" for _, r in skipped[:7])
+
+
+def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
+    """A tiny study with save_models: the model-based figures use the weights training saved."""
+    import torch
+
+    from analysis import examples
+    from vat_study.executors import run_local
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    task = {"dataset": "digits", "hidden": [32], "steps": 60, "eval_every": 30, "batch": {"labeled": 32, "unlabeled": 64}}
+    spec = parse_spec({"name": "saved", "task": task, "seeds": [0, 1], "storage": url, "save_models": True,
+                       "probes": {"rvadv": {"size": 50}}, "executor": {"kind": "local"},
+                       "search": {"grid": [{"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 2.0]}]}})
+    assert run_local(spec, progress=False).failed == 0
+    data = load(url, "saved")
+    assert all(Path(p).is_file() for p in data.trials["model_path"])
+    state = torch.load(data.trials["model_path"].iloc[0], weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+    t = examples.compute_fig6(data, eps_grid=np.array([1e-4, 0.5, 3.0]))
+    assert set(t["generated_by"]) == {"w/ VAT", "wo/ VAT"} and t["rate"].between(0, 1).all()
+    assert (t[t.eps == 1e-4]["rate"] == 0).all()  # images both models get right stay right
+    f5 = examples.compute_fig5(data, n_images=3)
+    assert [e for e, _ in f5.rows] == [0.5, 2.0] and f5.clean.shape == (3, 8, 8)
+    with pytest.raises(examples.Skip, match="moons"):
+        examples.compute_fig1(data)
+
+    moons = parse_spec({"name": "m", "task": {"dataset": "moons", "n_labeled": 8, "validation": 100, "steps": 50,
+                                             "batch": {"labeled": 8, "unlabeled": 64}, "eval_every": 50},
+                        "seeds": [0], "storage": url, "save_models": True, "executor": {"kind": "local"},
+                        "probes": {"rvadv": {"eps": 0.2, "size": 50}},
+                        "search": {"grid": [{"method": ["baseline", "vat"], "eps": [0.2]}]}})
+    assert run_local(moons, progress=False).failed == 0
+    f1 = examples.compute_fig1(load(url, "m"))
+    assert len(f1.panels) == 2 and f1.x.shape == (900, 2) and len(f1.labeled) == 8
+    assert all(((p >= 0) & (p <= 1)).all() and (l >= -1e-6).all() for _, p, l in f1.panels)
+    path, skipped = write_report(url, "m", tmp_path / "rep")
+    assert (tmp_path / "rep" / "fig1_moons.png").exists(), skipped

@@ -148,6 +148,7 @@ class TrialConfig(_Strict):
     eval_every: int = Field(100, ge=1)
     probes: Probes = Probes()
     # --- execution ---
+    model_path: str | None = None  # save the trained weights (a state_dict) here
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .config import ConfigError, TrialConfig
-from .data import ZCA, DataError, load_dataset, make_splits
+from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .models import build_model
 from .train import error_rate, train
 
@@ -54,6 +56,44 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     dtype = getattr(torch, cfg.dtype)
     t_start = time.perf_counter()
 
+    prepared = prepare_data(cfg, device)
+    ds, splits = prepared.dataset, prepared.splits
+    x_train, y_train, x_test, y_test = prepared.x_train, prepared.y_train, prepared.x_test, prepared.y_test
+
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        model = _build(cfg, ds).to(device, dtype)
+        metrics: dict[str, Any] = train(cfg, x_train, y_train, splits, model, report)
+
+    metrics["test_error"] = error_rate(model, x_test, y_test)  # the only use of the test set
+    if cfg.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
+        Path(cfg.model_path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), cfg.model_path)
+    metrics.update(
+        steps=cfg.steps,
+        wall_seconds=time.perf_counter() - t_start,
+        n_labeled=len(splits.labeled),
+        n_validation=len(splits.validation),
+        device=str(device),
+    )
+    return metrics
+
+
+@dataclass
+class PreparedData:
+    dataset: Dataset
+    splits: Splits
+    x_train: torch.Tensor  # preprocessed (ZCA if configured), on the device
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def prepare_data(cfg: TrialConfig, device: torch.device | str = "cpu") -> PreparedData:
+    """The trial's data exactly as training sees it: loaded, split by seed, preprocessed."""
+    dtype = getattr(torch, cfg.dtype)
     try:
         ds = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, idx_paths=cfg.idx_paths)
         n_validation = cfg.validation if cfg.validation is not None else min(1000, len(ds.y_train) // 5)
@@ -66,30 +106,29 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
             raise ConfigError([f"zca: needs image data; dataset {cfg.dataset!r} is not"])
         zca = ZCA(x_train[splits.unlabeled])  # fitted on training images only, never validation or test
         x_train, x_test = zca(x_train), zca(x_test)
-    x_train, y_train = x_train.to(device, dtype), ds.y_train.to(device)
-    x_test, y_test = x_test.to(device, dtype), ds.y_test.to(device)
+    return PreparedData(ds, splits, x_train.to(device, dtype), ds.y_train.to(device),
+                        x_test.to(device, dtype), ds.y_test.to(device))
 
-    cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        try:
-            model = build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden,
-                                top_bn=bool(cfg.top_bn), noise_sigma=cfg.noise_sigma, dropout=cfg.dropout)
-        except ValueError as e:
-            raise ConfigError([f"model: {e}"]) from None
-        model = model.to(device, dtype)
-        metrics: dict[str, Any] = train(cfg, x_train, y_train, splits, model, report)
 
-    metrics["test_error"] = error_rate(model, x_test, y_test)  # the only use of the test set
-    metrics.update(
-        steps=cfg.steps,
-        wall_seconds=time.perf_counter() - t_start,
-        n_labeled=len(splits.labeled),
-        n_validation=len(splits.validation),
-        device=str(device),
-    )
-    return metrics
+def _build(cfg: TrialConfig, ds: Dataset) -> torch.nn.Module:
+    try:
+        return build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden,
+                           top_bn=bool(cfg.top_bn), noise_sigma=cfg.noise_sigma, dropout=cfg.dropout)
+    except ValueError as e:
+        raise ConfigError([f"model: {e}"]) from None
+
+
+def load_trained(config: Mapping[str, Any], model_path: str | None = None) -> tuple[torch.nn.Module, PreparedData]:
+    """A trained model (eval mode, CPU) and its data, from a trial's config and saved weights
+    (``model_path`` or the config's own); for analyses that need the model itself (Fig. 1, 5, 6)."""
+    cfg = TrialConfig.from_mapping({**dict(config), "device": "cpu"})
+    path = model_path or cfg.model_path
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"no saved weights at {path!r} (run the study with save_models: true)")
+    data = prepare_data(cfg)
+    model = _build(cfg, data.dataset).to(dtype=getattr(torch, cfg.dtype))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval(), data
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:

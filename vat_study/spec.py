@@ -173,6 +173,8 @@ class StudySpec(_Strict):
     probes: dict[str, Any] | None = None
     executor: Executor = Executor()
     storage: str = DEFAULT_STORAGE
+    save_models: bool = False  # keep each trial's trained weights (needed by Fig. 1, 5, 6)
+    models_dir: str | None = None  # default: results/<name>/models
 
     @field_validator("name")
     @classmethod
@@ -251,8 +253,12 @@ class PlannedTrial:
     @staticmethod
     def make(spec: StudySpec, params: Mapping[str, Any], seed: int) -> PlannedTrial:
         params = dict(params)
-        return PlannedTrial(key=digest({"params": params, "seed": seed}), config_key=digest(params),
-                            params=params, seed=seed, config=spec.trial_config(params, seed))
+        key = digest({"params": params, "seed": seed})
+        config = spec.trial_config(params, seed)
+        if spec.save_models:
+            folder = Path(spec.models_dir or Path("results") / spec.name / "models").resolve()
+            config["model_path"] = str(folder / f"{key}.pt")
+        return PlannedTrial(key=key, config_key=digest(params), params=params, seed=seed, config=config)
 
 
 def absolute_sqlite(url: str) -> str:

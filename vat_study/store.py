@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 STATUSES = ("RUNNING", "COMPLETE", "FAILED", "PRUNED")
 CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alpha", "power_iterations", "xi",
-                  "direction", "steps", "noise_sigma")
+                  "direction", "steps", "noise_sigma", "model_path")
 """Resolved config values copied into trials_frame columns (the analyses group by them)."""
 
 NAMING = {
