@@ -36,7 +36,7 @@ def test_run_on_ray_with_a_relative_store_then_status_export_report_and_rerun(tm
     assert ex.returncode == 0, ex.stderr
     trials = pd.read_csv(tmp_path / "results" / "clistudy" / "trials.csv")
     steps = pd.read_csv(tmp_path / "results" / "clistudy" / "trials_metrics.csv")
-    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETE"} and {"val_error", "rvadv"} <= set(steps["name"])
+    assert len(trials) == 6 and set(trials["status"]) == {"COMPLETE"} and {"val_error", "rvadv"} <= set(steps["name"])
 
 
 def test_bad_flags_name_themselves_and_write_nothing(tmp_path):
