@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 import sys
 
 import pandas as pd
@@ -53,3 +54,30 @@ def test_bad_flags_name_themselves_and_write_nothing(tmp_path):
     study.write_text(yaml.safe_dump(tiny("s", f"sqlite:///{missing_db}")))
     r = cli("run", str(study), "--executor", "slurm", cwd=tmp_path)
     assert r.returncode == 2 and "executor.kind" in r.stderr and not missing_db.exists()
+
+
+def test_run_joins_an_existing_ray_cluster_with_address(tmp_path):
+    """`ray start --head`, then `vat-study run --address ...`: the same study, on that cluster."""
+    import re
+    import shutil
+    import socket
+
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
+                          capture_output=True, text=True, timeout=120)
+    assert head.returncode == 0, head.stderr
+    try:
+        address = re.search(r"--address='([^']+)'", head.stdout + head.stderr).group(1)
+        study = tmp_path / "c.yaml"
+        study.write_text(yaml.safe_dump(tiny("joined", f"sqlite:///{tmp_path}/j.db", seeds=[0],
+                                             executor={"kind": "ray"})))
+        r = cli("run", str(study), "--address", address, "--no-progress", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "Ran 3 (0 failed)" in r.stdout
+        bad = cli("run", str(study), "--address", "127.0.0.1:1", "--set", "seeds=[5]", cwd=tmp_path)
+        assert bad.returncode == 2 and "executor.address" in bad.stderr
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)

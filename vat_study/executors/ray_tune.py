@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from ..spec import PlannedTrial, StudySpec
@@ -88,7 +89,31 @@ def _init_ray(spec: StudySpec) -> None:
                                   runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0",
                                                             "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}})
     if spec.executor.address:
-        ray.init(address=spec.executor.address, **kwargs)
+        import re
+        import socket
+
+        from ..spec import SpecError
+
+        m = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", spec.executor.address)
+        if m:  # fail fast: ray.init would retry an unreachable address for minutes
+            try:
+                socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
+            except OSError as e:
+                raise SpecError([f"executor.address: nothing answers at {spec.executor.address!r} ({e}); start a "
+                                 "cluster with `ray start --head` and give the address it prints"]) from None
+        # Ray 2.60 clusters started with `ray start --head` use token auth by default; the token
+        # lives in ~/.ray/auth_token, which a client only reads in token mode.
+        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+            from ray._private.authentication.authentication_token_setup import (
+                maybe_enable_token_auth_if_token_available,
+            )
+
+            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        try:
+            ray.init(address=spec.executor.address, **kwargs)
+        except ConnectionError as e:
+            raise SpecError([f"executor.address: cannot join a Ray cluster at {spec.executor.address!r} ({e}); "
+                             "start one with `ray start --head` and give the address it prints"]) from None
     else:
         ray.init(**kwargs)
 
