@@ -51,7 +51,7 @@ def compute_grid(data: StudyData, a: str, b: str, value: str = "test_error") -> 
         raise Skip(f"no complete {a} trials")
     va = _seed_values(df, ka, value)
     rows = []
-    for kb, g in df[df["method"] == b].groupby("config_key", sort=False):
+    for _, g in df[df["method"] == b].groupby("config_key", sort=False):
         vb = g.set_index("seed")[value]
         seeds = sorted(set(va.index) & set(vb.index))
         if len(seeds) < 2:

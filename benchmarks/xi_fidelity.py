@@ -64,7 +64,7 @@ def main() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    report(model, x, f"the same MLP after 600 Adam steps (batch 100, lr 2e-3)")
+    report(model, x, "the same MLP after 600 Adam steps (batch 100, lr 2e-3)")
 
 
 def report(model, x, title: str) -> None:

@@ -3,7 +3,6 @@ and eigh), closed forms and scipy, never against the code under test."""
 
 import copy
 
-import numpy as np
 import pytest
 import scipy.stats
 import torch

@@ -142,7 +142,7 @@ def _summary_table(spec, store) -> Table:
         done = ok[ok["config_key"] == cfg_key]
         row = ["-" if pd.isna(grp[c].iloc[0]) else str(grp[c].iloc[0]) for c in params]
 
-        def ms(col):
+        def ms(col, done=done):
             if col not in done or done[col].dropna().empty:
                 return "-"
             v = done[col].dropna()
