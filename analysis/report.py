@@ -172,7 +172,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
     steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
     versions = {}
-    from vat_study.store import Store, TrialRow
+    from vat_study.store import Store, TrialRow, safe_url
     from sqlalchemy import select
 
     with Store(url).session() as s:
@@ -180,7 +180,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
         versions = v or {}
     head = [f"# Study `{study}`", "",
             f"- study file: `{data.spec.get('name')}` as stored ({'search: ' + ('optuna' if (data.spec.get('search') or {}).get('optuna') else 'grid' if data.spec.get('search') else 'none')})",
-            f"- storage: `{url}`",
+            f"- storage: `{safe_url(url)}`",
             f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",
             f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
             f"- metric: {metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),

@@ -81,3 +81,24 @@ def test_run_joins_an_existing_ray_cluster_with_address(tmp_path):
         assert bad.returncode == 2 and "executor.address" in bad.stderr
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_unreadable_inputs_and_unreachable_stores_are_clean_errors(tmp_path):
+    """Non-UTF-8 bytes, YAML syntax errors and a database that refuses: exit 2, no traceback,
+    and a password in a URL is never printed."""
+    bad_bytes = tmp_path / "bytes.yaml"
+    bad_bytes.write_bytes(b"name: x\ntask: {dataset: digits}\n\xff\xfe\n")
+    bad_yaml = tmp_path / "syntax.yaml"
+    bad_yaml.write_text("name: x\ntask: {dataset: digits\n")
+    pg = tmp_path / "pg.yaml"
+    pg.write_text(yaml.safe_dump({"name": "x", "task": {"steps": 2}, "executor": {"kind": "local"},
+                                  "storage": "postgresql+psycopg://me:s3cret@127.0.0.1:1/none"}))
+    for args, needle in [
+        (("run", str(bad_bytes), "--dry-run"), "not UTF-8"),
+        (("run", str(bad_yaml), "--dry-run"), "not valid YAML"),
+        (("run", str(pg)), "cannot open the database"),
+        (("status", "--storage", "postgresql+psycopg://me:s3cret@127.0.0.1:1/none"), "cannot open the database"),
+    ]:
+        r = cli(*args, cwd=tmp_path)
+        assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and "s3cret" not in r.stderr + r.stdout

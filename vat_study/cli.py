@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .spec import safe_load
+from .store import safe_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.")
 err = Console(stderr=True)
@@ -153,6 +154,19 @@ def _summary_table(spec, store) -> Table:
     return table
 
 
+def _reachable(store, field: str):
+    """The store, after one connection: an unreachable or refusing database is a clean error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with store.engine.connect():
+            pass
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
+        _fail(f"{field} {safe_url(store.url)!r}: cannot open the database ({reason})")
+    return store
+
+
 def _existing_store(storage: str):
     """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
     import re
@@ -166,7 +180,7 @@ def _existing_store(storage: str):
     url = make_url(storage)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
         _fail(f"--storage {storage!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
-    return Store(storage)
+    return _reachable(Store(storage), "--storage")
 
 
 @app.command()
@@ -182,7 +196,7 @@ def run(
     """Run (or continue) a study: every trial lands in the store; finished trials are not rerun."""
     spec = _load_study(study, set_, executor, storage, address)
     if dry_run:
-        table = Table(title=f"{spec.name}: trials ({spec.executor.kind} executor, storage {spec.storage})")
+        table = Table(title=f"{spec.name}: trials ({spec.executor.kind} executor, storage {safe_url(spec.storage)})")
         if spec.is_optuna:
             o = spec.search.optuna
             out.print(f"{spec.name}: Optuna {o.sampler} search, {o.n_trials} configurations x {len(spec.seeds)} "
@@ -204,7 +218,7 @@ def run(
     from .spec import SpecError
 
     try:
-        check_same_study(spec, Store(spec.storage))
+        check_same_study(spec, _reachable(Store(spec.storage), "storage"))
     except SpecError as e:
         _fail(str(e))
     runner = run_ray if spec.executor.kind == "ray" else run_local
@@ -218,10 +232,10 @@ def run(
         out.print(f"{summary.interrupted_marked} trial(s) left RUNNING by an earlier, interrupted run were redone.")
     if summary.ran == 0:
         out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already COMPLETE "
-                  f"in {spec.storage}.")
+                  f"in {safe_url(spec.storage)}.")
     else:
         out.print(f"Ran {summary.ran} ({summary.failed} failed), skipped {summary.skipped} already complete, "
-                  f"in {summary.seconds:.1f} s. Results: {spec.storage} (study {spec.name!r}).")
+                  f"in {summary.seconds:.1f} s. Results: {safe_url(spec.storage)} (study {spec.name!r}).")
     for e in summary.errors:
         err.print(e)
 
@@ -234,7 +248,7 @@ def status(
     """Studies in the store, or one study's trials by status."""
     store = _existing_store(storage)
     if study is None:
-        table = Table(title=f"studies in {storage}")
+        table = Table(title=f"studies in {safe_url(storage)}")
         for c in ("study", "trials", "complete", "running", "failed"):
             table.add_column(c)
         for name in store.study_names():
@@ -245,7 +259,7 @@ def status(
         return
     spec_json = store.study_spec(study)
     if spec_json is None:
-        _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
+        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
     from .spec import StudySpec
 
     out.print(_summary_table(StudySpec.model_validate(spec_json), store))
@@ -268,7 +282,7 @@ def export(
         _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
     store = _existing_store(storage)
     if store.study_id(study) is None:
-        _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
+        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
     target = out_path or Path("results") / study / f"trials.{format}"
     steps_target = target.with_name(target.stem + "_metrics" + target.suffix)
     trials, metrics = store.trials_frame(study), store.metrics_frame(study)
@@ -292,7 +306,7 @@ def report(
     """The paper's figures and tables that the study's data allows, into results/<study>/."""
     store = _existing_store(storage)
     if store.study_id(study) is None:
-        _fail(f"study {study!r} is not in {storage} (known: {', '.join(store.study_names()) or 'none'})")
+        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
     from analysis.report import write_report
 
     path, skipped = write_report(storage, study, out_dir)

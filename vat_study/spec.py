@@ -361,9 +361,11 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
 def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError([f"cannot read study file {str(path)!r}: {e.strerror}"], str(path)) from None
+    except UnicodeDecodeError as e:
+        raise SpecError([f"the study file is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML"], str(path)) from None
     try:
         data = safe_load(text)
     except yaml.YAMLError as e:

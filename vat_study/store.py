@@ -109,6 +109,14 @@ class FinalMetricRow(Base):
     value: Mapped[float | None] = mapped_column(Float)
 
 
+def safe_url(url: str) -> str:
+    """The URL with any password replaced by ***, for printing and for storing in results."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  not a URL: nothing to hide
+        return url
+
+
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -57,7 +57,11 @@ def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
     """Register the study, mark trials a killed run left RUNNING as FAILED, and split the grid
     into trials still to run and trials already COMPLETE."""
     check_same_study(spec, store)
-    study_id = store.get_or_create_study(spec.name, spec.model_dump(mode="json"), spec_path)
+    from ..store import safe_url
+
+    stored = spec.model_dump(mode="json")
+    stored["storage"] = safe_url(spec.storage)  # never keep a database password in the results
+    study_id = store.get_or_create_study(spec.name, stored, spec_path)
     interrupted = store.fail_interrupted(study_id)
     statuses = store.trial_statuses(study_id)
     trials = spec.expand() if not spec.is_optuna else []
