@@ -9,6 +9,7 @@ are interleaved round by round so drift of the machine hits all alike; the media
 reported, and ratios are taken against the minimal VAT step measured in the same run.
 
     python -m benchmarks.step_time [--rounds 7 --steps 20 --threads N]
+    python -m benchmarks.step_time --model conv_small_svhn --rounds 3 --steps 3   # Table 7, 32/128 batches
 """
 
 from __future__ import annotations
@@ -52,20 +53,25 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--model", default="mlp", choices=["mlp", "conv_small_svhn", "conv_small_cifar10", "conv_large"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x_l, y_l = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
-    x_ul = torch.rand(256, 1, 28, 28)
+    if args.model == "mlp":  # Appendix C: MNIST, 64 labeled / 256 unlabeled, noise 0.5
+        shape, n_l, n_ul, extra, dataset = [1, 28, 28], 64, 256, dict(noise_sigma=0.5), "mnist"
+    else:  # Appendix D: 32x32 RGB, 32 labeled / 128 unlabeled, dropout 0.5 inside the model
+        shape, n_l, n_ul, extra, dataset = [3, 32, 32], 32, 128, {}, "svhn"
+    x_l, y_l = torch.rand(n_l, *shape), torch.randint(0, 10, (n_l,))
+    x_ul = torch.rand(n_ul, *shape)
 
     def ours(method):
-        cfg = TrialConfig.from_mapping(dict(dataset="mnist", method=method, eps=1.0, noise_sigma=0.5))
-        model = build_model("mlp", [1, 28, 28], 10, noise_sigma=0.5)
+        cfg = TrialConfig.from_mapping(dict(dataset=dataset, model=args.model, method=method, eps=1.0, **extra))
+        model = build_model(args.model, shape, 10, **extra)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         return lambda: train_step(cfg, model, opt, x_l, y_l, x_ul)
 
-    ref_model = build_model("mlp", [1, 28, 28], 10, noise_sigma=0.5)
+    ref_model = build_model(args.model, shape, 10, **extra)
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
     variants = {
         "ours baseline": ours("baseline"),
@@ -85,7 +91,8 @@ def main() -> None:
             per_round[name].append((time.perf_counter() - t) / args.steps * 1000)
     ref = statistics.median(per_round["minimal VAT (K=1)"])
     base = statistics.median(per_round["ours baseline"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
+    print(f"{args.model}, batches {n_l}/{n_ul}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.rounds} rounds x {args.steps} steps")
     print(f"{'variant':<20} {'ms/step':>8} {'vs minimal VAT':>15} {'vs baseline':>12}")
     for name, times in per_round.items():
         med = statistics.median(times)
