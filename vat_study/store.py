@@ -249,9 +249,10 @@ class Store:
             return row.id
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, Any]) -> None:
-        """Per-step metrics; a re-report of (trial, step, name) overwrites (unique constraint + upsert)."""
+        """Per-step numeric metrics (NaN/inf stored as NULL); a re-report of (trial, step, name)
+        overwrites (unique constraint + upsert)."""
         rows = [{"trial_id": trial_id, "step": int(step), "name": str(k), "value": _finite_or_none(v)}
-                for k, v in metrics.items() if _finite_or_none(v) is not None or isinstance(v, (int, float))]
+                for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if not rows:
             return
         self._upsert(MetricRow, rows, ["trial_id", "step", "name"])
