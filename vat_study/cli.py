@@ -21,7 +21,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .spec import safe_load
+from .spec import parse_set, safe_load, set_dotted
 from .store import safe_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.")
@@ -30,31 +30,11 @@ out = Console()
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["optimizer.lr=0.001", "hidden=[64, 32]"]`` -> nested dict; values parsed as YAML scalars."""
+    """``["optimizer.lr=0.001", "hidden=[64, 32]"]`` -> nested dict (spec.parse_set, then nested)."""
     result: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set eps=2.0 or --set optimizer.lr=0.001")
-        try:
-            value = safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({e})") from None
-        node = result
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {item!r}: {p!r} was already set to a value")
-        node[parts[-1]] = value
+    for key, value in parse_set(items).items():
+        set_dotted(result, key, value)
     return result
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in over.items():
-        merged[k] = deep_merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
 
 
 def _fail(message: str) -> None:
@@ -76,13 +56,14 @@ def trial(
     if config is not None:
         try:
             loaded = safe_load(config.read_text())
-        except (OSError, yaml.YAMLError) as e:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             _fail(f"--config {config}: {e}")
         if loaded is not None and not isinstance(loaded, dict):
             _fail(f"--config {config}: must hold a mapping of trial keys, got {type(loaded).__name__}")
         cfg = loaded or {}
     try:
-        cfg = deep_merge(cfg, parse_overrides(set_))
+        for key, value in parse_set(set_).items():
+            set_dotted(cfg, key, value)
         resolve_config(cfg)  # validate before printing anything
     except (ValueError, ConfigError) as e:
         _fail(str(e))
