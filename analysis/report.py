@@ -185,6 +185,18 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
             f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
             f"- metric: {metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
             ""]
+    failed = trials[trials["status"].isin(["FAILED", "PRUNED"])] if not trials.empty else trials
+    if not failed.empty:
+        kinds = failed["failure_kind"].fillna("error").value_counts().to_dict() if "failure_kind" in failed else {}
+        head += [f"Trials that did not complete ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
+                 "`vat-study run` redoes FAILED ones):", ""]
+        for _, t in failed.iterrows():
+            last = (t["error"] or "").strip().splitlines()[-1:] or [""]
+            params = ", ".join(f"{c.removeprefix('param.')}={t[c]}" for c in trials.columns
+                               if c.startswith("param.") and pd.notna(t[c]))
+            head.append(f"- trial {t['trial_id']} ({params or 'no search params'}, seed {t['seed']}): {t['status']}, "
+                        f"{t.get('failure_kind') or 'error'}: {last[0][:300]}")
+        head.append("")
     if r.skipped:
         head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]
     (out_dir / "report.md").write_text("\n".join(head) + "\n" + "\n".join(r.sections))

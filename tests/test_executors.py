@@ -1,13 +1,7 @@
-"""Both executors, resume after a SIGKILL, Optuna persistence, failures recorded as FAILED."""
-
-import os
-import signal
-import subprocess
-import sys
-import time
+"""Both executors, Optuna persistence, failures recorded as FAILED (kills and other faults:
+test_reliability.py)."""
 
 import pytest
-import yaml
 
 from vat_study.executors import run_local, run_ray
 from vat_study.spec import parse_spec
@@ -97,50 +91,6 @@ def test_optuna_through_ray(tmp_path):
     for t in study.trials:  # Optuna's value is the mean over seeds of our stored metric
         rows = df[df["param.eps"] == t.params["eps"]]
         assert t.value == pytest.approx(rows["val_error"].mean())
-
-
-def test_sigkill_mid_study_then_rerun_loses_and_duplicates_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path}/k.db"
-    spec = tiny("killed", url, seeds=[0, 1, 2])
-    spec["task"]["steps"] = 60
-    spec["task"]["hidden"] = [64]
-    path = tmp_path / "killed.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    cmd = [sys.executable, "-m", "vat_study.cli", "run", str(path), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    store = Store(url)
-    deadline = time.time() + 120
-    done_before = {}
-    try:
-        while time.time() < deadline:
-            time.sleep(0.2)
-            try:
-                df = store.trials_frame("killed")
-            except Exception:  # noqa: BLE001  the database may not exist yet
-                continue
-            if not df.empty and (df.status == "COMPLETE").sum() >= 2 and (df.status == "RUNNING").any():
-                os.killpg(proc.pid, signal.SIGKILL)
-                done_before = {r.key: r.finished_at for r in df[df.status == "COMPLETE"].itertuples()}
-                break
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert done_before, "the study finished before it could be killed"
-    df = store.trials_frame("killed")
-    assert (df.status == "RUNNING").sum() >= 1 and len(df) < 9
-
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    assert "redone" in rerun.stdout
-    df = store.trials_frame("killed")
-    assert len(df) == 9 and df["key"].is_unique and set(df.status) == {"COMPLETE"}
-    for key, finished in done_before.items():  # finished trials were not run again
-        row = df[df.key == key].iloc[0]
-        assert row.finished_at == finished and row.attempts == 1
-    assert (df.attempts == 2).sum() >= 1  # the interrupted one was redone
-    m = store.metrics_frame("killed")
-    assert not m.duplicated(["trial_id", "step", "name"]).any()
 
 
 def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_not_left_waiting(tmp_path):

@@ -3,8 +3,10 @@
 import pickle
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
-from vat_study.store import Store, load_study_frame
+from vat_study.failpoints import FailpointError
+from vat_study.store import Store, TrialRow, load_study_frame
 
 
 def _trial(store, sid, key="k1", seed=0, params=None):
@@ -26,6 +28,7 @@ def test_trial_lifecycle_and_frames(storage_url):
 
     df = load_study_frame(storage_url, "s")
     assert list(df["status"]) == ["COMPLETE", "FAILED"]
+    assert list(df["failure_kind"].fillna("-")) == ["-", "error"]
     assert df.loc[0, "test_error"] == pytest.approx(0.35) and df.loc[0, "param.eps"] == 1.0
     assert "boom" in df.loc[1, "error"] and df.loc[0, "host"]
     m = store.metrics_frame("s")
@@ -39,16 +42,60 @@ def test_trial_lifecycle_and_frames(storage_url):
 def test_interrupted_trials_are_failed_then_retried_and_complete_ones_never_rerun(storage_url):
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {})
-    tid = _trial(store, sid)
-    store.report(tid, 5, {"val_error": 0.9})
+    first = _trial(store, sid)
+    store.report(first, 5, {"val_error": 0.9})
     assert store.fail_interrupted(sid) == 1
     assert store.trial_statuses(sid) == {"k1": "FAILED"}
+    assert store.trials_frame("s").loc[0, "failure_kind"] == "interrupted"
     again = _trial(store, sid)  # the retry reuses the row and drops the stale metrics
-    assert again == tid and store.metrics_frame("s").empty
-    store.finish_trial(tid, {"val_error": 0.1})
+    assert again.trial_id == first.trial_id and again.attempt == 2 and store.metrics_frame("s").empty
+    store.finish_trial(again, {"val_error": 0.1})
     with pytest.raises(RuntimeError, match="COMPLETE"):
         _trial(store, sid)
     assert store.trials_frame("s").loc[0, "attempts"] == 2
+
+
+def test_a_stale_attempt_can_never_overwrite_the_current_one(storage_url):
+    """Fencing: a zombie worker of a killed run still holds attempt 1 while the rerun runs attempt 2."""
+    store = Store(storage_url)
+    sid = store.get_or_create_study("s", {})
+    zombie = _trial(store, sid)
+    store.fail_interrupted(sid)
+    current = _trial(store, sid)
+    assert not store.report(zombie, 3, {"val_error": 0.99})
+    assert store.report(current, 3, {"val_error": 0.5})
+    assert not store.finish_trial(zombie, {"val_error": 0.99})
+    assert not store.fail_trial(zombie, "late failure")
+    df = store.trials_frame("s")
+    assert df.loc[0, "status"] == "RUNNING" and df.loc[0, "attempts"] == 2
+    assert store.metrics_frame("s")["value"].tolist() == [0.5]
+    assert store.finish_trial(current, {"val_error": 0.5})
+    assert not store.fail_trial(current, "after the finish")  # a COMPLETE trial stays COMPLETE
+    assert store.trials_frame("s").loc[0, "status"] == "COMPLETE"
+
+
+def test_finishing_is_one_transaction(storage_url, monkeypatch):
+    """A crash inside finish_trial's transaction leaves a RUNNING trial without final metrics,
+    never a COMPLETE one without them (or metrics of a trial that is not COMPLETE)."""
+    store = Store(storage_url)
+    sid = store.get_or_create_study("s", {})
+    lease = _trial(store, sid)
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "store.commit=raise")
+    with pytest.raises(FailpointError):
+        store.finish_trial(lease, {"val_error": 0.1, "test_error": 0.2})
+    monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
+    df = store.trials_frame("s")
+    assert df.loc[0, "status"] == "RUNNING" and "test_error" not in df.columns
+    assert store.finish_trial(lease, {"val_error": 0.1, "test_error": 0.2})
+    assert store.trials_frame("s").loc[0, "test_error"] == pytest.approx(0.2)
+
+
+def test_the_database_refuses_an_unknown_status(storage_url):
+    store = Store(storage_url)
+    sid = store.get_or_create_study("s", {})
+    lease = _trial(store, sid)
+    with pytest.raises(IntegrityError), store.session() as s, s.begin():
+        s.get(TrialRow, lease.trial_id).status = "DONE"
 
 
 def test_store_pickles_without_a_live_engine(storage_url):

@@ -14,6 +14,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import typer
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .spec import parse_set, safe_load, set_dotted
-from .store import safe_url
+from .store import mask_secrets, safe_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.")
 err = Console(stderr=True)
@@ -106,12 +107,12 @@ def _load_study(path: Path, set_: list[str], executor: Optional[str], storage: O
         _fail(str(e))
 
 
-def _summary_table(spec, store) -> Table:
+def _summary_table(name: str, metric: Mapping[str, Any], store) -> Table:
     import pandas as pd
 
-    df = store.trials_frame(spec.name)
-    m = spec.metric.name
-    table = Table(title=f"{spec.name}: {m} ({spec.metric.mode}) by configuration, mean +- sd over seeds")
+    df = store.trials_frame(name)
+    m, mode = metric.get("name", "val_error"), metric.get("mode", "min")
+    table = Table(title=f"{name}: {m} ({mode}) by configuration, mean +- sd over seeds")
     if df.empty:
         return table
     params = [c for c in df.columns if c.startswith("param.")]
@@ -139,28 +140,33 @@ def _reachable(store, field: str):
     """The store, after one connection: an unreachable or refusing database is a clean error."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from .store import StoreError
+
     try:
         with store.engine.connect():
             pass
+    except StoreError as e:
+        _fail(f"{field} {safe_url(store.url)!r}: {e}")
     except SQLAlchemyError as e:
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
-        _fail(f"{field} {safe_url(store.url)!r}: cannot open the database ({reason})")
+        _fail(f"{field} {safe_url(store.url)!r}: cannot open the database ({mask_secrets(reason, store.url)})")
     return store
 
 
 def _existing_store(storage: str):
     """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
-    import re
-
     from sqlalchemy.engine import make_url
 
+    from .spec import check_storage_url
     from .store import Store
 
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", storage):
-        _fail(f"--storage {storage!r}: must be an SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db")
+    try:
+        check_storage_url(storage)
+    except ValueError as e:
+        _fail(f"--storage {safe_url(storage)!r}: {e}")
     url = make_url(storage)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
-        _fail(f"--storage {storage!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
+        _fail(f"--storage {safe_url(storage)!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
     return _reachable(Store(storage), "--storage")
 
 
@@ -207,8 +213,12 @@ def run(
         summary = runner(spec, spec_path=str(study), progress=not no_progress)
     except SpecError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: every finished trial is in {safe_url(spec.storage)}; run the same command "
+                  "again to continue the study", highlight=False)
+        raise typer.Exit(130) from None
     store = Store(spec.storage)
-    out.print(_summary_table(spec, store))
+    out.print(_summary_table(spec.name, spec.metric.model_dump(), store))
     if summary.interrupted_marked:
         out.print(f"{summary.interrupted_marked} trial(s) left RUNNING by an earlier, interrupted run were redone.")
     if summary.ran == 0:
@@ -241,14 +251,15 @@ def status(
     spec_json = store.study_spec(study)
     if spec_json is None:
         _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
-    from .spec import StudySpec
-
-    out.print(_summary_table(StudySpec.model_validate(spec_json), store))
+    out.print(_summary_table(study, spec_json.get("metric") or {}, store))
     df = store.trials_frame(study)
-    failed = df[df["status"] == "FAILED"]
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "RUNNING", "FAILED", "PRUNED")))
+    failed = df[df["status"].isin(["FAILED", "PRUNED"])] if not df.empty else df
     for _, r in failed.iterrows():
         last = (r["error"] or "").strip().splitlines()[-1:] or [""]
-        err.print(f"FAILED trial {r['trial_id']} seed {r['seed']}: {last[0]}", highlight=False)
+        kind = r.get("failure_kind") or "error"
+        err.print(f"{r['status']} trial {r['trial_id']} seed {r['seed']} ({kind}): {last[0]}", highlight=False)
 
 
 @app.command()

@@ -135,13 +135,15 @@ class TrialConfig(_Strict):
     dropout: float = Field(0.5, ge=0, lt=1)
     # --- method (Eq. 8: loss = nll + alpha * R) ---
     method: Literal[METHODS] = "vat"  # type: ignore[valid-type]
-    eps: float = Field(1.0, ge=0)
+    eps: float = Field(1.0, gt=0, description="||r|| of the perturbation (Eq. 7); unused by baseline")
     alpha: float = Field(1.0, ge=0)
     xi: float = Field(DEFAULT_XI, gt=0)
     power_iterations: int = Field(1, ge=0, le=1000)
     direction: Literal["finite_difference", "hvp"] = "finite_difference"
     # --- optimization ---
     seed: int = Field(0, ge=0)
+    seeds: list[int] | None = Field(None, description="train these seeds together as one batched model "
+                                                      "(vat_study.batched); ``seed`` is then unused")
     steps: int = Field(1000, ge=1)
     batch: Batch = Batch()
     optimizer: Optimizer = Optimizer()
@@ -159,6 +161,13 @@ class TrialConfig(_Strict):
     def _hidden(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (not v or any(h < 1 for h in v)):
             raise ValueError("must be a non-empty list of layer widths >= 1")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(s < 0 for s in v) or len(set(v)) != len(v)):
+            raise ValueError("must be a non-empty list of distinct integers >= 0")
         return v
 
     @field_validator("device")
@@ -185,6 +194,9 @@ class TrialConfig(_Strict):
                                    flip=self.dataset == "cifar10")
         if self.method == "rpt":  # RPT is R^(0) (Eq. 16): K = 0 whatever a shared default says
             self.power_iterations = 0
+        if self.seeds is not None and self.model_path and "{seed}" not in self.model_path:
+            raise ValueError("model_path: with seeds, must contain '{seed}' (one file per seed), "
+                             f"got {self.model_path!r}")
         if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
             raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self

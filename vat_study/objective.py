@@ -23,8 +23,9 @@ import torch
 
 from .config import ConfigError, TrialConfig
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
+from .batched import SeedBatch
 from .models import build_model
-from .train import error_rate, train
+from .train import error_rates, train_seeds
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -45,40 +46,78 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     """Train one model as ``config`` says and return its final metrics.
 
     ``report(step, metrics)`` (optional) is called at every evaluation step with the running
-    loss terms, the validation error and the probes due at that step.
+    loss terms, the validation error and the probes due at that step. An exception it raises
+    stops the trial and propagates (that is how a caller prunes or times out a trial).
 
     Returns: val_error, test_error, rvadv (at the probe's fixed eps), train_seconds (updates only),
     wall_seconds, steps, n_labeled, n_validation, device, and the last evaluation's other metrics.
     Training is deterministic for a given seed on the CPU; the caller's RNG state is untouched.
+
+    Seeded repeats in one go: with ``seeds: [s1, s2, ...]`` in the config, the seeds train
+    together as one batched model (``vat_study.batched``), each with its own initialization,
+    splits, batches and random starts, exactly as its own run would (dropout and noise draws
+    aside). ``report`` then gets each seed's metrics with a ``seed`` entry, and the return value
+    is ``{"seeds": {seed: metrics}, "failed": {seed: message}}`` (a seed whose loss turned NaN/inf
+    is in ``failed``; its ``model_path`` is ``model_path`` with ``{seed}`` filled in).
     """
     cfg = TrialConfig.from_mapping(config)
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     t_start = time.perf_counter()
+    seeds = cfg.seeds if cfg.seeds is not None else [cfg.seed]
+    batched = cfg.seeds is not None
 
-    prepared = prepare_data(cfg, device)
-    ds, splits = prepared.dataset, prepared.splits
-    x_train, y_train, x_test, y_test = prepared.x_train, prepared.y_train, prepared.x_test, prepared.y_test
+    prepared = prepare_data(cfg.model_copy(update={"seed": seeds[0]}), device)
+    ds, x_train, y_train = prepared.dataset, prepared.x_train, prepared.y_train
+    x_test, y_test = prepared.x_test, prepared.y_test
+    splits = [prepared.splits] + [seed_splits(cfg, ds, s) for s in seeds[1:]]
+    if cfg.zca and len(seeds) > 1 and any(not torch.equal(sp.unlabeled, splits[0].unlabeled) for sp in splits):
+        raise ConfigError(["seeds: zca is fitted on each seed's own unlabeled pool; train these seeds separately"])
 
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        model = _build(cfg, ds).to(device, dtype)
-        metrics: dict[str, Any] = train(cfg, x_train, y_train, splits, model, report)
+        models = []
+        for s in seeds:  # each seed's initialization exactly as its own run draws it
+            torch.manual_seed(s)
+            np.random.seed(s % 2**32)
+            models.append(_build(cfg, ds).to(device, dtype))
+        model = SeedBatch(models) if batched else models[0]
+        del models
+        reports = None if report is None else [
+            (lambda step, m, s=s: report(step, {**m, "seed": s})) if batched else report for s in seeds]
+        results = train_seeds(cfg, seeds, x_train, y_train, splits, model, reports)
 
-    metrics["test_error"] = error_rate(model, x_test, y_test)  # the only use of the test set
-    if cfg.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
-        Path(cfg.model_path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cfg.model_path)
-    metrics.update(
-        steps=cfg.steps,
-        wall_seconds=time.perf_counter() - t_start,
-        n_labeled=len(splits.labeled),
-        n_validation=len(splits.validation),
-        device=str(device),
-    )
-    return metrics
+    test_errors = error_rates(model, [x_test] * len(seeds), [y_test] * len(seeds))  # the only use of the test set
+    wall = time.perf_counter() - t_start
+    out, failed = {}, {}
+    for i, (s, metrics) in enumerate(zip(seeds, results)):
+        if "diverged" in metrics:
+            failed[s] = str(metrics["diverged"])
+            continue
+        metrics["test_error"] = test_errors[i]
+        if cfg.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
+            path = Path(cfg.model_path.replace("{seed}", str(s)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.seed_state_dict(i) if batched else model.state_dict(), path)
+        metrics.update(
+            steps=cfg.steps,
+            wall_seconds=wall / len(seeds),
+            n_labeled=len(splits[i].labeled),
+            n_validation=len(splits[i].validation),
+            device=str(device),
+        )
+        if batched:
+            metrics["batch_seeds"] = len(seeds)
+        out[s] = metrics
+    return {"seeds": out, "failed": failed} if batched else out[seeds[0]]
+
+
+def seed_splits(cfg: TrialConfig, ds: Dataset, seed: int) -> Splits:
+    n_validation = cfg.validation if cfg.validation is not None else min(1000, len(ds.y_train) // 5)
+    try:
+        return make_splits(ds.y_train, cfg.n_labeled, n_validation, seed, ds.n_classes)
+    except DataError as e:
+        raise ConfigError([str(e)]) from None
 
 
 @dataclass
@@ -96,10 +135,9 @@ def prepare_data(cfg: TrialConfig, device: torch.device | str = "cpu") -> Prepar
     dtype = getattr(torch, cfg.dtype)
     try:
         ds = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, idx_paths=cfg.idx_paths)
-        n_validation = cfg.validation if cfg.validation is not None else min(1000, len(ds.y_train) // 5)
-        splits = make_splits(ds.y_train, cfg.n_labeled, n_validation, cfg.seed, ds.n_classes)
     except DataError as e:
         raise ConfigError([str(e)]) from None
+    splits = seed_splits(cfg, ds, cfg.seed)
     x_train, x_test = ds.x_train, ds.x_test
     if cfg.zca:
         if not ds.is_image:

@@ -167,6 +167,7 @@ def virtual_adversarial_direction(
     power_iterations: int = 1,
     method: DirectionMethod = "finite_difference",
     generator: torch.Generator | None = None,
+    d0: Tensor | None = None,
 ) -> Tensor:
     """Approximate the dominant eigenvector u(x, theta_hat) of H = grad grad_r D(r, x, theta_hat).
 
@@ -179,14 +180,15 @@ def virtual_adversarial_direction(
     * ``power_iterations=0``: the random unit direction itself (RPT, Eq. 16 with K = 0).
 
     x: [N, ...]; logits: [N, C] clean logits if already computed (reused only when the model has
-    no active dropout/noise, see the module docstring). Returns d with ||d_n||_2 = 1 for every
+    no active dropout/noise, see the module docstring); d0: the random unit start, shaped like x
+    (default: drawn uniformly on the sphere with ``generator``). Returns d with ||d_n||_2 = 1 for every
     sample n, same shape as x, with no gradient (VAT ignores the dependence of r_vadv on theta,
     Section 3.3). A sample whose gradient vanishes (e.g. a saturated softmax) keeps its previous
     direction instead of becoming NaN. BN running statistics are left untouched.
     """
     _check_direction_args(xi, power_iterations, method)
     x = x.detach()
-    d = random_unit_direction(x, generator)
+    d = random_unit_direction(x, generator) if d0 is None else d0.detach()
     if power_iterations == 0:
         return d
     with torch.enable_grad(), frozen_batch_stats(model), deterministic_layers(model) as was_noisy:
@@ -273,6 +275,7 @@ def adversarial_loss(
     *,
     eps: float,
     norm: Literal["l2", "linf"] = "l2",
+    reduction: Literal["mean", "none"] = "mean",
 ) -> Tensor:
     """Adversarial training loss L_adv = D[h(y; y_l), p(y|x + r_adv, theta)] (Eq. 1), D = cross entropy.
 
@@ -294,10 +297,12 @@ def adversarial_loss(
             r_adv = eps * unit_vector(g)  # a zero gradient gives r = 0, never NaN
         else:
             r_adv = eps * torch.sign(g)
-        return F.cross_entropy(model(x + r_adv.detach()), y)
+        return F.cross_entropy(model(x + r_adv.detach()), y, reduction=reduction)
 
 
-def entropy_loss(logits: Tensor) -> Tensor:
-    """R_cent = mean over x of the conditional entropy -sum_y p(y|x) log p(y|x) (Eq. 18)."""
+def entropy_loss(logits: Tensor, reduction: Literal["mean", "none"] = "mean") -> Tensor:
+    """R_cent = mean over x of the conditional entropy -sum_y p(y|x) log p(y|x) (Eq. 18);
+    ``reduction="none"``: the entropy of each sample, shape [N]."""
     log_p = F.log_softmax(logits, dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1).mean()
+    h = -(log_p.exp() * log_p).sum(dim=1)
+    return h if reduction == "none" else h.mean()

@@ -13,10 +13,16 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
     seeds       every configuration runs once per seed (the seeded repeats)
     metric      {name: val_error, mode: min|max}: what "best" means and what Optuna optimizes
     probes      trial probes (rvadv, grad_variance, fidelity)
-    executor    {kind: ray|local, per_trial: {cpu, gpu}, max_concurrent, address}
+    executor    {kind: ray|local, per_trial: {cpu, gpu}, max_concurrent, address,
+                 trial_timeout (s: a trial past it is stopped and recorded FAILED, kind timeout),
+                 max_failures (ray: retries of a trial whose worker process died; default 2),
+                 batch_seeds (train up to this many seeds of a configuration as one batched model)}
     storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
 
 Every trial's config is validated before anything runs; errors name the study-file field.
+Running a stored study again continues it; a study file edited under the same name (task,
+method, probes, or anything that changes a finished trial's resolved config) is refused rather
+than mixed with the finished trials (see executors.common.check_same_study / check_same_configs).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,6 +79,12 @@ class SpecError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _finite(v: float | None) -> float | None:
+    if v is not None and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
 
 
 class Distribution(_Strict):
@@ -158,6 +171,12 @@ class Executor(_Strict):
     per_trial: PerTrial = PerTrial()
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
     address: str | None = None
+    trial_timeout: float | None = Field(None, gt=0, description="seconds; a trial past it is stopped, FAILED (timeout)")
+    max_failures: int = Field(2, ge=0, description="ray: retries of a trial whose worker process died")
+    batch_seeds: int = Field(1, ge=1, le=64, description="train up to this many seeds of a configuration as one "
+                                                         "batched model (1: each seed on its own)")
+
+    _fin = field_validator("trial_timeout")(_finite)
 
 
 class StudySpec(_Strict):
@@ -193,9 +212,7 @@ class StudySpec(_Strict):
     @field_validator("storage")
     @classmethod
     def _storage(cls, v: str) -> str:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
-            raise ValueError("must be an SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db")
-        return absolute_sqlite(v)
+        return absolute_sqlite(check_storage_url(v))
 
     # ---------------------------------------------------------------- trial configs
 
@@ -255,10 +272,49 @@ class PlannedTrial:
         params = dict(params)
         key = digest({"params": params, "seed": seed})
         config = spec.trial_config(params, seed)
+        config_key = digest(params)
         if spec.save_models:
             folder = Path(spec.models_dir or Path("results") / spec.name / "models").resolve()
-            config["model_path"] = str(folder / f"{key}.pt")
-        return PlannedTrial(key=key, config_key=digest(params), params=params, seed=seed, config=config)
+            config["model_path"] = str(folder / MODEL_FILE.format(config_key=config_key, seed=seed))
+        return PlannedTrial(key=key, config_key=config_key, params=params, seed=seed, config=config)
+
+    def batched_config(self, seeds: list[int]) -> dict[str, Any]:
+        """The run_trial config that trains ``seeds`` of this trial's configuration as one batched
+        model (model files named per seed)."""
+        config = {**self.config, "seeds": list(seeds)}
+        if self.config.get("model_path"):
+            config["model_path"] = str(Path(self.config["model_path"]).with_name(
+                MODEL_FILE.format(config_key=self.config_key, seed="{seed}")))
+        return config
+
+
+MODEL_FILE = "{config_key}-s{seed}.pt"
+"""A trial's saved weights under models_dir: one file per (configuration, seed)."""
+
+
+STORAGE_HELP = "sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+
+
+def check_storage_url(url: str) -> str:
+    """``url`` if it is a usable SQLAlchemy URL of SQLite or PostgreSQL, else ValueError saying why."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+        raise ValueError(f"must be an SQLAlchemy URL: {STORAGE_HELP}")
+    try:
+        u = make_url(url)
+        u.port  # noqa: B018  a non-numeric port raises here
+    except (ArgumentError, ValueError) as e:
+        raise ValueError(f"is not a valid database URL ({e}); expected {STORAGE_HELP}") from None
+    if u.get_backend_name() == "sqlite":
+        if url.startswith("sqlite://") and not url.startswith("sqlite:///") or not u.database:
+            raise ValueError(f"sqlite needs a file path after three slashes: {STORAGE_HELP}")
+        if u.database != ":memory:" and (u.database.endswith("/") or Path(u.database).is_dir()):
+            raise ValueError(f"{u.database!r} is a folder; name the database file, e.g. sqlite:///results/vat_study.db")
+    elif not u.host or not u.database:
+        raise ValueError(f"postgresql needs a host and a database name: {STORAGE_HELP}")
+    return url
 
 
 def absolute_sqlite(url: str) -> str:
@@ -319,6 +375,18 @@ def validate_trials(spec: StudySpec) -> None:
                 problems.append(f"{place}: {msg}" if place != where else f"{where} ({field}): {msg}")
 
     check({}, "task") if spec.search is None else None
+    base = spec.base_config()
+    for k, path in (base.get("idx_paths") or {}).items() if isinstance(base.get("idx_paths"), Mapping) else ():
+        if isinstance(path, str) and not Path(path).expanduser().is_file():
+            problems.append(f"task.idx_paths.{k}: no file at {path!r}")
+    if spec.executor.batch_seeds > 1 and not problems:
+        try:
+            zca = resolve_config(spec.trial_config({}, spec.seeds[0])).get("zca")
+        except ConfigError:
+            zca = False  # reported by the checks below
+        if zca:
+            problems.append("executor.batch_seeds: zca is fitted on each seed's own unlabeled pool, so these "
+                            "seeds cannot share one batch; use batch_seeds: 1 (or zca: false)")
     if spec.search is not None and spec.search.grid is not None:
         for i, g in enumerate(spec.search.grid):
             for k in g:
@@ -374,18 +442,33 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``--set task.steps=3000`` -> {"task.steps": 3000}; values are YAML scalars or lists."""
+    """``--set task.steps=3000`` -> {"task.steps": 3000}; values are YAML scalars or lists.
+
+    Conflicting overrides are refused: the same key twice with different values, or a key and
+    a key inside it (``--set task={...} --set task.steps=3``), whose outcome would depend on order."""
     out: dict[str, Any] = {}
+    problems: list[str] = []
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key:
-            raise SpecError([f"--set {item!r}: expected key=value, e.g. --set task.steps=3000"], "--set")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise SpecError([f"--set {item!r}: expected key=value with a dotted key, e.g. --set task.steps=3000"],
+                            "--set")
         try:
             value = safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise SpecError([f"--set {item!r}: the value is not valid YAML"], "--set") from None
+        for other in out:
+            if other == key and canonical(out[other]) != canonical(value):
+                problems.append(f"--set {key}: given twice with different values ({out[other]!r} and {value!r}); "
+                                "give it once")
+            elif other.startswith(key + ".") or key.startswith(other + "."):
+                inner, outer = (other, key) if other.startswith(key + ".") else (key, other)
+                problems.append(f"--set {inner} conflicts with --set {outer} (one sets a part of the other); "
+                                f"give only one of them")
         out[key] = value
+    if problems:
+        raise SpecError(problems, "--set")
     return out
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ from .regularizers import (
     entropy_loss,
     frozen_batch_stats,
     lds,
-    vat_loss,
+    random_unit_direction,
     virtual_adversarial_direction,
 )
 
@@ -45,15 +46,21 @@ Report = Callable[[int, Mapping[str, float]], None]
 
 class EpochSampler:
     """Mini-batches of indices from ``pool``: a fresh random order every epoch, no repeats within
-    one. A batch larger than the pool is the whole pool (e.g. 8 labeled points, batch 64)."""
+    one. A batch larger than the pool is the whole pool (e.g. 8 labeled points, batch 64). The
+    order is drawn on the CPU (so a seed gives the same batches on every device) and moved to
+    ``device`` once per epoch, not once per step."""
 
-    def __init__(self, pool: Tensor, batch: int, generator: torch.Generator) -> None:
-        self.pool, self.batch, self.gen = pool, min(batch, len(pool)), generator
-        self.order, self.pos = pool[torch.randperm(len(pool), generator=generator)], 0
+    def __init__(self, pool: Tensor, batch: int, generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> None:
+        self.pool, self.batch, self.gen, self.device = pool, min(batch, len(pool)), generator, device
+        self.order, self.pos = self._shuffled(), 0
+
+    def _shuffled(self) -> Tensor:
+        return self.pool[torch.randperm(len(self.pool), generator=self.gen)].to(self.device)
 
     def next(self) -> Tensor:
         if self.pos + self.batch > len(self.order):
-            self.order, self.pos = self.pool[torch.randperm(len(self.pool), generator=self.gen)], 0
+            self.order, self.pos = self._shuffled(), 0
         idx = self.order[self.pos : self.pos + self.batch]
         self.pos += self.batch
         return idx
@@ -75,52 +82,120 @@ def learning_rate(cfg: TrialConfig, step: int) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def error_rate(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1000) -> float:
-    """Misclassification rate in eval mode (BN running statistics)."""
-    if len(x) == 0:
-        return float("nan")
+def error_rates(model: nn.Module, xs: list[Tensor], ys: list[Tensor], chunk: int = 1000) -> list[float]:
+    """Misclassification rate of each seed's network in eval mode (BN running statistics):
+    ``xs[i]`` goes to seed i (a ``SeedBatch``; one plain network takes one set). Each pass feeds
+    every seed an equal block of ``chunk`` images (the sets have equal sizes)."""
+    n = len(xs[0])
+    if n == 0:
+        return [float("nan")] * len(xs)
     was = model.training
     model.eval()
-    wrong = sum(int((model(xb).argmax(1) != yb).sum()) for xb, yb in zip(x.split(chunk), y.split(chunk)))
+    wrong = torch.zeros(len(xs), dtype=torch.long, device=xs[0].device)
+    for lo in range(0, n, chunk):
+        xb = torch.cat([x[lo : lo + chunk] for x in xs]) if len(xs) > 1 else xs[0][lo : lo + chunk]
+        yb = torch.cat([y[lo : lo + chunk] for y in ys]) if len(ys) > 1 else ys[0][lo : lo + chunk]
+        wrong += (model(xb).argmax(1) != yb).view(len(xs), -1).sum(1)
     model.train(was)
-    return wrong / len(x)
+    return [w / n for w in wrong.tolist()]  # one host sync per evaluation
+
+
+def error_rate(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1000) -> float:
+    """Misclassification rate of one network in eval mode (BN running statistics)."""
+    return error_rates(model, [x], [y], chunk)[0]
+
+
+def per_seed(v: Tensor, n_seeds: int) -> Tensor:
+    """Per-sample values [S * B] -> the mean of each seed's block [S]."""
+    return v.view(n_seeds, -1).mean(1)
 
 
 def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
-                x_reg: Tensor | None) -> Tensor:
-    """R of Eq. 8 for this step. ``x_reg`` is the unlabeled batch (None: supervised, use x_l)."""
+                x_reg: Tensor | None, n_seeds: int = 1,
+                random_start: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """R of Eq. 8 for this step, one value per seed: shape [S]. ``x_reg`` is the unlabeled batch
+    (None: supervised, use x_l). ``random_start(x)`` draws the power iteration's unit start d0
+    for the samples x (default: from the global RNG)."""
     if cfg.method == "baseline":
-        return logits_l.new_zeros(())
+        return logits_l.new_zeros(n_seeds)
     if cfg.method in ("at_l2", "at_linf"):
-        return adversarial_loss(model, x_l, y_l, eps=cfg.eps, norm="l2" if cfg.method == "at_l2" else "linf")
+        l_adv = adversarial_loss(model, x_l, y_l, eps=cfg.eps, norm="l2" if cfg.method == "at_l2" else "linf",
+                                 reduction="none")
+        return per_seed(l_adv, n_seeds)
+    direction = dict(xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction)
     if x_reg is None:  # supervised: R on the labeled batch, its logits are p(y|x, theta_hat)
-        r_vadv = vat_loss(model, x_l, eps=cfg.eps, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
-                          logits=logits_l.detach())
-        return r_vadv + (entropy_loss(logits_l) if cfg.method == "vat_entmin" else 0.0)
-    # Semi-supervised: one clean pass on the unlabeled batch, with dropout/noise off, gives both
-    # the target p(y|x, theta_hat) of Eq. 5 and the reference point of the power iteration
-    # (so no second clean pass is needed); the perturbed pass of LDS keeps them on.
-    with frozen_batch_stats(model), deterministic_layers(model), \
-            torch.set_grad_enabled(cfg.method == "vat_entmin"):  # the gradient only feeds EntMin
-        logits = model(x_reg)
-        d = virtual_adversarial_direction(model, x_reg, logits.detach(), xi=cfg.xi, power_iterations=cfg.k,
-                                          method=cfg.direction)
-    r_vadv = lds(model, x_reg, cfg.eps * d, logits).mean()  # Eq. 7
-    return r_vadv + (entropy_loss(logits) if cfg.method == "vat_entmin" else 0.0)
+        x, logits = x_l, logits_l
+        d0 = random_start(x) if random_start else None
+        d = virtual_adversarial_direction(model, x, logits.detach(), d0=d0, **direction)
+    else:
+        # Semi-supervised: one clean pass on the unlabeled batch, with dropout/noise off, gives
+        # both the target p(y|x, theta_hat) of Eq. 5 and the reference point of the power
+        # iteration (so no second clean pass is needed); the perturbed pass of LDS keeps them on.
+        x = x_reg
+        d0 = random_start(x) if random_start else None
+        with frozen_batch_stats(model), deterministic_layers(model), \
+                torch.set_grad_enabled(cfg.method == "vat_entmin"):  # the gradient only feeds EntMin
+            logits = model(x)
+            d = virtual_adversarial_direction(model, x, logits.detach(), d0=d0, **direction)
+    r = per_seed(lds(model, x, cfg.eps * d, logits), n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
+    if cfg.method == "vat_entmin":
+        r = r + per_seed(entropy_loss(logits, reduction="none"), n_seeds)  # + R_cent, Eq. 18
+    return r
 
 
 def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,
-               x_reg: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """One update on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R)."""
+               x_reg: Tensor | None, n_seeds: int = 1,
+               random_start: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One update on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R), one value per
+    seed (shape [S]; S = 1 for a plain network). With S seeds the update minimizes the sum of
+    the S seeds' objectives, i.e. gives each seed's weights its own run's gradient. No value is
+    read back to the host here: the step never waits for the device."""
     model.train()
     logits_l = model(x_l)  # the only pass that updates BN running statistics
-    nll = F.cross_entropy(logits_l, y_l)
-    reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg)
+    nll = per_seed(F.cross_entropy(logits_l, y_l, reduction="none"), n_seeds)
+    reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start)
     loss = nll + cfg.alpha * reg
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.sum().backward()
     opt.step()
     return loss.detach(), nll.detach(), reg.detach()
+
+
+@dataclass
+class SeedData:
+    """What one seed's run draws from: its splits, samplers and random generators."""
+
+    seed: int
+    splits: Splits
+    gen: torch.Generator  # mini-batches and augmentation
+    probe_gen: torch.Generator  # probes only
+    start_gen: torch.Generator  # the power iteration's random starts d0
+    labeled: EpochSampler
+    unlabeled: EpochSampler | None
+    x_val: Tensor
+    y_val: Tensor
+    x_rvadv: Tensor
+    x_fid: Tensor | None
+    reg_pool: Tensor
+
+    @staticmethod
+    def make(cfg: TrialConfig, seed: int, splits: Splits, x_train: Tensor, y_train: Tensor) -> SeedData:
+        device = x_train.device
+        semi = cfg.mode == "semi_supervised"
+        gen = torch.Generator().manual_seed(seed)
+        probe_gen = torch.Generator().manual_seed(seed + 1_000_003)
+        start_gen = torch.Generator(device=device).manual_seed(seed + 2_000_003)
+        labeled = EpochSampler(splits.labeled, cfg.batch.labeled, gen, device)
+        unlabeled = EpochSampler(splits.unlabeled, cfg.batch.unlabeled, gen, device) if semi else None
+        # Fixed subsets for the probes: validation images if there are any, else the pool.
+        probe_pool = splits.validation if len(splits.validation) else splits.unlabeled
+        probe_order = probe_pool[torch.randperm(len(probe_pool), generator=probe_gen)].to(device)
+        fid = cfg.probes.fidelity
+        val = splits.validation.to(device)
+        return SeedData(seed, splits, gen, probe_gen, start_gen, labeled, unlabeled, x_train[val], y_train[val],
+                        x_train[probe_order[: cfg.probes.rvadv.size]],
+                        x_train[probe_order[: fid.size]] if fid else None,
+                        x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
 
 
 def train(
@@ -133,83 +208,109 @@ def train(
 ) -> dict[str, float]:
     """Train ``model`` in place for ``cfg.steps`` updates; returns the last evaluation's metrics
     (val_error, rvadv, ...) plus train_seconds (updates only, evaluation and probes excluded)."""
-    device = x_train.device
-    gen = torch.Generator().manual_seed(cfg.seed)  # mini-batches and augmentation
-    probe_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)  # probes only
-    semi = cfg.mode == "semi_supervised"
-    labeled = EpochSampler(splits.labeled, cfg.batch.labeled, gen)
-    unlabeled = EpochSampler(splits.unlabeled, cfg.batch.unlabeled, gen) if semi else None
-    x_val, y_val = x_train[splits.validation.to(device)], y_train[splits.validation.to(device)]
+    reports = [report] if report is not None else None
+    return train_seeds(cfg, [cfg.seed], x_train, y_train, [splits], model, reports)[0]
 
-    # Fixed subsets for the probes: validation images if there are any, else the pool.
-    probe_pool = splits.validation if len(splits.validation) else splits.unlabeled
-    probe_order = probe_pool[torch.randperm(len(probe_pool), generator=probe_gen)].to(device)
-    rv = cfg.probes.rvadv
-    x_rvadv = x_train[probe_order[: rv.size]]
-    fid = cfg.probes.fidelity
-    x_fid = x_train[probe_order[: fid.size]] if fid else None
-    gv = cfg.probes.grad_variance
-    reg_pool = x_train[(splits.unlabeled if semi else splits.labeled).to(device)]
+
+def train_seeds(
+    cfg: TrialConfig,
+    seeds: list[int],
+    x_train: Tensor,
+    y_train: Tensor,
+    splits: list[Splits],
+    model: nn.Module,
+    reports: list[Report] | None = None,
+) -> list[dict[str, float]]:
+    """Train S seeds at once: ``model`` is a ``SeedBatch`` of S networks (or, for S = 1, the plain
+    network), seed i with ``splits[i]``, its own batches, augmentation and random starts, and
+    ``reports[i]``. Returns each seed's last metrics. A seed whose loss turns NaN/inf is dropped
+    (its metrics get ``diverged``: the message) while the others go on: the seeds share no weights,
+    so its NaNs never reach them; with one seed that raises FloatingPointError."""
+    n = len(seeds)
+    runs = [SeedData.make(cfg, seed, sp, x_train, y_train) for seed, sp in zip(seeds, splits)]
+    seed_models = (lambda i: model.seed_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
+    rv, fid, gv = cfg.probes.rvadv, cfg.probes.fidelity, cfg.probes.grad_variance
+    semi = cfg.mode == "semi_supervised"
 
     def due(every: int | None, step: int, steps: list[int] | None = None) -> bool:
         if steps is not None:
             return step in steps
         return step % (every or cfg.eval_every) == 0 or step == cfg.steps
 
+    def cat(parts: list[Tensor]) -> Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def random_start(x: Tensor) -> Tensor:  # d0 for each seed's block, from that seed's generator
+        return cat([random_unit_direction(xb, r.start_gen) for xb, r in zip(x.chunk(n), runs)])
+
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr,
                            betas=(cfg.optimizer.beta1, cfg.optimizer.beta2))
-    train_seconds, sums, n_sum = 0.0, {"loss": 0.0, "nll": 0.0, "reg": 0.0}, 0
-    last: dict[str, float] = {}
+    train_seconds, n_sum = 0.0, 0
+    sums = torch.zeros(3, n, dtype=torch.float64, device=x_train.device)  # loss, nll, R per seed, on the device
+    last: list[dict[str, float]] = [{} for _ in seeds]
+    alive = list(range(n))
     for step in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
         lr, beta1 = learning_rate(cfg, step - 1)
         for group in opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.optimizer.beta2)
 
-        idx_l = labeled.next().to(device)
-        x_l = augment(x_train[idx_l], translate=cfg.augment.translate, flip=cfg.augment.flip, generator=gen)
-        y_l = y_train[idx_l]
-        x_reg = None
-        if unlabeled is not None:
-            x_reg = augment(x_train[unlabeled.next().to(device)], translate=cfg.augment.translate,
-                            flip=cfg.augment.flip, generator=gen)
+        xs_l, ys_l, xs_reg = [], [], []
+        for r in runs:
+            idx_l = r.labeled.next()
+            xs_l.append(augment(x_train[idx_l], translate=cfg.augment.translate, flip=cfg.augment.flip,
+                                generator=r.gen))
+            ys_l.append(y_train[idx_l])
+            if r.unlabeled is not None:
+                xs_reg.append(augment(x_train[r.unlabeled.next()], translate=cfg.augment.translate,
+                                      flip=cfg.augment.flip, generator=r.gen))
+        x_reg = cat(xs_reg) if semi else None
 
-        loss, nll, reg = train_step(cfg, model, opt, x_l, y_l, x_reg)
-        train_seconds += time.perf_counter() - t0
-
-        sums["loss"] += float(loss)
-        sums["nll"] += float(nll)
-        sums["reg"] += float(reg)
+        losses = train_step(cfg, model, opt, cat(xs_l), cat(ys_l), x_reg, n, random_start)
+        sums += torch.stack(losses)
         n_sum += 1
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"training diverged at step {step}: loss = {float(loss)} "
-                                     f"(nll {float(nll)}, R {float(reg)}); lower optimizer.lr or eps")
+        train_seconds += time.perf_counter() - t0
 
         do_rv = due(rv.every, step)
         do_fid = fid is not None and due(fid.every, step)
         do_gv = gv is not None and due(gv.every, step, gv.steps)
         if not (due(cfg.eval_every, step) or do_rv or do_fid or do_gv):
             continue
-        metrics = {k: v / n_sum for k, v in sums.items()}
-        sums, n_sum = {k: 0.0 for k in sums}, 0
-        metrics["lr"] = lr
-        metrics["val_error"] = error_rate(model, x_val, y_val)
-        if do_rv:
-            metrics["rvadv"] = P.rvadv(model, x_rvadv, eps=rv.eps, power_iterations=rv.power_iterations,
-                                       xi=cfg.xi, method=cfg.direction, seed=cfg.seed)
-        if do_fid:
-            metrics["fidelity"] = P.power_iteration_fidelity(
-                model, x_fid, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
-                reference_iterations=fid.reference_iterations, seed=cfg.seed)
-        if do_gv:
-            for k in gv.power_iterations:
-                metrics[f"grad_sd_norm_k{k}"] = P.grad_sd_norm(
-                    model, reg_pool, eps=gv.eps or cfg.eps or rv.eps, power_iterations=k, xi=cfg.xi,
-                    method=cfg.direction, batch=gv.batch or (cfg.batch.unlabeled if semi else cfg.batch.labeled),
-                    samples=gv.samples, generator=probe_gen)
-        metrics["train_seconds"] = train_seconds
-        last.update(metrics)
-        if report is not None:
-            report(step, dict(metrics))
-    last["train_seconds"] = train_seconds
+        means = (sums / n_sum).tolist()  # the one host sync per evaluation
+        sums.zero_()
+        n_sum = 0
+        val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
+        for i in list(alive):
+            loss, nll, reg = means[0][i], means[1][i], means[2][i]
+            if not math.isfinite(loss):
+                message = (f"training diverged by step {step}: mean loss = {loss} (nll {nll}, R {reg}) since the "
+                           f"previous evaluation; lower optimizer.lr or eps")
+                if n == 1:
+                    raise FloatingPointError(message)
+                alive.remove(i)
+                last[i]["diverged"] = message  # type: ignore[assignment]
+                continue
+            metrics = {"loss": loss, "nll": nll, "reg": reg, "lr": lr, "val_error": val_errors[i]}
+            net, r = seed_models(i), runs[i]
+            if do_rv:
+                metrics["rvadv"] = P.rvadv(net, r.x_rvadv, eps=rv.eps, power_iterations=rv.power_iterations,
+                                           xi=cfg.xi, method=cfg.direction, seed=r.seed)
+            if do_fid:
+                metrics["fidelity"] = P.power_iteration_fidelity(
+                    net, r.x_fid, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
+                    reference_iterations=fid.reference_iterations, seed=r.seed)
+            if do_gv:
+                for k in gv.power_iterations:
+                    metrics[f"grad_sd_norm_k{k}"] = P.grad_sd_norm(
+                        net, r.reg_pool, eps=gv.eps or cfg.eps or rv.eps, power_iterations=k, xi=cfg.xi,
+                        method=cfg.direction, batch=gv.batch or (cfg.batch.unlabeled if semi else cfg.batch.labeled),
+                        samples=gv.samples, generator=r.probe_gen)
+            metrics["train_seconds"] = train_seconds / n  # this seed's share of the updates' time
+            last[i].update(metrics)
+            if reports is not None:
+                reports[i](step, dict(metrics))
+        if not alive:
+            raise FloatingPointError(f"training diverged for every seed by step {step}; lower optimizer.lr or eps")
+    for m in last:
+        m["train_seconds"] = train_seconds / n
     return last

@@ -6,7 +6,7 @@ import time
 
 from ..spec import StudySpec
 from ..store import Store
-from .common import Progress, RunSummary, execute_trial, plan, begin_optuna, run_configuration, suggest, threads_for
+from .common import Progress, RunSummary, begin_optuna, plan, run_configuration, run_planned, seed_groups, suggest
 
 
 def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
@@ -17,11 +17,10 @@ def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool =
     if not spec.is_optuna:
         summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
         with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-            for t in p.todo:
-                metrics = execute_trial(store, p.study_id, t, threads=threads_for(spec))
-                summary.ran += 1
-                if metrics is None:
-                    summary.failed += 1
+            for group in seed_groups(p.todo, spec.executor.batch_seeds):
+                for metrics in run_planned(spec, store, p.study_id, group):
+                    summary.ran += 1
+                    summary.failed += metrics is None
     else:
         import optuna
 

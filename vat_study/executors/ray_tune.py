@@ -10,6 +10,14 @@
   is always set (with a searcher Tune otherwise runs one trial at a time).
 * Lean: ``reuse_actors=True``, no TensorBoard/CSV/JSON loggers, Ray's own output off; progress
   comes from our display polling the store. ``executor.address`` joins an existing cluster.
+* Faults: a trial whose worker process dies (killed, out of memory) is retried by Tune in a
+  fresh worker up to ``executor.max_failures`` times (``FailureConfig``); the store's lease makes
+  the dead attempt's late writes harmless. A trial still RUNNING after the run is marked FAILED
+  (``worker_died``) with Ray's error. The storage URL reaches the workers through the object
+  store (``tune.with_parameters``), never through Tune's experiment files, whose temporary
+  folder is removed after the run.
+* ``executor.batch_seeds``: each Tune trial trains up to that many seeds of one configuration
+  as one batched model (see vat_study.batched).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +36,12 @@ from ..store import Store
 from .common import (
     Progress,
     RunSummary,
-    execute_trial,
-    plan,
     begin_optuna,
+    plan,
     run_configuration,
+    run_planned,
+    seed_groups,
     suggest,
-    threads_for,
 )
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -42,24 +51,26 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def _grid_trainable(config: dict[str, Any]) -> None:
-    """A Tune function trainable: one planned trial, recorded in the store by the worker."""
+def _grid_trainable(config: dict[str, Any], storage: str) -> None:
+    """A Tune function trainable: one group of planned trials (one seed, or several seeds of one
+    configuration trained batched), recorded in the store by the worker."""
     from ray import tune
 
-    t = PlannedTrial(**config["trial"])
-    store = Store(config["storage"])  # engine made here, in the worker (a live engine cannot be pickled)
-    metrics = execute_trial(store, config["study_id"], t, threads=config["threads"])
-    tune.report({"ok": int(metrics is not None), **({k: v for k, v in (metrics or {}).items()
-                                                    if isinstance(v, (int, float))})})
+    spec = StudySpec.model_validate({**config["spec"], "storage": storage})
+    trials = [PlannedTrial(**t) for t in config["trials"]]
+    store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
+    results = run_planned(spec, store, config["study_id"], trials)
+    ok = [m for m in results if m is not None]
+    tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok)})
 
 
-def _optuna_trainable(config: dict[str, Any]) -> None:
+def _optuna_trainable(config: dict[str, Any], storage: str) -> None:
     """A Tune function trainable: every seed of one Optuna configuration; reports the mean metric."""
     from ray import tune
 
-    spec = StudySpec.model_validate(config["spec"])
+    spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     params = {k: config[k] for k in spec.search.optuna.space}  # type: ignore[union-attr]
-    store = Store(spec.storage)
+    store = Store(storage)
     try:
         value = run_configuration(spec, store, config["study_id"], params)
     except RuntimeError:
@@ -115,7 +126,7 @@ def _init_ray(spec: StudySpec) -> None:
             raise SpecError([f"executor.address: cannot join a Ray cluster at {spec.executor.address!r} ({e}); "
                              "start one with `ray start --head` and give the address it prints"]) from None
     else:
-        ray.init(**kwargs)
+        ray.init(address="local", **kwargs)  # a fresh local instance: never a stale or foreign `ray start` cluster
 
 
 def _check_gpus(spec: StudySpec) -> None:
@@ -143,6 +154,22 @@ def _max_concurrent(spec: StudySpec) -> int:
     return max(n, 1)
 
 
+def _public_spec(spec: StudySpec) -> dict[str, Any]:
+    """The spec as workers get it through Tune's config: the storage URL (and its password) is
+    passed separately, through the object store."""
+    from ..store import safe_url
+
+    return {**spec.model_dump(mode="json"), "storage": safe_url(spec.storage)}
+
+
+def _mark_dead_workers(store: Store, study_id: int, results) -> None:
+    """Trials a dead worker left RUNNING (after Tune's retries) become FAILED, with Ray's error."""
+    errors = [str(r.error) for r in results if r.error is not None]
+    if errors:
+        text = "worker_died: the Ray worker running this trial died; Ray said:\n" + "\n".join(errors)[-5000:]
+        store.fail_running(study_id, text, "worker_died")
+
+
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
     from ray import tune
 
@@ -151,52 +178,57 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
     t0 = time.time()
     resources = {"cpu": spec.executor.per_trial.cpu, "gpu": spec.executor.per_trial.gpu}
-    run_config = tune.RunConfig(name=spec.name, storage_path=tempfile.mkdtemp(prefix="vat-study-ray-"),
-                                verbose=0, log_to_file=False)
+    experiment_dir = tempfile.mkdtemp(prefix="vat-study-ray-")
+    run_config = tune.RunConfig(name=spec.name, storage_path=experiment_dir, verbose=0, log_to_file=False,
+                                failure_config=tune.FailureConfig(max_failures=spec.executor.max_failures))
+    try:
+        if not spec.is_optuna:
+            summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
+            if not p.todo:
+                return summary
+            _init_ray(spec)
+            _check_gpus(spec)
+            groups = seed_groups(p.todo, spec.executor.batch_seeds)
+            trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage), resources)
+            space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
+                     "spec": _public_spec(spec), "study_id": p.study_id}
+            tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
+                               tune_config=tune.TuneConfig(reuse_actors=True,
+                                                           max_concurrent_trials=_max_concurrent(spec)))
+            with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
+                results = tuner.fit()
+            _mark_dead_workers(store, p.study_id, results)
+            statuses = store.trial_statuses(p.study_id)
+            summary.ran = sum(len(g) for g in groups)
+            summary.failed = sum(statuses.get(t.key) != "COMPLETE" for g in groups for t in g)
+        else:
+            from ray.tune.search.optuna import OptunaSearch
 
-    if not spec.is_optuna:
-        summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
-        if not p.todo:
-            summary.seconds = time.time() - t0
-            return summary
-        _init_ray(spec)
-        _check_gpus(spec)
-        trainable = tune.with_resources(_grid_trainable, resources)
-        space = {"trial": tune.grid_search([dataclasses.asdict(t) for t in p.todo]),
-                 "storage": spec.storage, "study_id": p.study_id, "threads": threads_for(spec)}
-        tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
-                           tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_max_concurrent(spec)))
-        with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-            results = tuner.fit()
-        for r in results:
-            summary.ran += 1
-            if r.error is not None or not (r.metrics or {}).get("ok"):
-                summary.failed += 1
-    else:
-        from ray.tune.search.optuna import OptunaSearch
+            from .common import optuna_storage
 
-        from .common import optuna_storage
-
-        study, remaining = begin_optuna(spec, summary)
-        if remaining == 0:
-            summary.seconds = time.time() - t0
-            return summary
-        _init_ray(spec)
-        _check_gpus(spec)
-        searcher = OptunaSearch(space=_DefineByRun(spec.model_dump(mode="json")), metric=spec.metric.name,
-                                mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
-                                storage=optuna_storage(spec.storage))
-        trainable = tune.with_resources(_optuna_trainable, resources)
-        space = {"spec": spec.model_dump(mode="json"), "study_id": p.study_id}
-        tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
-                           tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True,
-                                                       max_concurrent_trials=_max_concurrent(spec)))
-        total = summary.planned * len(spec.seeds)
-        with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
-            results = tuner.fit()
-        for r in results:
-            summary.ran += 1
-            if r.error is not None or not (r.metrics or {}).get("ok"):
-                summary.failed += 1
-    summary.seconds = time.time() - t0
-    return summary
+            study, remaining = begin_optuna(spec, summary)
+            if remaining == 0:
+                return summary
+            _init_ray(spec)
+            _check_gpus(spec)
+            searcher = OptunaSearch(space=_DefineByRun(_public_spec(spec)), metric=spec.metric.name,
+                                    mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
+                                    storage=optuna_storage(spec.storage))
+            trainable = tune.with_resources(tune.with_parameters(_optuna_trainable, storage=spec.storage), resources)
+            space = {"spec": _public_spec(spec), "study_id": p.study_id}
+            tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
+                               tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                                           reuse_actors=True,
+                                                           max_concurrent_trials=_max_concurrent(spec)))
+            total = summary.planned * len(spec.seeds)
+            with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
+                results = tuner.fit()
+            _mark_dead_workers(store, p.study_id, results)
+            for r in results:
+                summary.ran += 1
+                if r.error is not None or not (r.metrics or {}).get("ok"):
+                    summary.failed += 1
+        return summary
+    finally:
+        summary.seconds = time.time() - t0
+        shutil.rmtree(experiment_dir, ignore_errors=True)

@@ -1,0 +1,270 @@
+"""Faults injected into real runs: nothing a user ran is lost, nothing is duplicated or corrupted.
+
+Every killed run below is followed by a plain rerun of the same command, and the store is then
+compared, trial by trial and step by step, with an uninterrupted run of the same study: the
+training is deterministic for a seed, so "nothing lost" is checked as "identical".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_executors import tiny
+from vat_study.executors import run_local
+from vat_study.spec import parse_spec
+from vat_study.store import Store
+
+CLI = [sys.executable, "-m", "vat_study.cli"]
+NAME = "ten"
+
+
+def ten_trials(storage: str, kind: str = "local", **extra) -> dict:
+    """5 configurations x 2 seeds, 3 evaluations per trial (~0.2 s each here)."""
+    spec = tiny(NAME, storage, seeds=[0, 1], executor={"kind": kind, "per_trial": {"cpu": 1}},
+                search={"grid": [{"method": ["baseline"]}, {"method": ["rpt", "vat"], "eps": [0.5, 2.0]}]})
+    spec["task"].update(steps=30, eval_every=10)
+    spec.update(extra)
+    return spec
+
+
+def snapshot(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, per-step metrics) keyed by trial key; timings dropped (they differ run to run)."""
+    store = Store(url)
+    trials = store.trials_frame(NAME)
+    if trials.empty:
+        return trials, pd.DataFrame()
+    metrics = store.metrics_frame(NAME).merge(trials[["trial_id", "key"]], on="trial_id")
+    metrics = metrics[metrics.name != "train_seconds"].drop(columns="trial_id")
+    return trials, metrics.sort_values(["key", "step", "name"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same study, uninterrupted."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db"
+    summary = run_local(parse_spec(ten_trials(url)), progress=False)
+    assert (summary.ran, summary.failed) == (10, 0)
+    return snapshot(url)
+
+
+def assert_same_as_reference(url: str, reference) -> pd.DataFrame:
+    ref_trials, ref_metrics = reference
+    trials, metrics = snapshot(url)
+    assert len(trials) == 10 and trials["key"].is_unique and set(trials.status) == {"COMPLETE"}
+    cols = ["val_error", "test_error", "rvadv", "loss"]
+    got = trials.set_index("key")[cols].sort_index()
+    want = ref_trials.set_index("key")[cols].sort_index()
+    pd.testing.assert_frame_equal(got, want, rtol=1e-6)
+    assert not metrics.duplicated(["key", "step", "name"]).any()
+    pd.testing.assert_frame_equal(metrics, ref_metrics, rtol=1e-6)  # every step of every trial, once
+    return trials
+
+
+def write_study(tmp_path, spec: dict):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_cli(path, env_extra=None, timeout=300):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(CLI + ["run", str(path), "--no-progress"], capture_output=True, text=True,
+                          timeout=timeout, env=env, start_new_session=True)
+
+
+@pytest.mark.parametrize("point,where", [
+    ("study.planned", "before the first result"),
+    ("trial.report@7", "mid-trial (the third trial's first evaluation)"),
+    ("trial.finished@4", "between trials (the fourth just finished)"),
+    # writes: study, stale-trial check, then per trial: start, 3 reports, finish (one transaction each)
+    ("store.commit@12", "during a store write: finishing the second trial, before COMMIT"),
+    ("store.commit@14", "during a store write: the third trial's first metrics, before COMMIT"),
+])
+def test_driver_killed_then_rerun_loses_and_duplicates_nothing(tmp_path, reference, point, where):
+    url = f"sqlite:///{tmp_path}/k.db"
+    path = write_study(tmp_path, ten_trials(url))
+    killed = run_cli(path, {"VAT_STUDY_FAILPOINTS": f"{point}=kill"})
+    assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-2000:])
+    before, _ = snapshot(url)
+    finished = before[before.status == "COMPLETE"] if not before.empty else before
+    interrupted = before[before.status == "RUNNING"] if not before.empty else before
+    assert len(finished) < 10 and len(interrupted) <= 1
+    if point.startswith("store.commit@12"):  # the kill rolled the finishing transaction back
+        assert len(finished) == 1 and len(interrupted) == 1 and interrupted["test_error"].isna().all()
+
+    rerun = run_cli(path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    trials = assert_same_as_reference(url, reference)
+    for r in finished.itertuples():  # finished trials were kept as they were, never run again
+        row = trials[trials.key == r.key].iloc[0]
+        assert row.finished_at == r.finished_at and row.attempts == 1
+    for r in interrupted.itertuples():  # the trial the kill interrupted was redone from scratch
+        assert trials[trials.key == r.key].iloc[0].attempts == 2
+    assert (trials.attempts == 2).sum() == len(interrupted)
+
+
+def test_ray_driver_killed_mid_study_then_rerun(tmp_path, reference):
+    """SIGKILL of the driver alone (not its process group): Ray's processes go with it, and a
+    worker that still writes afterwards cannot touch the rerun's trials (leases)."""
+    url = f"sqlite:///{tmp_path}/r.db"
+    path = write_study(tmp_path, ten_trials(url, "ray"))
+    proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    store = Store(url)
+    deadline, killed_with = time.time() + 180, None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            try:
+                df = store.trials_frame(NAME)
+            except Exception:  # noqa: BLE001  the database may not exist yet
+                continue
+            if not df.empty and 2 <= (df.status == "COMPLETE").sum() < 8:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_with = df
+                break
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert killed_with is not None, "the study finished before it could be killed"
+    time.sleep(1.0)
+    rerun = run_cli(path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_same_as_reference(url, reference)
+
+
+@pytest.mark.parametrize("point", ["trial.report@2", "store.commit@3"])
+def test_ray_worker_killed_the_trial_is_retried_in_the_same_run(tmp_path, reference, point):
+    url = f"sqlite:///{tmp_path}/w.db"
+    path = write_study(tmp_path, ten_trials(url, "ray"))
+    once = tmp_path / "once"
+    once.mkdir()
+    run = run_cli(path, {"VAT_STUDY_FAILPOINTS": f"{point}=kill", "VAT_STUDY_FAILPOINTS_ONCE": str(once)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list(once.iterdir()), "the failpoint never fired"
+    trials = assert_same_as_reference(url, reference)
+    assert (trials.attempts == 2).sum() == 1  # the one trial whose worker died, redone by Tune
+
+
+def test_ray_worker_that_keeps_dying_is_recorded_failed_and_redone_by_a_rerun(tmp_path, reference):
+    url = f"sqlite:///{tmp_path}/d.db"
+    spec = ten_trials(url, "ray")
+    spec["executor"]["max_failures"] = 0
+    path = write_study(tmp_path, spec)
+    once = tmp_path / "once"
+    once.mkdir()
+    run = run_cli(path, {"VAT_STUDY_FAILPOINTS": "trial.started@2=kill", "VAT_STUDY_FAILPOINTS_ONCE": str(once)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "(1 failed)" in run.stdout, run.stdout
+    df = Store(url).trials_frame(NAME)
+    dead = df[df.status == "FAILED"]
+    assert len(dead) == 1 and dead.failure_kind.iloc[0] == "worker_died" and "Ray" in dead.error.iloc[0]
+    rerun = run_cli(path)
+    assert rerun.returncode == 0 and "Ran 1 (0 failed), skipped 9" in rerun.stdout, rerun.stdout
+    assert_same_as_reference(url, reference)
+
+
+def test_optuna_study_killed_then_rerun_completes_exactly(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = ten_trials(url, search={"optuna": {"sampler": "random", "n_trials": 4, "seed": 3, "space": {
+        "eps": {"type": "log_uniform", "low": 0.1, "high": 3.0}}}})
+    path = write_study(tmp_path, spec)
+    killed = run_cli(path, {"VAT_STUDY_FAILPOINTS": "trial.report@10=kill"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    rerun = run_cli(path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    df = Store(url).trials_frame(NAME)
+    assert len(df) == 8 and df["key"].is_unique and set(df.status) == {"COMPLETE"}  # 4 points x 2 seeds
+    study = optuna.load_study(study_name=NAME, storage=url)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 4 and sorted(t.params["eps"] for t in done) == sorted(df["param.eps"].unique())
+    for t in done:  # Optuna's value is the mean over seeds of our stored metric
+        assert t.value == pytest.approx(df[df["param.eps"] == t.params["eps"]]["val_error"].mean())
+
+
+# ----------------------------------------------------------------------------- failing trials
+
+
+def failing_study(storage: str, kind: str, tmp_path) -> dict:
+    """A good trial, one that raises, one whose loss becomes NaN, one past the time limit."""
+    spec = tiny("failing", storage, seeds=[0], executor={"kind": kind, "per_trial": {"cpu": 1}, "trial_timeout": 6},
+                search={"grid": [{"method": ["vat"], "eps": [1.0]},
+                                 {"dataset": ["mnist"]},  # no files under data_root: raises
+                                 {"optimizer.lr": [1.0e30], "alpha": [1.0e30]},  # the loss turns inf/NaN
+                                 {"steps": [10_000_000]}]})  # ~hours: stopped by trial_timeout
+    spec["task"].update(data_root=str(tmp_path / "empty"), eval_every=3)
+    return spec
+
+
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_failing_trials_are_recorded_with_their_error_and_the_study_goes_on(tmp_path, kind):
+    url = f"sqlite:///{tmp_path}/f.db"
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(failing_study(url, kind, tmp_path)))
+    t0 = time.time()
+    run = run_cli(path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert time.time() - t0 < 120
+    assert "Ran 4 (3 failed)" in run.stdout, run.stdout
+    df = Store(url).trials_frame("failing")
+    by_kind = {r.failure_kind if isinstance(r.failure_kind, str) else "-": (r.status, r.error or "") for r in df.itertuples()}
+    assert len(df) == 4 and set(by_kind) == {"-", "error", "diverged", "timeout"}
+    assert by_kind["-"][0] == "COMPLETE"
+    assert "not found" in by_kind["error"][1] and "Traceback" in by_kind["error"][1]
+    assert "diverged" in by_kind["diverged"][1]
+    assert "trial_timeout = 6 s" in by_kind["timeout"][1]
+    timed_out = Store(url).metrics_frame("failing")
+    assert timed_out["step"].max() < 10_000_000  # it was stopped, its partial curve kept
+
+    status = subprocess.run(CLI + ["status", "failing", "--storage", url], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and "1 COMPLETE" in status.stdout and "3 FAILED" in status.stdout
+    for k in ("(error)", "(diverged)", "(timeout)"):
+        assert k in status.stderr, status.stderr
+    rep = subprocess.run(CLI + ["report", "failing", "--storage", url, "--out", str(tmp_path / "rep")],
+                         capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "diverged 1, error 1, timeout 1" in text and "trial_timeout" in text
+
+
+def test_a_diverging_seed_in_a_batch_fails_alone():
+    """Seeds trained as one batched model share no weights: a seed whose loss turns NaN is
+    dropped (reported as diverged) and the other seed trains on exactly as it would alone."""
+    import torch
+
+    from vat_study import run_trial
+    from vat_study.batched import SeedBatch
+    from vat_study.config import TrialConfig
+    from vat_study.objective import _build, prepare_data, seed_splits
+    from vat_study.train import train_seeds
+
+    raw = {"dataset": "digits", "hidden": [16], "steps": 12, "eval_every": 4, "dtype": "float64",
+           "probes": {"rvadv": {"size": 20}}, "batch": {"labeled": 16, "unlabeled": 32}}
+    alone = run_trial({**raw, "seed": 0})
+    cfg = TrialConfig.from_mapping(raw)
+    data = prepare_data(cfg)
+    models = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        models.append(_build(cfg, data.dataset).double())
+    with torch.no_grad():
+        models[1].net[1].weight.fill_(float("nan"))  # seed 1 is broken from the start
+    batch = SeedBatch(models)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        out = train_seeds(cfg, [0, 1], data.x_train, data.y_train, [data.splits, seed_splits(cfg, data.dataset, 1)],
+                          batch, None)
+    assert "diverged" in out[1] and "diverged" not in out[0]
+    for k in ("val_error", "rvadv", "loss", "nll"):
+        assert out[0][k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), k
