@@ -9,6 +9,7 @@ into a fresh SQLite store. Reports seconds per trial; the in-process run is the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import tempfile
 import time
 
 SCRIPT = r"""
-import os, sys, time
+import json, os, sys, time
 lean = sys.argv[2] == "lean"
 if not lean:
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0"
@@ -29,7 +30,7 @@ if not lean:
         tune_config.reuse_actors = False
         return _Tuner(*a, tune_config=tune_config, **k)
     tune.Tuner = Tuner
-spec = parse_spec(eval(sys.argv[1]))
+spec = parse_spec(json.loads(sys.argv[1]))
 t = time.time()
 kind = sys.argv[2]
 if kind == "local":
@@ -55,7 +56,7 @@ def main() -> None:
                     storage=f"sqlite:///{db}", executor=dict(kind="local" if kind == "local" else "ray",
                                                              per_trial=dict(cpu=1)))
         t = time.time()
-        out = subprocess.run([sys.executable, "-c", SCRIPT, repr(spec), kind], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(spec), kind], capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
         inner = float(out.stdout.strip().splitlines()[-1])

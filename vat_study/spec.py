@@ -149,6 +149,8 @@ class Search(_Strict):
     def _one(self) -> Search:
         if (self.grid is None) == (self.optuna is None):
             raise ValueError("give exactly one of 'grid' or 'optuna'")
+        if self.grid is not None and not self.grid:
+            raise ValueError("grid: give at least one grid, e.g. grid: [{eps: [0.5, 1.0]}]")
         for i, g in enumerate(self.grid or []):
             for k, vals in g.items():
                 if not isinstance(vals, list) or not vals:
@@ -349,7 +351,7 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _section_of(spec: StudySpec, key: str) -> str:
-    if key in {METHOD_KEYS[k] for k in spec.method} or key in spec.method:
+    if key in {METHOD_KEYS.get(k, k) for k in spec.method} or key in spec.method:
         inv = {v: k for k, v in METHOD_KEYS.items()}
         return f"method.{inv.get(key, key)}"
     if key == "probes" and spec.probes is not None:
@@ -374,7 +376,7 @@ def validate_trials(spec: StudySpec) -> None:
                 place = where if (top in params or dotted) else _section_of(spec, top) + field[len(top):]
                 problems.append(f"{place}: {msg}" if place != where else f"{where} ({field}): {msg}")
 
-    check({}, "task") if spec.search is None else None
+    check({}, "task")  # the file's own values, even where every search point overrides them
     base = spec.base_config()
     for k, path in (base.get("idx_paths") or {}).items() if isinstance(base.get("idx_paths"), Mapping) else ():
         if isinstance(path, str) and not Path(path).expanduser().is_file():

@@ -1,0 +1,157 @@
+"""Store evolution: the schema has a version, older stores upgrade in place with their data, a
+newer store is refused, and the migrated schema is exactly what the ORM models describe.
+
+tests/data/store_v0_legacy.sql is a real store written by vat-study 0.1.0 (commit 7bc4299, before
+schema versions existed): a grid study (3 complete trials, 1 failed, 1 left RUNNING by a kill) and
+an Optuna study, with Optuna's own tables, dumped with sqlite3's iterdump.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from vat_study.store import SCHEMA_REVISION, VERSION_TABLE, Base, Store, StoreError, make_engine, schema_revision
+
+LEGACY = Path(__file__).parent / "data" / "store_v0_legacy.sql"
+TABLES = ("vat_studies", "vat_trials", "vat_metrics", "vat_final_metrics", "trials", "trial_values", "studies")
+
+
+def legacy_store(tmp_path) -> tuple[str, Path]:
+    path = tmp_path / "legacy.db"
+    con = sqlite3.connect(path)
+    con.executescript(LEGACY.read_text())
+    con.close()
+    return f"sqlite:///{path}", path
+
+
+def counts(path: Path) -> dict[str, int]:
+    con = sqlite3.connect(path)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    finally:
+        con.close()
+
+
+def test_a_legacy_sqlite_store_is_upgraded_in_place_with_every_row_kept(tmp_path):
+    url, path = legacy_store(tmp_path)
+    before = counts(path)
+    with sqlite3.connect(path) as con:
+        old_metrics = con.execute("SELECT trial_id, step, name, value FROM vat_metrics ORDER BY id").fetchall()
+    store = Store(url)
+    df = store.trials_frame("legacy_grid")  # the first use upgrades
+    assert counts(path) == before  # no row lost: a table rebuild with foreign keys on would cascade-delete
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT trial_id, step, name, value FROM vat_metrics ORDER BY id").fetchall() == old_metrics
+        assert con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [(SCHEMA_REVISION,)]
+        assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0].startswith("v3")  # Optuna's own
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert sorted(df.status) == ["COMPLETE", "COMPLETE", "COMPLETE", "FAILED", "RUNNING"]
+    failed = df[df.status == "FAILED"].iloc[0]
+    assert failed.failure_kind == "error" and "not found" in failed.error  # filled in from the error text
+    assert df.batch_group.isna().all()
+
+
+def test_an_upgraded_legacy_study_continues_where_it_stopped(tmp_path):
+    """The 0.1.0 study, rerun by this version: finished trials are kept, the one a kill left
+    RUNNING is marked FAILED (interrupted), the failed one is retried."""
+    from test_executors import tiny
+    from vat_study.executors import run_local
+    from vat_study.spec import parse_spec
+
+    url, _ = legacy_store(tmp_path)
+    spec = tiny("legacy_grid", url, seeds=[0], search={"grid": [
+        {"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}, {"dataset": ["mnist"]}]})
+    spec["task"]["data_root"] = "/tmp/legacy/empty"  # as stored by the old run
+    before = Store(url).trials_frame("legacy_grid").set_index("key")
+    summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.skipped, summary.ran, summary.failed, summary.interrupted_marked) == (3, 1, 1, 1)
+    after = Store(url).trials_frame("legacy_grid").set_index("key")
+    done = before[before.status == "COMPLETE"].index
+    assert (after.loc[done, "finished_at"] == before.loc[done, "finished_at"]).all()
+    assert after.loc["deadbeefdeadbeef", "failure_kind"] == "interrupted"
+
+
+def test_a_store_from_a_newer_version_is_refused_cleanly(tmp_path):
+    url, path = legacy_store(tmp_path)
+    Store(url).study_names()
+    with sqlite3.connect(path) as con:
+        con.execute(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
+    with pytest.raises(StoreError, match="newer vat-study"):
+        Store(url).study_names()
+    r = subprocess.run([sys.executable, "-m", "vat_study.cli", "status", "--storage", url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "newer vat-study" in r.stderr and "Traceback" not in r.stderr
+
+
+def _open_store(url: str) -> list[str]:
+    return Store(url).study_names()
+
+
+def test_concurrent_first_use_upgrades_once(tmp_path):
+    url, path = legacy_store(tmp_path)
+    before = counts(path)
+    with mp.get_context("fork").Pool(4) as pool:
+        names = pool.map(_open_store, [url] * 4)
+    assert names == [["legacy_grid", "legacy_tpe"]] * 4
+    assert counts(path) == before
+
+
+def _schema_diff(url: str) -> list:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={
+            "include_object": lambda obj, name, type_, *a: type_ != "table" or name.startswith("vat_")
+            and name != VERSION_TABLE})
+        diff = compare_metadata(ctx, Base.metadata)
+    engine.dispose()
+    return diff
+
+
+def test_the_migrated_schema_is_what_the_models_describe(storage_url, tmp_path):
+    """Upgrading from nothing (every migration in turn) and from the legacy store both end at
+    exactly the ORM's tables, columns, indexes and constraints, on every backend."""
+    Store(storage_url).study_names()
+    assert _schema_diff(storage_url) == []
+    url, _ = legacy_store(tmp_path)
+    Store(url).study_names()
+    assert _schema_diff(url) == []
+
+
+def test_postgresql_upgrade_from_0001_keeps_data(pg_url):
+    """On PostgreSQL: a store at revision 0001 with data in it, upgraded to the newest."""
+    from alembic import command
+
+    from vat_study.store import _alembic_config
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0001")
+        conn.execute(text("INSERT INTO vat_studies (id, name, spec, created_at, updated_at) "
+                          "VALUES (1, 's', '{}', now(), now())"))
+        conn.execute(text("INSERT INTO vat_trials (id, study_id, key, config_key, params, seed, config, status, "
+                          "error, attempts, started_at, host, versions) VALUES "
+                          "(1, 1, 'k', 'c', '{}', 0, '{}', 'FAILED', 'interrupted: killed', 1, now(), 'h', '{}'), "
+                          "(2, 1, 'k2', 'c', '{}', 1, '{}', 'COMPLETE', NULL, 1, now(), 'h', '{}')"))
+        conn.execute(text("INSERT INTO vat_metrics (trial_id, step, name, value) VALUES (2, 10, 'val_error', 0.25)"))
+        assert schema_revision(conn) == "0001"
+    engine.dispose()
+    store = Store(pg_url)
+    df = store.trials_frame("s").set_index("key")
+    assert df.loc["k", "failure_kind"] == "interrupted" and df.loc["k2", "status"] == "COMPLETE"
+    assert store.metrics_frame("s")["value"].tolist() == [0.25]
+    with store.engine.connect() as conn:
+        assert schema_revision(conn) == SCHEMA_REVISION
+        assert "batch_group" in {c["name"] for c in inspect(conn).get_columns("vat_trials")}
+    assert _schema_diff(pg_url) == []
