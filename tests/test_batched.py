@@ -140,3 +140,20 @@ def test_batched_groups_only_the_seeds_still_to_run_and_save_each_seeds_weights(
         model, data = load_trained(cfg)
         wrong = (model(data.x_test).argmax(1) != data.y_test).double().mean().item()
         assert wrong == pytest.approx(row.test_error)  # each file holds that seed's own network
+
+
+def test_an_optuna_study_trains_each_points_seeds_batched(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = _study(url, 2, search={"optuna": {"sampler": "random", "n_trials": 2, "seed": 0, "space": {
+        "eps": {"type": "uniform", "low": 0.5, "high": 2.0}}}})
+    summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.ran, summary.failed) == (2, 0)
+    df = Store(url).trials_frame("batched")
+    assert len(df) == 6 and set(df.status) == {"COMPLETE"}
+    for _, g in df.groupby("config_key"):  # seeds 0 and 1 trained together, seed 2 alone
+        assert g.batch_group.nunique() == 1 and g[g.seed == 2].batch_group.isna().all()
+    study = optuna.load_study(study_name="batched", storage=url)
+    for t in study.trials:
+        assert t.value == pytest.approx(df[df["param.eps"] == t.params["eps"]]["val_error"].mean())

@@ -55,6 +55,7 @@ class SeedBatch(nn.Module):
                 del m._buffers[k]
         self.template = template
         self._plain = [copy.deepcopy(models[0])]  # a real network to hand out one seed at a time (unregistered)
+        self._vmapped = vmap(self._one_seed, randomness="different")
 
     def _stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         return ({k: getattr(self, _flat(k)) for k in self._param_names},
@@ -66,9 +67,11 @@ class SeedBatch(nn.Module):
             raise ValueError(f"batch of {x.shape[0]} is not {s} equal seed blocks")
         xs = x.reshape(s, x.shape[0] // s, *x.shape[1:])
         params, buffers = self._stacked()
-        out = vmap(lambda p, b, xb: functional_call(self.template, (p, b), (xb,)),
-                   randomness="different")(params, buffers, xs)
+        out = self._vmapped(params, buffers, xs)
         return out.reshape(x.shape[0], *out.shape[2:])
+
+    def _one_seed(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.template, (params, buffers), (x,), tie_weights=False)
 
     def seed_state_dict(self, i: int) -> dict[str, Tensor]:
         """Seed i's weights and BN statistics, keyed as the plain network's ``state_dict``."""

@@ -21,6 +21,7 @@ from .regularizers import (
     DirectionMethod,
     frozen_batch_stats,
     lds,
+    random_unit_direction,
     virtual_adversarial_direction,
 )
 
@@ -52,15 +53,37 @@ def rvadv(
     The random starts come from a generator seeded with ``seed``, so successive measurements
     during training differ only through the model.
     """
-    gen = torch.Generator().manual_seed(seed)
-    total = 0.0
+    return rvadv_seeds(model, [x], eps=eps, power_iterations=power_iterations, xi=xi, method=method,
+                       seeds=[seed], chunk=chunk)[0]
+
+
+def rvadv_seeds(
+    model: nn.Module,
+    xs: list[Tensor],
+    *,
+    eps: float,
+    power_iterations: int = 1,
+    xi: float,
+    method: DirectionMethod = "finite_difference",
+    seeds: list[int],
+    chunk: int = 500,
+) -> list[float]:
+    """``rvadv`` of each seed's network of a ``SeedBatch`` at once (one plain network: one seed),
+    ``xs[i]`` and the random starts of ``seeds[i]`` for seed i: the same numbers as ``rvadv`` on
+    each network alone. The sets in ``xs`` have equal sizes."""
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    n = len(xs[0])
+    totals = torch.zeros(len(xs), dtype=torch.float64, device=xs[0].device)
     with _mode(model, False):
-        for xb in x.split(chunk):
-            d = virtual_adversarial_direction(model, xb, xi=xi, power_iterations=power_iterations,
-                                              method=method, generator=gen)
+        for lo in range(0, n, chunk):
+            blocks = [x[lo : lo + chunk] for x in xs]
+            xb = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+            d0 = torch.cat([random_unit_direction(b, g) for b, g in zip(blocks, gens)])
+            d = virtual_adversarial_direction(model, xb, xi=xi, power_iterations=power_iterations, method=method,
+                                              d0=d0)
             with torch.no_grad():
-                total += float(lds(model, xb, eps * d).sum())
-    return total / len(x)
+                totals += lds(model, xb, eps * d).double().view(len(xs), -1).sum(1)
+    return [t / n for t in totals.tolist()]
 
 
 def grad_sd_norm(
