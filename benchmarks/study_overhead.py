@@ -1,17 +1,22 @@
-"""What the platform costs: the same N trials through `vat-study run` (Ray Tune + the SQL store)
-and through a plain Python loop calling run_trial, each as a fresh process timed from start to
-end (imports, Ray start and the store included). Also the in-process executor (the store without
-Ray), and the study's wall time with 1 and 2 concurrent trials on this machine.
+"""What the platform costs: the same N trials through `vat-study run` (Ray Tune + the SQL store,
+and the in-process executor + the store) and through a plain Python loop calling run_trial, each
+a fresh process timed from start to end (imports, Ray's start and the store included), in rounds
+that alternate the order; medians are reported. Then the study's wall time with 1 and 2
+concurrent trials on this machine.
 
 Trials are semi-supervised VAT on digits (MLP 256-128, batches 32/128); their length is set by
-the number of updates, calibrated first so one trial takes about --trial-seconds.
+the number of updates, calibrated first so one trial takes about --trial-seconds on one thread.
 
-    python -m benchmarks.study_overhead                      # 30 s and 3 s trials (~12 min on 2 cores)
-    python -m benchmarks.study_overhead --trial-seconds 3 --trials 8
+    python -m benchmarks.study_overhead                          # 30 s and 3 s trials (~25 min, 2 cores)
+    python -m benchmarks.study_overhead --trial-seconds 3 --trials 8 --rounds 1
 
-Overhead = (platform wall time - plain loop wall time) / plain loop wall time, measured in the
-same run; "1 concurrent" runs one trial at a time with every core's threads (per_trial.cpu = all
-cores), "2 concurrent" two at a time with half each.
+Overhead: every run gives each trial one thread and runs one trial at a time, so the only
+difference is the platform. "Fixed" is the start and stop of each way (the same study with one
+1-update trial); the rest, divided by N, is the cost per trial. Scaling: the same N trials on
+Ray with 2 concurrent trials (one thread each), and the plain loop giving one trial both cores'
+threads (with Ray's own processes beside it, a trial that uses every core is slowed down: its
+threads wait for each other whenever one is preempted, so per_trial.cpu should leave Ray a
+little room; the default, 1 cpu per trial, does).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,24 +37,22 @@ TASK = {"dataset": "digits", "model": "mlp", "hidden": [256, 128], "batch": {"la
         "eval_every": 100, "probes": {"rvadv": {"size": 200}}}
 LOOP = r"""
 import json, sys, torch
+torch.set_num_threads(int(sys.argv[2]))
 from vat_study import run_trial
-configs, threads = json.loads(sys.argv[1]), int(sys.argv[2])
-torch.set_num_threads(threads)
-for cfg in configs:
+for cfg in json.loads(sys.argv[1]):
     run_trial(cfg)
 """
 
 
-def calibrate(seconds: float, threads: int) -> int:
-    """Updates that make one trial last about ``seconds`` (evaluations included)."""
+def calibrate(seconds: float) -> int:
+    """Updates that make one trial last about ``seconds`` on one thread (evaluations included)."""
     from vat_study import run_trial
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     run_trial({**TASK, "method": "vat", "steps": 20, "eval_every": 20})  # warm-up
     t = time.perf_counter()
-    run_trial({**TASK, "method": "vat", "steps": 200})
-    per_step = (time.perf_counter() - t) / 200
-    return max(int(seconds / per_step), 10)
+    run_trial({**TASK, "method": "vat", "steps": 300})
+    return max(int(seconds / ((time.perf_counter() - t) / 300)), 1)
 
 
 def timed(cmd: list[str]) -> float:
@@ -59,48 +63,67 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def study_file(folder: str, steps: int, n: int, kind: str, cpu: float) -> str:
-    spec = {"name": "overhead", "task": {**TASK, "steps": steps}, "method": {"name": "vat"},
-            "search": {"grid": [{"eps": [round(0.5 + 0.1 * i, 3) for i in range(n)]}]}, "seeds": [0],
-            "executor": {"kind": kind, "per_trial": {"cpu": cpu}},
-            "storage": f"sqlite:///{tempfile.mkdtemp(dir=folder)}/store.db"}
-    path = os.path.join(tempfile.mkdtemp(dir=folder), "study.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(spec, f)
-    return path
+def ways(folder: str, steps: int, n: int) -> dict[str, list[str]]:
+    """The command line of each way to run the N trials."""
+    eps = [round(0.5 + 0.1 * i, 3) for i in range(n)]
+    configs = [{**TASK, "method": "vat", "eps": e, "steps": steps} for e in eps]
 
+    def study(kind: str, concurrent: int) -> list[str]:
+        sub = tempfile.mkdtemp(dir=folder)
+        spec = {"name": "overhead", "task": {**TASK, "steps": steps}, "method": {"name": "vat"},
+                "search": {"grid": [{"eps": eps}]}, "seeds": [0], "storage": f"sqlite:///{sub}/store.db",
+                "executor": {"kind": kind, "per_trial": {"cpu": 1}, "max_concurrent": concurrent}}
+        with open(os.path.join(sub, "study.yaml"), "w") as f:
+            yaml.safe_dump(spec, f)
+        return [sys.executable, "-m", "vat_study.cli", "run", "--no-progress", os.path.join(sub, "study.yaml")]
 
-def measure(seconds: float, n: int, cores: int, folder: str) -> dict[str, float]:
-    steps = calibrate(seconds, cores)
-    configs = [{**TASK, "method": "vat", "eps": round(0.5 + 0.1 * i, 3), "steps": steps} for i in range(n)]
-    cli = [sys.executable, "-m", "vat_study.cli", "run", "--no-progress"]
-    runs = {
-        "plain loop (run_trial)": lambda: timed([sys.executable, "-c", LOOP, json.dumps(configs), str(cores)]),
-        "in-process executor + store": lambda: timed(cli + [study_file(folder, steps, n, "local", cores)]),
-        "Ray Tune + store, 1 concurrent": lambda: timed(cli + [study_file(folder, steps, n, "ray", cores)]),
-        "Ray Tune + store, 2 concurrent": lambda: timed(cli + [study_file(folder, steps, n, "ray", cores / 2)]),
+    return {
+        "plain loop": [sys.executable, "-c", LOOP, json.dumps(configs), "1"],
+        "in-process executor + store": study("local", 1),
+        "Ray Tune + store": study("ray", 1),
+        "Ray Tune + store, 2 concurrent": study("ray", 2),
+        "plain loop, 2 threads a trial": [sys.executable, "-c", LOOP, json.dumps(configs), "2"],
     }
-    return {"steps": steps, **{name: run() for name, run in runs.items()}}
+
+
+def measure(steps: int, n: int, rounds: int, folder: str) -> dict[str, float]:
+    times: dict[str, list[float]] = {}
+    for r in range(rounds):
+        cmds = ways(folder, steps, n)  # fresh stores every round
+        order = list(cmds) if r % 2 == 0 else list(reversed(cmds))
+        for name in order:
+            times.setdefault(name, []).append(timed(cmds[name]))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trial-seconds", type=float, nargs="+", default=[30.0, 3.0])
-    ap.add_argument("--trials", type=int, default=None, help="default: 6 for trials >= 10 s, else 12")
+    ap.add_argument("--trials", type=int, default=None, help="default: 4 for trials >= 10 s, else 12")
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    print(f"torch {torch.__version__}, {cores} cores; each row is one fresh process, start to end")
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores; wall seconds of fresh processes, start to end, "
+          f"median of {args.rounds} rounds")
     with tempfile.TemporaryDirectory() as folder:
+        fixed = measure(1, 1, args.rounds, folder)
+        fixed_over = {k: fixed[k] - fixed["plain loop"] for k in fixed}
+        print(f"\nfixed start-up and shut-down (one 1-update trial): plain loop {fixed['plain loop']:.1f} s, "
+              f"in-process executor +{fixed_over['in-process executor + store']:.1f} s, "
+              f"Ray Tune +{fixed_over['Ray Tune + store']:.1f} s")
         for seconds in args.trial_seconds:
-            n = args.trials or (6 if seconds >= 10 else 12)
-            r = measure(seconds, n, cores, folder)
-            ref = r["plain loop (run_trial)"]
-            print(f"\n{n} trials of ~{seconds:g} s ({r['steps']} updates each)")
-            print(f"{'how':<32} {'wall s':>8} {'s/trial':>8} {'overhead':>9}")
-            for name, wall in r.items():
-                if name == "steps":
-                    continue
-                print(f"{name:<32} {wall:8.1f} {wall / n:8.2f} {100 * (wall - ref) / ref:8.1f}%")
+            n = args.trials or (4 if seconds >= 10 else 12)
+            steps = calibrate(seconds)
+            r = measure(steps, n, args.rounds, folder)
+            ref = r["plain loop"]
+            print(f"\n{n} trials of ~{seconds:g} s ({steps} updates each)")
+            print(f"{'how':<32} {'wall s':>8} {'overhead':>9} {'per trial, after start-up':>26}")
+            for name in ("plain loop", "in-process executor + store", "Ray Tune + store"):
+                over = r[name] - ref
+                per = (over - fixed_over[name]) / n
+                print(f"{name:<32} {r[name]:8.1f} {100 * over / ref:8.1f}% {per:+9.2f} s = {100 * per * n / ref:+5.1f}%")
+            print("scaling (1 thread per trial unless said):")
+            for name in ("Ray Tune + store", "Ray Tune + store, 2 concurrent", "plain loop, 2 threads a trial"):
+                print(f"  {name:<30} {r[name]:8.1f} s  = {ref / r[name]:.2f}x the plain loop's throughput")
 
 
 if __name__ == "__main__":
