@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench bench-platform clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,13 @@ demo: $(STAMP)
 	$(BIN)/vat-study run studies/quickstart.yaml
 	$(BIN)/vat-study report quickstart
 
-bench: $(STAMP)
+bench: $(STAMP)            # a few minutes: VAT step time vs a minimal step; xi fidelity
 	$(BIN)/python -m benchmarks.step_time
 	$(BIN)/python -m benchmarks.xi_fidelity
+
+bench-platform: $(STAMP)   # ~35 min on 2 cores: batched seeds; platform overhead and scaling
+	$(BIN)/python -m benchmarks.batched_seeds
+	$(BIN)/python -m benchmarks.study_overhead
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -11,8 +11,13 @@ the number of updates, calibrated first so one trial takes about --trial-seconds
     python -m benchmarks.study_overhead --trial-seconds 3 --trials 8 --rounds 1
 
 Overhead: every run gives each trial one thread and runs one trial at a time, so the only
-difference is the platform. "Fixed" is the start and stop of each way (the same study with one
-1-update trial); the rest, divided by N, is the cost per trial. Scaling: the same N trials on
+difference is the platform. The wall time splits into "start+stop" (before the first trial
+starts and after the last one finishes, beyond the plain loop's own imports), "between/around
+trials" (from the first trial's start to the last one's finish as the store recorded them, less
+the time inside run_trial, per trial: scheduling and store writes) and "inside" (time in
+run_trial relative to the plain loop's: a trial slowed by Ray's processes competing for the
+cores shows there, mixed with this shared machine's drift over minutes, which is why the rounds
+alternate their order). Scaling: the same N trials on
 Ray with 2 concurrent trials (one thread each), and the plain loop giving one trial both cores'
 threads (with Ray's own processes beside it, a trial that uses every core is slowed down: its
 threads wait for each other whenever one is preempted, so per_trial.cpu should leave Ray a
@@ -24,11 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 
 import torch
 import yaml
@@ -40,7 +47,7 @@ import json, sys, torch
 torch.set_num_threads(int(sys.argv[2]))
 from vat_study import run_trial
 for cfg in json.loads(sys.argv[1]):
-    run_trial(cfg)
+    print(run_trial(cfg)["wall_seconds"])
 """
 
 
@@ -55,12 +62,23 @@ def calibrate(seconds: float) -> int:
     return max(int(seconds / ((time.perf_counter() - t) / 300)), 1)
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds of the process, seconds inside run_trial (the trials' wall_seconds), seconds
+    from the first trial's start to the last one's finish as the store recorded them)."""
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed:\n{out.stderr[-3000:]}")
-    return time.perf_counter() - t
+    if "-c" in cmd:  # the plain loop prints each trial's wall_seconds; nothing happens between trials
+        inside = sum(float(v) for v in out.stdout.split())
+        return wall, inside, inside
+    con = sqlite3.connect(os.path.join(os.path.dirname(cmd[-1]), "store.db"))
+    inside = con.execute("SELECT sum(value) FROM vat_final_metrics WHERE name = 'wall_seconds'").fetchone()[0]
+    first, last = con.execute("SELECT min(started_at), max(finished_at) FROM vat_trials").fetchone()
+    con.close()
+    span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    return wall, inside, span
 
 
 def ways(folder: str, steps: int, n: int) -> dict[str, list[str]]:
@@ -86,14 +104,15 @@ def ways(folder: str, steps: int, n: int) -> dict[str, list[str]]:
     }
 
 
-def measure(steps: int, n: int, rounds: int, folder: str) -> dict[str, float]:
-    times: dict[str, list[float]] = {}
+def measure(steps: int, n: int, rounds: int, folder: str) -> dict[str, tuple[float, ...]]:
+    """way -> medians of (wall, inside, span) over the rounds."""
+    times: dict[str, list[tuple[float, float, float]]] = {}
     for r in range(rounds):
         cmds = ways(folder, steps, n)  # fresh stores every round
         order = list(cmds) if r % 2 == 0 else list(reversed(cmds))
         for name in order:
             times.setdefault(name, []).append(timed(cmds[name]))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: tuple(statistics.median(x[j] for x in v) for j in range(3)) for k, v in times.items()}
 
 
 def main() -> None:
@@ -103,27 +122,26 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} cores; wall seconds of fresh processes, start to end, "
-          f"median of {args.rounds} rounds")
+          f"median of {args.rounds} rounds", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        fixed = measure(1, 1, args.rounds, folder)
-        fixed_over = {k: fixed[k] - fixed["plain loop"] for k in fixed}
-        print(f"\nfixed start-up and shut-down (one 1-update trial): plain loop {fixed['plain loop']:.1f} s, "
-              f"in-process executor +{fixed_over['in-process executor + store']:.1f} s, "
-              f"Ray Tune +{fixed_over['Ray Tune + store']:.1f} s")
         for seconds in args.trial_seconds:
             n = args.trials or (4 if seconds >= 10 else 12)
             steps = calibrate(seconds)
             r = measure(steps, n, args.rounds, folder)
-            ref = r["plain loop"]
+            ref_wall, ref_inside, _ = r["plain loop"]
             print(f"\n{n} trials of ~{seconds:g} s ({steps} updates each)")
-            print(f"{'how':<32} {'wall s':>8} {'overhead':>9} {'per trial, after start-up':>26}")
+            print(f"{'how':<28} {'wall s':>7} {'overhead':>9} {'start+stop':>11} {'between/around trials':>24} "
+                  f"{'inside':>7}")
             for name in ("plain loop", "in-process executor + store", "Ray Tune + store"):
-                over = r[name] - ref
-                per = (over - fixed_over[name]) / n
-                print(f"{name:<32} {r[name]:8.1f} {100 * over / ref:8.1f}% {per:+9.2f} s = {100 * per * n / ref:+5.1f}%")
+                wall, inside, span = r[name]
+                fixed = (wall - span) - (ref_wall - ref_inside)  # beyond the plain loop's imports and exit
+                per = (span - inside) / n
+                print(f"{name:<28} {wall:7.1f} {100 * (wall - ref_wall) / ref_wall:8.1f}% {fixed:+10.1f}s "
+                      f"{per:+8.2f} s = {100 * per / (ref_inside / n):5.1f}% each {inside / ref_inside:6.3f}x")
             print("scaling (1 thread per trial unless said):")
             for name in ("Ray Tune + store", "Ray Tune + store, 2 concurrent", "plain loop, 2 threads a trial"):
-                print(f"  {name:<30} {r[name]:8.1f} s  = {ref / r[name]:.2f}x the plain loop's throughput")
+                print(f"  {name:<30} {r[name][0]:7.1f} s = {ref_wall / r[name][0]:.2f}x the plain loop's throughput")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

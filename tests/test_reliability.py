@@ -111,6 +111,36 @@ def test_driver_killed_then_rerun_loses_and_duplicates_nothing(tmp_path, referen
     assert (trials.attempts == 2).sum() == len(interrupted)
 
 
+def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_path, reference):
+    url = f"sqlite:///{tmp_path}/c.db"
+    path = write_study(tmp_path, ten_trials(url))
+    proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    store, deadline = Store(url), time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            try:
+                df = store.trials_frame(NAME)
+            except Exception:  # noqa: BLE001  the database may not exist yet
+                continue
+            if not df.empty and (df.status == "COMPLETE").sum() >= 2:
+                os.kill(proc.pid, signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: every finished trial is in" in err and "Traceback" not in err
+    df = store.trials_frame(NAME)
+    assert "RUNNING" not in set(df.status)
+    assert set(df[df.status == "FAILED"].failure_kind) <= {"interrupted"}
+    rerun = run_cli(path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_same_as_reference(url, reference)
+
+
 def test_ray_driver_killed_mid_study_then_rerun(tmp_path, reference):
     """SIGKILL of the driver alone (not its process group): Ray's processes go with it, and a
     worker that still writes afterwards cannot touch the rerun's trials (leases)."""

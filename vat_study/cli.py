@@ -214,6 +214,11 @@ def run(
     except SpecError as e:
         _fail(str(e))
     except KeyboardInterrupt:
+        store = Store(spec.storage)
+        study_id = store.study_id(spec.name)
+        if study_id is not None:  # trials this run had started: FAILED (interrupted), redone by the next run
+            store.fail_running(study_id, "interrupted: stopped by the user (Ctrl-C) before this trial finished",
+                               "interrupted")
         err.print(f"interrupted: every finished trial is in {safe_url(spec.storage)}; run the same command "
                   "again to continue the study", highlight=False)
         raise typer.Exit(130) from None

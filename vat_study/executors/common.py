@@ -181,9 +181,10 @@ def failure_kind(exc: BaseException) -> str:
     return "error"
 
 
-def _failure_text(exc: BaseException, timeout: float | None, url: str) -> str:
+def _failure_text(exc: BaseException, timeout: float | None, url: str, seeds: int = 1) -> str:
     if isinstance(exc, TrialTimeout):
-        return f"timeout: the trial ran past executor.trial_timeout = {timeout:g} s and was stopped"
+        batch = f" (x {seeds} seeds trained as one batch)" if seeds > 1 else ""
+        return f"timeout: the trial ran past executor.trial_timeout = {timeout:g} s{batch} and was stopped"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted: stopped by the user (Ctrl-C) before this trial finished"
     return mask_secrets(traceback.format_exc(), url)
@@ -235,7 +236,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], optun
         with timer:
             result = run_trial(config, report)
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
-        text, kind = _failure_text(e, timeout, store.url), failure_kind(e)
+        text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases.values():
             store.fail_trial(lease, text, kind=kind)
         if isinstance(e, KeyboardInterrupt):
