@@ -112,7 +112,10 @@ def measure(steps: int, n: int, rounds: int, folder: str) -> dict[str, tuple[flo
         order = list(cmds) if r % 2 == 0 else list(reversed(cmds))
         for name in order:
             times.setdefault(name, []).append(timed(cmds[name]))
-    return {k: tuple(statistics.median(x[j] for x in v) for j in range(3)) for k, v in times.items()}
+    out = {k: tuple(statistics.median(x[j] for x in v) for j in range(3)) for k, v in times.items()}
+    loops = [x[1] for x in times["plain loop"]]
+    out["drift"] = (max(loops) / min(loops) - 1,)  # the same plain loop, round to round
+    return out
 
 
 def main() -> None:
@@ -138,6 +141,9 @@ def main() -> None:
                 per = (span - inside) / n
                 print(f"{name:<28} {wall:7.1f} {100 * (wall - ref_wall) / ref_wall:8.1f}% {fixed:+10.1f}s "
                       f"{per:+8.2f} s = {100 * per / (ref_inside / n):5.1f}% each {inside / ref_inside:6.3f}x")
+            if args.rounds > 1:
+                print(f"(the plain loop's time inside run_trial varied by {100 * r['drift'][0]:.1f} % between rounds: "
+                      "this machine's drift)")
             print("scaling (1 thread per trial unless said):")
             for name in ("Ray Tune + store", "Ray Tune + store, 2 concurrent", "plain loop, 2 threads a trial"):
                 print(f"  {name:<30} {r[name][0]:7.1f} s = {ref_wall / r[name][0]:.2f}x the plain loop's throughput")
