@@ -19,13 +19,15 @@ demo: $(STAMP)
 	$(BIN)/vat-study run studies/quickstart.yaml
 	$(BIN)/vat-study report quickstart
 
-bench: $(STAMP)            # a few minutes: VAT step time vs a minimal step; xi fidelity
+bench: $(STAMP)            # a few minutes: VAT step time vs a minimal step (MLP, Conv-Small); xi fidelity
 	$(BIN)/python -m benchmarks.step_time
+	$(BIN)/python -m benchmarks.step_time --model conv_small_svhn --rounds 3 --steps 3
 	$(BIN)/python -m benchmarks.xi_fidelity
 
 bench-platform: $(STAMP)   # ~35 min on 2 cores: batched seeds; platform overhead and scaling
 	$(BIN)/python -m benchmarks.batched_seeds
 	$(BIN)/python -m benchmarks.study_overhead
+	$(BIN)/python -m benchmarks.platform_overhead
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

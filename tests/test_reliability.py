@@ -89,7 +89,21 @@ def run_cli(path, env_extra=None, timeout=300):
     ("store.commit@14", "during a store write: the third trial's first metrics, before COMMIT"),
 ])
 def test_driver_killed_then_rerun_loses_and_duplicates_nothing(tmp_path, reference, point, where):
-    url = f"sqlite:///{tmp_path}/k.db"
+    kill_then_rerun(f"sqlite:///{tmp_path}/k.db", tmp_path, reference, point, where)
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("point,where", [
+    ("trial.report@7", "mid-trial"),
+    ("store.commit@12", "during a store write: finishing the second trial, before COMMIT"),
+])
+def test_driver_killed_on_postgresql_then_rerun(storage_url, tmp_path, reference, point, where):
+    """The same on a real PostgreSQL server: the killed connection's open transaction is rolled
+    back by the server, the rerun marks the orphaned RUNNING trial and redoes it."""
+    kill_then_rerun(storage_url, tmp_path, reference, point, where)
+
+
+def kill_then_rerun(url, tmp_path, reference, point, where):
     path = write_study(tmp_path, ten_trials(url))
     killed = run_cli(path, {"VAT_STUDY_FAILPOINTS": f"{point}=kill"})
     assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-2000:])
