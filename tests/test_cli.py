@@ -70,11 +70,12 @@ def test_run_joins_an_existing_ray_cluster_with_address(tmp_path):
     import time
 
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    ray_tmp = tempfile.mkdtemp(prefix="vr")  # short: Ray's socket paths must fit 107 bytes
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     head = subprocess.Popen([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                             "--block", f"--temp-dir={tempfile.mkdtemp(prefix='vr')}"],  # short: socket paths
+                             "--block", f"--temp-dir={ray_tmp}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         printed, deadline, address = "", time.time() + 120, None
@@ -97,6 +98,7 @@ def test_run_joins_an_existing_ray_cluster_with_address(tmp_path):
         except ProcessLookupError:
             pass
         head.wait(timeout=60)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
         current = Path("/tmp/ray/ray_current_cluster")  # `ray start` records itself there: forget it
         if current.is_file() and current.read_text().strip().endswith(f":{port}"):
             current.unlink()

@@ -80,6 +80,22 @@ def run_cli(path, env_extra=None, timeout=300):
                           timeout=timeout, env=env, start_new_session=True)
 
 
+def signal_when(proc, url: str, ready, sig: int, timeout: float) -> pd.DataFrame | None:
+    """Send ``sig`` to the driver alone once ``ready(trials)`` holds for the study's trials in the
+    store; returns the trials seen then (None if the run ended or the time ran out first)."""
+    store, deadline = Store(url), time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            df = store.trials_frame(NAME)
+        except Exception:  # noqa: BLE001  the database may not exist yet
+            continue
+        if not df.empty and ready(df):
+            os.kill(proc.pid, sig)
+            return df
+    return None
+
+
 @pytest.mark.parametrize("point,where", [
     ("study.planned", "before the first result"),
     ("trial.report@7", "mid-trial (the third trial's first evaluation)"),
@@ -130,22 +146,14 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_pa
     path = write_study(tmp_path, ten_trials(url))
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    store, deadline = Store(url), time.time() + 120
     try:
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-            try:
-                df = store.trials_frame(NAME)
-            except Exception:  # noqa: BLE001  the database may not exist yet
-                continue
-            if not df.empty and (df.status == "COMPLETE").sum() >= 2:
-                os.kill(proc.pid, signal.SIGINT)
-                break
+        signal_when(proc, url, lambda df: (df.status == "COMPLETE").sum() >= 2, signal.SIGINT, timeout=120)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
+    store = Store(url)
     assert "interrupted: every finished trial is in" in err and "Traceback" not in err
     df = store.trials_frame(NAME)
     assert "RUNNING" not in set(df.status)
@@ -162,19 +170,9 @@ def test_ray_driver_killed_mid_study_then_rerun(tmp_path, reference):
     path = write_study(tmp_path, ten_trials(url, "ray"))
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-    store = Store(url)
-    deadline, killed_with = time.time() + 180, None
     try:
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            try:
-                df = store.trials_frame(NAME)
-            except Exception:  # noqa: BLE001  the database may not exist yet
-                continue
-            if not df.empty and 2 <= (df.status == "COMPLETE").sum() < 8:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_with = df
-                break
+        killed_with = signal_when(proc, url, lambda df: 2 <= (df.status == "COMPLETE").sum() < 8, signal.SIGKILL,
+                                  timeout=180)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:

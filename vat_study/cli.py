@@ -201,11 +201,12 @@ def run(
     from .executors import run_local, run_ray
     from .store import Store
 
-    from .executors.common import check_same_study
+    from .executors.common import INTERRUPTED_BY_USER, check_same_study
     from .spec import SpecError
 
+    store = _reachable(Store(spec.storage), "storage")
     try:
-        check_same_study(spec, _reachable(Store(spec.storage), "storage"))
+        check_same_study(spec, store)
     except SpecError as e:
         _fail(str(e))
     runner = run_ray if spec.executor.kind == "ray" else run_local
@@ -214,15 +215,12 @@ def run(
     except SpecError as e:
         _fail(str(e))
     except KeyboardInterrupt:
-        store = Store(spec.storage)
         study_id = store.study_id(spec.name)
         if study_id is not None:  # trials this run had started: FAILED (interrupted), redone by the next run
-            store.fail_running(study_id, "interrupted: stopped by the user (Ctrl-C) before this trial finished",
-                               "interrupted")
+            store.fail_running(study_id, INTERRUPTED_BY_USER, "interrupted")
         err.print(f"interrupted: every finished trial is in {safe_url(spec.storage)}; run the same command "
                   "again to continue the study", highlight=False)
         raise typer.Exit(130) from None
-    store = Store(spec.storage)
     out.print(_summary_table(spec.name, spec.metric.model_dump(), store))
     if summary.interrupted_marked:
         out.print(f"{summary.interrupted_marked} trial(s) left RUNNING by an earlier, interrupted run were redone.")

@@ -71,8 +71,11 @@ def rvadv_seeds(
     """``rvadv`` of each seed's network of a ``SeedBatch`` at once (one plain network: one seed),
     ``xs[i]`` and the random starts of ``seeds[i]`` for seed i: the same numbers as ``rvadv`` on
     each network alone. The sets in ``xs`` have equal sizes."""
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
     n = len(xs[0])
+    if any(len(x) != n for x in xs) or len(seeds) != len(xs):
+        raise ValueError(f"rvadv_seeds: one set and one seed per network, sets of equal size; got sizes "
+                         f"{[len(x) for x in xs]} and {len(seeds)} seeds")
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     totals = torch.zeros(len(xs), dtype=torch.float64, device=xs[0].device)
     with _mode(model, False):
         for lo in range(0, n, chunk):

@@ -305,7 +305,7 @@ def train_seeds(
             if rvadvs is not None:
                 metrics["rvadv"] = rvadvs[i]
             r = runs[i]
-            net = seed_models(i) if (do_fid or do_gv) else model
+            net = seed_models(i) if (do_fid or do_gv) else None  # the probes below need seed i's own network
             if do_fid:
                 metrics["fidelity"] = P.power_iteration_fidelity(
                     net, r.x_fid, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,

@@ -181,12 +181,15 @@ def failure_kind(exc: BaseException) -> str:
     return "error"
 
 
+INTERRUPTED_BY_USER = "interrupted: stopped by the user (Ctrl-C) before this trial finished"
+
+
 def _failure_text(exc: BaseException, timeout: float | None, url: str, seeds: int = 1) -> str:
     if isinstance(exc, TrialTimeout):
         batch = f" (x {seeds} seeds trained as one batch)" if seeds > 1 else ""
         return f"timeout: the trial ran past executor.trial_timeout = {timeout:g} s{batch} and was stopped"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted: stopped by the user (Ctrl-C) before this trial finished"
+        return INTERRUPTED_BY_USER
     return mask_secrets(traceback.format_exc(), url)
 
 
