@@ -110,6 +110,49 @@ class FidelityProbe(_Strict):
     every: int | None = Field(None, ge=1)
 
 
+class Implementation(_Strict):
+    """How R_vadv / R^(0) (Eq. 5, 7, 16) is computed where the paper leaves it open. Three passes
+    make the regularizer: the clean pass (the target p(y|x, theta_hat) of Eq. 5), the power
+    iteration's passes at x + xi d (Eq. 12) and the perturbed LDS pass at x + r_vadv. README
+    "Implementation choices" gives each anchor's choice and the measured effect of each setting
+    (``studies/vat_implementation_choices.yaml``). Methods at_l2 / at_linf and baseline ignore it."""
+
+    clean_stochastic: bool = Field(False, description="dropout / Gaussian noise on in the clean (target) pass")
+    power_iteration_stochastic: bool = Field(False, description="dropout / noise on in the power iteration's passes")
+    lds_stochastic: bool = Field(False, description="dropout / noise on in the perturbed (LDS) pass")
+    divergence: Literal["forward", "reverse"] = Field(
+        "forward", description="forward: KL(p_clean || p_perturbed) (Eq. 17, the paper); reverse: KL(p_perturbed || p_clean)")
+    bn: Literal["batch", "running"] = Field(
+        "batch", description="BN statistics in the regularizer's passes: the batch's own, or the running ones")
+    regularizer_batch: Literal["unlabeled", "labeled_and_unlabeled"] = Field(
+        "unlabeled", description="semi-supervised: R on the unlabeled batch (Appendix C), or on the labeled "
+                                 "and unlabeled batches joined")
+
+    def passes(self) -> dict[str, Any]:
+        """The keyword arguments of ``regularizers.regularizer_lds`` (every setting but the batch)."""
+        return self.model_dump(exclude={"regularizer_batch"})
+
+
+LEGACY_IMPLEMENTATION = {"semi_supervised": dict(clean_stochastic=False, power_iteration_stochastic=False,
+                                                 lds_stochastic=True, divergence="forward", bn="batch",
+                                                 regularizer_batch="unlabeled"),
+                         "supervised": dict(clean_stochastic=True, power_iteration_stochastic=False,
+                                            lds_stochastic=True, divergence="forward", bn="batch",
+                                            regularizer_batch="unlabeled")}
+"""What vat-study 0.1.x / 0.2.x did (it had no ``implementation`` block): configs stored by those
+versions are read with these values (``upgrade_stored_config``)."""
+
+
+def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config as stored by an older vat-study, in today's vocabulary: the missing
+    ``implementation`` block is the behaviour that version had (``LEGACY_IMPLEMENTATION``)."""
+    out = dict(stored)
+    if "implementation" not in out:
+        out["implementation"] = dict(LEGACY_IMPLEMENTATION.get(out.get("mode", "semi_supervised"),
+                                                               LEGACY_IMPLEMENTATION["semi_supervised"]))
+    return out
+
+
 class Probes(_Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None
@@ -140,6 +183,7 @@ class TrialConfig(_Strict):
     xi: float = Field(DEFAULT_XI, gt=0)
     power_iterations: int = Field(1, ge=0, le=1000)
     direction: Literal["finite_difference", "hvp"] = "finite_difference"
+    implementation: Implementation = Implementation()
     # --- optimization ---
     seed: int = Field(0, ge=0)
     seeds: list[int] | None = Field(None, description="train these seeds together as one batched model "
@@ -197,6 +241,9 @@ class TrialConfig(_Strict):
         if self.seeds is not None and self.model_path and "{seed}" not in self.model_path:
             raise ValueError("model_path: with seeds, must contain '{seed}' (one file per seed), "
                              f"got {self.model_path!r}")
+        if self.mode == "supervised" and self.implementation.regularizer_batch != "unlabeled":
+            raise ValueError("implementation.regularizer_batch: 'labeled_and_unlabeled' applies to mode "
+                             "'semi_supervised' only (supervised learning has one batch); allowed here: 'unlabeled'")
         if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
             raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self

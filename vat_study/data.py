@@ -9,9 +9,11 @@ Datasets by name (``load_dataset``):
   500-image test split (independent of the trial seed) never touches training.
 * ``moons``: two interleaving half circles (the spirit of Fig. 1): 1,000 training points (a few
   of them labeled) and 1,000 test points, drawn with a fixed generator.
-* ``mnist``, ``fashion_mnist``, ``cifar10``, ``svhn``: torchvision, from ``root`` (downloaded
-  there only if ``download=True``). ``fashion_mnist`` with no files under ``root`` reads the
-  Debian package's IDX files in /usr/share/datasets/fashion-mnist.
+* ``mnist``, ``fashion_mnist``: the four standard IDX files (gzipped or not) in ``root``, in
+  ``root/mnist`` (``root/fashion_mnist``) or in torchvision's layout; ``fashion_mnist`` with no
+  files under ``root`` reads the Debian package's files in /usr/share/datasets/fashion-mnist.
+  With none found, torchvision downloads them into ``root`` if ``download=True``.
+* ``cifar10``, ``svhn``: torchvision, from ``root`` (downloaded there only if ``download=True``).
 * ``idx``: any MNIST-format IDX image/label files given by path (gzip or not).
 
 Splits (``make_splits``), by seed: a validation subset, a class-balanced labeled subset of size
@@ -108,12 +110,32 @@ def _idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple[Ten
     return _images(x), _labels(y)
 
 
-def _find_idx(root: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz"):
-        for sub in ("", "raw", "FashionMNIST/raw"):
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+"""The four standard files of MNIST and Fashion-MNIST, each found gzipped (``.gz``) or not."""
+
+IDX_FOLDERS = {"mnist": ("", "raw", "mnist", "MNIST/raw", "mnist/raw"),
+               "fashion_mnist": ("", "raw", "fashion_mnist", "fashion-mnist", "FashionMNIST/raw",
+                                 "fashion_mnist/raw")}
+"""Where under ``data_root`` each dataset's four files are looked for: the folder itself, a
+folder named after the dataset (so ``data_root`` may hold several datasets), torchvision's layout."""
+
+
+def _find_idx(root: Path, stem: str, subs: tuple[str, ...] = ("",)) -> Path | None:
+    for sub in subs:
+        for name in (stem, stem + ".gz"):
             p = root / sub / name
             if p.is_file():
                 return p
+    return None
+
+
+def find_idx_files(name: str, root: Path) -> list[Path] | None:
+    """The four IDX files of ``name`` (mnist or fashion_mnist) under ``root``, all from one folder,
+    or None if no folder there holds all four."""
+    for sub in IDX_FOLDERS[name]:
+        found = [_find_idx(root, stem, (sub,)) for stem in IDX_STEMS]
+        if all(found):
+            return found  # type: ignore[return-value]
     return None
 
 
@@ -180,16 +202,22 @@ def load_dataset(
         return Dataset(name, xtr, ytr, xte, yte, n_classes)
 
     root_path = Path(root if root is not None else os.environ.get("VAT_STUDY_DATA", "data")).expanduser()
-    if name == "fashion_mnist" and not download:
-        # Raw IDX files under root (or the Debian package) load without torchvision's folder layout.
-        for base in (root_path, DEBIAN_FASHION_MNIST):
-            stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-            found = [_find_idx(base, s) for s in stems]
-            if all(found):
+    if name in IDX_FOLDERS:
+        # The four standard files under root (gzipped or not; torchvision's layout too), or for
+        # Fashion-MNIST the Debian package's; torchvision (and its download) only when none holds them.
+        bases = [root_path] + ([DEBIAN_FASHION_MNIST] if name == "fashion_mnist" else [])
+        for base in bases:
+            found = find_idx_files(name, base)
+            if found:
                 xtr, ytr = _idx_pair(found[0], found[1])
                 xte, yte = _idx_pair(found[2], found[3])
                 return Dataset(name, xtr, ytr, xte, yte, 10)
+        if not download:
+            where = " or ".join(str(root_path / sub) if sub else str(root_path) for sub in IDX_FOLDERS[name][:3])
+            raise DataError(
+                f"dataset {name!r}: the four files {', '.join(s + '[.gz]' for s in IDX_STEMS)} were not found "
+                f"under data_root={str(root_path)!r} (looked in {where}, and torchvision's layout); put them "
+                f"there, set task.data_root (or VAT_STUDY_DATA) to their folder, or set download: true")
     xtr, ytr, xte, yte = _torchvision(name, root_path, download)
     return Dataset(name, xtr, ytr, xte, yte, 10)
 

@@ -2,7 +2,8 @@
 random generator and restores the model's mode, and none updates BN running statistics.
 
 * ``rvadv``: R_vadv (Eq. 7) on a fixed subset at a fixed evaluation eps and K, model in eval
-  mode (Fig. 2, Fig. 4).
+  mode (Fig. 2, Fig. 4); ``rvadv_train`` beside it: the same in train mode, each pass as
+  training makes it (``config.Implementation``), BN on batches of the regularizer's size.
 * ``grad_sd_norm``: the normalized SD norm of grad_theta R^(K) over resampled mini-batches and
   perturbations (Eq. 21, Fig. 7), model in train mode (as the gradient is used in training).
 * ``power_iteration_fidelity``: |cos| between the direction a setting (K, xi, method) produces
@@ -22,8 +23,13 @@ from .regularizers import (
     frozen_batch_stats,
     lds,
     random_unit_direction,
+    regularizer_lds,
     virtual_adversarial_direction,
 )
+
+
+RVADV_TRAIN = "rvadv_train"
+"""Metric name of R_vadv measured in train mode (beside ``rvadv``, measured in eval mode)."""
 
 
 @contextlib.contextmanager
@@ -67,21 +73,34 @@ def rvadv_seeds(
     method: DirectionMethod = "finite_difference",
     seeds: list[int],
     chunk: int = 500,
+    train_mode: dict | None = None,
 ) -> list[float]:
     """``rvadv`` of each seed's network of a ``SeedBatch`` at once (one plain network: one seed),
     ``xs[i]`` and the random starts of ``seeds[i]`` for seed i: the same numbers as ``rvadv`` on
-    each network alone. The sets in ``xs`` have equal sizes."""
+    each network alone. The sets in ``xs`` have equal sizes.
+
+    ``train_mode``: measure R_vadv as training sees it instead: the model in train mode, each
+    pass in the mode these ``regularizer_lds`` settings (``Implementation.passes()``) give it
+    (dropout / noise, BN on each ``chunk``'s own statistics or the running ones), noise drawn from
+    a forked RNG seeded by ``seeds[0]`` (the training run's stream is untouched)."""
     n = len(xs[0])
     if any(len(x) != n for x in xs) or len(seeds) != len(xs):
         raise ValueError(f"rvadv_seeds: one set and one seed per network, sets of equal size; got sizes "
                          f"{[len(x) for x in xs]} and {len(seeds)} seeds")
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     totals = torch.zeros(len(xs), dtype=torch.float64, device=xs[0].device)
-    with _mode(model, False):
+    devices = [xs[0].device] if xs[0].device.type == "cuda" else []
+    with _mode(model, train_mode is not None), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seeds[0])
         for lo in range(0, n, chunk):
             blocks = [x[lo : lo + chunk] for x in xs]
             xb = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
             d0 = torch.cat([random_unit_direction(b, g) for b, g in zip(blocks, gens)])
+            if train_mode is not None:
+                values, _ = regularizer_lds(model, xb, eps=eps, xi=xi, power_iterations=power_iterations,
+                                            method=method, d0=d0, **train_mode)
+                totals += values.detach().double().view(len(xs), -1).sum(1)
+                continue
             d = virtual_adversarial_direction(model, xb, xi=xi, power_iterations=power_iterations, method=method,
                                               d0=d0)
             with torch.no_grad():

@@ -3,9 +3,11 @@
 Read this file next to Section 3 of the paper; every function names the equation it implements.
 
     kl_divergence                  D[p, p'] as KL (Eq. 17)
+    divergence                     D as forward (the paper) or reverse KL
     virtual_adversarial_direction  d <- H d by power iteration (Eq. 9-13; K = 0 is RPT, Eq. 16)
     lds                            LDS(x, theta) = D[p(y|x, theta_hat), p(y|x + r, theta)] (Eq. 5)
     vat_loss                       R_vadv: mean LDS at r = eps * d (Eq. 7, Algorithm 1)
+    regularizer_lds                LDS as training computes it, each pass in its configured mode
     rpt_loss                       R^(0): the same with a random unit direction (Section 3.4)
     adversarial_loss               L_adv with r_adv from Eq. 3 (L2) or Eq. 4 (L-inf) (Eq. 1)
     entropy_loss                   R_cent, the conditional entropy (Eq. 18)
@@ -49,6 +51,9 @@ PAPER_XI = 1e-6
 
 DirectionMethod = Literal["finite_difference", "hvp"]
 DIRECTION_METHODS: tuple[str, ...] = ("finite_difference", "hvp")
+Divergence = Literal["forward", "reverse"]
+DIVERGENCES: tuple[str, ...] = ("forward", "reverse")
+BNStatistics = Literal["batch", "running"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,6 +106,34 @@ def deterministic_layers(model: nn.Module) -> Iterator[bool]:
             m.train(True)
 
 
+def has_stochastic_layers(model: nn.Module) -> bool:
+    """Whether any dropout / noise layer of ``model`` is active (in train mode) now."""
+    return any(m.training and _is_stochastic(m) for m in model.modules())
+
+
+@contextlib.contextmanager
+def regularizer_pass(model: nn.Module, *, stochastic: bool, bn: BNStatistics = "batch") -> Iterator[None]:
+    """The mode of one of the regularizer's forward passes (the clean target, the power iteration,
+    the perturbed LDS pass), chosen by ``config.Implementation``: dropout / noise layers left as
+    the caller set them (``stochastic=True``) or switched off; BN normalizing with the batch's own
+    statistics (``bn="batch"``) or with the running ones (``"running"``: BN in eval mode). Running
+    statistics are never updated inside."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training] \
+        if bn == "running" else []
+    for m in bns:
+        m.train(False)
+    try:
+        with frozen_batch_stats(model):
+            if stochastic:
+                yield
+            else:
+                with deterministic_layers(model):
+                    yield
+    finally:
+        for m in bns:
+            m.train(True)
+
+
 # --------------------------------------------------------------------------------------------
 # Small numerically safe helpers
 # --------------------------------------------------------------------------------------------
@@ -114,6 +147,20 @@ def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     log_p = F.log_softmax(logits_p, dim=1)
     log_q = F.log_softmax(logits_q, dim=1)
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def divergence(logits_clean: Tensor, logits_perturbed: Tensor, kind: Divergence = "forward") -> Tensor:
+    """D[p, p'] of Eq. 5 per sample, shape [N]: ``"forward"`` is KL(p_clean || p_perturbed), the
+    paper's choice (Eq. 17); ``"reverse"`` is KL(p_perturbed || p_clean). Both have the same
+    second-order term at r = 0 (the Fisher information), so the power iteration's H is the same."""
+    if kind == "forward":
+        return kl_divergence(logits_clean, logits_perturbed)
+    if kind == "reverse":
+        return kl_divergence(logits_perturbed, logits_clean)
+    raise ValueError(f"divergence must be one of {DIVERGENCES}, got {kind!r}")
+
+
+_divergence = divergence  # for the functions below, which take a parameter of the same name
 
 
 def unit_vector(v: Tensor, fallback: Tensor | None = None) -> Tensor:
@@ -168,6 +215,8 @@ def virtual_adversarial_direction(
     method: DirectionMethod = "finite_difference",
     generator: torch.Generator | None = None,
     d0: Tensor | None = None,
+    divergence: Divergence = "forward",
+    deterministic: bool = True,
 ) -> Tensor:
     """Approximate the dominant eigenvector u(x, theta_hat) of H = grad grad_r D(r, x, theta_hat).
 
@@ -185,13 +234,18 @@ def virtual_adversarial_direction(
     sample n, same shape as x, with no gradient (VAT ignores the dependence of r_vadv on theta,
     Section 3.3). A sample whose gradient vanishes (e.g. a saturated softmax) keeps its previous
     direction instead of becoming NaN. BN running statistics are left untouched.
+
+    ``divergence``: D as forward or reverse KL (see ``divergence``). ``deterministic=False``
+    leaves dropout / noise layers as the caller set them (each pass then draws its own noise, and
+    ``logits`` is the reference point as given); the default switches them off (module docstring).
     """
     _check_direction_args(xi, power_iterations, method)
     x = x.detach()
     d = random_unit_direction(x, generator) if d0 is None else d0.detach()
     if power_iterations == 0:
         return d
-    with torch.enable_grad(), frozen_batch_stats(model), deterministic_layers(model) as was_noisy:
+    layers = deterministic_layers(model) if deterministic else contextlib.nullcontext(False)
+    with torch.enable_grad(), frozen_batch_stats(model), layers as was_noisy:
         if logits is None or was_noisy:
             with torch.no_grad():
                 logits_p = model(x)
@@ -200,11 +254,11 @@ def virtual_adversarial_direction(
         for _ in range(power_iterations):
             if method == "finite_difference":
                 r = (xi * d).requires_grad_(True)
-                dist = kl_divergence(logits_p, model(x + r)).sum()  # sum: per-sample grads unscaled
+                dist = _divergence(logits_p, model(x + r), divergence).sum()  # sum: per-sample grads unscaled
                 (grad_r,) = torch.autograd.grad(dist, r)  # = xi * H d + O(xi^2)  (Eq. 12)
             else:
                 r = torch.zeros_like(x, requires_grad=True)
-                dist = kl_divergence(logits_p, model(x + r)).sum()
+                dist = _divergence(logits_p, model(x + r), divergence).sum()
                 (g,) = torch.autograd.grad(dist, r, create_graph=True)  # = 0 at r = 0, but carries H
                 (grad_r,) = torch.autograd.grad((g * d).sum(), r)  # = H d exactly
             d = unit_vector(grad_r.detach(), fallback=d)
@@ -216,8 +270,10 @@ def virtual_adversarial_direction(
 # --------------------------------------------------------------------------------------------
 
 
-def lds(model: nn.Module, x: Tensor, r: Tensor, logits: Tensor | None = None) -> Tensor:
-    """LDS(x, theta) = KL(p(y|x, theta_hat) || p(y|x + r, theta)), per sample: shape [N] (Eq. 5, 17).
+def lds(model: nn.Module, x: Tensor, r: Tensor, logits: Tensor | None = None,
+        divergence: Divergence = "forward") -> Tensor:
+    """LDS(x, theta) = KL(p(y|x, theta_hat) || p(y|x + r, theta)), per sample: shape [N] (Eq. 5, 17);
+    ``divergence="reverse"``: KL(p(y|x + r, theta) || p(y|x, theta_hat)).
 
     The clean side p(y|x, theta_hat) is a constant (``logits`` detached, or a no-grad forward
     pass); gradients flow into theta only through the perturbed pass. ``r`` is treated as a
@@ -228,7 +284,7 @@ def lds(model: nn.Module, x: Tensor, r: Tensor, logits: Tensor | None = None) ->
             with torch.no_grad():
                 logits = model(x)
         logits_q = model(x.detach() + r.detach())
-    return kl_divergence(logits.detach(), logits_q)
+    return _divergence(logits.detach(), logits_q, divergence)
 
 
 def vat_loss(
@@ -254,6 +310,52 @@ def vat_loss(
         model, x, logits, xi=xi, power_iterations=power_iterations, method=method, generator=generator
     )
     return lds(model, x, eps * d, logits).mean()
+
+
+def regularizer_lds(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    eps: float,
+    xi: float = DEFAULT_XI,
+    power_iterations: int = 1,
+    method: DirectionMethod = "finite_difference",
+    clean_stochastic: bool = False,
+    power_iteration_stochastic: bool = False,
+    lds_stochastic: bool = False,
+    divergence: Divergence = "forward",
+    bn: BNStatistics = "batch",
+    logits: Tensor | None = None,
+    d0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    clean_grad: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """LDS at r = eps * d_K per sample (Eq. 5, 7; K = 0: RPT, Eq. 16) as training computes it, each
+    of its three passes in the mode ``config.Implementation`` names (``regularizer_pass``):
+
+    1. the clean target p(y|x, theta_hat): ``logits`` if given (the caller's pass already is
+       this one), else a pass with ``clean_stochastic`` / ``bn`` (with gradient if ``clean_grad``,
+       for EntMin);
+    2. the direction d by power iteration (Eq. 9-13), passes with ``power_iteration_stochastic``;
+       its reference point is the clean target when both passes have one mode, else a pass in
+       the iteration's own mode;
+    3. the perturbed pass at x + eps d with ``lds_stochastic``: the only one whose gradient
+       reaches theta.
+
+    Returns (LDS [N], clean logits [N, C]). With a model in eval mode every pass is the
+    deterministic eval-mode pass, whatever the settings.
+    """
+    noisy = has_stochastic_layers(model)  # without dropout/noise layers "stochastic" changes nothing
+    if logits is None:
+        with regularizer_pass(model, stochastic=clean_stochastic, bn=bn), torch.set_grad_enabled(clean_grad):
+            logits = model(x)
+    same_mode = power_iteration_stochastic == clean_stochastic or not noisy
+    with regularizer_pass(model, stochastic=power_iteration_stochastic, bn=bn):
+        d = virtual_adversarial_direction(model, x, logits.detach() if same_mode else None, d0=d0, xi=xi,
+                                          power_iterations=power_iterations, method=method,
+                                          generator=generator, divergence=divergence, deterministic=False)
+    with regularizer_pass(model, stochastic=lds_stochastic, bn=bn):
+        return lds(model, x, eps * d, logits, divergence=divergence), logits
 
 
 def rpt_loss(

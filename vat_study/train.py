@@ -13,8 +13,9 @@ separate batch from the unlabeled pool (which includes the labeled images) for R
 (Appendix A): R is computed on the labeled batch itself, reusing its logits.
 
 BN running statistics are updated only by the labeled forward pass; every other pass (the
-unlabeled clean pass, the power iteration, the perturbed pass) uses batch statistics without
-updating them, as the official code does.
+clean pass, the power iteration, the perturbed pass) leaves them alone, as the official code
+does. Which statistics those passes normalize with, and whether dropout / noise act in each of
+them, is ``cfg.implementation`` (config.Implementation; README "Implementation choices").
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ from .config import TrialConfig
 from .data import Splits, augment
 from .regularizers import (
     adversarial_loss,
-    deterministic_layers,
     entropy_loss,
-    frozen_batch_stats,
-    lds,
+    has_stochastic_layers,
     random_unit_direction,
-    virtual_adversarial_direction,
+    regularizer_lds,
 )
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -110,34 +109,39 @@ def per_seed(v: Tensor, n_seeds: int) -> Tensor:
     return v.view(n_seeds, -1).mean(1)
 
 
+def join_per_seed(a: Tensor, b: Tensor, n_seeds: int) -> Tensor:
+    """Two seed-blocked batches [S * A, ...] and [S * B, ...] -> [S * (A + B), ...], seed i's
+    block being its A samples of ``a`` followed by its B samples of ``b``."""
+    return torch.cat([a.view(n_seeds, -1, *a.shape[1:]), b.view(n_seeds, -1, *b.shape[1:])], 1).flatten(0, 1)
+
+
 def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
                 x_reg: Tensor | None, n_seeds: int = 1,
                 random_start: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """R of Eq. 8 for this step, one value per seed: shape [S]. ``x_reg`` is the unlabeled batch
     (None: supervised, use x_l). ``random_start(x)`` draws the power iteration's unit start d0
-    for the samples x (default: from the global RNG)."""
+    for the samples x (default: from the global RNG). The mode of each of the three passes
+    (clean target, power iteration, perturbed LDS pass) is ``cfg.implementation``'s."""
     if cfg.method == "baseline":
         return logits_l.new_zeros(n_seeds)
     if cfg.method in ("at_l2", "at_linf"):
         l_adv = adversarial_loss(model, x_l, y_l, eps=cfg.eps, norm="l2" if cfg.method == "at_l2" else "linf",
                                  reduction="none")
         return per_seed(l_adv, n_seeds)
-    direction = dict(xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction)
-    if x_reg is None:  # supervised: R on the labeled batch, its logits are p(y|x, theta_hat)
-        x, logits = x_l, logits_l
-        d0 = random_start(x) if random_start else None
-        d = virtual_adversarial_direction(model, x, logits.detach(), d0=d0, **direction)
-    else:
-        # Semi-supervised: one clean pass on the unlabeled batch, with dropout/noise off, gives
-        # both the target p(y|x, theta_hat) of Eq. 5 and the reference point of the power
-        # iteration (so no second clean pass is needed); the perturbed pass of LDS keeps them on.
+    impl = cfg.implementation
+    if x_reg is None:  # supervised: R on the labeled batch
+        x = x_l
+    elif impl.regularizer_batch == "labeled_and_unlabeled":
+        x = join_per_seed(x_l, x_reg, n_seeds)
+    else:  # Appendix C: a separate batch from the unlabeled pool (which holds the labeled images too)
         x = x_reg
-        d0 = random_start(x) if random_start else None
-        with frozen_batch_stats(model), deterministic_layers(model), \
-                torch.set_grad_enabled(cfg.method == "vat_entmin"):  # the gradient only feeds EntMin
-            logits = model(x)
-            d = virtual_adversarial_direction(model, x, logits.detach(), d0=d0, **direction)
-    r = per_seed(lds(model, x, cfg.eps * d, logits), n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
+    # The labeled pass already is the clean pass when R uses the labeled batch and the modes agree.
+    reuse = x is x_l and impl.bn == "batch" and (impl.clean_stochastic or not has_stochastic_layers(model))
+    lds_x, logits = regularizer_lds(
+        model, x, eps=cfg.eps, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
+        logits=logits_l if reuse else None, d0=random_start(x) if random_start else None,
+        clean_grad=cfg.method == "vat_entmin", **impl.passes())
+    r = per_seed(lds_x, n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
     if cfg.method == "vat_entmin":
         r = r + per_seed(entropy_loss(logits, reduction="none"), n_seeds)  # + R_cent, Eq. 18
     return r
@@ -291,6 +295,12 @@ def train_seeds(
         val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
         rvadvs = P.rvadv_seeds(model, [r.x_rvadv for r in runs], eps=rv.eps, power_iterations=rv.power_iterations,
                                xi=cfg.xi, method=cfg.direction, seeds=[r.seed for r in runs]) if do_rv else None
+        # The same as training sees it (train mode, each pass as cfg.implementation makes it, BN on
+        # batches of the regularizer's size): eval mode alone can hide what the noise does.
+        rvadvs_train = P.rvadv_seeds(model, [r.x_rvadv for r in runs], eps=rv.eps, power_iterations=rv.power_iterations,
+                                     xi=cfg.xi, method=cfg.direction, seeds=[r.seed for r in runs],
+                                     chunk=cfg.batch.unlabeled if semi else cfg.batch.labeled,
+                                     train_mode=cfg.implementation.passes()) if do_rv else None
         for i in list(alive):
             loss, nll, reg = means[0][i], means[1][i], means[2][i]
             if not math.isfinite(loss):
@@ -304,6 +314,7 @@ def train_seeds(
             metrics = {"loss": loss, "nll": nll, "reg": reg, "lr": lr, "val_error": val_errors[i]}
             if rvadvs is not None:
                 metrics["rvadv"] = rvadvs[i]
+                metrics[P.RVADV_TRAIN] = rvadvs_train[i]
             r = runs[i]
             net = seed_models(i) if (do_fid or do_gv) else None  # the probes below need seed i's own network
             if do_fid:
