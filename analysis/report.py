@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import compare, curves, eps_alpha, examples, grad_variance, k_ablation, tables
+from . import choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, tables
 from .data import Skip, StudyData, load
 
 
@@ -151,6 +151,22 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     r.artifact("Fig. 2: error and R_vadv during training", fig2)
     r.artifact("Method comparison with seeded repeats", comparisons)
     r.artifact("xi and the power method", xi)
+
+    def implementation_choices() -> str:
+        effects, gaps = choices.compute(data)
+        return ("Each configuration against its method's centre (search parameters: the method alone), "
+                "paired by seed: vs_centre_* is the difference in test error (choice - centre) with its 95 % t "
+                "CI and paired t-test p; rvadv_final / rvadv_train_final: the last R_vadv measured in eval "
+                "mode / in train mode as training computes it:\n\n"
+                + r.table("implementation_choices", effects,
+                          ("test_error", "vs_centre_mean_diff", "vs_centre_ci_low", "vs_centre_ci_high"))
+                + "\n\nVAT - RPT under each choice, paired by seed (negative: VAT better):\n\n"
+                + (r.table("implementation_choices_vat_minus_rpt", gaps,
+                           ("rpt_mean", "vat_mean", "vat_minus_rpt_mean_diff", "vat_minus_rpt_ci_low",
+                            "vat_minus_rpt_ci_high")) if not gaps.empty else "(no choice ran both rpt and vat)")
+                + "\n\n" + r.figure(choices.draw(effects, gaps, out_dir / "implementation_choices")))
+
+    r.artifact("Implementation choices, one at a time", implementation_choices)
 
     def fig1() -> str:
         return r.figure(examples.draw_fig1(examples.compute_fig1(data), out_dir / "fig1_moons"))

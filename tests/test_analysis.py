@@ -184,3 +184,44 @@ def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
     assert all(((p >= 0) & (p <= 1)).all() and (l >= -1e-6).all() for _, p, l in f1.panels)
     path, skipped = write_report(url, "m", tmp_path / "rep")
     assert (tmp_path / "rep" / "fig1_moons.png").exists(), skipped
+
+
+def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rpt(tmp_path):
+    from analysis import choices
+
+    url = f"sqlite:///{tmp_path}/choices.db"
+    noise = {s: rng.normal(0, 0.01) for s in SEEDS}
+    effect = {"rpt": 0.03, "vat": 0.0}  # lds_stochastic=False: RPT 3 points worse, VAT unchanged
+    pts = [{"method": "rpt"}, {"method": "vat"},
+           {"method": "rpt", "implementation.lds_stochastic": False},
+           {"method": "vat", "implementation.lds_stochastic": False},
+           {"method": "vat", "xi": 1e-6},
+           {"method": "vat", "xi": 1e-6, "eps": 2.0}]  # two changes: not a one-factor configuration
+
+    def value(p, s):
+        base = {"rpt": 0.04, "vat": 0.06}[p["method"]] + noise[s] + (0.002 * s if p["method"] == "vat" else 0)
+        if "implementation.lds_stochastic" in p:
+            base += effect[p["method"]]
+        if "xi" in p:
+            base += 0.01
+        return {"val_error": base, "test_error": base, "rvadv": 1.0, "rvadv_train": 2.0}, {}
+
+    truth = fill(url, "choices", pts, value)
+    effects, gaps = choices.compute(load(url, "choices"))
+    assert sorted(effects["choice"].unique()) == ["centre", "lds_stochastic=False", "xi=1e-06"]
+    row = effects[(effects.method == "rpt") & (effects.choice == "lds_stochastic=False")].iloc[0]
+    a = truth[(truth.method == "rpt") & truth["implementation.lds_stochastic"].isna()].sort_values("seed")
+    b = truth[(truth.method == "rpt") & (truth["implementation.lds_stochastic"] == False)].sort_values("seed")  # noqa: E712
+    diff = b["test_error"].to_numpy() - a["test_error"].to_numpy()
+    t = stats.ttest_rel(b["test_error"], a["test_error"])
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    np.testing.assert_allclose([row.vs_centre_mean_diff, row.vs_centre_ci_high, row.vs_centre_p],
+                               [diff.mean(), diff.mean() + half, t.pvalue])
+    assert row.rvadv_train_final == 2.0
+    g = gaps.set_index("choice")
+    np.testing.assert_allclose(g.loc["centre", "vat_minus_rpt_mean_diff"], 0.02 + 0.002 * np.mean(SEEDS))
+    np.testing.assert_allclose(g.loc["lds_stochastic=False", "vat_minus_rpt_mean_diff"], -0.01 + 0.002 * np.mean(SEEDS))
+    assert "xi=1e-06" not in g.index  # no RPT under that choice
+    report, skipped = write_report(url, "choices", tmp_path / "rep")
+    assert "Implementation choices, one at a time" not in dict(skipped)
+    assert (tmp_path / "rep" / "implementation_choices.png").is_file()

@@ -153,6 +153,23 @@ def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config (as stored, upgraded) with the settings that cannot change its trial
+    blanked out, so that two configs compare equal exactly when they train alike: the
+    ``implementation`` block for methods without a virtual adversarial regularizer (baseline, AT),
+    and its ``*_stochastic`` switches for a network with no dropout or noise layer."""
+    out = upgrade_stored_config(resolved)
+    impl = dict(out.get("implementation") or {})
+    if out.get("method") in ("baseline", "at_l2", "at_linf"):
+        impl = {}
+    model = out.get("model")
+    stochastic = (out.get("noise_sigma") or 0) > 0 if model in ("mlp", "small_mlp") else (out.get("dropout") or 0) > 0
+    if not stochastic:
+        impl = {k: v for k, v in impl.items() if not k.endswith("_stochastic")}
+    out["implementation"] = impl
+    return out
+
+
 class Probes(_Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None

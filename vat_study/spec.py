@@ -165,7 +165,17 @@ class Metric(_Strict):
 
 class PerTrial(_Strict):
     cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
+    gpu: float | Literal["auto"] = Field(
+        "auto", description="GPUs per trial (a fraction packs several trials on one GPU); 'auto': "
+                            "auto_gpu when the Ray cluster has GPUs, 0 when it has none")
+    auto_gpu: float = Field(0.25, gt=0, le=1, description="the GPU fraction per trial that gpu: auto takes on a GPU cluster")
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and (v < 0 or not math.isfinite(v)):
+            raise ValueError("must be 'auto' or a number of GPUs >= 0")
+        return v
 
 
 class Executor(_Strict):

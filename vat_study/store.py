@@ -59,6 +59,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from .config import upgrade_stored_config
 from .failpoints import failpoint
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,20 @@ FAILURE_KINDS = ("error", "diverged", "timeout", "interrupted", "worker_died")
 """Why a trial is FAILED: it raised; its loss became NaN/inf; it ran past executor.trial_timeout;
 the run stopped (Ctrl-C, kill) before it finished; its Ray worker process died."""
 CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alpha", "power_iterations", "xi",
-                  "direction", "steps", "noise_sigma", "model_path")
-"""Resolved config values copied into trials_frame columns (the analyses group by them)."""
+                  "direction", "steps", "noise_sigma", "model_path",
+                  "implementation.clean_stochastic", "implementation.power_iteration_stochastic",
+                  "implementation.lds_stochastic", "implementation.divergence", "implementation.bn",
+                  "implementation.regularizer_batch")
+"""Resolved config values copied into trials_frame columns (the analyses group by them); a dotted
+name is a nested key. Configs stored by older versions are read upgraded (config.upgrade_stored_config)."""
+
+
+def _dotted(config: dict, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(config, dict):
+            return None
+        config = config.get(part)
+    return config
 
 SCHEMA_REVISION = "0002"
 """The newest migration (vat_study/migrations/versions); a fresh store is created at it."""
@@ -506,7 +519,7 @@ class Store:
                        error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
                        optuna_number=t.optuna_number, batch_group=t.batch_group,
                        started_at=t.started_at, finished_at=t.finished_at, host=t.host,
-                       **{k: t.config.get(k) for k in CONFIG_COLUMNS})
+                       **{k: _dotted(upgrade_stored_config(t.config), k) for k in CONFIG_COLUMNS})
             row.update({f"param.{k}": v for k, v in t.params.items()})
             rows.append(row)
         df = pd.DataFrame(rows)

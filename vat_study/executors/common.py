@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..failpoints import failpoint
+from ..config import comparable_config
 from ..objective import resolve_config, run_trial
 from ..spec import PlannedTrial, StudySpec, canonical, digest
 from ..store import Store, mask_secrets
@@ -70,6 +71,7 @@ def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
         except Exception as e:  # noqa: BLE001  a stored point this version rejects
             problems.append(f"trial {key} ({canonical(params)}, seed {seed}): this version rejects its config ({e})")
             continue
+        now, stored = comparable_config(now), comparable_config(stored)  # older versions' configs upgraded
         diff = sorted(k for k in set(now) | set(stored) if k != "model_path" and now.get(k) != stored.get(k))
         if diff:
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])

@@ -129,16 +129,30 @@ def _init_ray(spec: StudySpec) -> None:
         ray.init(address="local", **kwargs)  # a fresh local instance: never a stale or foreign `ray start` cluster
 
 
+def gpu_per_trial(spec: StudySpec) -> float:
+    """The GPUs each trial asks Ray for: the number given, or for ``gpu: auto`` the configured
+    fraction (``auto_gpu``) when the cluster has GPUs and 0 when it has none (``task.device:
+    auto`` then trains on the CPU). Needs a running Ray."""
+    import ray
+
+    per = spec.executor.per_trial
+    if per.gpu == "auto":
+        return per.auto_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return float(per.gpu)
+
+
 def _check_gpus(spec: StudySpec) -> None:
-    """A trial asking for a GPU on a cluster without one would wait forever: refuse up front."""
+    """A trial asking for a GPU on a cluster without one would wait forever: refuse up front.
+    ``gpu: auto`` never does."""
     import ray
 
     from ..spec import SpecError
 
-    gpu = spec.executor.per_trial.gpu
+    gpu = gpu_per_trial(spec)
     if gpu > 0 and ray.cluster_resources().get("GPU", 0) < gpu:
         raise SpecError([f"executor.per_trial.gpu: {gpu} GPU per trial asked for, but the Ray cluster has "
-                         f"{ray.cluster_resources().get('GPU', 0):g}; use --set executor.per_trial.gpu=0 here"])
+                         f"{ray.cluster_resources().get('GPU', 0):g}; use --set executor.per_trial.gpu=auto "
+                         "(or 0) here"])
 
 
 def _max_concurrent(spec: StudySpec) -> int:
@@ -147,10 +161,10 @@ def _max_concurrent(spec: StudySpec) -> int:
     if spec.executor.max_concurrent:
         return spec.executor.max_concurrent
     res = ray.cluster_resources()
-    per = spec.executor.per_trial
+    per, gpu = spec.executor.per_trial, gpu_per_trial(spec)
     n = int(res.get("CPU", 1) // per.cpu)
-    if per.gpu > 0:
-        n = min(n, int(res.get("GPU", 0) // per.gpu))
+    if gpu > 0:
+        n = min(n, int(res.get("GPU", 0) // gpu))
     return max(n, 1)
 
 
@@ -177,7 +191,9 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     p = plan(spec, store, spec_path)
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
     t0 = time.time()
-    resources = {"cpu": spec.executor.per_trial.cpu, "gpu": spec.executor.per_trial.gpu}
+    def resources() -> dict[str, float]:  # once Ray runs (gpu: auto asks the cluster)
+        return {"cpu": spec.executor.per_trial.cpu, "gpu": gpu_per_trial(spec)}
+
     experiment_dir = tempfile.mkdtemp(prefix="vat-study-ray-")
     run_config = tune.RunConfig(name=spec.name, storage_path=experiment_dir, verbose=0, log_to_file=False,
                                 failure_config=tune.FailureConfig(max_failures=spec.executor.max_failures))
@@ -189,7 +205,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             _init_ray(spec)
             _check_gpus(spec)
             groups = seed_groups(p.todo, spec.executor.batch_seeds)
-            trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage), resources)
+            trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage), resources())
             space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
                      "spec": _public_spec(spec), "study_id": p.study_id}
             tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
@@ -214,7 +230,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             searcher = OptunaSearch(space=_DefineByRun(_public_spec(spec)), metric=spec.metric.name,
                                     mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
                                     storage=optuna_storage(spec.storage))
-            trainable = tune.with_resources(tune.with_parameters(_optuna_trainable, storage=spec.storage), resources)
+            trainable = tune.with_resources(tune.with_parameters(_optuna_trainable, storage=spec.storage), resources())
             space = {"spec": _public_spec(spec), "study_id": p.study_id}
             tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,

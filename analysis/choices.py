@@ -1,0 +1,107 @@
+"""Implementation choices, one factor at a time (``studies/vat_implementation_choices.yaml``).
+
+Each method has a centre configuration (search parameters: the method alone) and configurations
+that change one setting of it (``implementation.*``, ``xi``, ``direction``, ``noise_sigma``, ...).
+``compute`` pairs every configuration with its method's centre by seed (the effect of the choice)
+and VAT with RPT under the same choice (does VAT still beat RPT?): mean difference of test error,
+95 % t confidence interval and paired t-test (``data.paired_test``), with the final R_vadv measured
+in eval mode (``rvadv``) and as training sees it (``rvadv_train``) beside them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import Skip, StudyData, paired_test
+from .plotting import plt, save
+
+CENTRE = "centre"
+
+
+def _choice(row: pd.Series) -> str | None:
+    """'centre' for a configuration whose only search parameter is the method, 'key=value' for one
+    that changes exactly one other setting, None otherwise."""
+    params = {k.removeprefix("param."): v for k, v in row.items()
+              if str(k).startswith("param.") and not (isinstance(v, float) and np.isnan(v))}
+    params.pop("method", None)
+    if not params:
+        return CENTRE
+    if len(params) == 1:
+        (k, v), = params.items()
+        return f"{k.removeprefix('implementation.')}={v}"
+    return None
+
+
+def _by_seed(df: pd.DataFrame, value: str) -> pd.Series:
+    return df.set_index("seed")[value]
+
+
+def _pair(a: pd.DataFrame, b: pd.DataFrame, value: str = "test_error") -> dict | None:
+    va, vb = _by_seed(a, value), _by_seed(b, value)
+    seeds = sorted(set(va.index) & set(vb.index))
+    if len(seeds) < 2:
+        return None
+    s = paired_test(va.loc[seeds].to_numpy(float), vb.loc[seeds].to_numpy(float))
+    return {"n": len(seeds), **{k: s[k] for k in ("mean_diff", "ci_low", "ci_high", "p")}}
+
+
+def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(effects, gaps). effects: one row per (method, choice): test error mean/SD over seeds, the
+    paired difference to the method's centre (points of test error: choice - centre), final
+    rvadv / rvadv_train means. gaps: one row per choice run with both rpt and vat: VAT - RPT."""
+    df = data.complete
+    if df.empty or "test_error" not in df:
+        raise Skip("no complete trials with test_error")
+    df = df.assign(choice=df.apply(_choice, axis=1)).dropna(subset=["choice"])
+    centres = df[df["choice"] == CENTRE]
+    if centres.empty or (df["choice"] != CENTRE).sum() == 0:
+        raise Skip("needs a centre configuration (only the method as search parameter) and configurations "
+                   "that change one setting of it")
+    rows = []
+    for (method, choice), g in df.groupby(["method", "choice"], sort=False):
+        row = {"method": method, "choice": choice, "seeds": len(g), "test_error_mean": g["test_error"].mean(),
+               "test_error_sd": g["test_error"].std(ddof=1)}
+        for m in ("rvadv", "rvadv_train"):
+            if m in g:
+                row[f"{m}_final"] = g[m].mean()
+        c = centres[centres["method"] == method]
+        pair = _pair(c, g) if choice != CENTRE and not c.empty else None
+        row.update({f"vs_centre_{k}": v for k, v in (pair or {}).items() if k != "n"})
+        rows.append(row)
+    effects = pd.DataFrame(rows)
+    gaps = []
+    for choice, g in df.groupby("choice", sort=False):
+        rpt, vat = g[g["method"] == "rpt"], g[g["method"] == "vat"]
+        pair = _pair(rpt, vat) if not (rpt.empty or vat.empty) else None
+        if pair:
+            gaps.append({"choice": choice, "rpt_mean": rpt["test_error"].mean(), "vat_mean": vat["test_error"].mean(),
+                         **{f"vat_minus_rpt_{k}" if k != "n" else "n": v for k, v in pair.items()}})
+    return effects, pd.DataFrame(gaps)
+
+
+def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
+    """(a) test error of every configuration (mean +- SD); (b) VAT - RPT with its 95 % CI per choice."""
+    choices = list(dict.fromkeys(effects["choice"]))
+    y = {c: i for i, c in enumerate(choices)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(choices) + 1.8), sharey=True)
+    for k, (method, g) in enumerate(effects.groupby("method", sort=False)):
+        off = (k - 1) * 0.22
+        axes[0].errorbar(100 * g["test_error_mean"], [y[c] + off for c in g["choice"]],
+                         xerr=100 * g["test_error_sd"].fillna(0), fmt="o", capsize=3, label=method)
+    axes[0].set_xlabel("test error (%)")
+    axes[0].set_title("(a) each configuration, mean +- SD over seeds")
+    axes[0].legend()
+    if not gaps.empty:
+        yy = [y[c] for c in gaps["choice"]]
+        mid = 100 * gaps["vat_minus_rpt_mean_diff"]
+        err = [mid - 100 * gaps["vat_minus_rpt_ci_low"], 100 * gaps["vat_minus_rpt_ci_high"] - mid]
+        axes[1].errorbar(mid, yy, xerr=err, fmt="s", color="k", capsize=3)
+        axes[1].axvline(0, color="0.5", lw=1)
+    axes[1].set_xlabel("VAT - RPT test error (points)")
+    axes[1].set_title("(b) VAT - RPT, paired by seed, 95 % CI")
+    axes[0].set_yticks(range(len(choices)), choices)
+    axes[0].invert_yaxis()
+    return save(fig, stem, note="One setting changed at a time from the centre; left of 0 in (b): VAT wins")
