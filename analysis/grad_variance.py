@@ -6,17 +6,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from vat_study.probes import GRAD_SD_NORM_PREFIX
+
 from .data import Skip, StudyData, mean_sd
 from .plotting import plt, save
 
 
 def compute(data: StudyData) -> pd.DataFrame:
     """Per K and step: mean/SD/n over the trials (seeds) of grad_sd_norm_k<K>."""
-    m = data.metrics[data.metrics["name"].str.startswith("grad_sd_norm_k")]
+    m = data.metrics[data.metrics["name"].str.startswith(GRAD_SD_NORM_PREFIX)]
     m = m.merge(data.complete[["trial_id"]], on="trial_id")
     if m.empty:
         raise Skip("no gradient-variance probe in this study (probes.grad_variance)")
-    m = m.assign(K=m["name"].str.removeprefix("grad_sd_norm_k").astype(int))
+    m = m.assign(K=m["name"].str.removeprefix(GRAD_SD_NORM_PREFIX).astype(int))
     return mean_sd(m, ["K", "step"], "value")
 
 

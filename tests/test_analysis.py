@@ -203,7 +203,7 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
         if "implementation.lds_stochastic" in p:
             base += effect[p["method"]]
         if "xi" in p:
-            base += 0.01
+            base += 0.01 + 0.001 * s
         return {"val_error": base, "test_error": base, "rvadv": 1.0, "rvadv_train": 2.0}, {}
 
     truth = fill(url, "choices", pts, value)

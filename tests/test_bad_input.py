@@ -109,6 +109,31 @@ STUDY_CASES = [
     ("set-unknown-field", {}, ["--set", "task.bogus=1"], "task.bogus: unknown key"),
     ("set-bad-yaml", {}, ["--set", "task.hidden=[1, 2"], "the value is not valid YAML"),
     ("executor-flag", {}, ["--executor", "slurm"], "executor.kind: Input should be 'ray' or 'local'"),
+    # booleans and strings where numbers belong are refused, not coerced (true ran as K = 1)
+    ("K-boolean", {"method.power_iterations": True}, [], "method.power_iterations: Input should be a valid integer"),
+    ("eps-boolean", {"method.eps": True}, [], "method.eps: Input should be a valid number"),
+    ("steps-numeric-string", {"task.steps": "30"}, [], "task.steps: Input should be a valid integer"),
+    ("steps-float", {"task.steps": 30.0}, [], "task.steps: Input should be a valid integer"),
+    ("K-boolean-in-grid", {"search": {"grid": [{"power_iterations": [1, True]}]}}, [], "Input should be a valid integer"),
+    ("seed-boolean", {"seeds": [False]}, [], "seeds.0: Input should be a valid integer"),
+    ("save-models-string", {"save_models": "yes"}, [], "save_models: Input should be a valid boolean"),
+    ("stochastic-string", {"task.implementation": {"lds_stochastic": "no"}}, [],
+     "task.implementation.lds_stochastic: Input should be a valid boolean"),
+    ("divergence-unknown", {"task.implementation": {"divergence": "js"}}, [],
+     "task.implementation.divergence: Input should be 'forward' or 'reverse'"),
+    # a metric no trial reports would select nothing
+    ("metric-unknown", {"metric": {"name": "val_acc", "mode": "max"}}, [], "metric.name: 'val_acc' is not a metric"),
+    ("metric-probe-off", {"metric": {"name": "fidelity"}}, [], "allowed: loss, lr, n_labeled"),
+    ("metric-nonnumeric", {"metric": {"name": "device"}}, [], "metric.name: 'device'"),
+    # splits the data cannot give: refused before any trial, by the preflight
+    ("n-labeled-too-many", {"task.n_labeled": 5000}, [], "task.n_labeled: must be between 10 (one per class) and"),
+    ("n-labeled-too-many-in-grid", {"search": {"grid": [{"n_labeled": [100, 1297]}]}}, [],
+     "search point {\"n_labeled\":1297} (n_labeled): must be between"),
+    ("n-labeled-too-few", {"task.n_labeled": 5}, [], "task.n_labeled: must be between 10"),
+    ("validation-all", {"task.validation": 1297}, [], "task.validation: must be less than the 1297 training images"),
+    ("data-missing", {"task.dataset": "mnist", "task.data_root": "/nowhere"}, [],
+     "task.dataset: dataset 'mnist': the four files"),
+    ("gpu-word", {"executor.per_trial": {"gpu": "some"}}, [], "executor.per_trial.gpu"),
     ("storage-flag", {}, ["--storage", "mysql://x/y"], "storage: must be an SQLAlchemy URL"),
 ]
 
@@ -138,6 +163,9 @@ FILE_CASES = [
     ("empty-file", "", "must hold a mapping"),
     ("python-tag", "name: !!python/object/apply:os.system ['touch PWNED']\n", "not valid YAML"),
     ("tab-indent", "name: x\ntask:\n\tsteps: 3\n", "not valid YAML"),
+    ("repeated-key", "name: x\ntask: {dataset: digits, steps: 3}\nseeds: [0]\nseeds: [1]\n",
+     "key 'seeds' appears twice in one mapping (lines 3 and 4)"),
+    ("repeated-nested-key", "name: x\ntask:\n  steps: 3\n  steps: 4\n", "key 'steps' appears twice"),
 ]
 
 
@@ -172,6 +200,8 @@ OTHER_COMMANDS = [
     (["status", "--storage", "sqlite:///{folder}/missing.db"], "no store there yet"),
     (["trial", "--set", "eps=-1"], "eps: Input should be greater than 0"),
     (["trial", "--set", "optimizer.lr=abc"], "optimizer.lr: Input should be a valid number"),
+    (["trial", "--set", "power_iterations=true"], "power_iterations: Input should be a valid integer"),
+    (["run", "{folder}/good.yaml", "--set", "task.batch={{labeled: 8, labeled: 9}}"], "key 'labeled' appears twice"),
 ]
 
 

@@ -123,3 +123,22 @@ def test_unreadable_inputs_and_unreachable_stores_are_clean_errors(tmp_path):
         r = cli(*args, cwd=tmp_path)
         assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr and "s3cret" not in r.stderr + r.stdout
+
+
+def test_exit_status_says_whether_every_trial_completed(tmp_path):
+    """0: every trial COMPLETE; 1: the run finished with FAILED trials, named on stderr (here one
+    trial diverges at an absurd learning rate); a study whose every trial fails exits 1 too."""
+    url = f"sqlite:///{tmp_path}/x.db"
+    study = tmp_path / "x.yaml"
+    study.write_text(yaml.safe_dump(tiny("exits", url, seeds=[0], search={"grid": [{"optimizer.lr": [0.002, 1e30]}]})))
+    r = cli("run", str(study), "--no-progress", "--executor", "local", cwd=tmp_path)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "1 of 2 trial(s) of 'exits' did not complete" in r.stderr and "diverged" in r.stderr, r.stderr
+    assert "Run the same command again" in r.stderr and "Traceback" not in r.stderr
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(tiny("fine", url, seeds=[0])))
+    assert cli("run", str(ok), "--no-progress", "--executor", "local", cwd=tmp_path).returncode == 0
+    everything = tmp_path / "y.yaml"
+    everything.write_text(yaml.safe_dump(tiny("all_fail", url, seeds=[0], search={"grid": [{"optimizer.lr": [1e30, 1e31]}]})))
+    bad = cli("run", str(everything), "--no-progress", "--executor", "local", cwd=tmp_path)
+    assert bad.returncode == 1 and "2 of 2 trial(s)" in bad.stderr, (bad.stdout, bad.stderr)

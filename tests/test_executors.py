@@ -105,3 +105,13 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_not_left_waiting(tmp
     with pytest.raises(SpecError, match="executor.per_trial.gpu"):
         run_ray(spec, progress=False)
     assert set(Store(url).trial_statuses(Store(url).study_id("gpu")).values()) <= set()
+
+
+def test_a_sqlite_store_is_refused_on_a_cluster_of_several_nodes():
+    from vat_study.executors.ray_tune import check_shared_store
+    from vat_study.spec import SpecError
+
+    check_shared_store("sqlite:////tmp/x.db", 1)  # one machine: fine
+    check_shared_store("postgresql+psycopg://u@db:5432/vat", 3)  # shared: fine
+    with pytest.raises(SpecError, match="SQLite file is not shared between the 2 nodes.*PostgreSQL"):
+        check_shared_store("sqlite:////tmp/x.db", 2)

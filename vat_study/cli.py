@@ -182,7 +182,19 @@ def run(
 ) -> None:
     """Run (or continue) a study: every trial lands in the store; finished trials are not rerun."""
     spec = _load_study(study, set_, executor, storage, address)
+    from .preflight import run_preflight
+    from .spec import SpecError
+
+    try:  # data located (downloaded once, here, where download: true) and splits checked: before anything is written
+        found = run_preflight(spec, download=not dry_run)
+    except SpecError as e:
+        _fail(str(e))
     if dry_run:
+        for label, n in found.datasets.items():
+            out.print(f"data: {label}: {n} training images found")
+        for label in found.downloads:
+            out.print(f"data: {label}: not there yet; a real run downloads it first (download: true)")
+        out.print(f"device: {_planned_device(spec)}")
         table = Table(title=f"{spec.name}: trials ({spec.executor.kind} executor, storage {safe_url(spec.storage)})")
         if spec.is_optuna:
             o = spec.search.optuna
@@ -202,7 +214,6 @@ def run(
     from .store import Store
 
     from .executors.common import INTERRUPTED_BY_USER, check_same_study
-    from .spec import SpecError
 
     store = _reachable(Store(spec.storage), "storage")
     try:
@@ -232,6 +243,47 @@ def run(
                   f"in {summary.seconds:.1f} s. Results: {safe_url(spec.storage)} (study {spec.name!r}).")
     for e in summary.errors:
         err.print(e)
+    _exit_for_failures(spec, store)
+
+
+def _planned_device(spec) -> str:
+    """Where this study's trials will train, as far as this machine can tell before Ray starts."""
+    import torch
+
+    from .objective import resolve_config
+
+    device = resolve_config(spec.trial_config({}, spec.seeds[0]))["device"]
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpu = spec.executor.per_trial.gpu
+    if device == "cpu" or (device == "auto" and n == 0):
+        why = "task.device cpu" if device == "cpu" else "no CUDA device here"
+        asks = f"; executor.per_trial.gpu {gpu}" + (" -> 0 GPUs asked of Ray" if gpu == "auto" else "")
+        return f"cpu ({why}{asks if spec.executor.kind == 'ray' else ''})"
+    if spec.executor.kind == "ray":
+        share = spec.executor.per_trial.auto_gpu if gpu == "auto" else gpu
+        return f"cuda ({n} CUDA device(s) here; {share:g} GPU per trial on a cluster with GPUs)"
+    return f"cuda ({n} CUDA device(s) here)"
+
+
+def _exit_for_failures(spec, store) -> None:
+    """Exit 1, naming them, when the study has trials that are not COMPLETE after this run."""
+    study_id = store.study_id(spec.name)
+    df = store.trials_frame(spec.name) if study_id is not None else None
+    if df is None or df.empty:
+        return
+    bad = df[df["status"] != "COMPLETE"]
+    if bad.empty:
+        return
+    err.print(f"{len(bad)} of {len(df)} trial(s) of {spec.name!r} did not complete:", highlight=False)
+    for _, t in bad.head(20).iterrows():
+        last = ((t["error"] or "").strip().splitlines() or [""])[-1]
+        params = {c.removeprefix("param."): t[c] for c in df.columns if c.startswith("param.") and t[c] == t[c]}
+        err.print(f"  trial {t['key']} ({json.dumps(params, default=str)}, seed {t['seed']}): {t['status']}, "
+                  f"{t.get('failure_kind') or 'error'}: {last[:300]}", highlight=False, soft_wrap=True)
+    if len(bad) > 20:
+        err.print(f"  ... and {len(bad) - 20} more (vat-study status {spec.name})", highlight=False)
+    err.print("Run the same command again to redo them.", highlight=False)
+    raise typer.Exit(1)
 
 
 @app.command()

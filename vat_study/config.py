@@ -31,7 +31,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # strict: no silent coercion (true is not 1, "3" is not 3); an int is still a valid float.
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 def _finite(v: float | None) -> float | None:

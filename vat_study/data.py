@@ -217,7 +217,8 @@ def load_dataset(
             raise DataError(
                 f"dataset {name!r}: the four files {', '.join(s + '[.gz]' for s in IDX_STEMS)} were not found "
                 f"under data_root={str(root_path)!r} (looked in {where}, and torchvision's layout); put them "
-                f"there, set task.data_root (or VAT_STUDY_DATA) to their folder, or set download: true")
+                f"there, set task.data_root (or VAT_STUDY_DATA) to their folder, or set download: true"
+                + (f" (or install Debian's dataset-fashion-mnist: {DEBIAN_FASHION_MNIST})" if name == "fashion_mnist" else ""))
     xtr, ytr, xte, yte = _torchvision(name, root_path, download)
     return Dataset(name, xtr, ytr, xte, yte, 10)
 

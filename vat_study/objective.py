@@ -25,6 +25,7 @@ from .config import ConfigError, TrialConfig
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
+from .probes import RVADV_TRAIN, grad_sd_norm_name
 from .train import error_rates, train_seeds
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -174,6 +175,20 @@ def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     run_trial would use it; raises ConfigError naming each bad field. The platform validates
     study files and records trials with this, so it needs nothing else from the science side."""
     return TrialConfig.from_mapping(config).model_dump(mode="json")
+
+
+def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
+    """The numeric final metrics ``run_trial`` returns for this config (what a study may select
+    or optimize by): the loss terms, errors and R_vadv of the last evaluation, the probes the
+    config turns on, and the run's bookkeeping numbers. Raises ConfigError for a bad config."""
+    cfg = TrialConfig.from_mapping(config)
+    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", "rvadv", RVADV_TRAIN,
+             "train_seconds", "wall_seconds", "steps", "n_labeled", "n_validation"}
+    if cfg.probes.fidelity is not None:
+        names.add("fidelity")
+    if cfg.probes.grad_variance is not None:
+        names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
+    return frozenset(names)
 
 
 CONFIG_KEYS: frozenset[str] = frozenset(TrialConfig.model_fields)

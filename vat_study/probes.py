@@ -32,6 +32,14 @@ RVADV_TRAIN = "rvadv_train"
 """Metric name of R_vadv measured in train mode (beside ``rvadv``, measured in eval mode)."""
 
 
+GRAD_SD_NORM_PREFIX = "grad_sd_norm_k"
+
+
+def grad_sd_norm_name(k: int) -> str:
+    """Metric name of the gradient-variance probe at K = k (``analysis.grad_variance`` reads it)."""
+    return f"{GRAD_SD_NORM_PREFIX}{k}"
+
+
 @contextlib.contextmanager
 def _mode(model: nn.Module, training: bool) -> Iterator[None]:
     modes = {m: m.training for m in model.modules()}

@@ -42,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import format_validation_error
-from .objective import CONFIG_KEYS, ConfigError, resolve_config
+from .objective import CONFIG_KEYS, ConfigError, reported_metrics, resolve_config
 
 DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
 
@@ -62,8 +62,34 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A YAML mapping; a key given twice in one mapping is an error (YAML says keys are unique,
+    PyYAML would silently keep the last value)."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:  # the keys written here (merged-in ones may be overridden)
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # PyYAML refuses unhashable keys itself
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}): "
+                            "give it once", key_node.start_mark)
+        seen[key] = line
+    loader.flatten_mapping(node)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
 def safe_load(text: str) -> Any:
-    """Safe YAML (no arbitrary objects) with scientific-notation floats."""
+    """Safe YAML (no arbitrary objects) with scientific-notation floats; a key repeated in one
+    mapping is an error."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506  _Loader is a SafeLoader
 METHOD_KEYS = {"name": "method", "eps": "eps", "alpha": "alpha", "xi": "xi",
                "power_iterations": "power_iterations", "direction": "direction"}
@@ -78,7 +104,8 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no silent coercion (true is not 1, "3" is not 3); an int is still a valid float.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _finite(v: float | None) -> float | None:
@@ -192,7 +219,7 @@ class Executor(_Strict):
 
 
 class StudySpec(_Strict):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
     name: str
     description: str | None = None
@@ -417,6 +444,15 @@ def validate_trials(spec: StudySpec) -> None:
             for k, dist in space.items():
                 for v in dist.endpoints():
                     check({k: v}, f"search.optuna.space.{k} value {v!r}")
+    if not problems:
+        points = spec.configurations() if not spec.is_optuna else [{}]
+        for p in points:
+            reported = reported_metrics(spec.trial_config(p, spec.seeds[0]))
+            if spec.metric.name not in reported:
+                problems.append(f"metric.name: {spec.metric.name!r} is not a metric these trials report"
+                                + (f" (search point {canonical(p)})" if p else "")
+                                + f"; allowed: {', '.join(sorted(reported))}")
+                break
     # de-duplicate while keeping order
     seen: set[str] = set()
     uniq = [p for p in problems if not (p in seen or seen.add(p))]
@@ -468,8 +504,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                             "--set")
         try:
             value = safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise SpecError([f"--set {item!r}: the value is not valid YAML"], "--set") from None
+        except yaml.YAMLError as e:
+            why = getattr(e, "problem", None) if isinstance(e, yaml.constructor.ConstructorError) else None
+            raise SpecError([f"--set {item!r}: the value is not valid YAML" + (f" ({why})" if why else "")],
+                            "--set") from None
         for other in out:
             if other == key and canonical(out[other]) != canonical(value):
                 problems.append(f"--set {key}: given twice with different values ({out[other]!r} and {value!r}); "

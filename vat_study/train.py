@@ -323,7 +323,7 @@ def train_seeds(
                     reference_iterations=fid.reference_iterations, seed=r.seed)
             if do_gv:
                 for k in gv.power_iterations:
-                    metrics[f"grad_sd_norm_k{k}"] = P.grad_sd_norm(
+                    metrics[P.grad_sd_norm_name(k)] = P.grad_sd_norm(
                         net, r.reg_pool, eps=gv.eps or cfg.eps or rv.eps, power_iterations=k, xi=cfg.xi,
                         method=cfg.direction, batch=gv.batch or (cfg.batch.unlabeled if semi else cfg.batch.labeled),
                         samples=gv.samples, generator=r.probe_gen)

@@ -155,6 +155,23 @@ def _check_gpus(spec: StudySpec) -> None:
                          "(or 0) here"])
 
 
+def check_shared_store(storage: str, alive_nodes: int) -> None:
+    """A SQLite file lives on one machine: with a Ray cluster of several nodes, trials on the other
+    nodes would write to their own copy (or none). Refuse; PostgreSQL is the shared store."""
+    from ..spec import SpecError
+
+    if alive_nodes > 1 and storage.startswith("sqlite"):
+        raise SpecError([f"storage: a SQLite file is not shared between the {alive_nodes} nodes of this Ray cluster; "
+                         "use a PostgreSQL store every node reaches (postgresql+psycopg://user@host:5432/db), "
+                         "or run on one machine"])
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
 def _max_concurrent(spec: StudySpec) -> int:
     import ray
 
@@ -187,6 +204,9 @@ def _mark_dead_workers(store: Store, study_id: int, results) -> None:
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
     from ray import tune
 
+    if spec.executor.address:  # a cluster: find out its size before anything is written
+        _init_ray(spec)
+        check_shared_store(spec.storage, _alive_nodes())
     store = Store(spec.storage)
     p = plan(spec, store, spec_path)
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)

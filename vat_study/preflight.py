@@ -1,0 +1,108 @@
+"""The preflight: before any trial, Ray start or store write, every dataset a study needs is
+located (downloaded once, in the driver, where ``download: true`` says so) and every trial's
+split is checked against the data that exists. Problems are ``SpecError`` lines naming the
+study-file field; ``vat-study run`` prints them and exits 2 having written nothing.
+
+Platform side: it reaches the science only through its public loading and splitting functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import DataError, load_dataset, make_splits
+from .objective import resolve_config
+from .spec import SpecError, StudySpec, _section_of, canonical
+
+
+@dataclass
+class Preflight:
+    """What the preflight found: each dataset's size, and what a dry run would download."""
+
+    datasets: dict[str, int] = field(default_factory=dict)  # "mnist (root)" -> training images
+    downloads: list[str] = field(default_factory=list)  # datasets a real run downloads first
+
+
+def _points(spec: StudySpec) -> list[dict[str, Any]]:
+    """The search points whose data and splits can differ: every grid point, or for Optuna the
+    file's own values and each endpoint / choice of every dimension."""
+    if spec.is_optuna:
+        pts: list[dict[str, Any]] = [{}]
+        for k, dist in spec.search.optuna.space.items():  # type: ignore[union-attr]
+            pts += [{k: v} for v in dist.endpoints()]
+        return pts
+    return spec.configurations()
+
+
+def _field(spec: StudySpec, params: Mapping[str, Any], key: str) -> str:
+    if key in params:
+        return f"search point {canonical(dict(params))} ({key})"
+    return _section_of(spec, key)
+
+
+def _root(cfg: Mapping[str, Any]) -> str:
+    import os
+
+    root = cfg.get("data_root") or os.environ.get("VAT_STUDY_DATA") or "data"
+    return str(Path(root).expanduser().resolve())
+
+
+def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
+    """Locate each dataset (``download``: fetch the missing ones whose trials say ``download:
+    true``; False, as in a dry run: only note them) and check each trial's split."""
+    result = Preflight()
+    problems: list[str] = []
+    loaded: dict[str, Any] = {}  # data key -> Dataset, or None when it will be downloaded
+    for params in _points(spec):
+        cfg = resolve_config(spec.trial_config(params, spec.seeds[0]))
+        name = cfg["dataset"]
+        key = canonical([name, _root(cfg), cfg.get("idx_paths")])
+        if key not in loaded:
+            label = f"{name} ({_root(cfg)})" if name not in ("digits", "moons", "idx") else name
+            try:
+                ds = load_dataset(name, root=_root(cfg), download=False, idx_paths=cfg.get("idx_paths"))
+            except DataError as e:
+                ds = None
+                if not cfg.get("download"):
+                    problems.append(f"{_field(spec, params, 'dataset')}: {e}")
+                elif not download:
+                    result.downloads.append(label)
+                else:
+                    try:
+                        ds = load_dataset(name, root=_root(cfg), download=True, idx_paths=cfg.get("idx_paths"))
+                    except Exception as e2:  # noqa: BLE001  torchvision raises several kinds offline
+                        problems.append(f"{_field(spec, params, 'download')}: dataset {name!r} is not under "
+                                        f"data_root={_root(cfg)!r} and downloading it failed ({e2}); offline, put "
+                                        f"its files there, or point task.data_root (or VAT_STUDY_DATA) at them")
+            loaded[key] = ds
+            if ds is not None:
+                result.datasets[label] = len(ds.y_train)
+        ds = loaded[key]
+        if ds is None:
+            continue
+        n = len(ds.y_train)
+        validation = cfg["validation"] if cfg["validation"] is not None else min(1000, n // 5)
+        if validation >= n:
+            problems.append(f"{_field(spec, params, 'validation')}: must be less than the {n} training images of "
+                            f"{name!r}, got {validation}")
+            continue
+        n_labeled = cfg["n_labeled"]
+        if n_labeled is not None and not (ds.n_classes <= n_labeled <= n - validation):
+            problems.append(f"{_field(spec, params, 'n_labeled')}: must be between {ds.n_classes} (one per class) "
+                            f"and {n - validation} ({name!r} has {n} training images, {validation} of them for "
+                            f"validation), got {n_labeled}")
+            continue
+        for seed in spec.seeds:  # class balance can fail for one seed's draw only
+            try:
+                make_splits(ds.y_train, n_labeled, validation, seed, ds.n_classes)
+            except DataError as e:
+                problems.append(f"{_field(spec, params, 'n_labeled')}: seed {seed}: {e}")
+                break
+    seen: set[str] = set()
+    uniq = [p for p in problems if not (p in seen or seen.add(p))]
+    if uniq:
+        raise SpecError(uniq, "study data")
+    return result
