@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench bench-platform clean
+.PHONY: test test-fast demo bench bench-platform reproduce-mnist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)       # the inner loop: science, spec, analyses, the store on SQLite (no Ray, no PostgreSQL)
+	$(BIN)/python -m pytest -m "not platform" -q
 
 demo: $(STAMP)
 	$(BIN)/vat-study run studies/quickstart.yaml

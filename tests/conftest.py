@@ -34,3 +34,18 @@ def storage_url(request, tmp_path):
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     eng.dispose()
     return url
+
+
+PLATFORM_MODULES = {"test_cli", "test_concurrency", "test_reliability", "test_migrations", "test_security"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``platform``: tests that start Ray, PostgreSQL or CLI processes, or inject faults.
+    ``make test-fast`` leaves them out (science, spec, analyses, the store on SQLite);
+    ``make test`` runs everything."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (module in PLATFORM_MODULES or "pg_url" in item.fixturenames or params.get("storage_url") == "postgresql"
+                or "ray" in item.name.lower()):
+            item.add_marker(pytest.mark.platform)
