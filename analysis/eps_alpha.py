@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from vat_study import methods
+
 from .data import Skip, StudyData, mean_sd
 from .plotting import log_ticks_at, percent, plt, save
 
-VAT_METHODS = ("vat", "vat_entmin")
+VAT_METHODS = methods.names(uses_direction=True)  # the methods whose eps scales a virtual adversarial r
 
 
 def compute(data: StudyData) -> pd.DataFrame:

@@ -21,6 +21,8 @@ import torch
 from vat_study.objective import load_trained
 from vat_study.regularizers import lds, virtual_adversarial_direction
 
+from vat_study import methods
+
 from .data import Skip, StudyData, best_config
 from .plotting import percent, plt, save
 
@@ -122,7 +124,7 @@ class Fig5(NamedTuple):
 
 def compute_fig5(data: StudyData, n_images: int = 6) -> Fig5:
     df = _saved(data)
-    vat = df[df["method"].isin(("vat", "vat_entmin"))]
+    vat = df[df["method"].isin(methods.names(uses_direction=True))]
     if vat.empty or vat["eps"].nunique() < 1:
         raise Skip("needs saved VAT models")
     rows, clean = [], None

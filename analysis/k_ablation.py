@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from vat_study import methods
+
 from .data import Skip, StudyData, mean_sd
 from .plotting import plt, save
 
 
 def _with_k(df: pd.DataFrame) -> pd.DataFrame:
-    df = df[df["method"].isin(("vat", "vat_entmin", "rpt"))].copy()
-    df["K"] = df["power_iterations"].where(df["method"] != "rpt", 0).astype(int)
+    df = df[df["method"].isin(methods.names(family="virtual_adversarial"))].copy()  # RPT is K = 0
+    df["K"] = [methods.get(m).k(int(k)) for m, k in zip(df["method"], df["power_iterations"])]
     return df
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from vat_study import methods
+
 from .data import Skip, StudyData, best_config, label, mean_sd
 
 
@@ -30,7 +32,7 @@ def methods_table(data: StudyData) -> pd.DataFrame:
 def xi_table(data: StudyData) -> pd.DataFrame:
     """Per (direction, xi, K): fidelity, validation and test error, mean/SD over seeds."""
     df = data.complete
-    df = df[df["method"].isin(("vat", "vat_entmin"))].copy()
+    df = df[df["method"].isin(methods.names(uses_direction=True))].copy()
     if df.empty or df.groupby(["direction", "xi"]).ngroups < 2:
         raise Skip("needs VAT trials with two or more (direction, xi) settings")
     df.loc[df["direction"] == "hvp", "xi"] = float("nan")  # xi is unused by the exact HVP

@@ -19,7 +19,7 @@ from vat_study.data import DataError, load_dataset
 from vat_study.models import GaussianNoise, build_model
 from vat_study.probes import rvadv_seeds
 from vat_study.regularizers import divergence, kl_divergence, regularizer_lds, virtual_adversarial_direction
-from vat_study.train import join_per_seed
+from vat_study.methods import join_per_seed
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_labeled_and_unlabeled_batches_join_per_seed():
 
 
 def test_joined_regularizer_batch_trains_on_both(monkeypatch):
-    import vat_study.train as T
+    import vat_study.methods as T
 
     seen = []
     real = T.regularizer_lds

@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import format_validation_error
 
+from . import methods
 from .data import DATASET_NAMES
+from .methods import METHOD_NAMES
 from .models import CONV_MODELS, MODEL_NAMES
 from .regularizers import DEFAULT_XI
 
-METHODS: tuple[str, ...] = ("baseline", "rpt", "vat", "vat_entmin", "at_l2", "at_linf")
+METHODS: tuple[str, ...] = METHOD_NAMES
 
 
 class ConfigError(ValueError):
@@ -161,7 +163,7 @@ def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     and its ``*_stochastic`` switches for a network with no dropout or noise layer."""
     out = upgrade_stored_config(resolved)
     impl = dict(out.get("implementation") or {})
-    if out.get("method") in ("baseline", "at_l2", "at_linf"):
+    if out.get("method") in methods.names(uses_implementation=False):
         impl = {}
     model = out.get("model")
     stochastic = (out.get("noise_sigma") or 0) > 0 if model in ("mlp", "small_mlp") else (out.get("dropout") or 0) > 0
@@ -254,8 +256,9 @@ class TrialConfig(_Strict):
         if self.augment is None:
             self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
                                    flip=self.dataset == "cifar10")
-        if self.method == "rpt":  # RPT is R^(0) (Eq. 16): K = 0 whatever a shared default says
-            self.power_iterations = 0
+        fixed = methods.get(self.method).fixed_k
+        if fixed is not None:  # RPT is R^(0) (Eq. 16): K = 0 whatever a shared default says
+            self.power_iterations = fixed
         if self.seeds is not None and self.model_path and "{seed}" not in self.model_path:
             raise ValueError("model_path: with seeds, must contain '{seed}' (one file per seed), "
                              f"got {self.model_path!r}")
@@ -269,7 +272,7 @@ class TrialConfig(_Strict):
     @property
     def k(self) -> int:
         """The number of power iterations training uses (0 for RPT)."""
-        return 0 if self.method == "rpt" else self.power_iterations
+        return methods.get(self.method).k(self.power_iterations)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> TrialConfig:

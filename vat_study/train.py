@@ -1,12 +1,6 @@
 """One training run, top to bottom: supervised or semi-supervised, objective nll + alpha * R (Eq. 8).
 
-Methods (the regularizer R):
-    baseline    R = 0
-    rpt         R^(0): LDS at a random r, ||r|| = eps (Eq. 16)
-    vat         R_vadv with K = power_iterations (Eq. 7, Algorithm 1)
-    vat_entmin  R_vadv + R_cent (Eq. 18; Section 4.1.2)
-    at_l2       L_adv on the labeled batch, r_adv from Eq. 3
-    at_linf     L_adv on the labeled batch, r_adv from Eq. 4
+Methods (the regularizer R): one entry each in ``methods.REGISTRY``.
 
 Semi-supervised (Appendices C, D): each step draws a labeled batch for the likelihood and a
 separate batch from the unlabeled pool (which includes the labeled images) for R. Supervised
@@ -29,16 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import methods
 from . import probes as P
 from .config import TrialConfig
 from .data import Splits, augment
-from .regularizers import (
-    adversarial_loss,
-    entropy_loss,
-    has_stochastic_layers,
-    random_unit_direction,
-    regularizer_lds,
-)
+from .methods import Step, per_seed
+from .regularizers import random_unit_direction
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -104,47 +94,12 @@ def error_rate(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1000) -> flo
     return error_rates(model, [x], [y], chunk)[0]
 
 
-def per_seed(v: Tensor, n_seeds: int) -> Tensor:
-    """Per-sample values [S * B] -> the mean of each seed's block [S]."""
-    return v.view(n_seeds, -1).mean(1)
-
-
-def join_per_seed(a: Tensor, b: Tensor, n_seeds: int) -> Tensor:
-    """Two seed-blocked batches [S * A, ...] and [S * B, ...] -> [S * (A + B), ...], seed i's
-    block being its A samples of ``a`` followed by its B samples of ``b``."""
-    return torch.cat([a.view(n_seeds, -1, *a.shape[1:]), b.view(n_seeds, -1, *b.shape[1:])], 1).flatten(0, 1)
-
-
 def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
                 x_reg: Tensor | None, n_seeds: int = 1,
                 random_start: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """R of Eq. 8 for this step, one value per seed: shape [S]. ``x_reg`` is the unlabeled batch
-    (None: supervised, use x_l). ``random_start(x)`` draws the power iteration's unit start d0
-    for the samples x (default: from the global RNG). The mode of each of the three passes
-    (clean target, power iteration, perturbed LDS pass) is ``cfg.implementation``'s."""
-    if cfg.method == "baseline":
-        return logits_l.new_zeros(n_seeds)
-    if cfg.method in ("at_l2", "at_linf"):
-        l_adv = adversarial_loss(model, x_l, y_l, eps=cfg.eps, norm="l2" if cfg.method == "at_l2" else "linf",
-                                 reduction="none")
-        return per_seed(l_adv, n_seeds)
-    impl = cfg.implementation
-    if x_reg is None:  # supervised: R on the labeled batch
-        x = x_l
-    elif impl.regularizer_batch == "labeled_and_unlabeled":
-        x = join_per_seed(x_l, x_reg, n_seeds)
-    else:  # Appendix C: a separate batch from the unlabeled pool (which holds the labeled images too)
-        x = x_reg
-    # The labeled pass already is the clean pass when R uses the labeled batch and the modes agree.
-    reuse = x is x_l and impl.bn == "batch" and (impl.clean_stochastic or not has_stochastic_layers(model))
-    lds_x, logits = regularizer_lds(
-        model, x, eps=cfg.eps, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
-        logits=logits_l if reuse else None, d0=random_start(x) if random_start else None,
-        clean_grad=cfg.method == "vat_entmin", **impl.passes())
-    r = per_seed(lds_x, n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
-    if cfg.method == "vat_entmin":
-        r = r + per_seed(entropy_loss(logits, reduction="none"), n_seeds)  # + R_cent, Eq. 18
-    return r
+    """R of Eq. 8 for this step, one value per seed: shape [S], as the method's registry entry
+    computes it (``methods``). ``x_reg`` is the unlabeled batch (None: supervised)."""
+    return methods.get(cfg.method).regularizer(Step(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start))
 
 
 def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,

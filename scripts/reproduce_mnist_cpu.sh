@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The committed MNIST reproductions, at the budget a 2-core CPU affords (results/<study>/):
+#   make reproduce-mnist            (or: bash scripts/reproduce_mnist_cpu.sh [STUDY ...])
+# Data: the four MNIST files under $VAT_STUDY_DATA (default: ../shared/data, where this project's
+# machines keep them). Store: $STORE (default sqlite:///results/reproductions.db, not committed).
+# Each study runs with the overrides below (the budget), then its report is written to
+# results/<study>/ with the command in results/<study>/COMMAND.txt. Wall times: README.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VAT=${VAT:-.venv/bin/vat-study}
+export VAT_STUDY_DATA=${VAT_STUDY_DATA:-$(cd ../shared/data 2>/dev/null && pwd)}
+STORE=${STORE:-sqlite:///results/reproductions.db}
+
+declare -A BUDGET=(
+  [vat_implementation_choices]=""
+  [mnist100_table3]=""
+  [eps_alpha_mnist]="--set task.steps=1000 --set task.eval_every=250 --set probes.rvadv.size=500 --set executor.batch_seeds=3"
+  [k_ablation_mnist]="--set task.steps=1000 --set task.eval_every=250 --set probes.rvadv.every=250 --set probes.rvadv.size=500 --set executor.batch_seeds=3"
+  [grad_variance_mnist]="--set task.steps=1000 --set task.eval_every=100 --set probes.rvadv.size=500 --set probes.grad_variance.every=100 --set executor.batch_seeds=3"
+)
+studies=("$@")
+[ ${#studies[@]} -eq 0 ] && studies=(vat_implementation_choices mnist100_table3 eps_alpha_mnist k_ablation_mnist grad_variance_mnist)
+status=0
+for name in "${studies[@]}"; do
+  cmd="$VAT run studies/$name.yaml --storage $STORE --no-progress ${BUDGET[$name]:-}"
+  echo "== $(date -u +%FT%TZ) $cmd"
+  start=$(date +%s)
+  $cmd; rc=$?
+  [ $rc -le 1 ] || { echo "$name: exit $rc"; status=$rc; continue; }
+  mkdir -p "results/$name"
+  $VAT report "$name" --storage "$STORE" --out "results/$name"
+  printf 'VAT_STUDY_DATA=<folder with mnist/> %s\n# exit %s, %s s wall on %s (%s cores)\n' "$cmd" "$rc" "$(( $(date +%s) - start ))" \
+    "$(uname -n)" "$(nproc)" > "results/$name/COMMAND.txt"
+done
+exit $status
