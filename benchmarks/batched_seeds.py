@@ -1,5 +1,5 @@
 """Throughput of seeded repeats: S seeds of one configuration as S sequential run_trial calls,
-and as one run_trial with ``seeds`` (one batched model, vat_study.batched), side by side in one
+and as one run_seeds call (one batched model, vat_study.batched), side by side in one
 process, alternating round by round. Whole trials are timed (data, training, evaluations,
 probes, test error), so the ratio is what a study gains.
 
@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from vat_study import run_trial
+from vat_study import run_seeds, run_trial
 
 NETWORKS = {
     "Fig. 1 MLP 50 (moons)": {"dataset": "moons", "model": "small_mlp", "n_labeled": 8, "validation": 100,
@@ -50,7 +50,7 @@ def main() -> None:
                 "probes": {"rvadv": {"size": 200}}, "device": args.device, **NETWORKS[name]}
         if base["dataset"] == "moons":
             base["probes"]["rvadv"]["eps"] = base["eps"]
-        run_trial({**base, "steps": 5, "seeds": seeds[:2]})  # warm-up (allocator, kernels)
+        run_seeds({**base, "steps": 5}, seeds[:2])  # warm-up (allocator, kernels)
         seq, bat = [], []
         for _ in range(args.rounds):
             t = time.perf_counter()
@@ -58,9 +58,9 @@ def main() -> None:
                 run_trial({**base, "seed": s})
             seq.append(time.perf_counter() - t)
             t = time.perf_counter()
-            out = run_trial({**base, "seeds": seeds})
+            out = run_seeds(base, seeds)
             bat.append(time.perf_counter() - t)
-            assert not out["failed"]
+            assert not out.failed
         s_med, b_med = statistics.median(seq), statistics.median(bat)
         print(f"{name:<28} {s_med:12.1f} {b_med:10.1f} {60 * args.seeds / s_med:15.1f} "
               f"{60 * args.seeds / b_med:8.1f} {s_med / b_med:8.2f}x")

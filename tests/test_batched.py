@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from test_executors import tiny
-from vat_study import run_trial
+from vat_study import run_seeds, run_trial
 from vat_study.batched import SeedBatch
 from vat_study.executors import run_local, run_ray
 from vat_study.models import build_model
@@ -20,9 +20,17 @@ TASK = {"dataset": "digits", "hidden": [32, 16], "steps": 40, "eval_every": 10,
 
 
 def _run(cfg):
+    """run_seeds when the config names seeds (its per-seed metrics), else run_trial."""
     steps = []
-    out = run_trial(cfg, lambda step, m: steps.append((m.get("seed", cfg.get("seed")), step, dict(m))))
-    return out, steps
+
+    def report(step, m):
+        steps.append((m.get("seed", cfg.get("seed")), step, dict(m)))
+
+    if "seeds" in cfg:
+        cfg = dict(cfg)
+        res = run_seeds(cfg, cfg.pop("seeds"), report)
+        return {"seeds": res.metrics, "failed": res.failed}, steps
+    return run_trial(cfg, report), steps
 
 
 @pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "baseline"])
@@ -58,7 +66,7 @@ def test_with_noise_layers_batched_seeds_agree_with_separate_runs_over_seeds():
     two ways of training give the same error within the seed-to-seed spread."""
     cfg = {**TASK, "noise_sigma": 0.3, "steps": 60, "method": "vat", "eps": 0.5}
     seeds = list(range(6))
-    batched = run_trial({**cfg, "seeds": seeds})["seeds"]
+    batched = run_seeds(cfg, seeds).metrics
     b = [batched[s]["val_error"] for s in seeds]
     a = [run_trial({**cfg, "seed": s})["val_error"] for s in seeds]
     sd = statistics.stdev(a + b)
@@ -157,3 +165,10 @@ def test_an_optuna_study_trains_each_points_seeds_batched(tmp_path):
     study = optuna.load_study(study_name="batched", storage=url)
     for t in study.trials:
         assert t.value == pytest.approx(df[df["param.eps"] == t.params["eps"]]["val_error"].mean())
+
+
+def test_run_trial_trains_one_seed_and_says_where_several_go():
+    from vat_study.config import ConfigError
+
+    with pytest.raises(ConfigError, match="seeds: run_trial trains one seed.*run_seeds"):
+        run_trial({**TASK, "seeds": [0, 1]})

@@ -50,18 +50,40 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     loss terms, the validation error and the probes due at that step. An exception it raises
     stops the trial and propagates (that is how a caller prunes or times out a trial).
 
-    Returns: val_error, test_error, rvadv (at the probe's fixed eps), train_seconds (updates only),
-    wall_seconds, steps, n_labeled, n_validation, device, and the last evaluation's other metrics.
-    Training is deterministic for a given seed on the CPU; the caller's RNG state is untouched.
-
-    Seeded repeats in one go: with ``seeds: [s1, s2, ...]`` in the config, the seeds train
-    together as one batched model (``vat_study.batched``), each with its own initialization,
-    splits, batches and random starts, exactly as its own run would (dropout and noise draws
-    aside). ``report`` then gets each seed's metrics with a ``seed`` entry, and the return value
-    is ``{"seeds": {seed: metrics}, "failed": {seed: message}}`` (a seed whose loss turned NaN/inf
-    is in ``failed``; its ``model_path`` is ``model_path`` with ``{seed}`` filled in).
+    Returns: val_error, test_error, rvadv (at the probe's fixed eps) and rvadv_train, train_seconds
+    (updates only), wall_seconds, steps, n_labeled, n_validation, device, and the last
+    evaluation's other metrics. Training is deterministic for a given seed on the CPU; the
+    caller's RNG state is untouched. A loss that turns NaN/inf raises FloatingPointError.
+    Several seeds trained together: ``run_seeds``.
     """
     cfg = TrialConfig.from_mapping(config)
+    if cfg.seeds is not None:
+        raise ConfigError(["seeds: run_trial trains one seed (the config's seed); train several together with "
+                           "run_seeds(config, seeds)"])
+    result = _train(cfg, report)
+    return result.metrics[cfg.seed]
+
+
+@dataclass
+class SeedsResult:
+    """What ``run_seeds`` returns: each seed's final metrics (as ``run_trial`` gives them, plus
+    ``batch_seeds``), and the seeds whose loss turned NaN/inf with the message."""
+
+    metrics: dict[int, dict[str, Any]]
+    failed: dict[int, str]
+
+
+def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: Report | None = None) -> SeedsResult:
+    """Seeded repeats in one go: the seeds train together as one batched model
+    (``vat_study.batched``), each with its own initialization, splits, batches and random starts,
+    exactly as its own ``run_trial`` would (dropout and noise draws aside). ``report`` gets each
+    seed's metrics with a ``seed`` entry. A seed whose loss turns NaN/inf is in ``failed`` while
+    the others train on. ``model_path`` must hold ``{seed}`` (one file per seed)."""
+    cfg = TrialConfig.from_mapping({**dict(config or {}), "seeds": list(seeds)})
+    return _train(cfg, report)
+
+
+def _train(cfg: TrialConfig, report: Report | None) -> SeedsResult:
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     t_start = time.perf_counter()
@@ -110,7 +132,7 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
         if batched:
             metrics["batch_seeds"] = len(seeds)
         out[s] = metrics
-    return {"seeds": out, "failed": failed} if batched else out[seeds[0]]
+    return SeedsResult(out, failed)
 
 
 def seed_splits(cfg: TrialConfig, ds: Dataset, seed: int) -> Splits:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..failpoints import failpoint
 from ..config import comparable_config
-from ..objective import resolve_config, run_trial
+from ..objective import resolve_config, run_seeds, run_trial
 from ..spec import PlannedTrial, StudySpec, canonical, digest
 from ..store import Store, mask_secrets
 
@@ -235,11 +235,12 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], optun
             report_hook(step, m)
 
     config = trials[0].batched_config([t.seed for t in trials]) if batched else trials[0].config
+    seeds = config.pop("seeds", None)
     previous = torch.get_num_threads()
     torch.set_num_threads(max(int(threads), 1))
     try:
         with timer:
-            result = run_trial(config, report)
+            result = run_seeds(config, seeds, report) if batched else run_trial(config, report)
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases.values():
@@ -249,14 +250,14 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], optun
         return [None] * len(trials)
     finally:
         torch.set_num_threads(previous)
-    per_seed = result["seeds"] if batched else {trials[0].seed: result}
+    per_seed = result.metrics if batched else {trials[0].seed: result}
     out: list[dict[str, Any] | None] = []
     for t in trials:
         if t.seed in per_seed:
             metrics = per_seed[t.seed]
             out.append(metrics if store.finish_trial(leases[t.seed], metrics) else None)
         else:  # a seed of a batch whose loss turned NaN/inf (the others trained on)
-            store.fail_trial(leases[t.seed], f"FloatingPointError: {result['failed'][t.seed]}", kind="diverged")
+            store.fail_trial(leases[t.seed], f"FloatingPointError: {result.failed[t.seed]}", kind="diverged")
             out.append(None)
         failpoint("trial.finished")
     return out
