@@ -47,12 +47,9 @@ def _pick(df: pd.DataFrame, method: str, data: StudyData) -> pd.Series | None:
 
 
 def _config(data: StudyData, trial_id: int) -> dict:
-    from sqlalchemy import select
+    from vat_study.store import Store
 
-    from vat_study.store import Store, TrialRow
-
-    with Store(data.url).session() as s:
-        return s.scalar(select(TrialRow.config).where(TrialRow.id == int(trial_id)))
+    return Store(data.url).trial_config(int(trial_id))
 
 
 # ----------------------------------------------------------------------------------- Fig. 1

@@ -187,13 +187,9 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
     steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
-    versions = {}
-    from vat_study.store import Store, TrialRow, safe_url
-    from sqlalchemy import select
+    from vat_study.store import Store, safe_url
 
-    with Store(url).session() as s:
-        v = s.scalar(select(TrialRow.versions).where(TrialRow.id == int(trials["trial_id"].max()))) if not trials.empty else None
-        versions = v or {}
+    versions = Store(url).latest_versions(study)
     head = [f"# Study `{study}`", "",
             f"- study file: `{data.spec.get('name')}` as stored ({'search: ' + ('optuna' if (data.spec.get('search') or {}).get('optuna') else 'grid' if data.spec.get('search') else 'none')})",
             f"- storage: `{safe_url(url)}`",

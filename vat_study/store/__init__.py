@@ -1,0 +1,49 @@
+"""The SQL store: studies, trials, per-step metrics and final metrics (SQLAlchemy 2.0 typed ORM).
+
+SQLite (WAL mode) by default; PostgreSQL (``postgresql+psycopg://...``) for shared use. Tables
+are prefixed ``vat_`` so the Optuna study can live in the same database (optuna-dashboard opens
+it). Every write goes through ``Store``; re-reporting a (trial, step, name) overwrites the value
+instead of duplicating it. Engines are created lazily, so a ``Store`` pickles (Ray callbacks,
+Ray workers) and each process opens its own connection pool.
+
+Reliability (what the tests in tests/test_reliability.py inject faults against):
+
+* Schema versions. The schema is created and upgraded by Alembic migrations
+  (``vat_study/migrations``, version table ``vat_alembic_version``, apart from Optuna's own
+  ``alembic_version``). The first use of a database in a process upgrades it to the newest
+  revision under a lock (a PostgreSQL advisory lock; SQLite's write lock), so an older store is
+  upgraded in place, data kept; a store written by a newer vat-study is refused (``StoreError``).
+* Writes are short transactions. On SQLite every write transaction starts with
+  ``BEGIN IMMEDIATE``: it takes the write lock up front and waits for it (busy timeout 60 s)
+  instead of failing with "database is locked" when two writers race to upgrade a read lock.
+* Fencing. ``start_trial`` returns a ``Lease`` (trial id, attempt number). Reports, finishing and
+  failing go through the lease and are dropped if the trial was restarted since (a newer attempt)
+  or is no longer RUNNING: a zombie worker of a killed run can never overwrite the rerun's trial.
+  ``finish_trial`` writes the final metrics and COMPLETE in one transaction: a kill leaves either
+  a finished trial or a RUNNING one (redone by the next run), never a half-finished one.
+"""
+
+from .engine import _alembic_config, make_engine, schema_revision, upgrade_schema  # noqa: F401
+from .frames import CONFIG_COLUMNS, load_study_frame
+from .repository import Store, package_versions
+from .schema import (
+    FAILURE_KINDS,
+    MIGRATIONS,
+    NAMING,
+    SCHEMA_REVISION,
+    STATUSES,
+    VERSION_TABLE,
+    Base,
+    FinalMetricRow,
+    Lease,
+    MetricRow,
+    StoreError,
+    StudyRow,
+    TrialRow,
+)
+from .urls import mask_secrets, safe_url
+
+__all__ = ["CONFIG_COLUMNS", "FAILURE_KINDS", "MIGRATIONS", "NAMING", "SCHEMA_REVISION", "STATUSES", "VERSION_TABLE",
+           "Base", "FinalMetricRow", "Lease", "MetricRow", "Store", "StoreError", "StudyRow", "TrialRow",
+           "load_study_frame", "make_engine", "mask_secrets", "package_versions", "safe_url", "schema_revision",
+           "upgrade_schema"]

@@ -1,0 +1,72 @@
+"""pandas frames of a study for the analyses: trials (with config columns) and per-step metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from ..config import upgrade_stored_config
+from .repository import Store
+from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
+
+CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alpha", "power_iterations", "xi",
+                  "direction", "steps", "noise_sigma", "model_path",
+                  "implementation.clean_stochastic", "implementation.power_iteration_stochastic",
+                  "implementation.lds_stochastic", "implementation.divergence", "implementation.bn",
+                  "implementation.regularizer_batch")
+"""Resolved config values copied into trials_frame columns (the analyses group by them); a dotted
+name is a nested key. Configs stored by older versions are read upgraded (config.upgrade_stored_config)."""
+
+
+def _dotted(config: dict, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(config, dict):
+            return None
+        config = config.get(part)
+    return config
+
+
+def trials_frame(store: Store, study: str) -> pd.DataFrame:
+    """One row per trial: id, key, config_key, seed, status, error, failure_kind, times, host,
+    attempts, batch_group, one column per search parameter (``param.<name>``) and per final metric."""
+    with store.session() as s:
+        sid = s.scalar(select(StudyRow.id).where(StudyRow.name == study))
+        if sid is None:
+            return pd.DataFrame()
+        trials = list(s.scalars(select(TrialRow).where(TrialRow.study_id == sid).order_by(TrialRow.id)))
+        finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
+                           .join(TrialRow, TrialRow.id == FinalMetricRow.trial_id)
+                           .where(TrialRow.study_id == sid)).all()
+    rows = []
+    for t in trials:
+        row = dict(trial_id=t.id, key=t.key, config_key=t.config_key, seed=t.seed, status=t.status,
+                   error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
+                   optuna_number=t.optuna_number, batch_group=t.batch_group,
+                   started_at=t.started_at, finished_at=t.finished_at, host=t.host,
+                   **{k: _dotted(upgrade_stored_config(t.config), k) for k in CONFIG_COLUMNS})
+        row.update({f"param.{k}": v for k, v in t.params.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if finals and not df.empty:
+        wide = pd.DataFrame(finals, columns=["trial_id", "name", "value"]).pivot(
+            index="trial_id", columns="name", values="value")
+        wide = wide.drop(columns=[c for c in wide.columns if c in df.columns])  # config columns win
+        df = df.merge(wide, left_on="trial_id", right_index=True, how="left")
+    return df
+
+def metrics_frame(store: Store, study: str) -> pd.DataFrame:
+    """Long format: trial_id, step, name, value for every per-step metric of the study."""
+    with store.session() as s:
+        rows = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.name, MetricRow.value)
+                         .join(TrialRow, TrialRow.id == MetricRow.trial_id)
+                         .join(StudyRow, StudyRow.id == TrialRow.study_id)
+                         .where(StudyRow.name == study)
+                         .order_by(MetricRow.trial_id, MetricRow.step, MetricRow.name)).all()
+    return pd.DataFrame(rows, columns=["trial_id", "step", "name", "value"])
+
+
+def load_study_frame(url: str, study: str) -> pd.DataFrame:
+    """The analyses' entry point: one row per trial with params, seed, status and final metrics."""
+    return Store(url).trials_frame(study)
