@@ -213,7 +213,8 @@ def run(
     from .executors import run_local, run_ray
     from .store import Store
 
-    from .executors.common import INTERRUPTED_BY_USER, check_same_study
+    from .executors.execution import INTERRUPTED_BY_USER
+    from .executors.planning import check_same_study
 
     store = _reachable(Store(spec.storage), "storage")
     try:

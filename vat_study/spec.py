@@ -22,7 +22,7 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
 Every trial's config is validated before anything runs; errors name the study-file field.
 Running a stored study again continues it; a study file edited under the same name (task,
 method, probes, or anything that changes a finished trial's resolved config) is refused rather
-than mixed with the finished trials (see executors.common.check_same_study / check_same_configs).
+than mixed with the finished trials (see executors.planning.check_same_study / check_same_configs).
 """
 
 from __future__ import annotations

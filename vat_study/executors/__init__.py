@@ -1,7 +1,7 @@
 """How trials are run: ``ray`` (Ray Tune, the default: scales to GPUs and clusters) and ``local``
 (in-process: debugging, notebooks, tests). Both write the same store contents."""
 
-from .common import RunSummary, plan
+from .planning import RunSummary, plan
 from .local import run_local
 
 __all__ = ["RunSummary", "plan", "run_local", "run_ray"]

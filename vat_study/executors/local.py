@@ -6,7 +6,10 @@ import time
 
 from ..spec import StudySpec
 from ..store import Store
-from .common import Progress, RunSummary, begin_optuna, plan, run_configuration, run_planned, seed_groups, suggest
+from ..display import Progress
+from .execution import run_configuration, run_planned
+from .planning import RunSummary, plan, seed_groups
+from .search import begin_optuna, suggest
 
 
 def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:

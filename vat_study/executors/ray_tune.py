@@ -33,16 +33,10 @@ from typing import Any
 
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
-from .common import (
-    Progress,
-    RunSummary,
-    begin_optuna,
-    plan,
-    run_configuration,
-    run_planned,
-    seed_groups,
-    suggest,
-)
+from ..display import Progress
+from .execution import run_configuration, run_planned
+from .planning import RunSummary, plan, seed_groups
+from .search import begin_optuna, suggest
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
@@ -240,7 +234,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
         else:
             from ray.tune.search.optuna import OptunaSearch
 
-            from .common import optuna_storage
+            from .search import optuna_storage
 
             study, remaining = begin_optuna(spec, summary)
             if remaining == 0:

@@ -1,0 +1,80 @@
+"""The live progress display of a running study (done / running / failed, best so far, ETA),
+fed by polling the store so it works the same for in-process trials and Ray workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .spec import StudySpec
+from .store import Store
+
+
+
+
+class Progress:
+    """A live display (done / running / failed, best so far, elapsed and ETA) fed by polling the
+    store, so it works the same for in-process trials and Ray workers."""
+
+    def __init__(self, spec: StudySpec, store: Store, study_id: int, total: int, baseline_done: int,
+                 enabled: bool = True) -> None:
+        self.spec, self.store, self.study_id = spec, store, study_id
+        self.total, self.baseline_done, self.enabled = total, baseline_done, enabled
+        self.t0 = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live = None
+
+    def line(self) -> str:
+        df = self.store.trials_frame(self.spec.name)
+        if df.empty:
+            counts, best = {}, None
+        else:
+            counts = df["status"].value_counts().to_dict()
+            m = self.spec.metric.name
+            ok = df[df["status"] == "COMPLETE"]
+            best = None
+            if m in ok and ok[m].notna().any():
+                best = ok[m].min() if self.spec.metric.mode == "min" else ok[m].max()
+        done = counts.get("COMPLETE", 0)
+        new_done = max(done - self.baseline_done, 0)
+        elapsed = time.time() - self.t0
+        left = max(self.total - done, 0)
+        eta = f"{elapsed / new_done * left:.0f}s" if new_done and self.total else "?"
+        best_s = f"{best:.4f}" if best is not None else "-"
+        total_s = f"/{self.total}" if self.total else ""
+        return (f"[bold]{self.spec.name}[/]  done {done}{total_s}  running {counts.get('RUNNING', 0)}  "
+                f"failed {counts.get('FAILED', 0)}  best {self.spec.metric.name} {best_s}  "
+                f"elapsed {elapsed:.0f}s  eta {eta}")
+
+    def __enter__(self) -> Progress:
+        if not self.enabled:
+            return self
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(self.line(), console=Console(stderr=True), refresh_per_second=2, transient=False)
+        self._live.__enter__()
+
+        def loop() -> None:
+            while not self._stop.wait(1.0):
+                try:
+                    self._live.update(self.line())
+                except Exception:  # noqa: BLE001  a display hiccup never stops a study
+                    pass
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.enabled:
+            return
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            self._live.update(self.line())
+        finally:
+            self._live.__exit__(*exc)
+            self._live.console.print()

@@ -1,0 +1,107 @@
+"""Planning a (re)run: refuse edited studies, register the study, mark what a killed run left
+RUNNING, split the trials into those to run and those COMPLETE, group seeds for batching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..failpoints import failpoint
+from ..config import comparable_config
+from ..objective import resolve_config
+from ..spec import PlannedTrial, StudySpec, canonical
+from ..store import Store
+
+
+
+
+@dataclass
+class RunSummary:
+    study: str
+    planned: int = 0  # trials this study has (grid) or configurations asked for (optuna)
+    skipped: int = 0  # already COMPLETE in the store: not run again
+    ran: int = 0
+    failed: int = 0
+    interrupted_marked: int = 0  # RUNNING rows of a killed run, marked FAILED and redone
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    study_id: int
+    todo: list[PlannedTrial]
+    done: list[PlannedTrial]
+    interrupted: int
+
+
+def check_same_study(spec: StudySpec, store: Store) -> None:
+    """Refuse to continue a stored study whose task, method or probes differ from this file's:
+    its finished trials would silently mix with new ones. The search, seeds, metric and executor
+    may change (that is how a study grows)."""
+    from ..spec import SpecError, canonical
+
+    from ..store import safe_url
+
+    stored = store.study_spec(spec.name)
+    if stored is None:
+        return
+    now = spec.model_dump(mode="json")
+    changed = [k for k in ("task", "method", "probes") if canonical(stored.get(k)) != canonical(now.get(k))]
+    if changed:
+        raise SpecError([f"{k}: differs from the study {spec.name!r} already in {safe_url(spec.storage)}; finished "
+                         f"trials would mix with new ones. Give the edited study a new name, or use another storage"
+                         for k in changed])
+
+
+def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
+    """Refuse to continue when a COMPLETE trial's stored, fully resolved config differs from what
+    this run would resolve for the same parameters and seed: e.g. a default changed between
+    vat-study versions, or the study was edited in a way check_same_study cannot see."""
+    from ..spec import SpecError
+
+    problems = []
+    for key, (params, seed, stored) in store.trial_configs(study_id).items():
+        try:
+            now = resolve_config(spec.trial_config(params, seed))
+        except Exception as e:  # noqa: BLE001  a stored point this version rejects
+            problems.append(f"trial {key} ({canonical(params)}, seed {seed}): this version rejects its config ({e})")
+            continue
+        now, stored = comparable_config(now), comparable_config(stored)  # older versions' configs upgraded
+        diff = sorted(k for k in set(now) | set(stored) if k != "model_path" and now.get(k) != stored.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])
+            problems.append(f"trial {key} ({canonical(params)}, seed {seed}) was run with a different config ({shown})")
+        if len(problems) >= 5:
+            break
+    if problems:
+        raise SpecError(problems + [f"finished trials of {spec.name!r} would mix with new ones: give the study a "
+                                    "new name, or use another storage"])
+
+
+def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
+    """Register the study, mark trials a killed run left RUNNING as FAILED, and split the grid
+    into trials still to run and trials already COMPLETE."""
+    check_same_study(spec, store)
+    from ..store import safe_url
+
+    existing = store.study_id(spec.name)
+    if existing is not None:
+        check_same_configs(spec, store, existing)
+    stored = spec.model_dump(mode="json")
+    stored["storage"] = safe_url(spec.storage)  # never keep a database password in the results
+    study_id = store.get_or_create_study(spec.name, stored, spec_path)
+    interrupted = store.fail_interrupted(study_id)
+    statuses = store.trial_statuses(study_id)
+    trials = spec.expand() if not spec.is_optuna else []
+    done = [t for t in trials if statuses.get(t.key) == "COMPLETE"]
+    todo = [t for t in trials if statuses.get(t.key) != "COMPLETE"]
+    failpoint("study.planned")
+    return Plan(study_id, todo, done, interrupted)
+
+
+def seed_groups(trials: list[PlannedTrial], size: int) -> list[list[PlannedTrial]]:
+    """Trials of the same configuration in groups of up to ``size`` seeds (order kept)."""
+    by_config: dict[str, list[PlannedTrial]] = {}
+    for t in trials:
+        by_config.setdefault(t.config_key, []).append(t)
+    return [g[i:i + size] for g in by_config.values() for i in range(0, len(g), max(size, 1))]
