@@ -105,3 +105,19 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
     axes[0].set_yticks(range(len(choices)), choices)
     axes[0].invert_yaxis()
     return save(fig, stem, note="One setting changed at a time from the centre; left of 0 in (b): VAT wins")
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    effects, gaps = compute(r.data)
+    return ("Each configuration against its method's centre (search parameters: the method alone), "
+            "paired by seed: vs_centre_* is the difference in test error (choice - centre) with its 95 % t "
+            "CI and paired t-test p; rvadv_final / rvadv_train_final: the last R_vadv measured in eval "
+            "mode / in train mode as training computes it:\n\n"
+            + r.table("implementation_choices", effects,
+                      ("test_error", "vs_centre_mean_diff", "vs_centre_ci_low", "vs_centre_ci_high"))
+            + "\n\nVAT - RPT under each choice, paired by seed (negative: VAT better):\n\n"
+            + (r.table("implementation_choices_vat_minus_rpt", gaps,
+                       ("rpt_mean", "vat_mean", "vat_minus_rpt_mean_diff", "vat_minus_rpt_ci_low",
+                        "vat_minus_rpt_ci_high")) if not gaps.empty else "(no choice ran both rpt and vat)")
+            + "\n\n" + r.figure(draw(effects, gaps, r.out / "implementation_choices")))

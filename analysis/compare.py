@@ -80,3 +80,35 @@ def draw_pair(per_seed: pd.DataFrame, summary: dict, stem: Path) -> list[Path]:
                  f"[{100 * summary['ci_low']:+.2f}, {100 * summary['ci_high']:+.2f}]\n"
                  f"95% CI, paired t-test p = {summary['p']:.3g}, n = {summary['n']} seeds", fontsize=9)
     return save(fig, stem)
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    prs = pairs(r.data)
+    if not prs:
+        raise Skip("needs complete trials of two methods (e.g. rpt and vat)")
+    parts = []
+    rows = []
+    for a, b in prs:
+        try:
+            per_seed, s = compute_pair(r.data, a, b)
+        except Skip as e:
+            parts.append(f"- {b} vs {a}: skipped: {e}")
+            continue
+        rows.append(s)
+        name = f"compare_{a}_vs_{b}"
+        parts.append(f"### {b} vs {a} (paired by seed, test error)\n\n" + r.figure(draw_pair(per_seed, s, r.out / name))
+                     + "\n\n" + r.table(name + "_per_seed", per_seed, (a, b, "diff")))
+        try:
+            g = compute_grid(r.data, a, b)
+            parts.append(f"\nEvery {b} configuration against the best {a}, paired by seed "
+                         "(difference in points of test error; Holm-adjusted p):\n\n"
+                         + r.table(name + "_grid", g, ("mean_diff", "sd_diff", "ci_low", "ci_high")))
+        except Skip as e:
+            parts.append(f"\n(grid comparison skipped: {e})")
+    if not rows:
+        raise Skip("; ".join(p.removeprefix("- ") for p in parts))
+    summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p"]]
+    head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test:\n\n"
+            + r.table("comparison_summary", summary, ("mean_diff", "ci_low", "ci_high")))
+    return head + "\n\n" + "\n\n".join(parts)

@@ -38,3 +38,10 @@ def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
     axes[0].set_title("(a) performance")
     axes[1].set_title("(b) smoothness (eval eps fixed)")
     return save(fig, stem, note="Each method at its best configuration; lines: mean over seeds; band: +-1 SD")
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = compute(r.data)
+    r.table("fig2_curves", t)
+    return r.figure(draw(t, r.out / "fig2_curves"))

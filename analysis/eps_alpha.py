@@ -57,3 +57,11 @@ def draw(table: pd.DataFrame, metric: str, stem: Path) -> list[Path]:
         ax.legend()
     n = int(table["n"].max())
     return save(fig, stem, note=f"Points: mean over {n} seed(s); error bars: +-1 SD over seeds (none for one seed)")
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = compute(r.data)
+    pct = ("mean", "sd") if r.data.metric.endswith("error") else ()
+    return (r.figure(draw(t, r.data.metric, r.out / "fig3_eps_alpha")) + "\n\n"
+            + f"{r.data.metric} by (alpha, eps), over seeds ({'%' if pct else 'raw'}):\n\n" + r.table("fig3_eps_alpha", t, pct))

@@ -210,3 +210,20 @@ def draw_fig6(t: pd.DataFrame, stem: Path) -> list[Path]:
     axes[0].set_ylabel("misidentification rate")
     n = int(t["n_images"].iloc[0])
     return save(fig, stem, note=f"{n} test images classified correctly by both models without perturbation")
+
+
+def fig1_section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    return r.figure(draw_fig1(compute_fig1(r.data), r.out / "fig1_moons"))
+
+
+def fig5_section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    return r.figure(draw_fig5(compute_fig5(r.data), r.out / "fig5_vadv_examples"))
+
+
+def fig6_section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = compute_fig6(r.data)
+    return (r.figure(draw_fig6(t, r.out / "fig6_misidentification")) + "\n\n"
+            + r.table("fig6_misidentification", t, ("rate",)))

@@ -36,3 +36,10 @@ def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
     ax.set_title("Gradient variance of the regularizer (Eq. 21)")
     ax.legend()
     return save(fig, stem, note="Lines: mean over seeds; band: +-1 SD over seeds")
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = compute(r.data)
+    r.table("fig7_grad_variance", t)
+    return r.figure(draw(t, r.out / "fig7_grad_variance"))

@@ -62,3 +62,18 @@ def draw(curves: pd.DataFrame, eval_eps: float | None, stem: Path) -> list[Path]
     ax.set_title("R_vadv during training by number of power iterations K")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5)) if several else ax.legend()
     return save(fig, stem, note="Lines: mean over seeds; band: +-1 SD over seeds")
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    table6 = compute_table(r.data)
+    parts = ["Table 6 style: final test error (%) and R_vadv per K, mean and SD over seeds.\n",
+             r.table("table6_k_ablation", table6, ("test_error",))]
+    try:
+        c = compute_curves(r.data)
+        eval_eps = ((r.data.spec.get("probes") or {}).get("rvadv") or {}).get("eps", 2.0)
+        parts.insert(0, r.figure(draw(c, eval_eps, r.out / "fig4_rvadv_by_k")) + "\n")
+        r.table("fig4_rvadv_by_k", c)
+    except Skip as e:
+        parts.append(f"\n(Fig. 4 curves skipped: {e})")
+    return "\n".join(parts)

@@ -66,6 +66,23 @@ class Report:
 
 ERR = ("test_error", "val_error", "mean", "sd", "mean_diff", "ci_low", "ci_high", "sd_diff")
 
+ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
+    ("Tables 1/3: methods", tables.methods_section),
+    ("Fig. 3: effect of eps and alpha", eps_alpha.section),
+    ("Fig. 4 and Table 6: number of power iterations K", k_ablation.section),
+    ("Fig. 7: gradient variance, K = 0 vs K = 1", grad_variance.section),
+    ("Fig. 2: error and R_vadv during training", curves.section),
+    ("Method comparison with seeded repeats", compare.section),
+    ("xi and the power method", tables.xi_section),
+    ("Implementation choices, one at a time", choices.section),
+    ("Fig. 1: prediction and LDS on 2-D data", examples.fig1_section),
+    ("Fig. 5: virtual adversarial examples", examples.fig5_section),
+    ("Fig. 6: misidentification on virtual adversarial examples", examples.fig6_section),
+]
+"""Every artifact a report may hold, in order: (title, section(report) -> Markdown). Each
+section raises ``Skip`` with a one-line reason when the study lacks its data. A new figure is one
+module with a ``section`` function and one line here."""
+
 
 def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[Path, list[tuple[str, str]]]:
     """Write the report; returns report.md's path and the (artifact, reason) pairs skipped."""
@@ -73,115 +90,8 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     out_dir = Path(out) if out is not None else Path("results") / study
     out_dir.mkdir(parents=True, exist_ok=True)
     r = Report(data, out_dir)
-    metric = data.metric
-
-    def fig3() -> str:
-        t = eps_alpha.compute(data)
-        pct = ("mean", "sd") if metric.endswith("error") else ()
-        return (r.figure(eps_alpha.draw(t, metric, out_dir / "fig3_eps_alpha")) + "\n\n"
-                + f"{metric} by (alpha, eps), over seeds ({'%' if pct else 'raw'}):\n\n" + r.table("fig3_eps_alpha", t, pct))
-
-    def fig4() -> str:
-        table6 = k_ablation.compute_table(data)
-        parts = ["Table 6 style: final test error (%) and R_vadv per K, mean and SD over seeds.\n",
-                 r.table("table6_k_ablation", table6, ("test_error",))]
-        try:
-            c = k_ablation.compute_curves(data)
-            eval_eps = ((data.spec.get("probes") or {}).get("rvadv") or {}).get("eps", 2.0)
-            parts.insert(0, r.figure(k_ablation.draw(c, eval_eps, out_dir / "fig4_rvadv_by_k")) + "\n")
-            r.table("fig4_rvadv_by_k", c)
-        except Skip as e:
-            parts.append(f"\n(Fig. 4 curves skipped: {e})")
-        return "\n".join(parts)
-
-    def fig7() -> str:
-        t = grad_variance.compute(data)
-        r.table("fig7_grad_variance", t)
-        return r.figure(grad_variance.draw(t, out_dir / "fig7_grad_variance"))
-
-    def fig2() -> str:
-        t = curves.compute(data)
-        r.table("fig2_curves", t)
-        return r.figure(curves.draw(t, out_dir / "fig2_curves"))
-
-    def comparisons() -> str:
-        prs = compare.pairs(data)
-        if not prs:
-            raise Skip("needs complete trials of two methods (e.g. rpt and vat)")
-        parts = []
-        rows = []
-        for a, b in prs:
-            try:
-                per_seed, s = compare.compute_pair(data, a, b)
-            except Skip as e:
-                parts.append(f"- {b} vs {a}: skipped: {e}")
-                continue
-            rows.append(s)
-            name = f"compare_{a}_vs_{b}"
-            parts.append(f"### {b} vs {a} (paired by seed, test error)\n\n" + r.figure(compare.draw_pair(per_seed, s, out_dir / name))
-                         + "\n\n" + r.table(name + "_per_seed", per_seed, (a, b, "diff")))
-            try:
-                g = compare.compute_grid(data, a, b)
-                parts.append(f"\nEvery {b} configuration against the best {a}, paired by seed "
-                             "(difference in points of test error; Holm-adjusted p):\n\n"
-                             + r.table(name + "_grid", g, ("mean_diff", "sd_diff", "ci_low", "ci_high")))
-            except Skip as e:
-                parts.append(f"\n(grid comparison skipped: {e})")
-        if not rows:
-            raise Skip("; ".join(p.removeprefix("- ") for p in parts))
-        summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p"]]
-        head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test:\n\n"
-                + r.table("comparison_summary", summary, ("mean_diff", "ci_low", "ci_high")))
-        return head + "\n\n" + "\n\n".join(parts)
-
-    def methods() -> str:
-        t = tables.methods_table(data)
-        return ("Test error (%) of each method at its best configuration (chosen by "
-                f"{metric}), mean and SD over seeds:\n\n" + r.table("table_methods", t, ("test_error",)))
-
-    def xi() -> str:
-        t = tables.xi_table(data)
-        return ("Fidelity (|cos| to the dominant eigenvector of H) and errors (%) per setting:\n\n"
-                + r.table("table_xi_power_method", t, ("val_error", "test_error")))
-
-    r.artifact("Tables 1/3: methods", methods)
-    r.artifact("Fig. 3: effect of eps and alpha", fig3)
-    r.artifact("Fig. 4 and Table 6: number of power iterations K", fig4)
-    r.artifact("Fig. 7: gradient variance, K = 0 vs K = 1", fig7)
-    r.artifact("Fig. 2: error and R_vadv during training", fig2)
-    r.artifact("Method comparison with seeded repeats", comparisons)
-    r.artifact("xi and the power method", xi)
-
-    def implementation_choices() -> str:
-        effects, gaps = choices.compute(data)
-        return ("Each configuration against its method's centre (search parameters: the method alone), "
-                "paired by seed: vs_centre_* is the difference in test error (choice - centre) with its 95 % t "
-                "CI and paired t-test p; rvadv_final / rvadv_train_final: the last R_vadv measured in eval "
-                "mode / in train mode as training computes it:\n\n"
-                + r.table("implementation_choices", effects,
-                          ("test_error", "vs_centre_mean_diff", "vs_centre_ci_low", "vs_centre_ci_high"))
-                + "\n\nVAT - RPT under each choice, paired by seed (negative: VAT better):\n\n"
-                + (r.table("implementation_choices_vat_minus_rpt", gaps,
-                           ("rpt_mean", "vat_mean", "vat_minus_rpt_mean_diff", "vat_minus_rpt_ci_low",
-                            "vat_minus_rpt_ci_high")) if not gaps.empty else "(no choice ran both rpt and vat)")
-                + "\n\n" + r.figure(choices.draw(effects, gaps, out_dir / "implementation_choices")))
-
-    r.artifact("Implementation choices, one at a time", implementation_choices)
-
-    def fig1() -> str:
-        return r.figure(examples.draw_fig1(examples.compute_fig1(data), out_dir / "fig1_moons"))
-
-    def fig5() -> str:
-        return r.figure(examples.draw_fig5(examples.compute_fig5(data), out_dir / "fig5_vadv_examples"))
-
-    def fig6() -> str:
-        t = examples.compute_fig6(data)
-        return (r.figure(examples.draw_fig6(t, out_dir / "fig6_misidentification")) + "\n\n"
-                + r.table("fig6_misidentification", t, ("rate",)))
-
-    r.artifact("Fig. 1: prediction and LDS on 2-D data", fig1)
-    r.artifact("Fig. 5: virtual adversarial examples", fig5)
-    r.artifact("Fig. 6: misidentification on virtual adversarial examples", fig6)
+    for title, build in ARTIFACTS:
+        r.artifact(title, lambda build=build: build(r))
 
     trials = data.trials
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
@@ -195,7 +105,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
             f"- storage: `{safe_url(url)}`",
             f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",
             f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
-            f"- metric: {metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            f"- metric: {data.metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
             ""]
     failed = trials[trials["status"].isin(["FAILED", "PRUNED"])] if not trials.empty else trials
     if not failed.empty:

@@ -43,3 +43,17 @@ def xi_table(data: StudyData) -> pd.DataFrame:
             columns={"mean": f"{c}_mean", "sd": f"{c}_sd", "n": f"{c}_n"})
         out = t if out is None else out.merge(t, on=["direction", "xi", "power_iterations"], how="outer")
     return out.sort_values(["direction", "xi", "power_iterations"]).reset_index(drop=True)
+
+
+def methods_section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = methods_table(r.data)
+    return ("Test error (%) of each method at its best configuration (chosen by "
+            f"{r.data.metric}), mean and SD over seeds:\n\n" + r.table("table_methods", t, ("test_error",)))
+
+
+def xi_section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = xi_table(r.data)
+    return ("Fidelity (|cos| to the dominant eigenvector of H) and errors (%) per setting:\n\n"
+            + r.table("table_xi_power_method", t, ("val_error", "test_error")))

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import compare, eps_alpha, grad_variance, k_ablation, tables
-from analysis.data import holm, load
-from analysis.report import write_report
+from vat_study.analysis import compare, eps_alpha, grad_variance, k_ablation, tables
+from vat_study.analysis.data import holm, load
+from vat_study.analysis.report import write_report
 from vat_study.objective import resolve_config
 from vat_study.spec import PlannedTrial, parse_spec
 from vat_study.store import Store
@@ -150,7 +150,7 @@ def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
     """A tiny study with save_models: the model-based figures use the weights training saved."""
     import torch
 
-    from analysis import examples
+    from vat_study.analysis import examples
     from vat_study.executors import run_local
 
     monkeypatch.chdir(tmp_path)
@@ -187,7 +187,7 @@ def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
 
 
 def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rpt(tmp_path):
-    from analysis import choices
+    from vat_study.analysis import choices
 
     url = f"sqlite:///{tmp_path}/choices.db"
     noise = {s: rng.normal(0, 0.01) for s in SEEDS}

@@ -355,7 +355,7 @@ def report(
     store = _existing_store(storage)
     if store.study_id(study) is None:
         _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
-    from analysis.report import write_report
+    from vat_study.analysis.report import write_report
 
     path, skipped = write_report(storage, study, out_dir)
     out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
