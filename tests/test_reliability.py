@@ -141,9 +141,12 @@ def kill_then_rerun(url, tmp_path, reference, point, where):
     assert (trials.attempts == 2).sum() == len(interrupted)
 
 
-def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_path, reference):
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_path, reference, executor):
+    """Ctrl-C: exit 130, running trials FAILED (interrupted), a rerun completes the study. On Ray,
+    Tune's own SIGINT handler (which would return quietly) is off."""
     url = f"sqlite:///{tmp_path}/c.db"
-    path = write_study(tmp_path, ten_trials(url))
+    path = write_study(tmp_path, ten_trials(url, executor))
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -198,6 +198,9 @@ def _mark_dead_workers(store: Store, study_id: int, results) -> None:
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
     from ray import tune
 
+    # Ctrl-C: Tune's own handler would end fit() quietly and leave the running trials RUNNING with
+    # exit 0; without it KeyboardInterrupt reaches the CLI (trials marked interrupted, exit 130).
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     if spec.executor.address:  # a cluster: find out its size before anything is written
         _init_ray(spec)
         check_shared_store(spec.storage, _alive_nodes())
