@@ -196,14 +196,15 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
            {"method": "rpt", "implementation.lds_stochastic": False},
            {"method": "vat", "implementation.lds_stochastic": False},
            {"method": "vat", "xi": 1e-6},
-           {"method": "vat", "xi": 1e-6, "eps": 2.0}]  # two changes: not a one-factor configuration
+           {"method": "vat", "xi": 1e-6, "eps": 2.0},  # eps is not a choice: a second point of xi=1e-06
+           {"method": "vat", "xi": 1e-6, "implementation.bn": "running"}]  # two changes: left out
 
     def value(p, s):
         base = {"rpt": 0.04, "vat": 0.06}[p["method"]] + noise[s] + (0.002 * s if p["method"] == "vat" else 0)
         if "implementation.lds_stochastic" in p:
             base += effect[p["method"]]
         if "xi" in p:
-            base += 0.01 + 0.001 * s
+            base += 0.01 + 0.001 * s + (0.005 if "eps" in p else 0)
         return {"val_error": base, "test_error": base, "rvadv": 1.0, "rvadv_train": 2.0}, {}
 
     truth = fill(url, "choices", pts, value)
@@ -221,7 +222,9 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
     g = gaps.set_index("choice")
     np.testing.assert_allclose(g.loc["centre", "vat_minus_rpt_mean_diff"], 0.02 + 0.002 * np.mean(SEEDS))
     np.testing.assert_allclose(g.loc["lds_stochastic=False", "vat_minus_rpt_mean_diff"], -0.01 + 0.002 * np.mean(SEEDS))
-    assert "xi=1e-06" not in g.index  # no RPT under that choice
+    # xi only shapes the power iteration: RPT's centre stands in; VAT at its better eps (the default one)
+    np.testing.assert_allclose(g.loc["xi=1e-06", "vat_minus_rpt_mean_diff"], 0.02 + 0.01 + 0.003 * np.mean(SEEDS))
+    assert g.loc["xi=1e-06", "vat_eps"] == 1.0 and len(effects[effects.choice == "xi=1e-06"]) == 2
     report, skipped = write_report(url, "choices", tmp_path / "rep")
     assert "Implementation choices, one at a time" not in dict(skipped)
     assert (tmp_path / "rep" / "implementation_choices.png").is_file()
