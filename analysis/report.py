@@ -68,6 +68,7 @@ ERR = ("test_error", "val_error", "mean", "sd", "mean_diff", "ci_low", "ci_high"
 
 ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
     ("Tables 1/3: methods", tables.methods_section),
+    ("Table 3 beside the paper (semi-supervised MNIST)", tables.table3_section),
     ("Fig. 3: effect of eps and alpha", eps_alpha.section),
     ("Fig. 4 and Table 6: number of power iterations K", k_ablation.section),
     ("Fig. 7: gradient variance, K = 0 vs K = 1", grad_variance.section),

@@ -228,3 +228,26 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
     report, skipped = write_report(url, "choices", tmp_path / "rep")
     assert "Implementation choices, one at a time" not in dict(skipped)
     assert (tmp_path / "rep" / "implementation_choices.png").is_file()
+
+
+def test_table3_picks_eps_on_validation_and_sets_the_papers_values_beside(tmp_path):
+    from vat_study.analysis import tables
+
+    url = f"sqlite:///{tmp_path}/t3.db"
+    pts = [{"method": "baseline"}, {"method": "rpt", "eps": 2.0}, {"method": "rpt", "eps": 5.0},
+           {"method": "vat", "eps": 1.0}, {"method": "vat", "eps": 2.0}]
+    val = {("baseline", None): 0.20, ("rpt", 2.0): 0.08, ("rpt", 5.0): 0.06, ("vat", 1.0): 0.03, ("vat", 2.0): 0.05}
+    test = {("baseline", None): 0.21, ("rpt", 2.0): 0.07, ("rpt", 5.0): 0.065, ("vat", 1.0): 0.04, ("vat", 2.0): 0.01}
+    truth = fill(url, "t3", pts, lambda p, s: ({"val_error": val[(p["method"], p.get("eps"))] + 0.001 * s,
+                                                "test_error": test[(p["method"], p.get("eps"))] + 0.002 * s}, {}),
+                 spec_extra={"task": {"dataset": "mnist", "mode": "semi_supervised", "n_labeled": 100, "steps": 100}})
+    t = tables.table3(load(url, "t3")).set_index("method")
+    assert t.loc["vat", "eps"] == 1.0 and t.loc["rpt", "eps"] == 5.0  # by validation, not by test error
+    np.testing.assert_allclose(t.loc["vat", "test_error_mean"], 100 * (0.04 + 0.002 * np.mean(SEEDS)))
+    np.testing.assert_allclose(t.loc["rpt", "test_error_sd"], 100 * np.std([0.002 * s for s in SEEDS], ddof=1))
+    assert (t.loc["vat", "paper_test_error"], t.loc["rpt", "paper_test_error"]) == (1.36, 6.81)
+    assert np.isnan(t.loc["baseline", "paper_test_error"]) and t.loc["vat", "n_seeds"] == len(SEEDS)
+    assert set(truth["method"]) == {"baseline", "rpt", "vat"}
+    with pytest.raises(Exception, match="Table 3"):
+        fill(f"sqlite:///{tmp_path}/d.db", "d", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+        tables.table3(load(f"sqlite:///{tmp_path}/d.db", "d"))
