@@ -147,8 +147,10 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_pa
     Tune's own SIGINT handler (which would return quietly) is off."""
     url = f"sqlite:///{tmp_path}/c.db"
     path = write_study(tmp_path, ten_trials(url, executor))
+    # the third trial sleeps at its first report, so the Ctrl-C surely lands mid-study, however loaded the machine
+    env = {**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@7=sleep:60"}
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     try:
         signal_when(proc, url, lambda df: (df.status == "COMPLETE").sum() >= 2, signal.SIGINT, timeout=120)
         out, err = proc.communicate(timeout=60)
