@@ -210,7 +210,7 @@ def test_ray_worker_that_keeps_dying_is_recorded_failed_and_redone_by_a_rerun(tm
     once = tmp_path / "once"
     once.mkdir()
     run = run_cli(path, {"VAT_STUDY_FAILPOINTS": "trial.started@2=kill", "VAT_STUDY_FAILPOINTS_ONCE": str(once)})
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 1, run.stderr[-3000:]  # a trial FAILED: exit 1
     assert "(1 failed)" in run.stdout, run.stdout
     df = Store(url).trials_frame(NAME)
     dead = df[df.status == "FAILED"]
@@ -247,10 +247,11 @@ def failing_study(storage: str, kind: str, tmp_path) -> dict:
     """A good trial, one that raises, one whose loss becomes NaN, one past the time limit."""
     spec = tiny("failing", storage, seeds=[0], executor={"kind": kind, "per_trial": {"cpu": 1}, "trial_timeout": 6},
                 search={"grid": [{"method": ["vat"], "eps": [1.0]},
-                                 {"dataset": ["mnist"]},  # no files under data_root: raises
+                                 {"model_path": [str(tmp_path / "a-file" / "m.pt")]},  # raises when it saves
                                  {"optimizer.lr": [1.0e30], "alpha": [1.0e30]},  # the loss turns inf/NaN
                                  {"steps": [10_000_000]}]})  # ~hours: stopped by trial_timeout
-    spec["task"].update(data_root=str(tmp_path / "empty"), eval_every=3)
+    spec["task"].update(eval_every=3)
+    (tmp_path / "a-file").write_text("a file where a folder should be")
     return spec
 
 
@@ -261,14 +262,15 @@ def test_failing_trials_are_recorded_with_their_error_and_the_study_goes_on(tmp_
     path.write_text(yaml.safe_dump(failing_study(url, kind, tmp_path)))
     t0 = time.time()
     run = run_cli(path)
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 1, run.stderr[-3000:]  # the study has FAILED trials: exit 1, each named
+    assert "3 of 4 trial(s) of 'failing' did not complete" in run.stderr, run.stderr[-3000:]
     assert time.time() - t0 < 120
     assert "Ran 4 (3 failed)" in run.stdout, run.stdout
     df = Store(url).trials_frame("failing")
     by_kind = {r.failure_kind if isinstance(r.failure_kind, str) else "-": (r.status, r.error or "") for r in df.itertuples()}
     assert len(df) == 4 and set(by_kind) == {"-", "error", "diverged", "timeout"}
     assert by_kind["-"][0] == "COMPLETE"
-    assert "not found" in by_kind["error"][1] and "Traceback" in by_kind["error"][1]
+    assert "FileExistsError" in by_kind["error"][1] and "Traceback" in by_kind["error"][1]
     assert "diverged" in by_kind["diverged"][1]
     assert "trial_timeout = 6 s" in by_kind["timeout"][1]
     timed_out = Store(url).metrics_frame("failing")

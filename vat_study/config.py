@@ -122,7 +122,7 @@ class Implementation(_Strict):
 
     clean_stochastic: bool = Field(False, description="dropout / Gaussian noise on in the clean (target) pass")
     power_iteration_stochastic: bool = Field(False, description="dropout / noise on in the power iteration's passes")
-    lds_stochastic: bool = Field(False, description="dropout / noise on in the perturbed (LDS) pass")
+    lds_stochastic: bool = Field(True, description="dropout / noise on in the perturbed (LDS) pass")
     divergence: Literal["forward", "reverse"] = Field(
         "forward", description="forward: KL(p_clean || p_perturbed) (Eq. 17, the paper); reverse: KL(p_perturbed || p_clean)")
     bn: Literal["batch", "running"] = Field(
