@@ -13,16 +13,19 @@ Read this file next to Section 3 of the paper; every function names the equation
     entropy_loss                   R_cent, the conditional entropy (Eq. 18)
 
 Batch normalization. Every forward pass made here runs the model in the mode the caller left it
-in; in train mode, BN normalizes each perturbed batch with that batch's own statistics (as the
-official code's ``update_batch_stats=False`` passes do), but the running statistics are never
-updated here: only the caller's labeled forward pass updates them (see ``frozen_batch_stats``).
+in (``regularizer_lds``: the mode ``config.Implementation`` names, via ``passes``); in train mode,
+BN normalizes each perturbed batch with that batch's own statistics (as the official code's
+``update_batch_stats=False`` passes do) unless ``bn="running"``, and the running statistics are
+never updated here: only the caller's labeled forward pass updates them.
 
-Dropout and Gaussian noise. The power iteration needs D(r) to be one deterministic function of r
-(Eq. 9 assumes grad_r D = 0 at r = 0); with a fresh dropout mask or noise draw per pass, the
-difference between two masks swamps the O(xi) signal and the direction is noise. So while the
-direction is computed, dropout and noise layers are switched off (BN stays in the caller's mode),
-and the clean logits are recomputed in that deterministic mode if the caller's were stochastic.
-The LDS term itself (the one that is back-propagated into theta) keeps them on, as in training.
+Dropout and Gaussian noise. The paper does not say in which passes they act. The power
+iteration needs D(r) to be one deterministic function of r (Eq. 9 assumes grad_r D = 0 at r = 0);
+with a fresh dropout mask or noise draw per pass, the difference between two masks swamps the
+O(xi) signal and the direction is noise. So ``virtual_adversarial_direction`` switches them off
+by default (``deterministic=True``) and recomputes the clean logits in that mode if the caller's
+were stochastic; ``regularizer_lds`` sets each of the three passes (clean target, power
+iteration, perturbed LDS pass) on or off as configured. The measured effect of each setting on
+MNIST is in the README ("Implementation choices").
 
 Numerics (float32). The finite difference of Eq. 12 loses the direction once xi * ||H d|| falls
 to the rounding noise of the logits: measured by ``python -m benchmarks.xi_fidelity`` on the
