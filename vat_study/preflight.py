@@ -15,7 +15,8 @@ from typing import Any
 
 from .data import DataError, load_dataset, make_splits
 from .objective import resolve_config
-from .spec import SpecError, StudySpec, _section_of, canonical
+from .spec import SpecError, StudySpec, canonical
+from .spec_checks import _section_of
 
 
 @dataclass

@@ -28,9 +28,7 @@ than mixed with the finished trials (see executors.planning.check_same_study / c
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -42,55 +40,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import format_validation_error
-from .objective import CONFIG_KEYS, ConfigError, reported_metrics, resolve_config
+from .objective import ConfigError
+from .store.urls import STORAGE_HELP, absolute_sqlite, check_storage_url  # noqa: F401  (re-exported)
+from .yamlio import canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
 
 DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
 
 
-class _Loader(yaml.SafeLoader):
-    """yaml.SafeLoader that also reads 1e-3 / 5E+2 as floats (YAML 1.1 wants a dot: '1.0e-3')."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    """A YAML mapping; a key given twice in one mapping is an error (YAML says keys are unique,
-    PyYAML would silently keep the last value)."""
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:  # the keys written here (merged-in ones may be overridden)
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            continue  # PyYAML refuses unhashable keys itself
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}): "
-                            "give it once", key_node.start_mark)
-        seen[key] = line
-    loader.flatten_mapping(node)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
-
-
-def safe_load(text: str) -> Any:
-    """Safe YAML (no arbitrary objects) with scientific-notation floats; a key repeated in one
-    mapping is an error."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  _Loader is a SafeLoader
 METHOD_KEYS = {"name": "method", "eps": "eps", "alpha": "alpha", "xi": "xi",
                "power_iterations": "power_iterations", "direction": "direction"}
 
@@ -331,133 +287,7 @@ MODEL_FILE = "{config_key}-s{seed}.pt"
 """A trial's saved weights under models_dir: one file per (configuration, seed)."""
 
 
-STORAGE_HELP = "sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
-
-
-def check_storage_url(url: str) -> str:
-    """``url`` if it is a usable SQLAlchemy URL of SQLite or PostgreSQL, else ValueError saying why."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
-        raise ValueError(f"must be an SQLAlchemy URL: {STORAGE_HELP}")
-    try:
-        u = make_url(url)
-        u.port  # noqa: B018  a non-numeric port raises here
-    except (ArgumentError, ValueError) as e:
-        raise ValueError(f"is not a valid database URL ({e}); expected {STORAGE_HELP}") from None
-    if u.get_backend_name() == "sqlite":
-        if url.startswith("sqlite://") and not url.startswith("sqlite:///") or not u.database:
-            raise ValueError(f"sqlite needs a file path after three slashes: {STORAGE_HELP}")
-        if u.database != ":memory:" and (u.database.endswith("/") or Path(u.database).is_dir()):
-            raise ValueError(f"{u.database!r} is a folder; name the database file, e.g. sqlite:///results/vat_study.db")
-    elif not u.host or not u.database:
-        raise ValueError(f"postgresql needs a host and a database name: {STORAGE_HELP}")
-    return url
-
-
-def absolute_sqlite(url: str) -> str:
-    """sqlite:///relative/path.db -> sqlite:////abs/cwd/relative/path.db, so every process (Ray
-    workers run elsewhere) opens the same file. Other URLs are returned unchanged."""
-    m = re.match(r"^(sqlite(?:\+\w+)?):///(.+)$", url)
-    if not m or m.group(2).startswith("/") or m.group(2).startswith(":memory:"):
-        return url
-    return f"{m.group(1)}:///{Path(m.group(2)).resolve()}"
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha1(canonical(obj).encode()).hexdigest()[:16]
-
-
-def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = cfg
-    for p in parts[:-1]:
-        nxt = node.get(p)
-        if not isinstance(nxt, dict):
-            nxt = node[p] = {}
-        node = nxt
-    node[parts[-1]] = value
-
-
 # -------------------------------------------------------------------- loading and validation
-
-
-def _section_of(spec: StudySpec, key: str) -> str:
-    if key in {METHOD_KEYS.get(k, k) for k in spec.method} or key in spec.method:
-        inv = {v: k for k, v in METHOD_KEYS.items()}
-        return f"method.{inv.get(key, key)}"
-    if key == "probes" and spec.probes is not None:
-        return "probes"
-    return f"task.{key}"
-
-
-def validate_trials(spec: StudySpec) -> None:
-    """Validate the trial config of every planned trial (grid) or of every endpoint/choice of the
-    Optuna space, so a bad value stops the study before anything runs."""
-    problems: list[str] = []
-
-    def check(params: Mapping[str, Any], where: str) -> None:
-        cfg = spec.trial_config(params, spec.seeds[0])
-        try:
-            resolve_config(cfg)
-        except ConfigError as e:
-            for line in e.problems:
-                field, _, msg = line.partition(": ")
-                top = field.split(".")[0]
-                dotted = any(k == field or field.startswith(k + ".") for k in params)
-                place = where if (top in params or dotted) else _section_of(spec, top) + field[len(top):]
-                problems.append(f"{place}: {msg}" if place != where else f"{where} ({field}): {msg}")
-
-    check({}, "task")  # the file's own values, even where every search point overrides them
-    base = spec.base_config()
-    for k, path in (base.get("idx_paths") or {}).items() if isinstance(base.get("idx_paths"), Mapping) else ():
-        if isinstance(path, str) and not Path(path).expanduser().is_file():
-            problems.append(f"task.idx_paths.{k}: no file at {path!r}")
-    if spec.executor.batch_seeds > 1 and not problems:
-        try:
-            zca = resolve_config(spec.trial_config({}, spec.seeds[0])).get("zca")
-        except ConfigError:
-            zca = False  # reported by the checks below
-        if zca:
-            problems.append("executor.batch_seeds: zca is fitted on each seed's own unlabeled pool, so these "
-                            "seeds cannot share one batch; use batch_seeds: 1 (or zca: false)")
-    if spec.search is not None and spec.search.grid is not None:
-        for i, g in enumerate(spec.search.grid):
-            for k in g:
-                top = k.split(".")[0]
-                if top not in CONFIG_KEYS:
-                    problems.append(f"search.grid[{i}].{k}: unknown trial key")
-        if not problems:
-            for p in spec.configurations():
-                check(p, f"search.grid point {canonical(p)}")
-    if spec.is_optuna:
-        space = spec.search.optuna.space  # type: ignore[union-attr]
-        for k in space:
-            if k.split(".")[0] not in CONFIG_KEYS:
-                problems.append(f"search.optuna.space.{k}: unknown trial key")
-        if not problems:
-            for k, dist in space.items():
-                for v in dist.endpoints():
-                    check({k: v}, f"search.optuna.space.{k} value {v!r}")
-    if not problems:
-        points = spec.configurations() if not spec.is_optuna else [{}]
-        for p in points:
-            reported = reported_metrics(spec.trial_config(p, spec.seeds[0]))
-            if spec.metric.name not in reported:
-                problems.append(f"metric.name: {spec.metric.name!r} is not a metric these trials report"
-                                + (f" (search point {canonical(p)})" if p else "")
-                                + f"; allowed: {', '.join(sorted(reported))}")
-                break
-    # de-duplicate while keeping order
-    seen: set[str] = set()
-    uniq = [p for p in problems if not (p in seen or seen.add(p))]
-    if uniq:
-        raise SpecError(uniq)
 
 
 def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: str = "study") -> StudySpec:
@@ -470,6 +300,8 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_validation_error(e), source) from None
+    from .spec_checks import validate_trials
+
     validate_trials(spec)
     return spec
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from sqlalchemy.engine import make_url
 
 
@@ -20,3 +23,37 @@ def mask_secrets(message: str, url: str) -> str:
     except Exception:  # noqa: BLE001
         return message
     return message.replace(str(password), "***") if password else message
+
+
+STORAGE_HELP = "sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+
+
+def check_storage_url(url: str) -> str:
+    """``url`` if it is a usable SQLAlchemy URL of SQLite or PostgreSQL, else ValueError saying why."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+        raise ValueError(f"must be an SQLAlchemy URL: {STORAGE_HELP}")
+    try:
+        u = make_url(url)
+        u.port  # noqa: B018  a non-numeric port raises here
+    except (ArgumentError, ValueError) as e:
+        raise ValueError(f"is not a valid database URL ({e}); expected {STORAGE_HELP}") from None
+    if u.get_backend_name() == "sqlite":
+        if url.startswith("sqlite://") and not url.startswith("sqlite:///") or not u.database:
+            raise ValueError(f"sqlite needs a file path after three slashes: {STORAGE_HELP}")
+        if u.database != ":memory:" and (u.database.endswith("/") or Path(u.database).is_dir()):
+            raise ValueError(f"{u.database!r} is a folder; name the database file, e.g. sqlite:///results/vat_study.db")
+    elif not u.host or not u.database:
+        raise ValueError(f"postgresql needs a host and a database name: {STORAGE_HELP}")
+    return url
+
+
+def absolute_sqlite(url: str) -> str:
+    """sqlite:///relative/path.db -> sqlite:////abs/cwd/relative/path.db, so every process (Ray
+    workers run elsewhere) opens the same file. Other URLs are returned unchanged."""
+    m = re.match(r"^(sqlite(?:\+\w+)?):///(.+)$", url)
+    if not m or m.group(2).startswith("/") or m.group(2).startswith(":memory:"):
+        return url
+    return f"{m.group(1)}:///{Path(m.group(2)).resolve()}"

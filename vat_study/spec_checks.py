@@ -1,0 +1,86 @@
+"""Checks of a parsed study against the science: every planned trial's config resolves (grid
+points, Optuna endpoints and choices), unknown trial keys, and a ``metric.name`` the trials report.
+Errors name the study-file field. (Data and splits: ``preflight``.)"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .objective import CONFIG_KEYS, ConfigError, reported_metrics, resolve_config
+from .spec import METHOD_KEYS, SpecError, StudySpec
+from .yamlio import canonical
+
+
+def _section_of(spec: StudySpec, key: str) -> str:
+    if key in {METHOD_KEYS.get(k, k) for k in spec.method} or key in spec.method:
+        inv = {v: k for k, v in METHOD_KEYS.items()}
+        return f"method.{inv.get(key, key)}"
+    if key == "probes" and spec.probes is not None:
+        return "probes"
+    return f"task.{key}"
+
+
+def validate_trials(spec: StudySpec) -> None:
+    """Validate the trial config of every planned trial (grid) or of every endpoint/choice of the
+    Optuna space, so a bad value stops the study before anything runs."""
+    problems: list[str] = []
+
+    def check(params: Mapping[str, Any], where: str) -> None:
+        cfg = spec.trial_config(params, spec.seeds[0])
+        try:
+            resolve_config(cfg)
+        except ConfigError as e:
+            for line in e.problems:
+                field, _, msg = line.partition(": ")
+                top = field.split(".")[0]
+                dotted = any(k == field or field.startswith(k + ".") for k in params)
+                place = where if (top in params or dotted) else _section_of(spec, top) + field[len(top):]
+                problems.append(f"{place}: {msg}" if place != where else f"{where} ({field}): {msg}")
+
+    check({}, "task")  # the file's own values, even where every search point overrides them
+    base = spec.base_config()
+    for k, path in (base.get("idx_paths") or {}).items() if isinstance(base.get("idx_paths"), Mapping) else ():
+        if isinstance(path, str) and not Path(path).expanduser().is_file():
+            problems.append(f"task.idx_paths.{k}: no file at {path!r}")
+    if spec.executor.batch_seeds > 1 and not problems:
+        try:
+            zca = resolve_config(spec.trial_config({}, spec.seeds[0])).get("zca")
+        except ConfigError:
+            zca = False  # reported by the checks below
+        if zca:
+            problems.append("executor.batch_seeds: zca is fitted on each seed's own unlabeled pool, so these "
+                            "seeds cannot share one batch; use batch_seeds: 1 (or zca: false)")
+    if spec.search is not None and spec.search.grid is not None:
+        for i, g in enumerate(spec.search.grid):
+            for k in g:
+                top = k.split(".")[0]
+                if top not in CONFIG_KEYS:
+                    problems.append(f"search.grid[{i}].{k}: unknown trial key")
+        if not problems:
+            for p in spec.configurations():
+                check(p, f"search.grid point {canonical(p)}")
+    if spec.is_optuna:
+        space = spec.search.optuna.space  # type: ignore[union-attr]
+        for k in space:
+            if k.split(".")[0] not in CONFIG_KEYS:
+                problems.append(f"search.optuna.space.{k}: unknown trial key")
+        if not problems:
+            for k, dist in space.items():
+                for v in dist.endpoints():
+                    check({k: v}, f"search.optuna.space.{k} value {v!r}")
+    if not problems:
+        points = spec.configurations() if not spec.is_optuna else [{}]
+        for p in points:
+            reported = reported_metrics(spec.trial_config(p, spec.seeds[0]))
+            if spec.metric.name not in reported:
+                problems.append(f"metric.name: {spec.metric.name!r} is not a metric these trials report"
+                                + (f" (search point {canonical(p)})" if p else "")
+                                + f"; allowed: {', '.join(sorted(reported))}")
+                break
+    # de-duplicate while keeping order
+    seen: set[str] = set()
+    uniq = [p for p in problems if not (p in seen or seen.add(p))]
+    if uniq:
+        raise SpecError(uniq)
