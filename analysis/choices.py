@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vat_study import methods
+
 from .data import Skip, StudyData, best_config, paired_test
 from .plotting import plt, save
 
@@ -74,6 +76,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     if df.empty or "test_error" not in df:
         raise Skip("no complete trials with test_error")
     df = df.assign(choice=df.apply(_choice, axis=1)).dropna(subset=["choice"])
+    df["eps"] = [e if methods.get(m).uses_eps else np.nan for m, e in zip(df["method"], df["eps"])]
     centres = df[df["choice"] == CENTRE]
     if centres.empty or (df["choice"] != CENTRE).sum() == 0:
         raise Skip("needs a centre configuration (only the method as search parameter) and configurations "
@@ -112,13 +115,13 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
     effects = effects.assign(label=[f"{c}, eps {e:g}" if e == e else c for c, e in zip(effects["choice"], effects["eps"])])
     choices = list(dict.fromkeys(effects["label"]))
     y = {c: i for i, c in enumerate(choices)}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(choices) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(choices) + 1.8), sharey=True)
     for k, (method, g) in enumerate(effects.groupby("method", sort=False)):
         off = (k - 1) * 0.22
         axes[0].errorbar(100 * g["test_error_mean"], [y[c] + off for c in g["label"]],
                          xerr=100 * g["test_error_sd"].fillna(0), fmt="o", capsize=3, label=method)
     axes[0].set_xlabel("test error (%)")
-    axes[0].set_title("(a) each configuration, mean +- SD over seeds")
+    axes[0].set_title("(a) test error, mean +- SD over seeds")
     axes[0].legend()
     if not gaps.empty:
         best = {c: f"{c}, eps {e:g}" for c, e in zip(gaps["choice"], gaps["vat_eps"])}
@@ -128,7 +131,7 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
         axes[1].errorbar(mid, yy, xerr=err, fmt="s", color="k", capsize=3)
         axes[1].axvline(0, color="0.5", lw=1)
     axes[1].set_xlabel("VAT - RPT test error (points)")
-    axes[1].set_title("(b) VAT - RPT at each one's best eps, paired, 95 % CI")
+    axes[1].set_title("(b) VAT - RPT (each at its best eps), 95 % CI")
     axes[0].set_yticks(range(len(choices)), choices)
     axes[0].invert_yaxis()
     return save(fig, stem, note="One setting changed at a time from the centre; left of 0 in (b): VAT wins")
