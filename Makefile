@@ -32,5 +32,8 @@ bench-platform: $(STAMP)   # ~35 min on 2 cores: batched seeds; platform overhea
 	$(BIN)/python -m benchmarks.study_overhead
 	$(BIN)/python -m benchmarks.platform_overhead
 
+reproduce-mnist: $(STAMP) # ~2.5 h on 2 cores: the committed MNIST reproductions into results/ (needs the MNIST files)
+	VAT=$(BIN)/vat-study bash scripts/reproduce_mnist_cpu.sh
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
