@@ -49,7 +49,7 @@ def test_no_eval_exec_pickle_or_unsafe_loading_in_the_code():
 
 
 def test_the_yaml_loader_is_a_safe_loader():
-    from vat_study.spec import _Loader, safe_load
+    from vat_study.yamlio import _Loader, safe_load
 
     assert issubclass(_Loader, yaml.SafeLoader)
     with pytest.raises(yaml.YAMLError):

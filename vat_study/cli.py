@@ -181,6 +181,13 @@ def run(
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray start --head)."),
 ) -> None:
     """Run (or continue) a study: every trial lands in the store; finished trials are not rerun."""
+    import signal
+    import threading
+
+    # SIGINT means "stop: mark running trials interrupted, exit 130", also for a run started in the
+    # background by a non-interactive shell (which would otherwise inherit SIGINT as ignored).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = _load_study(study, set_, executor, storage, address)
     from .preflight import run_preflight
     from .spec import SpecError
