@@ -19,6 +19,25 @@ from .schema import MIGRATIONS, SCHEMA_REVISION, VERSION_TABLE, StoreError
 log = logging.getLogger(__name__)
 
 
+def _wal(cur, seconds: float = 60.0) -> None:
+    """``PRAGMA journal_mode=WAL``. Switching a rollback-journal file (a store from an older
+    version) to WAL needs the file to itself, and SQLite answers "database is locked" at once
+    rather than waiting while another process holds it: retry for up to ``seconds``, as the busy
+    timeout would."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``. SQLite: WAL, foreign keys on, a 60 s busy timeout, and explicit
     BEGIN (``BEGIN IMMEDIATE`` on connections with the ``vat_write`` execution option)."""
@@ -38,7 +57,7 @@ def make_engine(url: str) -> Engine:
         def _on_connect(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # the driver never opens transactions itself: we do
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            _wal(cur)  # readers never block the writer
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
