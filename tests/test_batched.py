@@ -41,7 +41,7 @@ def test_batched_seeds_equal_separate_runs_where_determinism_allows(method):
            "probes": {"rvadv": {"size": 60}, "fidelity": {"size": 10, "reference_iterations": 5},
                       "grad_variance": {"samples": 3, "batch": 16}}}
     batched, b_steps = _run({**cfg, "seeds": [0, 1, 2]})
-    assert not batched["failed"] and batched["seeds"][1]["batch_seeds"] == 3
+    assert not batched["failed"] and batched["seeds"][1]["lanes"] == 3
     for seed in (0, 1, 2):
         alone, a_steps = _run({**cfg, "seed": seed})
         got = batched["seeds"][seed]

@@ -55,6 +55,7 @@ class SeedBatch(nn.Module):
                 del m._buffers[k]
         self.template = template
         self._plain = [copy.deepcopy(models[0])]  # a real network to hand out one seed at a time (unregistered)
+        self._saved = set(models[0].state_dict())  # buffers outside it (GaussianNoise.sigma_t) are per-lane settings
         self._vmapped = vmap(self._one_seed, randomness="different")
 
     def _stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -76,12 +77,16 @@ class SeedBatch(nn.Module):
     def seed_state_dict(self, i: int) -> dict[str, Tensor]:
         """Seed i's weights and BN statistics, keyed as the plain network's ``state_dict``."""
         params, buffers = self._stacked()
-        return {k: v[i].detach().clone() for k, v in {**params, **buffers}.items()}
+        return {k: v[i].detach().clone() for k, v in {**params, **buffers}.items() if k in self._saved}
 
     def seed_model(self, i: int) -> nn.Module:
         """Seed i's network as a plain module (a copy, in this module's train/eval mode), for the
         probes, which measure one network at a time."""
         plain = self._plain[0]
+        _, buffers = self._stacked()
         with torch.no_grad():
             plain.load_state_dict(self.seed_state_dict(i))
+            for k in self._buffer_names:
+                if k not in self._saved:  # per-lane settings (a noise layer's SD)
+                    plain.get_buffer(k).copy_(buffers[k][i])
         return plain.train(self.training)

@@ -173,6 +173,21 @@ def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+LANE_SETTINGS: tuple[str, ...] = ("seed", "eps", "alpha", "xi", "noise_sigma")
+"""The settings lanes may differ in (``train.train_lanes``, ``objective.run_lanes``): each lane's
+own initialization, splits and batches (seed), and its eps, alpha, xi as per-lane tensors; the
+noise SD per network where the model has noise (whether it has noise is structural)."""
+
+
+def lane_structure(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved trial config without its lane settings: trials whose structures are equal can
+    train as lanes of one batched model (same data, model and widths, method, K, direction,
+    batches, steps, optimizer and schedule, stochastic layers, probes, device and dtype)."""
+    out = {k: v for k, v in resolved.items() if k not in LANE_SETTINGS and k not in ("seeds", "model_path")}
+    out["noisy"] = (resolved.get("noise_sigma") or 0) > 0  # the noise layer exists or not
+    return out
+
+
 class Probes(_Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None

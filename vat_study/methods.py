@@ -56,6 +56,21 @@ class Step:
     x_reg: Tensor | None  # the unlabeled batch [S * B_u, ...]; None: supervised
     n_seeds: int = 1
     random_start: RandomStart | None = None  # d0 for the samples x (default: the global RNG)
+    lane_eps: Tensor | None = None  # one eps per seed block [S] (lanes); None: cfg.eps for all
+    lane_xi: Tensor | None = None  # one xi per seed block [S] (lanes); None: cfg.xi for all
+
+    def eps(self, x: Tensor) -> float | Tensor:
+        """eps for the samples of x (seed-blocked): cfg.eps, or each lane's eps per sample [N]."""
+        return self.cfg.eps if self.lane_eps is None else per_lane_sample(self.lane_eps, x, self.n_seeds)
+
+    def xi(self, x: Tensor) -> float | Tensor:
+        """xi for the samples of x, as ``eps``."""
+        return self.cfg.xi if self.lane_xi is None else per_lane_sample(self.lane_xi, x, self.n_seeds)
+
+
+def per_lane_sample(values: Tensor, x: Tensor, n_seeds: int) -> Tensor:
+    """One value per seed block [S] -> one per sample of the seed-blocked batch x [S * B]."""
+    return values.repeat_interleave(x.shape[0] // n_seeds)
 
 
 def _none(s: Step) -> Tensor:
@@ -64,7 +79,7 @@ def _none(s: Step) -> Tensor:
 
 def _adversarial(norm: Literal["l2", "linf"]) -> Callable[[Step], Tensor]:
     def reg(s: Step) -> Tensor:  # L_adv on the labeled batch (Eq. 1, r_adv from Eq. 3 or 4)
-        return per_seed(adversarial_loss(s.model, s.x_l, s.y_l, eps=s.cfg.eps, norm=norm, reduction="none"),
+        return per_seed(adversarial_loss(s.model, s.x_l, s.y_l, eps=s.eps(s.x_l), norm=norm, reduction="none"),
                         s.n_seeds)
     return reg
 
@@ -81,7 +96,7 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         # The labeled pass already is the clean pass when R uses the labeled batch and the modes agree.
         reuse = x is s.x_l and impl.bn == "batch" and (impl.clean_stochastic or not has_stochastic_layers(s.model))
         lds_x, logits = regularizer_lds(
-            s.model, x, eps=cfg.eps, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
+            s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=cfg.k, method=cfg.direction,
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
             clean_grad=entropy, **impl.passes())
         r = per_seed(lds_x, s.n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)

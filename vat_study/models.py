@@ -24,11 +24,16 @@ CONV_MODELS: tuple[str, ...] = ("conv_small_svhn", "conv_small_cifar10", "conv_l
 
 
 class GaussianNoise(nn.Module):
-    """Adds N(0, sigma^2) noise in train mode (Appendix C); the identity in eval mode."""
+    """Adds N(0, sigma^2) noise in train mode (Appendix C); the identity in eval mode.
+
+    The SD the forward pass uses is a buffer (``sigma_t``, not saved in the state_dict), so that
+    lanes (``batched.SeedBatch``) can give each network its own; ``sigma`` (a number) says
+    whether the layer adds noise at all."""
 
     def __init__(self, sigma: float) -> None:
         super().__init__()
         self.sigma = float(sigma)
+        self.register_buffer("sigma_t", torch.tensor(self.sigma), persistent=False)
 
     @property
     def stochastic(self) -> bool:  # read by regularizers.deterministic_layers
@@ -36,7 +41,7 @@ class GaussianNoise(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         if self.training and self.sigma > 0:
-            return h + self.sigma * torch.randn_like(h)
+            return h + self.sigma_t * torch.randn_like(h)
         return h
 
     def extra_repr(self) -> str:

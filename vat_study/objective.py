@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ConfigError, TrialConfig
+from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
 from .probes import RVADV_TRAIN, grad_sd_norm_name
-from .train import error_rates, train_seeds
+from .train import error_rates, train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -54,22 +54,31 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     (updates only), wall_seconds, steps, n_labeled, n_validation, device, and the last
     evaluation's other metrics. Training is deterministic for a given seed on the CPU; the
     caller's RNG state is untouched. A loss that turns NaN/inf raises FloatingPointError.
-    Several seeds trained together: ``run_seeds``.
+    Several seeds trained together: ``run_seeds``; several trials (lanes): ``run_lanes``.
     """
     cfg = TrialConfig.from_mapping(config)
     if cfg.seeds is not None:
         raise ConfigError(["seeds: run_trial trains one seed (the config's seed); train several together with "
                            "run_seeds(config, seeds)"])
-    result = _train(cfg, report)
-    return result.metrics[cfg.seed]
+    result = _train([cfg], report, batched=False)
+    return result.metrics[0]  # type: ignore[return-value]  (one lane raises when it diverges)
 
 
 @dataclass
 class SeedsResult:
     """What ``run_seeds`` returns: each seed's final metrics (as ``run_trial`` gives them, plus
-    ``batch_seeds``), and the seeds whose loss turned NaN/inf with the message."""
+    ``lanes``), and the seeds whose loss turned NaN/inf with the message."""
 
     metrics: dict[int, dict[str, Any]]
+    failed: dict[int, str]
+
+
+@dataclass
+class LanesResult:
+    """What ``run_lanes`` returns: lane i's final metrics at ``metrics[i]`` (as ``run_trial`` gives
+    them, plus ``lanes``; None for a lane that diverged), and the diverged lanes' messages."""
+
+    metrics: list[dict[str, Any] | None]
     failed: dict[int, str]
 
 
@@ -80,59 +89,97 @@ def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: Report
     seed's metrics with a ``seed`` entry. A seed whose loss turns NaN/inf is in ``failed`` while
     the others train on. ``model_path`` must hold ``{seed}`` (one file per seed)."""
     cfg = TrialConfig.from_mapping({**dict(config or {}), "seeds": list(seeds)})
-    return _train(cfg, report)
+    lanes = [cfg.model_copy(update={"seed": s, "seeds": None, "model_path": cfg.model_path and
+                                    cfg.model_path.replace("{seed}", str(s))}) for s in cfg.seeds or []]
+    each = None if report is None else (lambda step, m: report(step, {**{k: v for k, v in m.items() if k != "lane"},
+                                                                       "seed": lanes[m["lane"]].seed}))
+    result = _train(lanes, each, batched=True)
+    return SeedsResult({lanes[i].seed: m for i, m in enumerate(result.metrics) if m is not None},
+                       {lanes[i].seed: text for i, text in result.failed.items()})
 
 
-def _train(cfg: TrialConfig, report: Report | None) -> SeedsResult:
+def run_lanes(configs: list[Mapping[str, Any]], report: Report | None = None) -> LanesResult:
+    """Several trials trained together as one batched model, one lane per config: the configs
+    agree on everything but their lane settings (``config.LANE_SETTINGS``: seed, eps, alpha, xi,
+    noise_sigma), and each lane trains exactly as ``run_trial(configs[i])`` would (dropout and
+    noise draws aside). ``report`` gets each lane's metrics with a ``lane`` entry (its index). A
+    lane whose loss turns NaN/inf is in ``failed`` (its metrics None) while the others train on.
+    Raises ConfigError naming the settings where two configs differ structurally."""
+    if not configs:
+        raise ConfigError(["configs: run_lanes needs at least one trial config"])
+    lanes = [TrialConfig.from_mapping(c) for c in configs]
+    for i, c in enumerate(lanes):
+        if c.seeds is not None:
+            raise ConfigError([f"configs[{i}].seeds: a lane is one trial (one seed); give each seed its own lane"])
+    base = lane_structure(lanes[0].model_dump(mode="json"))
+    for i, c in enumerate(lanes[1:], 1):
+        other = lane_structure(c.model_dump(mode="json"))
+        diff = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+        if diff:
+            raise ConfigError([f"configs[{i}].{k}: lanes may differ only in {', '.join(LANE_SETTINGS)}; "
+                               f"{k} is {other.get(k)!r} here and {base.get(k)!r} in configs[0]" for k in diff])
+    paths = [c.model_path for c in lanes if c.model_path]
+    if len(set(paths)) != len(paths):
+        raise ConfigError(["model_path: each lane needs its own file"])
+    return _train(lanes, report, batched=len(lanes) > 1)
+
+
+def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> LanesResult:
+    cfg = lanes[0]
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     t_start = time.perf_counter()
-    seeds = cfg.seeds if cfg.seeds is not None else [cfg.seed]
-    batched = cfg.seeds is not None
+    n = len(lanes)
 
-    prepared = prepare_data(cfg.model_copy(update={"seed": seeds[0]}), device)
+    prepared = prepare_data(cfg, device)
     ds, x_train, y_train = prepared.dataset, prepared.x_train, prepared.y_train
     x_test, y_test = prepared.x_test, prepared.y_test
-    splits = [prepared.splits] + [seed_splits(cfg, ds, s) for s in seeds[1:]]
-    if cfg.zca and len(seeds) > 1 and any(not torch.equal(sp.unlabeled, splits[0].unlabeled) for sp in splits):
+    by_seed = {cfg.seed: prepared.splits}
+    for c in lanes[1:]:
+        if c.seed not in by_seed:
+            by_seed[c.seed] = seed_splits(c, ds, c.seed)
+    splits = [by_seed[c.seed] for c in lanes]
+    if cfg.zca and n > 1 and any(not torch.equal(sp.unlabeled, splits[0].unlabeled) for sp in splits):
         raise ConfigError(["seeds: zca is fitted on each seed's own unlabeled pool; train these seeds separately"])
 
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
         models = []
-        for s in seeds:  # each seed's initialization exactly as its own run draws it
-            torch.manual_seed(s)
-            np.random.seed(s % 2**32)
-            models.append(_build(cfg, ds).to(device, dtype))
+        for c in lanes:  # each lane's initialization exactly as its own run draws it
+            torch.manual_seed(c.seed)
+            np.random.seed(c.seed % 2**32)
+            models.append(_build(c, ds).to(device, dtype))
         model = SeedBatch(models) if batched else models[0]
         del models
         reports = None if report is None else [
-            (lambda step, m, s=s: report(step, {**m, "seed": s})) if batched else report for s in seeds]
-        results = train_seeds(cfg, seeds, x_train, y_train, splits, model, reports)
+            (lambda step, m, i=i: report(step, {**m, "lane": i})) if batched else report for i in range(n)]
+        results = train_lanes(lanes, x_train, y_train, splits, model, reports)
 
-    test_errors = error_rates(model, [x_test] * len(seeds), [y_test] * len(seeds))  # the only use of the test set
+    test_errors = error_rates(model, [x_test] * n, [y_test] * n)  # the only use of the test set
     wall = time.perf_counter() - t_start
-    out, failed = {}, {}
-    for i, (s, metrics) in enumerate(zip(seeds, results)):
+    out: list[dict[str, Any] | None] = []
+    failed: dict[int, str] = {}
+    for i, (c, metrics) in enumerate(zip(lanes, results)):
         if "diverged" in metrics:
-            failed[s] = str(metrics["diverged"])
+            failed[i] = str(metrics["diverged"])
+            out.append(None)
             continue
         metrics["test_error"] = test_errors[i]
-        if cfg.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
-            path = Path(cfg.model_path.replace("{seed}", str(s)))
+        if c.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
+            path = Path(c.model_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(model.seed_state_dict(i) if batched else model.state_dict(), path)
         metrics.update(
             steps=cfg.steps,
-            wall_seconds=wall / len(seeds),
+            wall_seconds=wall / n,
             n_labeled=len(splits[i].labeled),
             n_validation=len(splits[i].validation),
             device=str(device),
         )
         if batched:
-            metrics["batch_seeds"] = len(seeds)
-        out[s] = metrics
-    return SeedsResult(out, failed)
+            metrics["lanes"] = n
+        out.append(metrics)
+    return LanesResult(out, failed)
 
 
 def seed_splits(cfg: TrialConfig, ds: Dataset, seed: int) -> Splits:

@@ -77,7 +77,7 @@ def rvadv_seeds(
     *,
     eps: float,
     power_iterations: int = 1,
-    xi: float,
+    xi: float | list[float],
     method: DirectionMethod = "finite_difference",
     seeds: list[int],
     chunk: int = 500,
@@ -85,7 +85,8 @@ def rvadv_seeds(
 ) -> list[float]:
     """``rvadv`` of each seed's network of a ``SeedBatch`` at once (one plain network: one seed),
     ``xs[i]`` and the random starts of ``seeds[i]`` for seed i: the same numbers as ``rvadv`` on
-    each network alone. The sets in ``xs`` have equal sizes.
+    each network alone. The sets in ``xs`` have equal sizes. ``xi``: one value, or one per
+    network (lanes).
 
     ``train_mode``: measure R_vadv as training sees it instead: the model in train mode, each
     pass in the mode these ``regularizer_lds`` settings (``Implementation.passes()``) give it
@@ -104,12 +105,14 @@ def rvadv_seeds(
             blocks = [x[lo : lo + chunk] for x in xs]
             xb = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
             d0 = torch.cat([random_unit_direction(b, g) for b, g in zip(blocks, gens)])
+            xi_b = xi if not isinstance(xi, list) else torch.tensor(
+                [v for v, b in zip(xi, blocks) for _ in range(len(b))], dtype=xb.dtype, device=xb.device)
             if train_mode is not None:
-                values, _ = regularizer_lds(model, xb, eps=eps, xi=xi, power_iterations=power_iterations,
+                values, _ = regularizer_lds(model, xb, eps=eps, xi=xi_b, power_iterations=power_iterations,
                                             method=method, d0=d0, **train_mode)
                 totals += values.detach().double().view(len(xs), -1).sum(1)
                 continue
-            d = virtual_adversarial_direction(model, xb, xi=xi, power_iterations=power_iterations, method=method,
+            d = virtual_adversarial_direction(model, xb, xi=xi_b, power_iterations=power_iterations, method=method,
                                               d0=d0)
             with torch.no_grad():
                 totals += lds(model, xb, eps * d).double().view(len(xs), -1).sum(1)

@@ -122,12 +122,26 @@ def random_unit_direction(x: Tensor, generator: torch.Generator | None = None) -
     return unit_vector(d)
 
 
-def _check_direction_args(xi: float, power_iterations: int, method: str) -> None:
+Scalar = float | Tensor
+"""eps or xi: one number for the batch, or one per sample (a tensor [N]; lanes, see ``batched``).
+A per-sample tensor is checked by its caller (``config.TrialConfig`` validates each lane's value):
+checking it here would wait for the device at every step."""
+
+
+def per_sample(v: Scalar, x: Tensor) -> Scalar:
+    """``v`` shaped to scale x sample by sample: a number stays a number; a tensor [N] becomes
+    [N, 1, ..., 1] (one value per sample of x)."""
+    if isinstance(v, Tensor):
+        return v.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    return v
+
+
+def _check_direction_args(xi: Scalar, power_iterations: int, method: str) -> None:
     if method not in DIRECTION_METHODS:
         raise ValueError(f"method must be one of {DIRECTION_METHODS}, got {method!r}")
     if not isinstance(power_iterations, int) or isinstance(power_iterations, bool) or power_iterations < 0:
         raise ValueError(f"power_iterations must be an integer >= 0, got {power_iterations!r}")
-    if method == "finite_difference" and not (xi > 0 and xi < float("inf")):
+    if method == "finite_difference" and not isinstance(xi, Tensor) and not (xi > 0 and xi < float("inf")):
         raise ValueError(f"xi must be a finite number > 0, got {xi!r}")
 
 
@@ -141,7 +155,7 @@ def virtual_adversarial_direction(
     x: Tensor,
     logits: Tensor | None = None,
     *,
-    xi: float = DEFAULT_XI,
+    xi: Scalar = DEFAULT_XI,
     power_iterations: int = 1,
     method: DirectionMethod = "finite_difference",
     generator: torch.Generator | None = None,
@@ -172,6 +186,7 @@ def virtual_adversarial_direction(
     """
     _check_direction_args(xi, power_iterations, method)
     x = x.detach()
+    xi = per_sample(xi, x)
     d = random_unit_direction(x, generator) if d0 is None else d0.detach()
     if power_iterations == 0:
         return d
@@ -247,8 +262,8 @@ def regularizer_lds(
     model: nn.Module,
     x: Tensor,
     *,
-    eps: float,
-    xi: float = DEFAULT_XI,
+    eps: Scalar,
+    xi: Scalar = DEFAULT_XI,
     power_iterations: int = 1,
     method: DirectionMethod = "finite_difference",
     clean_stochastic: bool = False,
@@ -274,7 +289,8 @@ def regularizer_lds(
        reaches theta.
 
     Returns (LDS [N], clean logits [N, C]). With a model in eval mode every pass is the
-    deterministic eval-mode pass, whatever the settings.
+    deterministic eval-mode pass, whatever the settings. ``eps`` and ``xi`` may be one value per
+    sample (tensors [N]: lanes).
     """
     noisy = has_stochastic_layers(model)  # without dropout/noise layers "stochastic" changes nothing
     if logits is None:
@@ -286,7 +302,7 @@ def regularizer_lds(
                                           power_iterations=power_iterations, method=method,
                                           generator=generator, divergence=divergence, deterministic=False)
     with regularizer_pass(model, stochastic=lds_stochastic, bn=bn):
-        return lds(model, x, eps * d, logits, divergence=divergence), logits
+        return lds(model, x, per_sample(eps, x) * d, logits, divergence=divergence), logits
 
 
 def rpt_loss(
@@ -306,7 +322,7 @@ def adversarial_loss(
     x: Tensor,
     y: Tensor,
     *,
-    eps: float,
+    eps: Scalar,
     norm: Literal["l2", "linf"] = "l2",
     reduction: Literal["mean", "none"] = "mean",
 ) -> Tensor:
@@ -319,9 +335,10 @@ def adversarial_loss(
     """
     if norm not in ("l2", "linf"):
         raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
-    if not (eps >= 0 and eps < float("inf")):
+    if not isinstance(eps, Tensor) and not (eps >= 0 and eps < float("inf")):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     x = x.detach()
+    eps = per_sample(eps, x)  # one value, or one per sample (lanes)
     with torch.enable_grad(), frozen_batch_stats(model):
         with deterministic_layers(model):
             x_ = x.clone().requires_grad_(True)

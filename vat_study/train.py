@@ -94,26 +94,50 @@ def error_rate(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1000) -> flo
     return error_rates(model, [x], [y], chunk)[0]
 
 
+@dataclass(frozen=True)
+class LaneValues:
+    """The lane settings that differ between the networks of one batched model, one value per
+    network (tensors [S] on the device); None where every lane has the config's value (then the
+    number itself is used, exactly as a separate run does)."""
+
+    eps: Tensor | None = None
+    alpha: Tensor | None = None
+    xi: Tensor | None = None
+
+    @staticmethod
+    def of(lanes: list[TrialConfig], device: torch.device | str, dtype: torch.dtype) -> LaneValues:
+        def values(name: str) -> Tensor | None:
+            v = [getattr(c, name) for c in lanes]
+            return None if all(x == v[0] for x in v) else torch.tensor(v, device=device, dtype=dtype)
+        return LaneValues(values("eps"), values("alpha"), values("xi"))
+
+
+NO_LANES = LaneValues()
+
+
 def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
                 x_reg: Tensor | None, n_seeds: int = 1,
-                random_start: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+                random_start: Callable[[Tensor], Tensor] | None = None, lanes: LaneValues = NO_LANES) -> Tensor:
     """R of Eq. 8 for this step, one value per seed: shape [S], as the method's registry entry
     computes it (``methods``). ``x_reg`` is the unlabeled batch (None: supervised)."""
-    return methods.get(cfg.method).regularizer(Step(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start))
+    return methods.get(cfg.method).regularizer(Step(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start,
+                                                    lanes.eps, lanes.xi))
 
 
 def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,
                x_reg: Tensor | None, n_seeds: int = 1,
-               random_start: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+               random_start: Callable[[Tensor], Tensor] | None = None,
+               lanes: LaneValues = NO_LANES) -> tuple[Tensor, Tensor, Tensor]:
     """One update on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R), one value per
-    seed (shape [S]; S = 1 for a plain network). With S seeds the update minimizes the sum of
-    the S seeds' objectives, i.e. gives each seed's weights its own run's gradient. No value is
-    read back to the host here: the step never waits for the device."""
+    seed (shape [S]; S = 1 for a plain network). With S seeds (lanes) the update minimizes the sum
+    of the S objectives, i.e. gives each network's weights its own run's gradient; ``lanes``
+    holds the eps / alpha / xi of each network where they differ. No value is read back to the
+    host here: the step never waits for the device."""
     model.train()
     logits_l = model(x_l)  # the only pass that updates BN running statistics
     nll = per_seed(F.cross_entropy(logits_l, y_l, reduction="none"), n_seeds)
-    reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start)
-    loss = nll + cfg.alpha * reg
+    reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start, lanes)
+    loss = nll + (cfg.alpha if lanes.alpha is None else lanes.alpha) * reg
     opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     opt.step()
@@ -190,16 +214,36 @@ def train_seeds(
     model: nn.Module,
     reports: list[Report] | None = None,
 ) -> list[dict[str, float]]:
-    """Train S seeds at once: ``model`` is a ``SeedBatch`` of S networks (or, for S = 1, the plain
-    network), seed i with ``splits[i]``, its own batches, augmentation and random starts, and
-    ``reports[i]``. Returns each seed's last metrics. A seed whose loss turns NaN/inf is dropped
-    (its metrics get ``diverged``: the message) while the others go on: the seeds share no weights,
-    so its NaNs never reach them; with one seed that raises FloatingPointError."""
-    n = len(seeds)
-    runs = [SeedData.make(cfg, seed, sp, x_train, y_train) for seed, sp in zip(seeds, splits)]
+    """``train_lanes`` for lanes that differ only in their seed."""
+    lanes = [cfg.model_copy(update={"seed": s, "seeds": None}) for s in seeds]
+    return train_lanes(lanes, x_train, y_train, splits, model, reports)
+
+
+def train_lanes(
+    lanes: list[TrialConfig],
+    x_train: Tensor,
+    y_train: Tensor,
+    splits: list[Splits],
+    model: nn.Module,
+    reports: list[Report] | None = None,
+) -> list[dict[str, float]]:
+    """Train S lanes at once: ``model`` is a ``SeedBatch`` of S networks (or, for S = 1, the plain
+    network); lane i trains as ``lanes[i]`` says, with ``splits[i]``, its own seed's batches,
+    augmentation and random starts, its own eps / alpha / xi (and noise SD, built into its
+    network), and ``reports[i]``. The lanes agree on everything else (``lane_structure``); the
+    first one's config drives the loop. Returns each lane's last metrics. A lane whose loss turns
+    NaN/inf is dropped (its metrics get ``diverged``: the message) while the others go on: the
+    lanes share no weights, so its NaNs never reach them; with one lane that raises
+    FloatingPointError."""
+    cfg = lanes[0]
+    n = len(lanes)
+    seeds = [c.seed for c in lanes]
+    runs = [SeedData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
+    values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
     seed_models = (lambda i: model.seed_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
     rv, fid, gv = cfg.probes.rvadv, cfg.probes.fidelity, cfg.probes.grad_variance
     semi = cfg.mode == "semi_supervised"
+    probe_xi = cfg.xi if values.xi is None else [c.xi for c in lanes]
 
     def due(every: int | None, step: int, steps: list[int] | None = None) -> bool:
         if steps is not None:
@@ -209,7 +253,7 @@ def train_seeds(
     def cat(parts: list[Tensor]) -> Tensor:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def random_start(x: Tensor) -> Tensor:  # d0 for each seed's block, from that seed's generator
+    def random_start(x: Tensor) -> Tensor:  # d0 for each lane's block, from that lane's generator
         return cat([random_unit_direction(xb, r.start_gen) for xb, r in zip(x.chunk(n), runs)])
 
     opt = adam(cfg, model)
@@ -234,7 +278,7 @@ def train_seeds(
                                       flip=cfg.augment.flip, generator=r.gen))
         x_reg = cat(xs_reg) if semi else None
 
-        losses = train_step(cfg, model, opt, cat(xs_l), cat(ys_l), x_reg, n, random_start)
+        losses = train_step(cfg, model, opt, cat(xs_l), cat(ys_l), x_reg, n, random_start, values)
         sums += torch.stack(losses)
         n_sum += 1
 
@@ -249,11 +293,11 @@ def train_seeds(
         n_sum = 0
         val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
         rvadvs = P.rvadv_seeds(model, [r.x_rvadv for r in runs], eps=rv.eps, power_iterations=rv.power_iterations,
-                               xi=cfg.xi, method=cfg.direction, seeds=[r.seed for r in runs]) if do_rv else None
+                               xi=probe_xi, method=cfg.direction, seeds=[r.seed for r in runs]) if do_rv else None
         # The same as training sees it (train mode, each pass as cfg.implementation makes it, BN on
         # batches of the regularizer's size): eval mode alone can hide what the noise does.
         rvadvs_train = P.rvadv_seeds(model, [r.x_rvadv for r in runs], eps=rv.eps, power_iterations=rv.power_iterations,
-                                     xi=cfg.xi, method=cfg.direction, seeds=[r.seed for r in runs],
+                                     xi=probe_xi, method=cfg.direction, seeds=[r.seed for r in runs],
                                      chunk=cfg.batch.unlabeled if semi else cfg.batch.labeled,
                                      train_mode=cfg.implementation.passes()) if do_rv else None
         for i in list(alive):
@@ -270,16 +314,16 @@ def train_seeds(
             if rvadvs is not None:
                 metrics["rvadv"] = rvadvs[i]
                 metrics[P.RVADV_TRAIN] = rvadvs_train[i]
-            r = runs[i]
+            r, lane = runs[i], lanes[i]
             net = seed_models(i) if (do_fid or do_gv) else None  # the probes below need seed i's own network
             if do_fid:
                 metrics["fidelity"] = P.power_iteration_fidelity(
-                    net, r.x_fid, xi=cfg.xi, power_iterations=cfg.k, method=cfg.direction,
+                    net, r.x_fid, xi=lane.xi, power_iterations=cfg.k, method=cfg.direction,
                     reference_iterations=fid.reference_iterations, seed=r.seed)
             if do_gv:
                 for k in gv.power_iterations:
                     metrics[P.grad_sd_norm_name(k)] = P.grad_sd_norm(
-                        net, r.reg_pool, eps=gv.eps or cfg.eps or rv.eps, power_iterations=k, xi=cfg.xi,
+                        net, r.reg_pool, eps=gv.eps or lane.eps or rv.eps, power_iterations=k, xi=lane.xi,
                         method=cfg.direction, batch=gv.batch or (cfg.batch.unlabeled if semi else cfg.batch.labeled),
                         samples=gv.samples, generator=r.probe_gen)
             metrics["train_seconds"] = train_seconds / n  # this seed's share of the updates' time
