@@ -16,7 +16,9 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
     executor    {kind: ray|local, per_trial: {cpu, gpu}, max_concurrent, address,
                  trial_timeout (s: a trial past it is stopped and recorded FAILED, kind timeout),
                  max_failures (ray: retries of a trial whose worker process died; default 2),
-                 batch_seeds (train up to this many seeds of a configuration as one batched model)}
+                 lanes (train up to this many trials differing only in seed, eps, alpha, xi,
+                 noise_sigma as one batched model), batch_seeds (the same for the seeds of one
+                 configuration only)}
     storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
 
 Every trial's config is validated before anything runs; errors name the study-file field.
@@ -169,7 +171,17 @@ class Executor(_Strict):
     trial_timeout: float | None = Field(None, gt=0, description="seconds; a trial past it is stopped, FAILED (timeout)")
     max_failures: int = Field(2, ge=0, description="ray: retries of a trial whose worker process died")
     batch_seeds: int = Field(1, ge=1, le=64, description="train up to this many seeds of a configuration as one "
-                                                         "batched model (1: each seed on its own)")
+                                                         "batched model (1: each seed on its own); lanes "
+                                                         "restricted to the seeds of one configuration")
+    lanes: int = Field(1, ge=1, le=256, description="train up to this many trials that differ only in seed, eps, "
+                                                    "alpha, xi, noise_sigma as one batched model (1: off)")
+
+    @model_validator(mode="after")
+    def _one_batching(self) -> Executor:
+        if self.lanes > 1 and self.batch_seeds > 1:
+            raise ValueError("lanes: set either lanes (any lane settings) or batch_seeds (seeds of one "
+                             "configuration), not both; lanes covers what batch_seeds does")
+        return self
 
     _fin = field_validator("trial_timeout")(_finite)
 
@@ -261,9 +273,10 @@ class PlannedTrial:
     params: dict[str, Any]
     seed: int
     config: dict[str, Any]  # the full trial config handed to run_trial
+    optuna_number: int | None = None  # the Optuna trial (configuration) it belongs to
 
     @staticmethod
-    def make(spec: StudySpec, params: Mapping[str, Any], seed: int) -> PlannedTrial:
+    def make(spec: StudySpec, params: Mapping[str, Any], seed: int, optuna_number: int | None = None) -> PlannedTrial:
         params = dict(params)
         key = digest({"params": params, "seed": seed})
         config = spec.trial_config(params, seed)
@@ -271,16 +284,8 @@ class PlannedTrial:
         if spec.save_models:
             folder = Path(spec.models_dir or Path("results") / spec.name / "models").resolve()
             config["model_path"] = str(folder / MODEL_FILE.format(config_key=config_key, seed=seed))
-        return PlannedTrial(key=key, config_key=config_key, params=params, seed=seed, config=config)
-
-    def batched_config(self, seeds: list[int]) -> dict[str, Any]:
-        """The run_trial config that trains ``seeds`` of this trial's configuration as one batched
-        model (model files named per seed)."""
-        config = {**self.config, "seeds": list(seeds)}
-        if self.config.get("model_path"):
-            config["model_path"] = str(Path(self.config["model_path"]).with_name(
-                MODEL_FILE.format(config_key=self.config_key, seed="{seed}")))
-        return config
+        return PlannedTrial(key=key, config_key=config_key, params=params, seed=seed, config=config,
+                            optuna_number=optuna_number)
 
 
 MODEL_FILE = "{config_key}-s{seed}.pt"

@@ -1,8 +1,9 @@
-"""Executing one trial (or one batched group of seeds) through run_trial / run_seeds: store
+"""Executing one trial (or one group of lanes) through run_trial / run_lanes: store
 writes through the lease, timeouts, failures recorded with their kind."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import threading
@@ -12,10 +13,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..failpoints import failpoint
-from ..objective import resolve_config, run_seeds, run_trial
+from ..objective import resolve_config, run_lanes, run_trial
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
-from .planning import seed_groups
+from .planning import lane_groups
 
 
 
@@ -102,9 +103,9 @@ def failure_kind(exc: BaseException) -> str:
 INTERRUPTED_BY_USER = "interrupted: stopped by the user (Ctrl-C) before this trial finished"
 
 
-def _failure_text(exc: BaseException, timeout: float | None, url: str, seeds: int = 1) -> str:
+def _failure_text(exc: BaseException, timeout: float | None, url: str, lanes: int = 1) -> str:
     if isinstance(exc, TrialTimeout):
-        batch = f" (x {seeds} seeds trained as one batch)" if seeds > 1 else ""
+        batch = f" (x {lanes} lanes trained as one batched model)" if lanes > 1 else ""
         return f"timeout: the trial ran past executor.trial_timeout = {timeout:g} s{batch} and was stopped"
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED_BY_USER
@@ -121,59 +122,60 @@ def execute_trial(store: Store, study_id: int, t: PlannedTrial, optuna_number: i
 
     ``threads``: torch's intra-op threads for the trial (the study's per-trial cpu), the same in
     every executor, so one seed gives the same numbers in-process and on Ray."""
-    return execute_group(store, study_id, [t], optuna_number, report_hook, threads, timeout)[0]
+    if optuna_number is not None:
+        t = dataclasses.replace(t, optuna_number=optuna_number)
+    return execute_group(store, study_id, [t], report_hook, threads, timeout)[0]
 
 
-def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], optuna_number: int | None = None,
+def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
                   threads: int = 1, timeout: float | None = None) -> list[dict[str, Any] | None]:
-    """Run trials that differ only in their seed; two or more train as one batched model
-    (run_trial with ``seeds``, see vat_study.batched) and are stored as ordinary trials sharing a
-    ``batch_group``. Returns each trial's final metrics (None where it failed). The time limit
-    of a group is ``timeout`` times the number of seeds."""
+    """Run trials that differ only in lane settings (``planning.lane_groups``); two or more train
+    as lanes of one batched model (``run_lanes``, see vat_study.batched) and are stored as
+    ordinary trials sharing a ``batch_group``. Returns each trial's final metrics (None where it
+    failed). The time limit of a group is ``timeout`` times the number of lanes."""
     import torch
 
     batched = len(trials) > 1
     group = digest([t.key for t in trials]) if batched else None
-    leases = {t.seed: store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                        config=resolve_config(t.config), optuna_number=optuna_number,
-                                        batch_group=group)
-              for t in trials}
+    leases = [store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
+                                config=resolve_config(t.config), optuna_number=t.optuna_number, batch_group=group)
+              for t in trials]
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
 
     def report(step: int, metrics: Mapping[str, float]) -> None:
         m = dict(metrics)
-        seed = m.pop("seed") if batched else trials[0].seed
+        lane = int(m.pop("lane")) if batched else 0
         with timer.store_call():
-            store.report(leases[seed], step, m)
+            store.report(leases[lane], step, m)
         if report_hook is not None:
             report_hook(step, m)
 
-    config = trials[0].batched_config([t.seed for t in trials]) if batched else trials[0].config
-    seeds = config.pop("seeds", None)
     previous = torch.get_num_threads()
     torch.set_num_threads(max(int(threads), 1))
     try:
         with timer:
-            result = run_seeds(config, seeds, report) if batched else run_trial(config, report)
+            if batched:
+                result = run_lanes([t.config for t in trials], report)
+                metrics, failed = result.metrics, result.failed
+            else:
+                metrics, failed = [run_trial(trials[0].config, report)], {}
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
-        for lease in leases.values():
+        for lease in leases:
             store.fail_trial(lease, text, kind=kind)
         if isinstance(e, KeyboardInterrupt):
             raise
         return [None] * len(trials)
     finally:
         torch.set_num_threads(previous)
-    per_seed = result.metrics if batched else {trials[0].seed: result}
     out: list[dict[str, Any] | None] = []
-    for t in trials:
-        if t.seed in per_seed:
-            metrics = per_seed[t.seed]
-            out.append(metrics if store.finish_trial(leases[t.seed], metrics) else None)
-        else:  # a seed of a batch whose loss turned NaN/inf (the others trained on)
-            store.fail_trial(leases[t.seed], f"FloatingPointError: {result.failed[t.seed]}", kind="diverged")
+    for i, lease in enumerate(leases):
+        if metrics[i] is not None:
+            out.append(metrics[i] if store.finish_trial(lease, metrics[i]) else None)
+        else:  # a lane whose loss turned NaN/inf (the others trained on)
+            store.fail_trial(lease, f"FloatingPointError: {failed[i]}", kind="diverged")
             out.append(None)
         failpoint("trial.finished")
     return out
@@ -183,33 +185,60 @@ def threads_for(spec: StudySpec) -> int:
     return max(int(spec.executor.per_trial.cpu), 1)
 
 
-def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial],
-                optuna_number: int | None = None) -> list[dict[str, Any] | None]:
-    """Run ``trials`` in order, seeds of one configuration batched by ``executor.batch_seeds``;
-    returns each trial's final metrics (None where it failed), in the order given."""
+def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial]) -> list[dict[str, Any] | None]:
+    """Run ``trials`` in order, grouped into lanes by ``planning.lane_groups``; returns each
+    trial's final metrics (None where it failed), in the order given."""
     results: dict[str, dict[str, Any] | None] = {}
-    for group in seed_groups(trials, spec.executor.batch_seeds):
-        outs = execute_group(store, study_id, group, optuna_number, threads=threads_for(spec),
-                             timeout=spec.executor.trial_timeout)
+    for group in lane_groups(trials, spec):
+        outs = execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout)
         results.update({t.key: m for t, m in zip(group, outs)})
     return [results[t.key] for t in trials]
+
+
+def configuration_trials(spec: StudySpec, params: Mapping[str, Any], optuna_number: int | None = None
+                         ) -> list[PlannedTrial]:
+    """The trials (one per seed) of one configuration."""
+    return [PlannedTrial.make(spec, params, seed, optuna_number) for seed in spec.seeds]
+
+
+def configuration_value(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any]) -> float:
+    """The mean metric over the seeds of one configuration, from the store; raises RuntimeError
+    naming the seed that failed or has no finite metric."""
+    values = {}
+    for t in configuration_trials(spec, params):
+        value = store.final_metric(study_id, t.key, spec.metric.name)
+        if value is None or not math.isfinite(float(value)):
+            status = store.trial_statuses(study_id).get(t.key)
+            why = "failed (see the store for its traceback)" if status != "COMPLETE" else \
+                f"has no finite metric {spec.metric.name!r}"
+            raise RuntimeError(f"seed {t.seed} {why}")
+        values[t.seed] = float(value)
+    return statistics.fmean(values.values())
+
+
+def run_configurations(spec: StudySpec, store: Store, study_id: int, points: list[Mapping[str, Any]],
+                       optuna_numbers: list[int | None] | None = None) -> list[float | RuntimeError]:
+    """All seeds of several configurations (Optuna points), trained as lanes where they agree
+    structurally; returns each configuration's mean metric over seeds, or the RuntimeError that
+    says why it has none. Seeds already COMPLETE in the store are reused, not re-run."""
+    numbers = optuna_numbers or [None] * len(points)
+    todo = [t for params, n in zip(points, numbers) for t in configuration_trials(spec, params, n)
+            if store.final_metric(study_id, t.key, spec.metric.name) is None]
+    run_planned(spec, store, study_id, todo)
+    out: list[float | RuntimeError] = []
+    for params in points:
+        try:
+            out.append(configuration_value(spec, store, study_id, params))
+        except RuntimeError as e:
+            out.append(e)
+    return out
 
 
 def run_configuration(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any],
                       optuna_number: int | None = None) -> float:
     """All seeds of one configuration (an Optuna point); returns the mean metric over seeds.
     Seeds already COMPLETE in the store are reused, not re-run. Raises if any seed failed."""
-    trials = [PlannedTrial.make(spec, params, seed) for seed in spec.seeds]
-    values = {t.seed: store.final_metric(study_id, t.key, spec.metric.name) for t in trials}
-    todo = [t for t in trials if values[t.seed] is None]
-    for t, metrics in zip(todo, run_planned(spec, store, study_id, todo, optuna_number)):
-        if metrics is None:
-            raise RuntimeError(f"seed {t.seed} failed (see the store for its traceback)")
-        values[t.seed] = metrics.get(spec.metric.name)
-    for seed, value in values.items():
-        if value is None or not math.isfinite(float(value)):
-            raise RuntimeError(f"metric {spec.metric.name!r} is missing or not finite for seed {seed}")
-    return statistics.fmean(float(v) for v in values.values())
-
-
-# ------------------------------------------------------------------------------ optuna
+    value = run_configurations(spec, store, study_id, [params], [optuna_number])[0]
+    if isinstance(value, RuntimeError):
+        raise value
+    return value

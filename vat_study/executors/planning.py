@@ -1,14 +1,14 @@
 """Planning a (re)run: refuse edited studies, register the study, mark what a killed run left
-RUNNING, split the trials into those to run and those COMPLETE, group seeds for batching."""
+RUNNING, split the trials into those to run and those COMPLETE, group trials into lanes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..failpoints import failpoint
-from ..config import comparable_config
+from ..config import comparable_config, lane_structure
 from ..objective import resolve_config
-from ..spec import PlannedTrial, StudySpec, canonical
+from ..spec import PlannedTrial, StudySpec, canonical, digest
 from ..store import Store
 
 
@@ -99,9 +99,22 @@ def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
     return Plan(study_id, todo, done, interrupted)
 
 
-def seed_groups(trials: list[PlannedTrial], size: int) -> list[list[PlannedTrial]]:
-    """Trials of the same configuration in groups of up to ``size`` seeds (order kept)."""
-    by_config: dict[str, list[PlannedTrial]] = {}
+def lane_groups(trials: list[PlannedTrial], spec: StudySpec) -> list[list[PlannedTrial]]:
+    """The trials in groups that train as one batched model (order kept): with ``executor.lanes``
+    trials whose resolved configs agree but for the lane settings (``config.lane_structure``; with
+    zca also the seed, as zca is fitted on each seed's pool), up to ``lanes`` per group; with
+    ``executor.batch_seeds`` the seeds of one configuration; otherwise one trial per group."""
+    ex = spec.executor
+    if ex.lanes > 1:
+        def key(t: PlannedTrial) -> str:
+            resolved = resolve_config(t.config)
+            return digest([lane_structure(resolved), t.seed if resolved.get("zca") else None])
+        return _grouped(trials, key, ex.lanes)
+    return _grouped(trials, lambda t: t.config_key, ex.batch_seeds)
+
+
+def _grouped(trials: list[PlannedTrial], key, size: int) -> list[list[PlannedTrial]]:
+    by: dict[str, list[PlannedTrial]] = {}
     for t in trials:
-        by_config.setdefault(t.config_key, []).append(t)
-    return [g[i:i + size] for g in by_config.values() for i in range(0, len(g), max(size, 1))]
+        by.setdefault(key(t), []).append(t)
+    return [g[i:i + size] for g in by.values() for i in range(0, len(g), max(size, 1))]

@@ -16,13 +16,17 @@
   (``worker_died``) with Ray's error. The storage URL reaches the workers through the object
   store (``tune.with_parameters``), never through Tune's experiment files, whose temporary
   folder is removed after the run.
-* ``executor.batch_seeds``: each Tune trial trains up to that many seeds of one configuration
-  as one batched model (see vat_study.batched).
+* ``executor.lanes`` / ``batch_seeds``: each Tune trial trains one lane group (trials differing
+  only in seed, eps, alpha, xi, noise_sigma; or the seeds of one configuration) as one batched
+  model (see vat_study.batched). Optuna with lanes: each round asks Optuna for as many
+  configurations as fill every worker slot with a lane group, runs them as one Tune run, and
+  tells each its result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -35,7 +39,7 @@ from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from ..display import Progress
 from .execution import run_configuration, run_planned
-from .planning import RunSummary, plan, seed_groups
+from .planning import RunSummary, lane_groups, plan
 from .search import begin_optuna, suggest
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -195,6 +199,49 @@ def _mark_dead_workers(store: Store, study_id: int, results) -> None:
         store.fail_running(study_id, text, "worker_died")
 
 
+def _fit_groups(spec: StudySpec, store: Store, study_id: int, groups: list[list[PlannedTrial]], run_config) -> None:
+    """One Tune run over lane groups (one Tune trial each); the workers record the trials."""
+    from ray import tune
+
+    trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage),
+                                    {"cpu": spec.executor.per_trial.cpu, "gpu": gpu_per_trial(spec)})
+    space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
+             "spec": _public_spec(spec), "study_id": study_id}
+    tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
+                       tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_max_concurrent(spec)))
+    _mark_dead_workers(store, study_id, tuner.fit())
+
+
+def _round_size(spec: StudySpec) -> int:
+    """Optuna configurations asked for per Tune run with lanes: one lane group per worker slot."""
+    from .search import ask_batch
+
+    return ask_batch(spec) * _max_concurrent(spec)
+
+
+def _optuna_lanes_round(spec: StudySpec, store: Store, study_id: int, study, k: int, run_config,
+                        summary: RunSummary) -> None:
+    """Ask Optuna for ``k`` configurations, train their seeds as lane groups on Tune, tell each."""
+    import optuna
+
+    from .execution import configuration_trials, configuration_value
+
+    asked = [study.ask() for _ in range(k)]
+    points = [suggest(trial, spec) for trial in asked]
+    todo = [t for trial, params in zip(asked, points) for t in configuration_trials(spec, params, trial.number)
+            if store.final_metric(study_id, t.key, spec.metric.name) is None]
+    if todo:
+        _fit_groups(spec, store, study_id, lane_groups(todo, spec), run_config)
+    for trial, params in zip(asked, points):
+        try:
+            study.tell(trial, configuration_value(spec, store, study_id, params))
+        except RuntimeError as e:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            summary.failed += 1
+            summary.errors.append(f"optuna trial {trial.number}: {e}")
+        summary.ran += 1
+
+
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
     from ray import tune
 
@@ -221,19 +268,27 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
                 return summary
             _init_ray(spec)
             _check_gpus(spec)
-            groups = seed_groups(p.todo, spec.executor.batch_seeds)
-            trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage), resources())
-            space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
-                     "spec": _public_spec(spec), "study_id": p.study_id}
-            tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
-                               tune_config=tune.TuneConfig(reuse_actors=True,
-                                                           max_concurrent_trials=_max_concurrent(spec)))
+            groups = lane_groups(p.todo, spec)
             with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-                results = tuner.fit()
-            _mark_dead_workers(store, p.study_id, results)
+                _fit_groups(spec, store, p.study_id, groups, run_config)
             statuses = store.trial_statuses(p.study_id)
             summary.ran = sum(len(g) for g in groups)
             summary.failed = sum(statuses.get(t.key) != "COMPLETE" for g in groups for t in g)
+        elif spec.executor.lanes > 1:  # Optuna with lanes: batch ask, one Tune run per batch, tell each
+            study, remaining = begin_optuna(spec, summary)
+            if remaining == 0:
+                return summary
+            _init_ray(spec)
+            _check_gpus(spec)
+            total = summary.planned * len(spec.seeds)
+            with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
+                for round_ in itertools.count():
+                    k = min(remaining, _round_size(spec))
+                    if k == 0:
+                        break
+                    _optuna_lanes_round(spec, store, p.study_id, study, k,
+                                        dataclasses.replace(run_config, name=f"{spec.name}-{round_}"), summary)
+                    remaining -= k
         else:
             from ray.tune.search.optuna import OptunaSearch
 

@@ -40,6 +40,16 @@ def suggest(trial, spec: StudySpec) -> dict[str, Any]:
     return params
 
 
+def ask_batch(spec: StudySpec) -> int:
+    """How many Optuna configurations to ask for at once: with ``executor.lanes`` as many as fill
+    one lane group with all their seeds (at least 1); otherwise 1 (ask, run, tell). Points asked
+    together whose structural parameters agree train as lanes of one model; the others train in
+    groups of their own. Each is told its own result, so the sampler sees every point."""
+    if spec.executor.lanes <= 1:
+        return 1
+    return max(spec.executor.lanes // len(spec.seeds), 1)
+
+
 def optuna_storage(url: str):
     import optuna
 

@@ -1,0 +1,113 @@
+"""Lanes: trials that differ only in seed, eps, alpha, xi (and noise SD) trained as one batched
+model must give each lane exactly what its own run gives (float64, no dropout / noise draws)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vat_study import ConfigError, run_lanes, run_trial
+from vat_study.config import LANE_SETTINGS, lane_structure
+from vat_study.objective import resolve_config
+
+TASK = {"dataset": "digits", "hidden": [32, 16], "steps": 30, "eval_every": 10, "dtype": "float64",
+        "batch": {"labeled": 16, "unlabeled": 64}, "probes": {"rvadv": {"size": 40}}}
+
+# Lanes of one group: seeds repeat, eps / alpha / xi all differ between lanes.
+LANES = [{"seed": 0, "eps": 0.3, "alpha": 1.0, "xi": 1e-2},
+         {"seed": 1, "eps": 2.0, "alpha": 0.5, "xi": 1e-1},
+         {"seed": 0, "eps": 1.0, "alpha": 2.0, "xi": 1e-3}]
+KEYS = ("val_error", "test_error", "rvadv", "rvadv_train", "loss", "nll", "reg")
+
+
+def _lanes(cfg, lanes):
+    steps = []
+    res = run_lanes([{**cfg, **lane} for lane in lanes], lambda step, m: steps.append((m["lane"], step, dict(m))))
+    return res, steps
+
+
+@pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "at_linf", "baseline"])
+def test_each_lane_equals_its_separate_run(method):
+    cfg = {**TASK, "method": method}
+    res, steps = _lanes(cfg, LANES)
+    assert not res.failed and all(m["lanes"] == 3 for m in res.metrics)
+    for i, lane in enumerate(LANES):
+        alone_steps = []
+        alone = run_trial({**cfg, **lane}, lambda step, m: alone_steps.append((step, dict(m))))
+        got = res.metrics[i]
+        for k in KEYS:
+            assert got[k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), (i, k)
+        mine = [(st, m) for j, st, m in steps if j == i]
+        assert [st for st, _ in mine] == [st for st, _ in alone_steps]
+        for (_, m), (_, a) in zip(mine, alone_steps):
+            assert m["loss"] == pytest.approx(a["loss"], rel=1e-9) and m["val_error"] == a["val_error"]
+
+
+def test_lane_probes_use_each_lanes_own_eps_and_xi():
+    """Fidelity (xi) and gradient variance (eps, defaulting to the trial's) per lane."""
+    cfg = {**TASK, "steps": 10, "probes": {"rvadv": {"size": 20}, "fidelity": {"size": 8, "reference_iterations": 5},
+                                           "grad_variance": {"samples": 3, "batch": 16}}}
+    res, _ = _lanes(cfg, LANES[:2])
+    for i, lane in enumerate(LANES[:2]):
+        alone = run_trial({**cfg, **lane})
+        for k in ("fidelity", "grad_sd_norm_k1", "rvadv"):
+            assert res.metrics[i][k] == pytest.approx(alone[k], rel=1e-8), (i, k)  # as test_batched
+
+
+def test_lanes_with_different_noise_sd_draw_each_lanes_own_noise():
+    """noise_sigma is a lane setting: each network's noise layer uses its lane's SD."""
+    from vat_study.batched import SeedBatch
+    from vat_study.models import build_model
+
+    from vat_study.models import GaussianNoise
+
+    batch = SeedBatch([nn.Sequential(nn.Identity(), GaussianNoise(s)).double() for s in (0.1, 1.0, 3.0)]).train()
+    x = torch.randn(3 * 4000, 5, dtype=torch.float64)
+    noise = (batch(x) - x).view(3, -1)
+    assert [float(v) for v in noise.std(1)] == pytest.approx([0.1, 1.0, 3.0], rel=0.03)
+    assert float(batch.seed_model(2)[1].sigma_t) == 3.0 and set(batch.seed_state_dict(2)) == set()
+    models = []
+    for sigma in (0.1, 1.0):
+        torch.manual_seed(0)
+        models.append(build_model("mlp", [1, 8, 8], 10, hidden=[16], noise_sigma=sigma).double())
+    assert SeedBatch(models).seed_state_dict(1).keys() == models[1].state_dict().keys()  # loadable as saved
+    res = run_lanes([{**TASK, "dtype": "float32", "noise_sigma": s, "steps": 10} for s in (0.1, 0.5)])
+    assert not res.failed and len(res.metrics) == 2
+
+
+def test_a_diverging_lane_fails_alone():
+    """A huge alpha makes one lane's loss overflow; the other lanes train on to the end and
+    equal their separate runs."""
+    cfg = {**TASK, "method": "vat", "steps": 20, "optimizer": {"lr": 0.002}}
+    lanes = [LANES[0], {"seed": 1, "eps": 1.0, "alpha": 1e308}, LANES[1]]
+    res = run_lanes([{**cfg, **lane} for lane in lanes])
+    assert set(res.failed) == {1} and res.metrics[1] is None and "diverged" in res.failed[1]
+    for i in (0, 2):
+        alone = run_trial({**cfg, **lanes[i]})
+        assert res.metrics[i]["val_error"] == pytest.approx(alone["val_error"], abs=1e-12)
+        assert res.metrics[i]["loss"] == pytest.approx(alone["loss"], rel=1e-9)
+
+
+def test_lanes_that_differ_structurally_are_refused_naming_the_setting():
+    with pytest.raises(ConfigError, match=r"configs\[1\]\.method: lanes may differ only in seed, eps"):
+        run_lanes([{**TASK, "method": "vat"}, {**TASK, "method": "rpt"}])
+    with pytest.raises(ConfigError, match=r"configs\[1\]\.power_iterations"):
+        run_lanes([{**TASK, "power_iterations": 1}, {**TASK, "power_iterations": 2}])
+    with pytest.raises(ConfigError, match=r"configs\[1\]\.noisy"):  # a noise layer or none
+        run_lanes([{**TASK, "noise_sigma": 0.0}, {**TASK, "noise_sigma": 0.3}])
+    with pytest.raises(ConfigError, match=r"configs\[0\]\.seeds"):
+        run_lanes([{**TASK, "seeds": [0, 1]}])
+    with pytest.raises(ConfigError, match="at least one"):
+        run_lanes([])
+    with pytest.raises(ConfigError, match="eps"):  # each lane's values are validated like any config
+        run_lanes([TASK, {**TASK, "eps": -1.0}])
+
+
+def test_lane_structure_ignores_exactly_the_lane_settings():
+    a = resolve_config({**TASK, "seed": 0, "eps": 1.0, "alpha": 1.0, "xi": 1e-2, "noise_sigma": 0.2})
+    b = resolve_config({**TASK, "seed": 5, "eps": 3.0, "alpha": 0.1, "xi": 1e-4, "noise_sigma": 0.7})
+    assert lane_structure(a) == lane_structure(b)
+    assert set(LANE_SETTINGS) == {"seed", "eps", "alpha", "xi", "noise_sigma"}
+    for k, v in {"steps": 31, "power_iterations": 2, "hidden": [32, 8], "method": "rpt", "dtype": "float32"}.items():
+        assert lane_structure(resolve_config({**TASK, k: v})) != lane_structure(resolve_config(TASK)), k
