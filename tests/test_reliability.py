@@ -240,6 +240,36 @@ def test_optuna_study_killed_then_rerun_completes_exactly(tmp_path):
         assert t.value == pytest.approx(df[df["param.eps"] == t.params["eps"]]["val_error"].mean())
 
 
+def test_optuna_lane_group_killed_then_rerun_finishes_its_points_without_replaying(tmp_path):
+    """Lanes: two Optuna points (x 2 seeds) are asked at once and train as one 4-lane model; the
+    driver is killed inside that group. The rerun finishes exactly those two points (re-enqueued),
+    then asks two new ones: 4 distinct points, 8 trials COMPLETE once, each told its own mean."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = ten_trials(url, search={"optuna": {"sampler": "random", "n_trials": 4, "seed": 3, "space": {
+        "eps": {"type": "log_uniform", "low": 0.1, "high": 3.0}}}})
+    spec["executor"]["lanes"] = 4
+    path = write_study(tmp_path, spec)
+    killed = run_cli(path, {"VAT_STUDY_FAILPOINTS": "trial.report@6=kill"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    first = optuna.load_study(study_name=NAME, storage=url).trials
+    assert len(first) == 2 and {t.state.name for t in first} == {"RUNNING"}  # asked together, killed together
+    killed_points = sorted(t.params["eps"] for t in first)
+    rerun = run_cli(path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    df = Store(url).trials_frame(NAME)
+    assert len(df) == 8 and df["key"].is_unique and set(df.status) == {"COMPLETE"}
+    assert df.groupby("batch_group").size().tolist() == [4, 4]
+    study = optuna.load_study(study_name=NAME, storage=url)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    points = sorted(t.params["eps"] for t in done)
+    assert len(done) == 4 and len(set(points)) == 4 and set(killed_points) <= set(points)
+    assert sorted(df["param.eps"].unique()) == points
+    for t in done:
+        assert t.value == pytest.approx(df[df["param.eps"] == t.params["eps"]]["val_error"].mean())
+
+
 # ----------------------------------------------------------------------------- failing trials
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import format_validation_error
 from .objective import ConfigError
@@ -176,12 +176,13 @@ class Executor(_Strict):
     lanes: int = Field(1, ge=1, le=256, description="train up to this many trials that differ only in seed, eps, "
                                                     "alpha, xi, noise_sigma as one batched model (1: off)")
 
-    @model_validator(mode="after")
-    def _one_batching(self) -> Executor:
-        if self.lanes > 1 and self.batch_seeds > 1:
-            raise ValueError("lanes: set either lanes (any lane settings) or batch_seeds (seeds of one "
-                             "configuration), not both; lanes covers what batch_seeds does")
-        return self
+    @field_validator("lanes")
+    @classmethod
+    def _one_batching(cls, v: int, info: ValidationInfo) -> int:
+        if v > 1 and (info.data.get("batch_seeds") or 1) > 1:
+            raise ValueError("set either lanes (any lane settings) or batch_seeds (seeds of one configuration), "
+                             "not both; lanes covers what batch_seeds does")
+        return v
 
     _fin = field_validator("trial_timeout")(_finite)
 

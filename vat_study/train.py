@@ -28,7 +28,7 @@ from . import probes as P
 from .config import TrialConfig
 from .data import Splits, augment
 from .methods import Step, per_seed
-from .regularizers import random_unit_direction
+from .regularizers import random_unit_direction, unit_vector
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -254,7 +254,13 @@ def train_lanes(
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def random_start(x: Tensor) -> Tensor:  # d0 for each lane's block, from that lane's generator
-        return cat([random_unit_direction(xb, r.start_gen) for xb, r in zip(x.chunk(n), runs)])
+        if n == 1:
+            return random_unit_direction(x, runs[0].start_gen)
+        draws = [torch.randn(xb.shape, generator=r.start_gen, device=r.start_gen.device, dtype=x.dtype)
+                 for xb, r in zip(x.chunk(n), runs)]
+        return unit_vector(torch.cat(draws).to(x.device))  # = random_unit_direction per block (per sample)
+
+    augmenting = x_train.dim() == 4 and (cfg.augment.translate > 0 or cfg.augment.flip)
 
     opt = adam(cfg, model)
     train_seconds, n_sum = 0.0, 0
@@ -267,18 +273,24 @@ def train_lanes(
         for group in opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.optimizer.beta2)
 
-        xs_l, ys_l, xs_reg = [], [], []
-        for r in runs:
-            idx_l = r.labeled.next()
-            xs_l.append(augment(x_train[idx_l], translate=cfg.augment.translate, flip=cfg.augment.flip,
-                                generator=r.gen))
-            ys_l.append(y_train[idx_l])
-            if r.unlabeled is not None:
-                xs_reg.append(augment(x_train[r.unlabeled.next()], translate=cfg.augment.translate,
-                                      flip=cfg.augment.flip, generator=r.gen))
-        x_reg = cat(xs_reg) if semi else None
+        if augmenting:  # each lane's draws in its own run's order: batch, its augmentation, the next batch
+            xs_l, ys_l, xs_reg = [], [], []
+            for r in runs:
+                idx_l = r.labeled.next()
+                xs_l.append(augment(x_train[idx_l], translate=cfg.augment.translate, flip=cfg.augment.flip,
+                                    generator=r.gen))
+                ys_l.append(y_train[idx_l])
+                if r.unlabeled is not None:
+                    xs_reg.append(augment(x_train[r.unlabeled.next()], translate=cfg.augment.translate,
+                                          flip=cfg.augment.flip, generator=r.gen))
+            x_l, y_l, x_reg = cat(xs_l), cat(ys_l), cat(xs_reg) if semi else None
+        else:  # one gather for all lanes
+            idx = [(r.labeled.next(), r.unlabeled.next() if r.unlabeled is not None else None) for r in runs]
+            idx_l = cat([i for i, _ in idx])
+            x_l, y_l = x_train[idx_l], y_train[idx_l]
+            x_reg = x_train[cat([u for _, u in idx])] if semi else None
 
-        losses = train_step(cfg, model, opt, cat(xs_l), cat(ys_l), x_reg, n, random_start, values)
+        losses = train_step(cfg, model, opt, x_l, y_l, x_reg, n, random_start, values)
         sums += torch.stack(losses)
         n_sum += 1
 

@@ -1,0 +1,105 @@
+"""Throughput of lanes: the Fig. 3a grid (8 eps values x 3 seeds = 24 trials, alpha = 1,
+semi-supervised VAT with K = 1 on digits) as 24 sequential ``run_trial`` calls and as one
+``run_lanes`` call (24 lanes of one batched model, what ``executor.lanes: 24`` runs), side by
+side in one process, alternating round by round. Whole trials are timed (data, training,
+evaluations, probes, test error), so the ratio is what a study gains.
+
+    python -m benchmarks.lanes                  # 300 updates, 3 rounds (median), both networks
+    python -m benchmarks.lanes --quick          # 100 updates (paper MLP: 30), 1 round: < 10 min here
+    python -m benchmarks.lanes --device cuda    # on a GPU
+    python -m benchmarks.lanes --quick --profile   # + where a step's time goes, both ways
+
+Networks (the settings of studies/quickstart.yaml; eps as in studies/eps_alpha_mnist.yaml, Fig. 3a):
+    demo MLP    64-256-128-10 with BN, 100 labels, batches 32/128
+    paper MLP   64-1200-600-300-150-10 with BN (Section 4.1.1's widths), batches 64/256
+
+The last line is ``speed-up N.NNx`` for the demo MLP (sequential time / lanes time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from vat_study import run_lanes, run_trial
+
+EPS = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0]  # Fig. 3a's grid (studies/eps_alpha_mnist.yaml)
+SEEDS = [0, 1, 2]
+NETWORKS = {
+    "demo MLP 256-128": {"hidden": [256, 128], "batch": {"labeled": 32, "unlabeled": 128}},
+    "paper MLP 1200-600-300-150": {"hidden": [1200, 600, 300, 150], "batch": {"labeled": 64, "unlabeled": 256}},
+}
+DEMO = "demo MLP 256-128"
+
+
+def lanes_of(base: dict) -> list[dict]:
+    return [{**base, "eps": e, "seed": s} for e in EPS for s in SEEDS]
+
+
+def profile(configs: list[dict], top: int = 6) -> None:
+    """The operators a few updates spend their time in, sequential (one lane) and as lanes."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if configs[0]["device"].startswith("cuda") else [])
+    short = [{**c, "steps": 10, "eval_every": 10, "probes": {"rvadv": {"size": 16}}} for c in configs]
+    for label, fn, n in (("one trial", lambda: run_trial(short[0]), 1),
+                         (f"{len(short)} lanes", lambda: run_lanes(short), len(short))):
+        fn()  # warm-up
+        with torch_profile(activities=acts) as prof:
+            fn()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) / 1e3
+        print(f"  profile, {label} (10 updates; {total:.0f} ms self CPU, {total / n:.1f} ms per trial):")
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+            print(f"    {e.key:<40} {e.self_cpu_time_total / 1e3:8.1f} ms  {e.count:6d} calls")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100 updates (paper MLP 30), 1 round")
+    ap.add_argument("--steps", type=int, default=None, help="updates per trial (default 300; --quick 100)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds, median reported (default 3; --quick 1)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--profile", action="store_true", help="print where the time goes, both ways")
+    ap.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    args = ap.parse_args()
+    steps = args.steps or (100 if args.quick else 300)
+    rounds = args.rounds or (1 if args.quick else 3)
+    n = len(EPS) * len(SEEDS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
+          f"Fig. 3a grid: {len(EPS)} eps x {len(SEEDS)} seeds = {n} trials, {rounds} round(s) (median)")
+    print(f"{'network':<28} {'updates':>7} {'sequential s':>12} {'lanes s':>8} {'trials/min seq':>15} "
+          f"{'lanes':>7} {'speed-up':>9}")
+    speedups = {}
+    for name in args.networks:
+        net_steps = steps if name == DEMO or args.steps else max(steps * 3 // 10, 10)  # paper MLP: ~30x the work
+        base = {"dataset": "digits", "method": "vat", "alpha": 1.0, "steps": net_steps, "eval_every": 100,
+                "probes": {"rvadv": {"eps": 2.0, "size": 200}}, "device": args.device, **NETWORKS[name]}
+        configs = lanes_of(base)
+        run_lanes([{**c, "steps": 3} for c in configs[:2]])  # warm-up (allocator, kernels)
+        run_trial({**configs[0], "steps": 3})
+        seq, lan = [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            alone = [run_trial(c) for c in configs]
+            seq.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            out = run_lanes(configs)
+            lan.append(time.perf_counter() - t)
+            assert not out.failed, out.failed
+        s_med, l_med = statistics.median(seq), statistics.median(lan)
+        speedups[name] = s_med / l_med
+        gap = max(abs(a["val_error"] - b["val_error"]) for a, b in zip(alone, out.metrics))  # type: ignore[index]
+        print(f"{name:<28} {net_steps:7d} {s_med:12.1f} {l_med:8.1f} {60 * n / s_med:15.1f} "
+              f"{60 * n / l_med:7.1f} {speedups[name]:8.2f}x   (largest val_error gap lane vs trial: {gap:.4f})")
+        if args.profile:
+            profile(configs)
+    if DEMO in speedups:
+        print(f"speed-up {speedups[DEMO]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
