@@ -104,7 +104,7 @@ class SeedBatch(nn.Module):
             elif isinstance(m, nn.BatchNorm1d):
                 h = self._bn(m, key, params, buffers, h)
             elif isinstance(m, nn.ReLU):
-                h = F.relu(h)
+                h = F.relu(h, inplace=True)  # a fresh BN / Linear output, which their backward does not need
             elif isinstance(m, GaussianNoise) and m.training and m.sigma > 0:  # each network's own SD
                 h = h + buffers[key + "sigma_t"].view(s, 1, 1) * torch.randn_like(h)
         return h.transpose(1, 2)  # [S, B, C]
