@@ -5,7 +5,7 @@ side in one process, alternating round by round. Whole trials are timed (data, t
 evaluations, probes, test error), so the ratio is what a study gains.
 
     python -m benchmarks.lanes                  # 300 updates, 3 rounds (median), both networks
-    python -m benchmarks.lanes --quick          # 100 updates (paper MLP: 30), 1 round: < 10 min here
+    python -m benchmarks.lanes --quick          # 100 updates (paper MLP: 30), 3 rounds: ~5 min here
     python -m benchmarks.lanes --device cuda    # on a GPU
     python -m benchmarks.lanes --quick --profile   # + where a step's time goes, both ways
 
@@ -59,15 +59,15 @@ def profile(configs: list[dict], top: int = 6) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="100 updates (paper MLP 30), 1 round")
+    ap.add_argument("--quick", action="store_true", help="100 updates (paper MLP 30), 3 rounds")
     ap.add_argument("--steps", type=int, default=None, help="updates per trial (default 300; --quick 100)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds, median reported (default 3; --quick 1)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds, median reported (default 3)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--profile", action="store_true", help="print where the time goes, both ways")
     ap.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     args = ap.parse_args()
     steps = args.steps or (100 if args.quick else 300)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or 3
     n = len(EPS) * len(SEEDS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
           f"Fig. 3a grid: {len(EPS)} eps x {len(SEEDS)} seeds = {n} trials, {rounds} round(s) (median)")

@@ -171,17 +171,20 @@ def test_lanes_and_batch_seeds_together_are_refused():
         parse_spec(_lane_study("sqlite:///x.db", lanes=4, executor={"kind": "local", "lanes": 4, "batch_seeds": 2}))
 
 
-def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path):
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path, kind):
     import optuna
 
-    from vat_study.executors import run_local
+    from vat_study.executors import run_local, run_ray
     from vat_study.spec import parse_spec
     from vat_study.store import Store
 
     url = f"sqlite:///{tmp_path}/o.db"
-    spec = _lane_study(url, lanes=6, search={"optuna": {"sampler": "random", "n_trials": 4, "seed": 0, "space": {
+    spec = _lane_study(url, lanes=6, kind=kind, search={"optuna": {"sampler": "random", "n_trials": 4, "seed": 0, "space": {
         "eps": {"type": "uniform", "low": 0.5, "high": 2.0}, "alpha": {"type": "uniform", "low": 0.5, "high": 2.0}}}})
-    summary = run_local(parse_spec(spec), progress=False)
+    if kind == "ray":
+        spec["executor"]["max_concurrent"] = 1  # one lane group per Tune run: 2 rounds of 2 points
+    summary = (run_ray if kind == "ray" else run_local)(parse_spec(spec), progress=False)
     assert (summary.ran, summary.failed) == (4, 0)
     df = Store(url).trials_frame("lanes")
     assert len(df) == 12 and set(df.status) == {"COMPLETE"}
