@@ -36,7 +36,7 @@ def storage_url(request, tmp_path):
     return url
 
 
-PLATFORM_MODULES = {"test_cli", "test_concurrency", "test_reliability", "test_migrations", "test_security"}
+PLATFORM_MODULES = {"test_cli", "test_cluster", "test_concurrency", "test_reliability", "test_migrations", "test_security"}
 
 
 def pytest_collection_modifyitems(config, items):

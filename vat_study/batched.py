@@ -100,11 +100,11 @@ class SeedBatch(nn.Module):
         for name, m in self.template.net.named_children():
             key = f"net.{name}."
             if isinstance(m, nn.Linear):
-                h = torch.baddbmm(params[key + "bias"].unsqueeze(2), params[key + "weight"], h)
+                h = torch.bmm(params[key + "weight"], h).add_(params[key + "bias"].unsqueeze(2))
             elif isinstance(m, nn.BatchNorm1d):
                 h = self._bn(m, key, params, buffers, h)
             elif isinstance(m, nn.ReLU):
-                h = F.relu(h, inplace=True)  # a fresh BN / Linear output, which their backward does not need
+                h = F.relu(h)  # not in place: on the view of BN's output autograd would copy it back (CopySlices)
             elif isinstance(m, GaussianNoise) and m.training and m.sigma > 0:  # each network's own SD
                 h = h + buffers[key + "sigma_t"].view(s, 1, 1) * torch.randn_like(h)
         return h.transpose(1, 2)  # [S, B, C]

@@ -129,17 +129,20 @@ def execute_trial(store: Store, study_id: int, t: PlannedTrial, optuna_number: i
 
 def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
-                  threads: int = 1, timeout: float | None = None) -> list[dict[str, Any] | None]:
+                  threads: int = 1, timeout: float | None = None, node: str | None = None
+                  ) -> list[dict[str, Any] | None]:
     """Run trials that differ only in lane settings (``planning.lane_groups``); two or more train
     as lanes of one batched model (``run_lanes``, see vat_study.batched) and are stored as
     ordinary trials sharing a ``batch_group``. Returns each trial's final metrics (None where it
-    failed). The time limit of a group is ``timeout`` times the number of lanes."""
+    failed). The time limit of a group is ``timeout`` times the number of lanes. ``node``: the Ray
+    node running it, recorded with each trial."""
     import torch
 
     batched = len(trials) > 1
     group = digest([t.key for t in trials]) if batched else None
     leases = [store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                config=resolve_config(t.config), optuna_number=t.optuna_number, batch_group=group)
+                                config=resolve_config(t.config), optuna_number=t.optuna_number, batch_group=group,
+                                node=node)
               for t in trials]
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
@@ -185,12 +188,14 @@ def threads_for(spec: StudySpec) -> int:
     return max(int(spec.executor.per_trial.cpu), 1)
 
 
-def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial]) -> list[dict[str, Any] | None]:
+def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial],
+                node: str | None = None) -> list[dict[str, Any] | None]:
     """Run ``trials`` in order, grouped into lanes by ``planning.lane_groups``; returns each
     trial's final metrics (None where it failed), in the order given."""
     results: dict[str, dict[str, Any] | None] = {}
     for group in lane_groups(trials, spec):
-        outs = execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout)
+        outs = execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout,
+                             node=node)
         results.update({t.key: m for t, m in zip(group, outs)})
     return [results[t.key] for t in trials]
 
@@ -217,14 +222,15 @@ def configuration_value(spec: StudySpec, store: Store, study_id: int, params: Ma
 
 
 def run_configurations(spec: StudySpec, store: Store, study_id: int, points: list[Mapping[str, Any]],
-                       optuna_numbers: list[int | None] | None = None) -> list[float | RuntimeError]:
+                       optuna_numbers: list[int | None] | None = None, node: str | None = None
+                       ) -> list[float | RuntimeError]:
     """All seeds of several configurations (Optuna points), trained as lanes where they agree
     structurally; returns each configuration's mean metric over seeds, or the RuntimeError that
     says why it has none. Seeds already COMPLETE in the store are reused, not re-run."""
     numbers = optuna_numbers or [None] * len(points)
     todo = [t for params, n in zip(points, numbers) for t in configuration_trials(spec, params, n)
             if store.final_metric(study_id, t.key, spec.metric.name) is None]
-    run_planned(spec, store, study_id, todo)
+    run_planned(spec, store, study_id, todo, node)
     out: list[float | RuntimeError] = []
     for params in points:
         try:
@@ -235,10 +241,10 @@ def run_configurations(spec: StudySpec, store: Store, study_id: int, points: lis
 
 
 def run_configuration(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any],
-                      optuna_number: int | None = None) -> float:
+                      optuna_number: int | None = None, node: str | None = None) -> float:
     """All seeds of one configuration (an Optuna point); returns the mean metric over seeds.
     Seeds already COMPLETE in the store are reused, not re-run. Raises if any seed failed."""
-    value = run_configurations(spec, store, study_id, [params], [optuna_number])[0]
+    value = run_configurations(spec, store, study_id, [params], [optuna_number], node)[0]
     if isinstance(value, RuntimeError):
         raise value
     return value

@@ -49,6 +49,16 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+def _node_id() -> str | None:
+    """The Ray node this worker runs on (recorded with each trial it runs)."""
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001  not inside Ray
+        return None
+
+
 def _grid_trainable(config: dict[str, Any], storage: str) -> None:
     """A Tune function trainable: one group of planned trials (one seed, or several seeds of one
     configuration trained batched), recorded in the store by the worker."""
@@ -57,7 +67,7 @@ def _grid_trainable(config: dict[str, Any], storage: str) -> None:
     spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     trials = [PlannedTrial(**t) for t in config["trials"]]
     store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
-    results = run_planned(spec, store, config["study_id"], trials)
+    results = run_planned(spec, store, config["study_id"], trials, _node_id())
     ok = [m for m in results if m is not None]
     tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok)})
 
@@ -70,7 +80,7 @@ def _optuna_trainable(config: dict[str, Any], storage: str) -> None:
     params = {k: config[k] for k in spec.search.optuna.space}  # type: ignore[union-attr]
     store = Store(storage)
     try:
-        value = run_configuration(spec, store, config["study_id"], params)
+        value = run_configuration(spec, store, config["study_id"], params, node=_node_id())
     except RuntimeError:
         tune.report({"ok": 0})
         raise

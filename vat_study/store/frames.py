@@ -30,7 +30,7 @@ def _dotted(config: dict, key: str) -> Any:
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
     """One row per trial: id, key, config_key, seed, status, error, failure_kind, times, host,
-    attempts, batch_group, one column per search parameter (``param.<name>``) and per final metric."""
+    node (the Ray node that ran it), attempts, batch_group, one column per search parameter (``param.<name>``) and per final metric."""
     with store.session() as s:
         sid = s.scalar(select(StudyRow.id).where(StudyRow.name == study))
         if sid is None:
@@ -44,7 +44,7 @@ def trials_frame(store: Store, study: str) -> pd.DataFrame:
         row = dict(trial_id=t.id, key=t.key, config_key=t.config_key, seed=t.seed, status=t.status,
                    error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
                    optuna_number=t.optuna_number, batch_group=t.batch_group,
-                   started_at=t.started_at, finished_at=t.finished_at, host=t.host,
+                   started_at=t.started_at, finished_at=t.finished_at, host=t.host, node=t.node,
                    **{k: _dotted(upgrade_stored_config(t.config), k) for k in CONFIG_COLUMNS})
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)

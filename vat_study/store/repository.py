@@ -157,7 +157,7 @@ class Store:
 
     def start_trial(self, study_id: int, *, key: str, config_key: str, params: Mapping[str, Any], seed: int,
                     config: Mapping[str, Any], optuna_number: int | None = None,
-                    batch_group: str | None = None) -> Lease:
+                    batch_group: str | None = None, node: str | None = None) -> Lease:
         """Mark a trial RUNNING (a new row, or a new attempt of a FAILED/RUNNING one: its old metrics
         are dropped, and writes through the old attempt's lease are refused from now on)."""
         with self._write() as s:
@@ -165,7 +165,7 @@ class Store:
                            .with_for_update())
             common = dict(status="RUNNING", error=None, failure_kind=None, started_at=utcnow(), finished_at=None,
                           host=socket.gethostname(), versions=package_versions(), config=dict(config),
-                          optuna_number=optuna_number, batch_group=batch_group)
+                          optuna_number=optuna_number, batch_group=batch_group, node=node)
             if row is None:
                 row = TrialRow(study_id=study_id, key=key, config_key=config_key, params=dict(params), seed=seed,
                                attempts=1, **common)

@@ -25,7 +25,7 @@ STATUSES = ("RUNNING", "COMPLETE", "FAILED", "PRUNED")
 FAILURE_KINDS = ("error", "diverged", "timeout", "interrupted", "worker_died")
 """Why a trial is FAILED: it raised; its loss became NaN/inf; it ran past executor.trial_timeout;
 the run stopped (Ctrl-C, kill) before it finished; its Ray worker process died."""
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The newest migration (vat_study/migrations/versions); a fresh store is created at it."""
 VERSION_TABLE = "vat_alembic_version"
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
@@ -84,6 +84,7 @@ class TrialRow(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     host: Mapped[str] = mapped_column(String(255))
+    node: Mapped[str | None] = mapped_column(String(64))  # the Ray node that ran it (0003); None: in-process
     versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     study: Mapped[StudyRow] = relationship(back_populates="trials")
 

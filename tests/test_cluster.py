@@ -1,0 +1,134 @@
+"""Beyond one machine: a two-node Ray cluster on loopback with a PostgreSQL store.
+
+The head and a worker node are two `ray start` processes with their own CPUs, temp dirs and
+process groups; the driver is `vat-study run --address`. Trials land on both nodes (the store
+records each trial's Ray node); the worker node is then killed mid-study, and every trial ends
+COMPLETE exactly once, through Ray's retries or a rerun. A SQLite store is refused on the
+same cluster before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_executors import tiny
+from vat_study.store import Store
+
+RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
+CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.cli import app; app()"]
+# Node failure noticed within seconds, not Ray's default half a minute.
+FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+               "RAY_health_check_failure_threshold": "3"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([RAY, "start", "--block", "--include-dashboard=false", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # this node's processes, and nothing else on the machine
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def _nodes(address: str) -> list[dict]:
+    """The cluster's nodes as Ray sees them (from a separate driver process)."""
+    code = ("import json, ray; ray.init(address=%r, log_to_driver=False, logging_level='ERROR');"
+            "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], 'port': n['NodeManagerPort']} "
+            "for n in ray.nodes()]))" % address)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _study(storage: str, address: str) -> dict:
+    spec = tiny("two_nodes", storage, seeds=[0, 1, 2],
+                executor={"kind": "ray", "address": address, "per_trial": {"cpu": 1}, "max_failures": 3},
+                search={"grid": [{"method": ["baseline", "rpt", "vat"], "eps": [0.5, 1.0]}]})
+    spec["task"].update(steps=400, eval_every=50)  # a few seconds a trial: the kill lands mid-study
+    return spec
+
+
+def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_node(tmp_path, pg_url):
+    env = {**os.environ, **FAST_HEALTH}
+    head_tmp, worker_tmp = tempfile.mkdtemp(prefix="vh"), tempfile.mkdtemp(prefix="vw")  # short socket paths
+    port, worker_port = _free_port(), _free_port()
+    head = _start(["--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head_tmp}"], env)
+    worker = None
+    try:
+        printed, deadline, address = "", time.time() + 120, None
+        while address is None and time.time() < deadline and head.poll() is None:
+            printed += head.stdout.readline()
+            m = re.search(r"--address='([^']+)'", printed)
+            address = m.group(1) if m else None
+        assert address, printed
+        worker = _start([f"--address={address}", "--num-cpus=1", f"--temp-dir={worker_tmp}",
+                         f"--node-manager-port={worker_port}"], env)
+        deadline = time.time() + 120
+        while time.time() < deadline and sum(n["alive"] for n in _nodes(address)) < 2:
+            time.sleep(1)
+        nodes = _nodes(address)
+        assert sum(n["alive"] for n in nodes) == 2, nodes
+        worker_id = next(n["id"] for n in nodes if n["port"] == worker_port)
+
+        # SQLite on a cluster of two nodes: refused up front, nothing written
+        lite = tmp_path / "lite.yaml"
+        lite.write_text(yaml.safe_dump(_study(f"sqlite:///{tmp_path}/s.db", address)))
+        refused = subprocess.run(CLI + ["run", str(lite), "--no-progress"], capture_output=True, text=True,
+                                 timeout=300, cwd=tmp_path)
+        assert refused.returncode == 2 and "storage: a SQLite file is not shared between the 2 nodes" in refused.stderr
+        assert not (tmp_path / "s.db").exists()
+
+        study = tmp_path / "pg.yaml"
+        study.write_text(yaml.safe_dump(_study(pg_url, address)))
+        driver = subprocess.Popen(CLI + ["run", str(study), "--no-progress"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
+        store, deadline, killed = Store(pg_url), time.time() + 300, False
+        while time.time() < deadline and driver.poll() is None:  # kill the worker node once it has
+            df = store.trials_frame("two_nodes")  # finished a trial and is running another
+            mine = df[df.node == worker_id] if len(df) else df
+            if len(mine) and (mine.status == "COMPLETE").any() and (mine.status == "RUNNING").any():
+                _stop(worker)
+                killed = True
+                break
+            time.sleep(0.2)
+        assert killed, "the worker node never ran two trials"
+        out, err = driver.communicate(timeout=600)
+        if driver.returncode != 0:  # Ray gave up on a trial: a rerun redoes exactly what is missing
+            again = subprocess.run(CLI + ["run", str(study), "--no-progress"], capture_output=True, text=True,
+                                   timeout=600, cwd=tmp_path)
+            assert again.returncode == 0, again.stderr[-3000:]
+        df = store.trials_frame("two_nodes")
+        assert len(df) == 18 and df.key.is_unique and set(df.status) == {"COMPLETE"}, df[["key", "status", "node"]]
+        assert df.node.nunique() == 2 and worker_id in set(df.node)  # trials ran on both nodes
+        assert (df[df.node != worker_id].attempts >= 1).all()
+        assert (df.attempts > 1).any()  # the trial the dead node was running was run again
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(head)
+        for d in (head_tmp, worker_tmp):
+            shutil.rmtree(d, ignore_errors=True)
+        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` records itself there: forget it
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
