@@ -40,24 +40,35 @@ def _free_port() -> int:
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([RAY, "start", "--block", "--include-dashboard=false", *args], env=env,
+    return subprocess.Popen([RAY, "start", "--block", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # this node's processes, and nothing else on the machine
-    except ProcessLookupError:
-        pass
+    """Kill one node as a machine failure would: every process of its session (``ray start`` leads
+    it; Ray's worker processes have process groups of their own but stay in the session), and
+    nothing else on the machine."""
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            if os.getsid(pid) == proc.pid:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     proc.wait(timeout=60)
 
 
 def _nodes(address: str) -> list[dict]:
     """The cluster's nodes as Ray sees them (from a separate driver process)."""
-    code = ("import json, ray; ray.init(address=%r, log_to_driver=False, logging_level='ERROR');"
+    code = ("import json, ray\n"
+            "from pathlib import Path\n"
+            "if (Path.home() / '.ray' / 'auth_token').is_file():  # as vat_study.executors.ray_tune does\n"
+            "    from ray._private.authentication.authentication_token_setup import "
+            "maybe_enable_token_auth_if_token_available as f; f(warn_if_disabled=False)\n"
+            "ray.init(address=%r, log_to_driver=False, logging_level='ERROR');"
             "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], 'port': n['NodeManagerPort']} "
             "for n in ray.nodes()]))" % address)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -71,9 +82,12 @@ def _study(storage: str, address: str) -> dict:
 
 def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_node(tmp_path, pg_url):
     env = {**os.environ, **FAST_HEALTH}
+    if "RAY_AUTH_MODE" not in env and (Path.home() / ".ray" / "auth_token").is_file():
+        env["RAY_AUTH_MODE"] = "token"  # the head uses the token (Ray 2.60's default): the worker must too
     head_tmp, worker_tmp = tempfile.mkdtemp(prefix="vh"), tempfile.mkdtemp(prefix="vw")  # short socket paths
     port, worker_port = _free_port(), _free_port()
-    head = _start(["--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head_tmp}"], env)
+    head = _start(["--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head_tmp}", "--include-dashboard=false"],
+                  env)
     worker = None
     try:
         printed, deadline, address = "", time.time() + 120, None
@@ -85,10 +99,12 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
         worker = _start([f"--address={address}", "--num-cpus=1", f"--temp-dir={worker_tmp}",
                          f"--node-manager-port={worker_port}"], env)
         deadline = time.time() + 120
-        while time.time() < deadline and sum(n["alive"] for n in _nodes(address)) < 2:
+        while time.time() < deadline and worker.poll() is None and sum(n["alive"] for n in _nodes(address)) < 2:
             time.sleep(1)
         nodes = _nodes(address)
-        assert sum(n["alive"] for n in nodes) == 2, nodes
+        if sum(n["alive"] for n in nodes) < 2:
+            _stop(worker)
+            pytest.fail(f"the worker node did not join: {nodes}\n{worker.stdout.read()[-3000:]}")
         worker_id = next(n["id"] for n in nodes if n["port"] == worker_port)
 
         # SQLite on a cluster of two nodes: refused up front, nothing written
@@ -114,6 +130,7 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
             time.sleep(0.2)
         assert killed, "the worker node never ran two trials"
         out, err = driver.communicate(timeout=600)
+        print(f"driver exit {driver.returncode} after the worker node was killed")
         if driver.returncode != 0:  # Ray gave up on a trial: a rerun redoes exactly what is missing
             again = subprocess.run(CLI + ["run", str(study), "--no-progress"], capture_output=True, text=True,
                                    timeout=600, cwd=tmp_path)

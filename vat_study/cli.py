@@ -223,6 +223,13 @@ def run(
     from .executors.execution import INTERRUPTED_BY_USER
     from .executors.planning import check_same_study
 
+    if spec.executor.kind == "ray" and spec.executor.address:
+        from .executors.ray_tune import join_cluster
+
+        try:  # before the store is opened: a SQLite file on a multi-node cluster is refused, not created
+            join_cluster(spec)
+        except SpecError as e:
+            _fail(str(e))
     store = _reachable(Store(spec.storage), "storage")
     try:
         check_same_study(spec, store)

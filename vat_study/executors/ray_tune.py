@@ -174,6 +174,14 @@ def check_shared_store(storage: str, alive_nodes: int) -> None:
                          "or run on one machine"])
 
 
+def join_cluster(spec: StudySpec) -> None:
+    """With ``executor.address``: join the cluster and refuse a store its nodes cannot share,
+    before anything (a SQLite file included) is written."""
+    if spec.executor.address:
+        _init_ray(spec)
+        check_shared_store(spec.storage, _alive_nodes())
+
+
 def _alive_nodes() -> int:
     import ray
 
@@ -258,9 +266,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     # Ctrl-C: Tune's own handler would end fit() quietly and leave the running trials RUNNING with
     # exit 0; without it KeyboardInterrupt reaches the CLI (trials marked interrupted, exit 130).
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    if spec.executor.address:  # a cluster: find out its size before anything is written
-        _init_ray(spec)
-        check_shared_store(spec.storage, _alive_nodes())
+    join_cluster(spec)  # a cluster: find out its size before anything is written
     store = Store(spec.storage)
     p = plan(spec, store, spec_path)
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
