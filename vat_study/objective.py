@@ -25,7 +25,7 @@ from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
-from .probes import RVADV_TRAIN, grad_sd_norm_name
+from .probes import FIDELITY, RVADV, RVADV_TRAIN, grad_sd_norm_name
 from .train import error_rates, train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -251,10 +251,10 @@ def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
     or optimize by): the loss terms, errors and R_vadv of the last evaluation, the probes the
     config turns on, and the run's bookkeeping numbers. Raises ConfigError for a bad config."""
     cfg = TrialConfig.from_mapping(config)
-    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", "rvadv", RVADV_TRAIN,
+    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", RVADV, RVADV_TRAIN,
              "train_seconds", "wall_seconds", "steps", "n_labeled", "n_validation"}
     if cfg.probes.fidelity is not None:
-        names.add("fidelity")
+        names.add(FIDELITY)
     if cfg.probes.grad_variance is not None:
         names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
     return frozenset(names)

@@ -8,12 +8,19 @@ random generator and restores the model's mode, and none updates BN running stat
   perturbations (Eq. 21, Fig. 7), model in train mode (as the gradient is used in training).
 * ``power_iteration_fidelity``: |cos| between the direction a setting (K, xi, method) produces
   and the dominant eigenvector of H (Eq. 9-10), from many exact Hessian-vector products.
+
+The training loop calls them through probe objects (``training_probes``): each says when it is
+due (``due(step)``) and measures every lane of the model at once or one lane at a time
+(``measure(model, lanes, alive) -> {lane: metrics}``). A new probe is one class here and one
+line in ``training_probes``; its metric names are constants here, shared with ``analysis/``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -27,10 +34,18 @@ from .regularizers import (
     virtual_adversarial_direction,
 )
 
+if TYPE_CHECKING:
+    from .config import TrialConfig
+
+RVADV = "rvadv"
+"""Metric name of R_vadv measured in eval mode at the probe's fixed eps (Fig. 2, 4)."""
 
 RVADV_TRAIN = "rvadv_train"
 """Metric name of R_vadv measured in train mode (beside ``rvadv``, measured in eval mode)."""
 
+
+FIDELITY = "fidelity"
+"""Metric name of the power iteration's fidelity to the dominant eigenvector of H."""
 
 GRAD_SD_NORM_PREFIX = "grad_sd_norm_k"
 
@@ -192,3 +207,116 @@ def power_iteration_fidelity(
         d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
                                           method=method, generator=gen)
     return float((d.flatten(1) * u.flatten(1)).sum(1).abs().mean())
+
+
+# ------------------------------------------------------------------------------ probe objects
+
+
+@dataclass(frozen=True)
+class Lane:
+    """What a probe sees of one lane (one trial) of the model being trained."""
+
+    cfg: TrialConfig  # the lane's own config (its eps, xi, seed)
+    x_rvadv: Tensor  # the fixed images R_vadv is measured on
+    x_fid: Tensor | None  # the fixed images the fidelity is measured on
+    reg_pool: Tensor  # the pool the regularizer's batches come from (gradient variance)
+    probe_gen: torch.Generator  # the lane's probe stream (gradient variance)
+    net: Callable[[], nn.Module]  # the lane's own network as a plain module
+
+
+class Probe(Protocol):
+    def due(self, step: int) -> bool:
+        """Whether the probe measures after update ``step``."""
+        ...
+
+    def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
+        """Metrics for each lane in ``alive`` (``model``: all lanes as one batched network)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Every:
+    every: int
+    last: int  # the run's last step: always measured
+    steps: tuple[int, ...] | None = None  # explicit steps instead of every
+
+    def due(self, step: int) -> bool:
+        if self.steps is not None:
+            return step in self.steps
+        return step % self.every == 0 or step == self.last
+
+
+class RvadvHook:
+    """``rvadv`` (eval mode) and ``rvadv_train`` (as training computes it: train mode, each pass as
+    ``cfg.implementation`` makes it, BN on batches of the regularizer's size), every lane at once."""
+
+    def __init__(self, cfg: TrialConfig) -> None:
+        self.cfg, self.when = cfg, _Every(cfg.probes.rvadv.every or cfg.eval_every, cfg.steps)
+
+    def due(self, step: int) -> bool:
+        return self.when.due(step)
+
+    def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
+        cfg, rv = self.cfg, self.cfg.probes.rvadv
+        xis = [lane.cfg.xi for lane in lanes]
+        common: dict[str, Any] = dict(eps=rv.eps, power_iterations=rv.power_iterations, method=cfg.direction,
+                                      xi=xis[0] if len(set(xis)) == 1 else xis,
+                                      seeds=[lane.cfg.seed for lane in lanes])
+        xs = [lane.x_rvadv for lane in lanes]
+        evals = rvadv_seeds(model, xs, **common)
+        trains = rvadv_seeds(model, xs, **common, train_mode=cfg.implementation.passes(),
+                             chunk=cfg.batch.unlabeled if cfg.mode == "semi_supervised" else cfg.batch.labeled)
+        return {i: {RVADV: evals[i], RVADV_TRAIN: trains[i]} for i in alive}
+
+
+class FidelityHook:
+    """``fidelity`` of the training setting's direction (K, the lane's xi, direction), one lane at a time."""
+
+    def __init__(self, cfg: TrialConfig) -> None:
+        fid = cfg.probes.fidelity
+        assert fid is not None
+        self.cfg, self.fid, self.when = cfg, fid, _Every(fid.every or cfg.eval_every, cfg.steps)
+
+    def due(self, step: int) -> bool:
+        return self.when.due(step)
+
+    def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
+        return {i: {FIDELITY: power_iteration_fidelity(
+            lanes[i].net(), lanes[i].x_fid, xi=lanes[i].cfg.xi, power_iterations=self.cfg.k,
+            method=self.cfg.direction, reference_iterations=self.fid.reference_iterations, seed=lanes[i].cfg.seed)}
+            for i in alive}
+
+
+class GradVarianceHook:
+    """``grad_sd_norm_k{K}`` for each K of the probe (Eq. 21, Fig. 7), one lane at a time."""
+
+    def __init__(self, cfg: TrialConfig) -> None:
+        gv = cfg.probes.grad_variance
+        assert gv is not None
+        self.cfg, self.gv = cfg, gv
+        self.when = _Every(gv.every or cfg.eval_every, cfg.steps, tuple(gv.steps) if gv.steps is not None else None)
+
+    def due(self, step: int) -> bool:
+        return self.when.due(step)
+
+    def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
+        cfg, gv = self.cfg, self.gv
+        batch = gv.batch or (cfg.batch.unlabeled if cfg.mode == "semi_supervised" else cfg.batch.labeled)
+        out: dict[int, dict[str, float]] = {}
+        for i in alive:
+            lane, net = lanes[i], lanes[i].net()
+            out[i] = {grad_sd_norm_name(k): grad_sd_norm(
+                net, lane.reg_pool, eps=gv.eps or lane.cfg.eps or cfg.probes.rvadv.eps, power_iterations=k,
+                xi=lane.cfg.xi, method=cfg.direction, batch=batch, samples=gv.samples, generator=lane.probe_gen)
+                for k in gv.power_iterations}
+        return out
+
+
+def training_probes(cfg: TrialConfig) -> list[Probe]:
+    """The probes a trial's config turns on, in the order their metrics are reported."""
+    out: list[Probe] = [RvadvHook(cfg)]
+    if cfg.probes.fidelity is not None:
+        out.append(FidelityHook(cfg))
+    if cfg.probes.grad_variance is not None:
+        out.append(GradVarianceHook(cfg))
+    return out

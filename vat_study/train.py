@@ -241,14 +241,13 @@ def train_lanes(
     runs = [SeedData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
     values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
     seed_models = (lambda i: model.seed_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
-    rv, fid, gv = cfg.probes.rvadv, cfg.probes.fidelity, cfg.probes.grad_variance
     semi = cfg.mode == "semi_supervised"
-    probe_xi = cfg.xi if values.xi is None else [c.xi for c in lanes]
+    probes = P.training_probes(cfg)  # each says when it is due and measures the lanes
+    views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: seed_models(i))
+             for i, (c, r) in enumerate(zip(lanes, runs))]
 
-    def due(every: int | None, step: int, steps: list[int] | None = None) -> bool:
-        if steps is not None:
-            return step in steps
-        return step % (every or cfg.eval_every) == 0 or step == cfg.steps
+    def eval_due(step: int) -> bool:
+        return step % cfg.eval_every == 0 or step == cfg.steps
 
     def cat(parts: list[Tensor]) -> Tensor:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -294,24 +293,14 @@ def train_lanes(
         sums += torch.stack(losses)
         n_sum += 1
 
-        do_rv = due(rv.every, step)
-        do_fid = fid is not None and due(fid.every, step)
-        do_gv = gv is not None and due(gv.every, step, gv.steps)
-        if not (due(cfg.eval_every, step) or do_rv or do_fid or do_gv):
+        due_now = [p for p in probes if p.due(step)]
+        if not (eval_due(step) or due_now):
             continue
         means = (sums / n_sum).tolist()  # the one host sync per evaluation: the updates are done
         train_seconds += time.perf_counter() - t_updates  # (on a GPU too, where a step only queues work)
         sums.zero_()
         n_sum = 0
         val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
-        rvadvs = P.rvadv_seeds(model, [r.x_rvadv for r in runs], eps=rv.eps, power_iterations=rv.power_iterations,
-                               xi=probe_xi, method=cfg.direction, seeds=[r.seed for r in runs]) if do_rv else None
-        # The same as training sees it (train mode, each pass as cfg.implementation makes it, BN on
-        # batches of the regularizer's size): eval mode alone can hide what the noise does.
-        rvadvs_train = P.rvadv_seeds(model, [r.x_rvadv for r in runs], eps=rv.eps, power_iterations=rv.power_iterations,
-                                     xi=probe_xi, method=cfg.direction, seeds=[r.seed for r in runs],
-                                     chunk=cfg.batch.unlabeled if semi else cfg.batch.labeled,
-                                     train_mode=cfg.implementation.passes()) if do_rv else None
         for i in list(alive):
             loss, nll, reg = means[0][i], means[1][i], means[2][i]
             if not math.isfinite(loss):
@@ -321,30 +310,19 @@ def train_lanes(
                     raise FloatingPointError(message)
                 alive.remove(i)
                 last[i]["diverged"] = message  # type: ignore[assignment]
-                continue
-            metrics = {"loss": loss, "nll": nll, "reg": reg, "lr": lr, "val_error": val_errors[i]}
-            if rvadvs is not None:
-                metrics["rvadv"] = rvadvs[i]
-                metrics[P.RVADV_TRAIN] = rvadvs_train[i]
-            r, lane = runs[i], lanes[i]
-            net = seed_models(i) if (do_fid or do_gv) else None  # the probes below need seed i's own network
-            if do_fid:
-                metrics["fidelity"] = P.power_iteration_fidelity(
-                    net, r.x_fid, xi=lane.xi, power_iterations=cfg.k, method=cfg.direction,
-                    reference_iterations=fid.reference_iterations, seed=r.seed)
-            if do_gv:
-                for k in gv.power_iterations:
-                    metrics[P.grad_sd_norm_name(k)] = P.grad_sd_norm(
-                        net, r.reg_pool, eps=gv.eps or lane.eps or rv.eps, power_iterations=k, xi=lane.xi,
-                        method=cfg.direction, batch=gv.batch or (cfg.batch.unlabeled if semi else cfg.batch.labeled),
-                        samples=gv.samples, generator=r.probe_gen)
+        measured = [p.measure(model, views, alive) for p in due_now]
+        for i in alive:
+            metrics = {"loss": means[0][i], "nll": means[1][i], "reg": means[2][i], "lr": lr,
+                       "val_error": val_errors[i]}
+            for m in measured:
+                metrics.update(m[i])
             metrics["train_seconds"] = train_seconds / n  # this seed's share of the updates' time
             last[i].update(metrics)
             if reports is not None:
                 reports[i](step, dict(metrics))
         t_updates = time.perf_counter()
         if not alive:
-            raise FloatingPointError(f"training diverged for every seed by step {step}; lower optimizer.lr or eps")
+            raise FloatingPointError(f"training diverged for every lane by step {step}; lower optimizer.lr or eps")
     for m in last:
         m["train_seconds"] = train_seconds / n
     return last
