@@ -212,7 +212,7 @@ class TrialConfig(_Strict):
     top_bn: bool | None = None  # default: False on cifar10 (Table 7 caption), else True
     dropout: float = Field(0.5, ge=0, lt=1)
     # --- method (Eq. 8: loss = nll + alpha * R) ---
-    method: Literal[METHODS] = "vat"  # type: ignore[valid-type]
+    method: str = "vat"  # a name in the method registry (methods.REGISTRY), checked below
     eps: float = Field(1.0, gt=0, description="||r|| of the perturbation (Eq. 7); unused by baseline")
     alpha: float = Field(1.0, ge=0)
     xi: float = Field(DEFAULT_XI, gt=0)
@@ -234,6 +234,13 @@ class TrialConfig(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
 
     _fin = field_validator("eps", "alpha", "xi", "noise_sigma")(_finite)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in methods.REGISTRY:  # asked at validation time: a registered method is allowed
+            raise ValueError(f"Input should be {methods.allowed_text()}")
+        return v
 
     @field_validator("hidden")
     @classmethod

@@ -12,7 +12,7 @@ loop and the analyses ask this registry; none of them switches on a method's nam
     at_l2       L_adv on the labeled batch, r_adv from Eq. 3
     at_linf     L_adv on the labeled batch, r_adv from Eq. 4
 
-A new method is one entry here (and one test).
+A new method is one entry here (and one test); ``register`` adds one at run time (in-process).
 """
 
 from __future__ import annotations
@@ -143,13 +143,30 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
 )}
 
 METHOD_NAMES: tuple[str, ...] = tuple(REGISTRY)
+"""The built-in methods (``register`` adds more)."""
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry: from then on configs, studies (in this process: the ``local``
+    executor; for Ray workers, add the entry to ``REGISTRY`` above), training and reports know it.
+    A name already taken is refused."""
+    if method.name in REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    REGISTRY[method.name] = method
+    return method
+
+
+def allowed_text() -> str:
+    """The registered names as a validation error lists them: 'a', 'b' or 'c'."""
+    quoted = [repr(n) for n in REGISTRY]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def get(name: str) -> Method:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"method must be one of {METHOD_NAMES}, got {name!r}") from None
+        raise ValueError(f"method must be one of {tuple(REGISTRY)}, got {name!r}") from None
 
 
 def names(**where: bool | str) -> tuple[str, ...]:
