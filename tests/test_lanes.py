@@ -197,3 +197,18 @@ def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path, k
         mine = df[df.optuna_number == t.number]
         assert len(mine) == 3 and mine["param.eps"].eq(t.params["eps"]).all()
         assert t.value == pytest.approx(mine.val_error.mean())
+
+
+def test_dry_run_shows_the_lane_groups_and_writes_nothing(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from vat_study.cli import app
+
+    path = tmp_path / "lanes.yaml"
+    path.write_text(yaml.safe_dump(_lane_study(f"sqlite:///{tmp_path}/l.db", lanes=8)))
+    r = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "15 trials (5 configurations x 3 seeds), trained as 3 batched models (executor.lanes: 8; sizes " \
+           "[3, 8, 4])" in " ".join(r.output.split())
+    assert not (tmp_path / "l.db").exists()

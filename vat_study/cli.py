@@ -214,8 +214,16 @@ def run(
         for i, t in enumerate(trials, 1):
             table.add_row(str(i), json.dumps(t.params), str(t.seed), t.key)
         out.print(table)
-        out.print(f"{len(trials)} trials ({len(spec.configurations())} configurations x {len(spec.seeds)} seeds); "
-                  "nothing written")
+        batching = ""
+        if spec.executor.lanes > 1 or spec.executor.batch_seeds > 1:
+            from .executors.planning import lane_groups
+
+            groups = lane_groups(trials, spec)
+            setting = "lanes" if spec.executor.lanes > 1 else "batch_seeds"
+            batching = (f", trained as {len(groups)} batched models (executor.{setting}: "
+                        f"{max(spec.executor.lanes, spec.executor.batch_seeds)}; sizes {[len(g) for g in groups]})")
+        out.print(f"{len(trials)} trials ({len(spec.configurations())} configurations x {len(spec.seeds)} seeds)"
+                  f"{batching}; nothing written")
         return
     from .executors import run_local, run_ray
     from .store import Store
