@@ -27,7 +27,8 @@ bench: $(STAMP)            # a few minutes: VAT step time vs a minimal step (MLP
 	$(BIN)/python -m benchmarks.step_time --model conv_small_svhn --rounds 3 --steps 3
 	$(BIN)/python -m benchmarks.xi_fidelity
 
-bench-platform: $(STAMP)   # ~35 min on 2 cores: batched seeds; platform overhead and scaling
+bench-platform: $(STAMP)   # ~40 min on 2 cores: lanes, batched seeds; platform overhead and scaling
+	$(BIN)/python -m benchmarks.lanes --quick
 	$(BIN)/python -m benchmarks.batched_seeds
 	$(BIN)/python -m benchmarks.study_overhead
 	$(BIN)/python -m benchmarks.platform_overhead
