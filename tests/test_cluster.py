@@ -82,8 +82,6 @@ def _study(storage: str, address: str) -> dict:
 
 def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_node(tmp_path, pg_url):
     env = {**os.environ, **FAST_HEALTH}
-    if "RAY_AUTH_MODE" not in env and (Path.home() / ".ray" / "auth_token").is_file():
-        env["RAY_AUTH_MODE"] = "token"  # the head uses the token (Ray 2.60's default): the worker must too
     head_tmp, worker_tmp = tempfile.mkdtemp(prefix="vh"), tempfile.mkdtemp(prefix="vw")  # short socket paths
     port, worker_port = _free_port(), _free_port()
     head = _start(["--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head_tmp}", "--include-dashboard=false"],
@@ -96,6 +94,8 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
             m = re.search(r"--address='([^']+)'", printed)
             address = m.group(1) if m else None
         assert address, printed
+        if "RAY_AUTH_MODE" not in env and (Path.home() / ".ray" / "auth_token").is_file():
+            env["RAY_AUTH_MODE"] = "token"  # the head uses (and on a fresh machine makes) a token: so must the worker
         worker = _start([f"--address={address}", "--num-cpus=1", f"--temp-dir={worker_tmp}",
                          f"--node-manager-port={worker_port}"], env)
         deadline = time.time() + 120
