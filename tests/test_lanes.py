@@ -212,3 +212,22 @@ def test_dry_run_shows_the_lane_groups_and_writes_nothing(tmp_path):
     assert "15 trials (5 configurations x 3 seeds), trained as 3 batched models (executor.lanes: 8; sizes " \
            "[3, 8, 4])" in " ".join(r.output.split())
     assert not (tmp_path / "l.db").exists()
+
+
+def test_lane_groups_split_by_structure_and_by_seed_under_zca():
+    """Trials whose structure differs (K here) never share a group; with zca (fitted on each
+    seed's own pool) neither do different seeds; groups hold at most ``lanes`` trials."""
+    from vat_study.executors.planning import lane_groups
+    from vat_study.spec import parse_spec
+
+    spec = parse_spec(_lane_study("sqlite:///unused.db", lanes=4, search={"grid": [
+        {"method": ["vat"], "eps": [0.5, 1.0], "power_iterations": [1, 2]}]}))
+    groups = lane_groups(spec.expand(), spec)
+    assert sorted(len(g) for g in groups) == [2, 2, 4, 4]  # 2 K x (6 trials -> 4 + 2)
+    for g in groups:
+        assert len({t.params["power_iterations"] for t in g}) == 1
+    raw = _lane_study("sqlite:///unused.db", lanes=8, search={"grid": [{"eps": [0.5, 1.0]}]})
+    raw["task"]["zca"] = True
+    zca = parse_spec(raw)
+    groups = lane_groups(zca.expand(), zca)
+    assert sorted(len(g) for g in groups) == [2, 2, 2] and all(len({t.seed for t in g}) == 1 for g in groups)
