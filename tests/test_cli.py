@@ -1,5 +1,4 @@
 import subprocess
-from pathlib import Path
 import sys
 
 import pandas as pd
@@ -57,33 +56,18 @@ def test_bad_flags_name_themselves_and_write_nothing(tmp_path):
 
 
 def test_run_joins_an_existing_ray_cluster_with_address(tmp_path):
-    """`ray start --head`, then `vat-study run --address ...`: the same study, on that cluster.
-
-    The head runs in its own process group and is stopped by signalling that group: `ray stop`
-    would stop every Ray instance on the machine, including one a test left in this process."""
-    import os
-    import re
+    """`ray start --head`, then `vat-study run --address ...`: the same study, on that cluster."""
     import shutil
-    import signal
-    import socket
     import tempfile
-    import time
 
-    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    from ray_nodes import forget_cluster, free_port, head_address, kill_node, start_node
+
     ray_tmp = tempfile.mkdtemp(prefix="vr")  # short: Ray's socket paths must fit 107 bytes
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    head = subprocess.Popen([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                             "--block", f"--temp-dir={ray_tmp}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    port = free_port()
+    head = start_node(["--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                       f"--temp-dir={ray_tmp}"])
     try:
-        printed, deadline, address = "", time.time() + 120, None
-        while address is None and time.time() < deadline and head.poll() is None:
-            printed += head.stdout.readline()
-            m = re.search(r"--address='([^']+)'", printed)
-            address = m.group(1) if m else None
-        assert address, printed
+        address = head_address(head)
         study = tmp_path / "c.yaml"
         study.write_text(yaml.safe_dump(tiny("joined", f"sqlite:///{tmp_path}/j.db", seeds=[0],
                                              executor={"kind": "ray"})))
@@ -93,15 +77,9 @@ def test_run_joins_an_existing_ray_cluster_with_address(tmp_path):
         bad = cli("run", str(study), "--address", "127.0.0.1:1", "--set", "seeds=[5]", cwd=tmp_path)
         assert bad.returncode == 2 and "executor.address" in bad.stderr
     finally:
-        try:
-            os.killpg(head.pid, signal.SIGKILL)  # the whole throwaway cluster, and nothing else
-        except ProcessLookupError:
-            pass
-        head.wait(timeout=60)
+        kill_node(head)  # the whole throwaway cluster, and nothing else
         shutil.rmtree(ray_tmp, ignore_errors=True)
-        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` records itself there: forget it
-        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
-            current.unlink()
+        forget_cluster(port)
 
 
 def test_unreadable_inputs_and_unreachable_stores_are_clean_errors(tmp_path):

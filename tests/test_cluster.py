@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,38 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ray_nodes import forget_cluster, free_port, head_address, kill_node, start_node
 from test_executors import tiny
 from vat_study.store import Store
 
-RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.cli import app; app()"]
 # Node failure noticed within seconds, not Ray's default half a minute.
 FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                "RAY_health_check_failure_threshold": "3"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([RAY, "start", "--block", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Kill one node as a machine failure would: every process of its session (``ray start`` leads
-    it; Ray's worker processes have process groups of their own but stay in the session), and
-    nothing else on the machine."""
-    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            if os.getsid(pid) == proc.pid:
-                os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    proc.wait(timeout=60)
 
 
 def _nodes(address: str) -> list[dict]:
@@ -83,27 +56,22 @@ def _study(storage: str, address: str) -> dict:
 def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_node(tmp_path, pg_url):
     env = {**os.environ, **FAST_HEALTH}
     head_tmp, worker_tmp = tempfile.mkdtemp(prefix="vh"), tempfile.mkdtemp(prefix="vw")  # short socket paths
-    port, worker_port = _free_port(), _free_port()
-    head = _start(["--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head_tmp}", "--include-dashboard=false"],
-                  env)
+    port, worker_port = free_port(), free_port()
+    head = start_node(["--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head_tmp}",
+                       "--include-dashboard=false"], env)
     worker = None
     try:
-        printed, deadline, address = "", time.time() + 120, None
-        while address is None and time.time() < deadline and head.poll() is None:
-            printed += head.stdout.readline()
-            m = re.search(r"--address='([^']+)'", printed)
-            address = m.group(1) if m else None
-        assert address, printed
+        address = head_address(head)
         if "RAY_AUTH_MODE" not in env and (Path.home() / ".ray" / "auth_token").is_file():
             env["RAY_AUTH_MODE"] = "token"  # the head uses (and on a fresh machine makes) a token: so must the worker
-        worker = _start([f"--address={address}", "--num-cpus=1", f"--temp-dir={worker_tmp}",
+        worker = start_node([f"--address={address}", "--num-cpus=1", f"--temp-dir={worker_tmp}",
                          f"--node-manager-port={worker_port}"], env)
         deadline = time.time() + 120
         while time.time() < deadline and worker.poll() is None and sum(n["alive"] for n in _nodes(address)) < 2:
             time.sleep(1)
         nodes = _nodes(address)
         if sum(n["alive"] for n in nodes) < 2:
-            _stop(worker)
+            kill_node(worker)
             pytest.fail(f"the worker node did not join: {nodes}\n{worker.stdout.read()[-3000:]}")
         worker_id = next(n["id"] for n in nodes if n["port"] == worker_port)
 
@@ -124,7 +92,7 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
             df = store.trials_frame("two_nodes")  # finished a trial and is running another
             mine = df[df.node == worker_id] if len(df) else df
             if len(mine) and (mine.status == "COMPLETE").any() and (mine.status == "RUNNING").any():
-                _stop(worker)
+                kill_node(worker)
                 killed = True
                 break
             time.sleep(0.2)
@@ -142,10 +110,8 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
         assert (df.attempts > 1).any()  # the trial the dead node was running was run again
     finally:
         if worker is not None:
-            _stop(worker)
-        _stop(head)
+            kill_node(worker)
+        kill_node(head)
         for d in (head_tmp, worker_tmp):
             shutil.rmtree(d, ignore_errors=True)
-        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` records itself there: forget it
-        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
-            current.unlink()
+        forget_cluster(port)

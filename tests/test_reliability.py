@@ -326,7 +326,7 @@ def test_a_diverging_seed_in_a_batch_fails_alone():
     from vat_study.batched import SeedBatch
     from vat_study.config import TrialConfig
     from vat_study.objective import _build, prepare_data, seed_splits
-    from vat_study.train import train_seeds
+    from vat_study.train import train_lanes
 
     raw = {"dataset": "digits", "hidden": [16], "steps": 12, "eval_every": 4, "dtype": "float64",
            "probes": {"rvadv": {"size": 20}}, "batch": {"labeled": 16, "unlabeled": 32}}
@@ -342,8 +342,8 @@ def test_a_diverging_seed_in_a_batch_fails_alone():
     batch = SeedBatch(models)
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        out = train_seeds(cfg, [0, 1], data.x_train, data.y_train, [data.splits, seed_splits(cfg, data.dataset, 1)],
-                          batch, None)
+        out = train_lanes([cfg, cfg.model_copy(update={"seed": 1})], data.x_train, data.y_train,
+                          [data.splits, seed_splits(cfg, data.dataset, 1)], batch, None)
     assert "diverged" in out[1] and "diverged" not in out[0]
     for k in ("val_error", "rvadv", "loss", "nll"):
         assert out[0][k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), k

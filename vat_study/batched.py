@@ -96,7 +96,7 @@ class SeedBatch(nn.Module):
         ``baddbmm`` (W_s h_s + b_s) and each BN is PyTorch's batch_norm kernel on [1, S * C, B]
         (channel (s, c) normalized over its B samples) with no copies in between."""
         s, b = x.shape[:2]
-        h = x.reshape(s, b, -1).transpose(1, 2)  # [S, in, B]
+        h = x.reshape(s, b, -1).transpose(1, 2)  # [S, in, B]: the MLP's first layer, Flatten, done here
         for name, m in self.template.net.named_children():
             key = f"net.{name}."
             if isinstance(m, nn.Linear):

@@ -112,6 +112,7 @@ def rvadv_seeds(
         raise ValueError(f"rvadv_seeds: one set and one seed per network, sets of equal size; got sizes "
                          f"{[len(x) for x in xs]} and {len(seeds)} seeds")
     gens = [torch.Generator().manual_seed(s) for s in seeds]
+    xi_per_net = torch.tensor(xi, dtype=xs[0].dtype, device=xs[0].device) if isinstance(xi, list) else None
     totals = torch.zeros(len(xs), dtype=torch.float64, device=xs[0].device)
     devices = [xs[0].device] if xs[0].device.type == "cuda" else []
     with _mode(model, train_mode is not None), torch.random.fork_rng(devices=devices):
@@ -120,8 +121,7 @@ def rvadv_seeds(
             blocks = [x[lo : lo + chunk] for x in xs]
             xb = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
             d0 = torch.cat([random_unit_direction(b, g) for b, g in zip(blocks, gens)])
-            xi_b = xi if not isinstance(xi, list) else torch.tensor(
-                [v for v, b in zip(xi, blocks) for _ in range(len(b))], dtype=xb.dtype, device=xb.device)
+            xi_b = xi if xi_per_net is None else xi_per_net.repeat_interleave(len(blocks[0]))
             if train_mode is not None:
                 values, _ = regularizer_lds(model, xb, eps=eps, xi=xi_b, power_iterations=power_iterations,
                                             method=method, d0=d0, **train_mode)
@@ -234,6 +234,11 @@ class Probe(Protocol):
         ...
 
 
+def _regularizer_batch(cfg: TrialConfig) -> int:
+    """The size of the batches R is computed on (the unlabeled batch; supervised: the labeled one)."""
+    return cfg.batch.unlabeled if cfg.mode == "semi_supervised" else cfg.batch.labeled
+
+
 @dataclass(frozen=True)
 class _Every:
     every: int
@@ -265,7 +270,7 @@ class RvadvHook:
         xs = [lane.x_rvadv for lane in lanes]
         evals = rvadv_seeds(model, xs, **common)
         trains = rvadv_seeds(model, xs, **common, train_mode=cfg.implementation.passes(),
-                             chunk=cfg.batch.unlabeled if cfg.mode == "semi_supervised" else cfg.batch.labeled)
+                             chunk=_regularizer_batch(cfg))
         return {i: {RVADV: evals[i], RVADV_TRAIN: trains[i]} for i in alive}
 
 
@@ -301,7 +306,7 @@ class GradVarianceHook:
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         cfg, gv = self.cfg, self.gv
-        batch = gv.batch or (cfg.batch.unlabeled if cfg.mode == "semi_supervised" else cfg.batch.labeled)
+        batch = gv.batch or _regularizer_batch(cfg)
         out: dict[int, dict[str, float]] = {}
         for i in alive:
             lane, net = lanes[i], lanes[i].net()

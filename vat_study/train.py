@@ -202,21 +202,7 @@ def train(
     """Train ``model`` in place for ``cfg.steps`` updates; returns the last evaluation's metrics
     (val_error, rvadv, ...) plus train_seconds (updates only, evaluation and probes excluded)."""
     reports = [report] if report is not None else None
-    return train_seeds(cfg, [cfg.seed], x_train, y_train, [splits], model, reports)[0]
-
-
-def train_seeds(
-    cfg: TrialConfig,
-    seeds: list[int],
-    x_train: Tensor,
-    y_train: Tensor,
-    splits: list[Splits],
-    model: nn.Module,
-    reports: list[Report] | None = None,
-) -> list[dict[str, float]]:
-    """``train_lanes`` for lanes that differ only in their seed."""
-    lanes = [cfg.model_copy(update={"seed": s, "seeds": None}) for s in seeds]
-    return train_lanes(lanes, x_train, y_train, splits, model, reports)
+    return train_lanes([cfg], x_train, y_train, [splits], model, reports)[0]
 
 
 def train_lanes(
@@ -237,7 +223,6 @@ def train_lanes(
     FloatingPointError."""
     cfg = lanes[0]
     n = len(lanes)
-    seeds = [c.seed for c in lanes]
     runs = [SeedData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
     values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
     seed_models = (lambda i: model.seed_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
@@ -265,7 +250,7 @@ def train_lanes(
     train_seconds, n_sum = 0.0, 0
     t_updates = time.perf_counter()  # start of the updates since the last evaluation
     sums = torch.zeros(3, n, dtype=torch.float64, device=x_train.device)  # loss, nll, R per seed, on the device
-    last: list[dict[str, float]] = [{} for _ in seeds]
+    last: list[dict[str, float]] = [{} for _ in lanes]
     alive = list(range(n))
     for step in range(1, cfg.steps + 1):
         lr, beta1 = learning_rate(cfg, step - 1)

@@ -188,29 +188,39 @@ def threads_for(spec: StudySpec) -> int:
     return max(int(spec.executor.per_trial.cpu), 1)
 
 
+def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedTrial],
+              node: str | None = None) -> list[dict[str, Any] | None]:
+    """``execute_group`` with the study's threads and time limit, for one group of
+    ``planning.lane_groups``."""
+    return execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout,
+                         node=node)
+
+
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial],
                 node: str | None = None) -> list[dict[str, Any] | None]:
     """Run ``trials`` in order, grouped into lanes by ``planning.lane_groups``; returns each
     trial's final metrics (None where it failed), in the order given."""
     results: dict[str, dict[str, Any] | None] = {}
     for group in lane_groups(trials, spec):
-        outs = execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout,
-                             node=node)
-        results.update({t.key: m for t, m in zip(group, outs)})
+        results.update({t.key: m for t, m in zip(group, run_group(spec, store, study_id, group, node))})
     return [results[t.key] for t in trials]
 
 
-def configuration_trials(spec: StudySpec, params: Mapping[str, Any], optuna_number: int | None = None
-                         ) -> list[PlannedTrial]:
-    """The trials (one per seed) of one configuration."""
-    return [PlannedTrial.make(spec, params, seed, optuna_number) for seed in spec.seeds]
+def pending_trials(spec: StudySpec, store: Store, study_id: int, points: list[Mapping[str, Any]],
+                   optuna_numbers: list[int | None]) -> list[PlannedTrial]:
+    """The trials (one per seed) of these configurations (Optuna points) that have no final metric
+    in the store yet: seeds already COMPLETE are reused, not re-run."""
+    return [t for params, n in zip(points, optuna_numbers)
+            for t in (PlannedTrial.make(spec, params, seed, n) for seed in spec.seeds)
+            if store.final_metric(study_id, t.key, spec.metric.name) is None]
 
 
 def configuration_value(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any]) -> float:
     """The mean metric over the seeds of one configuration, from the store; raises RuntimeError
     naming the seed that failed or has no finite metric."""
     values = {}
-    for t in configuration_trials(spec, params):
+    for seed in spec.seeds:
+        t = PlannedTrial.make(spec, params, seed)
         value = store.final_metric(study_id, t.key, spec.metric.name)
         if value is None or not math.isfinite(float(value)):
             status = store.trial_statuses(study_id).get(t.key)
@@ -221,30 +231,9 @@ def configuration_value(spec: StudySpec, store: Store, study_id: int, params: Ma
     return statistics.fmean(values.values())
 
 
-def run_configurations(spec: StudySpec, store: Store, study_id: int, points: list[Mapping[str, Any]],
-                       optuna_numbers: list[int | None] | None = None, node: str | None = None
-                       ) -> list[float | RuntimeError]:
-    """All seeds of several configurations (Optuna points), trained as lanes where they agree
-    structurally; returns each configuration's mean metric over seeds, or the RuntimeError that
-    says why it has none. Seeds already COMPLETE in the store are reused, not re-run."""
-    numbers = optuna_numbers or [None] * len(points)
-    todo = [t for params, n in zip(points, numbers) for t in configuration_trials(spec, params, n)
-            if store.final_metric(study_id, t.key, spec.metric.name) is None]
-    run_planned(spec, store, study_id, todo, node)
-    out: list[float | RuntimeError] = []
-    for params in points:
-        try:
-            out.append(configuration_value(spec, store, study_id, params))
-        except RuntimeError as e:
-            out.append(e)
-    return out
-
-
 def run_configuration(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any],
                       optuna_number: int | None = None, node: str | None = None) -> float:
     """All seeds of one configuration (an Optuna point); returns the mean metric over seeds.
     Seeds already COMPLETE in the store are reused, not re-run. Raises if any seed failed."""
-    value = run_configurations(spec, store, study_id, [params], [optuna_number], node)[0]
-    if isinstance(value, RuntimeError):
-        raise value
-    return value
+    run_planned(spec, store, study_id, pending_trials(spec, store, study_id, [params], [optuna_number]), node)
+    return configuration_value(spec, store, study_id, params)

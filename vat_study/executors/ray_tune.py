@@ -38,9 +38,9 @@ from typing import Any
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from ..display import Progress
-from .execution import run_configuration, run_planned
+from .execution import run_configuration, run_group
 from .planning import RunSummary, lane_groups, plan
-from .search import begin_optuna, suggest
+from .search import ask_run_tell, begin_optuna, suggest
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
@@ -67,7 +67,7 @@ def _grid_trainable(config: dict[str, Any], storage: str) -> None:
     spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     trials = [PlannedTrial(**t) for t in config["trials"]]
     store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
-    results = run_planned(spec, store, config["study_id"], trials, _node_id())
+    results = run_group(spec, store, config["study_id"], trials, _node_id())
     ok = [m for m in results if m is not None]
     tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok)})
 
@@ -217,12 +217,16 @@ def _mark_dead_workers(store: Store, study_id: int, results) -> None:
         store.fail_running(study_id, text, "worker_died")
 
 
+def _resources(spec: StudySpec) -> dict[str, float]:
+    """What each Tune trial asks for; needs a running Ray (gpu: auto asks the cluster)."""
+    return {"cpu": spec.executor.per_trial.cpu, "gpu": gpu_per_trial(spec)}
+
+
 def _fit_groups(spec: StudySpec, store: Store, study_id: int, groups: list[list[PlannedTrial]], run_config) -> None:
     """One Tune run over lane groups (one Tune trial each); the workers record the trials."""
     from ray import tune
 
-    trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage),
-                                    {"cpu": spec.executor.per_trial.cpu, "gpu": gpu_per_trial(spec)})
+    trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage), _resources(spec))
     space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
              "spec": _public_spec(spec), "study_id": study_id}
     tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
@@ -237,29 +241,6 @@ def _round_size(spec: StudySpec) -> int:
     return ask_batch(spec) * _max_concurrent(spec)
 
 
-def _optuna_lanes_round(spec: StudySpec, store: Store, study_id: int, study, k: int, run_config,
-                        summary: RunSummary) -> None:
-    """Ask Optuna for ``k`` configurations, train their seeds as lane groups on Tune, tell each."""
-    import optuna
-
-    from .execution import configuration_trials, configuration_value
-
-    asked = [study.ask() for _ in range(k)]
-    points = [suggest(trial, spec) for trial in asked]
-    todo = [t for trial, params in zip(asked, points) for t in configuration_trials(spec, params, trial.number)
-            if store.final_metric(study_id, t.key, spec.metric.name) is None]
-    if todo:
-        _fit_groups(spec, store, study_id, lane_groups(todo, spec), run_config)
-    for trial, params in zip(asked, points):
-        try:
-            study.tell(trial, configuration_value(spec, store, study_id, params))
-        except RuntimeError as e:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            summary.failed += 1
-            summary.errors.append(f"optuna trial {trial.number}: {e}")
-        summary.ran += 1
-
-
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
     from ray import tune
 
@@ -271,9 +252,6 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     p = plan(spec, store, spec_path)
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
     t0 = time.time()
-    def resources() -> dict[str, float]:  # once Ray runs (gpu: auto asks the cluster)
-        return {"cpu": spec.executor.per_trial.cpu, "gpu": gpu_per_trial(spec)}
-
     experiment_dir = tempfile.mkdtemp(prefix="vat-study-ray-")
     run_config = tune.RunConfig(name=spec.name, storage_path=experiment_dir, verbose=0, log_to_file=False,
                                 failure_config=tune.FailureConfig(max_failures=spec.executor.max_failures))
@@ -302,8 +280,9 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
                     k = min(remaining, _round_size(spec))
                     if k == 0:
                         break
-                    _optuna_lanes_round(spec, store, p.study_id, study, k,
-                                        dataclasses.replace(run_config, name=f"{spec.name}-{round_}"), summary)
+                    round_config = dataclasses.replace(run_config, name=f"{spec.name}-{round_}")
+                    ask_run_tell(spec, store, p.study_id, study, k, lambda todo: _fit_groups(
+                        spec, store, p.study_id, lane_groups(todo, spec), round_config), summary)
                     remaining -= k
         else:
             from ray.tune.search.optuna import OptunaSearch
@@ -318,7 +297,8 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             searcher = OptunaSearch(space=_DefineByRun(_public_spec(spec)), metric=spec.metric.name,
                                     mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
                                     storage=optuna_storage(spec.storage))
-            trainable = tune.with_resources(tune.with_parameters(_optuna_trainable, storage=spec.storage), resources())
+            trainable = tune.with_resources(tune.with_parameters(_optuna_trainable, storage=spec.storage),
+                                            _resources(spec))
             space = {"spec": _public_spec(spec), "study_id": p.study_id}
             tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,

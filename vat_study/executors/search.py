@@ -11,6 +11,29 @@ from ..spec import StudySpec
 from .planning import RunSummary
 
 
+def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo, summary: RunSummary) -> None:
+    """One batch of an Optuna study: ask for ``k`` configurations, train the seeds of theirs not
+    yet COMPLETE with ``run_todo(trials)`` (which groups them into lanes), tell each configuration
+    its mean over seeds (or FAIL, with the reason in ``summary``)."""
+    import optuna
+
+    from .execution import configuration_value, pending_trials
+
+    asked = [study.ask() for _ in range(k)]
+    points = [suggest(trial, spec) for trial in asked]
+    todo = pending_trials(spec, store, study_id, points, [t.number for t in asked])
+    if todo:
+        run_todo(todo)
+    for trial, params in zip(asked, points):
+        try:
+            study.tell(trial, configuration_value(spec, store, study_id, params))
+        except RuntimeError as e:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            summary.failed += 1
+            summary.errors.append(f"optuna trial {trial.number}: {e}")
+        summary.ran += 1
+
+
 def optuna_sampler(spec: StudySpec, offset: int = 0):
     """The study's sampler. ``offset`` (trials the study already has) shifts the seed, so a
     resumed seeded sampler does not replay the points it proposed in the first run."""
