@@ -1,0 +1,500 @@
+BEGIN TRANSACTION;
+CREATE TABLE vat_alembic_version (
+	version_num VARCHAR(32) NOT NULL, 
+	CONSTRAINT vat_alembic_version_pkc PRIMARY KEY (version_num)
+);
+INSERT INTO "vat_alembic_version" VALUES('0003');
+CREATE TABLE vat_final_metrics (
+	id INTEGER NOT NULL, 
+	trial_id INTEGER NOT NULL, 
+	name VARCHAR(100) NOT NULL, 
+	value FLOAT, 
+	CONSTRAINT pk_vat_final_metrics PRIMARY KEY (id), 
+	CONSTRAINT uq_vat_final_metrics_trial_name UNIQUE (trial_id, name), 
+	CONSTRAINT fk_vat_final_metrics_trial_id_vat_trials FOREIGN KEY(trial_id) REFERENCES vat_trials (id) ON DELETE CASCADE
+);
+INSERT INTO "vat_final_metrics" VALUES(1,1,'loss',2.67184591293334960937e+00);
+INSERT INTO "vat_final_metrics" VALUES(2,1,'nll',2.67184591293334960937e+00);
+INSERT INTO "vat_final_metrics" VALUES(3,1,'reg',0.0);
+INSERT INTO "vat_final_metrics" VALUES(4,1,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(5,1,'val_error',7.83783783783783771781e-01);
+INSERT INTO "vat_final_metrics" VALUES(6,1,'rvadv',4.52218142710626158642e-02);
+INSERT INTO "vat_final_metrics" VALUES(7,1,'rvadv_train',4.95369554013013857485e-01);
+INSERT INTO "vat_final_metrics" VALUES(8,1,'train_seconds',1.24349825000535929575e-02);
+INSERT INTO "vat_final_metrics" VALUES(9,1,'test_error',0.814);
+INSERT INTO "vat_final_metrics" VALUES(10,1,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(11,1,'wall_seconds',1.27461435799887112807e+00);
+INSERT INTO "vat_final_metrics" VALUES(12,1,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(13,1,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(14,1,'lanes',2.0);
+INSERT INTO "vat_final_metrics" VALUES(15,2,'loss',2.81337324778238917488e+00);
+INSERT INTO "vat_final_metrics" VALUES(16,2,'nll',2.81337324778238917488e+00);
+INSERT INTO "vat_final_metrics" VALUES(17,2,'reg',0.0);
+INSERT INTO "vat_final_metrics" VALUES(18,2,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(19,2,'val_error',8.37837837837837828836e-01);
+INSERT INTO "vat_final_metrics" VALUES(20,2,'rvadv',4.7137066703289744185e-02);
+INSERT INTO "vat_final_metrics" VALUES(21,2,'rvadv_train',5.52778450548648825346e-01);
+INSERT INTO "vat_final_metrics" VALUES(22,2,'train_seconds',1.24349825000535929575e-02);
+INSERT INTO "vat_final_metrics" VALUES(23,2,'test_error',0.874);
+INSERT INTO "vat_final_metrics" VALUES(24,2,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(25,2,'wall_seconds',1.27461435799887112807e+00);
+INSERT INTO "vat_final_metrics" VALUES(26,2,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(27,2,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(28,2,'lanes',2.0);
+INSERT INTO "vat_final_metrics" VALUES(29,3,'loss',2.73840498924255371093e+00);
+INSERT INTO "vat_final_metrics" VALUES(30,3,'nll',2.61522928873697901863e+00);
+INSERT INTO "vat_final_metrics" VALUES(31,3,'reg',1.2317568063735961914e-01);
+INSERT INTO "vat_final_metrics" VALUES(32,3,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(33,3,'val_error',7.83783783783783771781e-01);
+INSERT INTO "vat_final_metrics" VALUES(34,3,'rvadv',4.35373855195939560291e-02);
+INSERT INTO "vat_final_metrics" VALUES(35,3,'rvadv_train',5.15259557366371190312e-01);
+INSERT INTO "vat_final_metrics" VALUES(36,3,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_final_metrics" VALUES(37,3,'test_error',0.802);
+INSERT INTO "vat_final_metrics" VALUES(38,3,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(39,3,'wall_seconds',1.61683835003714193589e-02);
+INSERT INTO "vat_final_metrics" VALUES(40,3,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(41,3,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(42,3,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(43,4,'loss',2.96370728810628270011e+00);
+INSERT INTO "vat_final_metrics" VALUES(44,4,'nll',2.83814160029093409676e+00);
+INSERT INTO "vat_final_metrics" VALUES(45,4,'reg',1.25565658013025910344e-01);
+INSERT INTO "vat_final_metrics" VALUES(46,4,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(47,4,'val_error',8.64864864864864912874e-01);
+INSERT INTO "vat_final_metrics" VALUES(48,4,'rvadv',4.91915591247379796469e-02);
+INSERT INTO "vat_final_metrics" VALUES(49,4,'rvadv_train',5.27864994555711786183e-01);
+INSERT INTO "vat_final_metrics" VALUES(50,4,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_final_metrics" VALUES(51,4,'test_error',0.888);
+INSERT INTO "vat_final_metrics" VALUES(52,4,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(53,4,'wall_seconds',1.61683835003714193589e-02);
+INSERT INTO "vat_final_metrics" VALUES(54,4,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(55,4,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(56,4,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(57,5,'loss',2.95132621129353855948e+00);
+INSERT INTO "vat_final_metrics" VALUES(58,5,'nll',2.61212698618570948738e+00);
+INSERT INTO "vat_final_metrics" VALUES(59,5,'reg',0.339199165503184);
+INSERT INTO "vat_final_metrics" VALUES(60,5,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(61,5,'val_error',0.806949806949807);
+INSERT INTO "vat_final_metrics" VALUES(62,5,'rvadv',4.13408330362290132864e-02);
+INSERT INTO "vat_final_metrics" VALUES(63,5,'rvadv_train',4.72299784272909140003e-01);
+INSERT INTO "vat_final_metrics" VALUES(64,5,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_final_metrics" VALUES(65,5,'test_error',0.83);
+INSERT INTO "vat_final_metrics" VALUES(66,5,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(67,5,'wall_seconds',1.61683835003714193589e-02);
+INSERT INTO "vat_final_metrics" VALUES(68,5,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(69,5,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(70,5,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(71,6,'loss',3.20774539311726902823e+00);
+INSERT INTO "vat_final_metrics" VALUES(72,6,'nll',2.87811024983723973136e+00);
+INSERT INTO "vat_final_metrics" VALUES(73,6,'reg',3.29635153214136777943e-01);
+INSERT INTO "vat_final_metrics" VALUES(74,6,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(75,6,'val_error',0.861003861003861);
+INSERT INTO "vat_final_metrics" VALUES(76,6,'rvadv',4.80051144212484334761e-02);
+INSERT INTO "vat_final_metrics" VALUES(77,6,'rvadv_train',5.20861689448356646181e-01);
+INSERT INTO "vat_final_metrics" VALUES(78,6,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_final_metrics" VALUES(79,6,'test_error',0.888);
+INSERT INTO "vat_final_metrics" VALUES(80,6,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(81,6,'wall_seconds',1.61683835003714193589e-02);
+INSERT INTO "vat_final_metrics" VALUES(82,6,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(83,6,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(84,6,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(85,7,'loss',2.93742028872172022957e+00);
+INSERT INTO "vat_final_metrics" VALUES(86,7,'nll',2.61873555183410644531e+00);
+INSERT INTO "vat_final_metrics" VALUES(87,7,'reg',3.18684667348861694335e-01);
+INSERT INTO "vat_final_metrics" VALUES(88,7,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(89,7,'val_error',7.87644787644787625069e-01);
+INSERT INTO "vat_final_metrics" VALUES(90,7,'rvadv',4.19599206093698717801e-02);
+INSERT INTO "vat_final_metrics" VALUES(91,7,'rvadv_train',5.01442224234342592836e-01);
+INSERT INTO "vat_final_metrics" VALUES(92,7,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_final_metrics" VALUES(93,7,'test_error',0.804);
+INSERT INTO "vat_final_metrics" VALUES(94,7,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(95,7,'wall_seconds',1.68083137496068957261e-02);
+INSERT INTO "vat_final_metrics" VALUES(96,7,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(97,7,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(98,7,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(99,8,'loss',3.16322294871012354988e+00);
+INSERT INTO "vat_final_metrics" VALUES(100,8,'nll',2.84490092595418309073e+00);
+INSERT INTO "vat_final_metrics" VALUES(101,8,'reg',3.18322052558263124399e-01);
+INSERT INTO "vat_final_metrics" VALUES(102,8,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(103,8,'val_error',0.861003861003861);
+INSERT INTO "vat_final_metrics" VALUES(104,8,'rvadv',0.0452764505892992);
+INSERT INTO "vat_final_metrics" VALUES(105,8,'rvadv_train',5.19124229848384910468e-01);
+INSERT INTO "vat_final_metrics" VALUES(106,8,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_final_metrics" VALUES(107,8,'test_error',0.89);
+INSERT INTO "vat_final_metrics" VALUES(108,8,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(109,8,'wall_seconds',1.68083137496068957261e-02);
+INSERT INTO "vat_final_metrics" VALUES(110,8,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(111,8,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(112,8,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(113,9,'loss',3.10058498382568359375e+00);
+INSERT INTO "vat_final_metrics" VALUES(114,9,'nll',2.59653027852376316886e+00);
+INSERT INTO "vat_final_metrics" VALUES(115,9,'reg',5.04054735104242923604e-01);
+INSERT INTO "vat_final_metrics" VALUES(116,9,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(117,9,'val_error',0.803088803088803);
+INSERT INTO "vat_final_metrics" VALUES(118,9,'rvadv',0.0395259318780154);
+INSERT INTO "vat_final_metrics" VALUES(119,9,'rvadv_train',4.7451063841581342384e-01);
+INSERT INTO "vat_final_metrics" VALUES(120,9,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_final_metrics" VALUES(121,9,'test_error',0.826);
+INSERT INTO "vat_final_metrics" VALUES(122,9,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(123,9,'wall_seconds',1.68083137496068957261e-02);
+INSERT INTO "vat_final_metrics" VALUES(124,9,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(125,9,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(126,9,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(127,10,'loss',3.43084494272867823738e+00);
+INSERT INTO "vat_final_metrics" VALUES(128,10,'nll',2.86783075332641601562e+00);
+INSERT INTO "vat_final_metrics" VALUES(129,10,'reg',5.63014169534047481668e-01);
+INSERT INTO "vat_final_metrics" VALUES(130,10,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(131,10,'val_error',8.68725868725868766162e-01);
+INSERT INTO "vat_final_metrics" VALUES(132,10,'rvadv',4.52709563262760628088e-02);
+INSERT INTO "vat_final_metrics" VALUES(133,10,'rvadv_train',5.25450856685638401089e-01);
+INSERT INTO "vat_final_metrics" VALUES(134,10,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_final_metrics" VALUES(135,10,'test_error',0.892);
+INSERT INTO "vat_final_metrics" VALUES(136,10,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(137,10,'wall_seconds',1.68083137496068957261e-02);
+INSERT INTO "vat_final_metrics" VALUES(138,10,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(139,10,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(140,10,'lanes',4.0);
+INSERT INTO "vat_final_metrics" VALUES(141,11,'loss',3.09693185488382960457e+00);
+INSERT INTO "vat_final_metrics" VALUES(142,11,'nll',2.67910250027974461417e+00);
+INSERT INTO "vat_final_metrics" VALUES(143,11,'reg',4.17829384406407655649e-01);
+INSERT INTO "vat_final_metrics" VALUES(144,11,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(145,11,'val_error',7.79922779922779918493e-01);
+INSERT INTO "vat_final_metrics" VALUES(146,11,'rvadv',0.0422536233626306);
+INSERT INTO "vat_final_metrics" VALUES(147,11,'rvadv_train',4.75730881877243494404e-01);
+INSERT INTO "vat_final_metrics" VALUES(148,11,'train_seconds',6.98402349917159881442e-03);
+INSERT INTO "vat_final_metrics" VALUES(149,11,'test_error',0.814);
+INSERT INTO "vat_final_metrics" VALUES(150,11,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(151,11,'wall_seconds',2.73488564998842775821e-02);
+INSERT INTO "vat_final_metrics" VALUES(152,11,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(153,11,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(154,11,'lanes',2.0);
+INSERT INTO "vat_final_metrics" VALUES(155,12,'loss',3.2384367783864340673e+00);
+INSERT INTO "vat_final_metrics" VALUES(156,12,'nll',2.83032242457071925301e+00);
+INSERT INTO "vat_final_metrics" VALUES(157,12,'reg',4.08114353815714536732e-01);
+INSERT INTO "vat_final_metrics" VALUES(158,12,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(159,12,'val_error',8.37837837837837828836e-01);
+INSERT INTO "vat_final_metrics" VALUES(160,12,'rvadv',4.4501223154366019441e-02);
+INSERT INTO "vat_final_metrics" VALUES(161,12,'rvadv_train',0.508092203438282);
+INSERT INTO "vat_final_metrics" VALUES(162,12,'train_seconds',6.98402349917159881442e-03);
+INSERT INTO "vat_final_metrics" VALUES(163,12,'test_error',0.874);
+INSERT INTO "vat_final_metrics" VALUES(164,12,'steps',6.0);
+INSERT INTO "vat_final_metrics" VALUES(165,12,'wall_seconds',2.73488564998842775821e-02);
+INSERT INTO "vat_final_metrics" VALUES(166,12,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(167,12,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(168,12,'lanes',2.0);
+INSERT INTO "vat_final_metrics" VALUES(169,13,'loss',6.48974609375);
+INSERT INTO "vat_final_metrics" VALUES(170,13,'nll',2.61835193634033203125e+00);
+INSERT INTO "vat_final_metrics" VALUES(171,13,'reg',3.87139439582824707031e+00);
+INSERT INTO "vat_final_metrics" VALUES(172,13,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(173,13,'val_error',7.99227799227799184933e-01);
+INSERT INTO "vat_final_metrics" VALUES(174,13,'rvadv',3.19055861327797174453e-02);
+INSERT INTO "vat_final_metrics" VALUES(175,13,'rvadv_train',4.88679776936769505457e-01);
+INSERT INTO "vat_final_metrics" VALUES(176,13,'train_seconds',3.65584949940966907888e-03);
+INSERT INTO "vat_final_metrics" VALUES(177,13,'test_error',0.806);
+INSERT INTO "vat_final_metrics" VALUES(178,13,'steps',4.0);
+INSERT INTO "vat_final_metrics" VALUES(179,13,'wall_seconds',2.4339650000911206007e-02);
+INSERT INTO "vat_final_metrics" VALUES(180,13,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(181,13,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(182,13,'lanes',2.0);
+INSERT INTO "vat_final_metrics" VALUES(183,14,'loss',6.65287113189697265625e+00);
+INSERT INTO "vat_final_metrics" VALUES(184,14,'nll',2.72083640098571777343e+00);
+INSERT INTO "vat_final_metrics" VALUES(185,14,'reg',3.93203496932983398437e+00);
+INSERT INTO "vat_final_metrics" VALUES(186,14,'lr',0.002);
+INSERT INTO "vat_final_metrics" VALUES(187,14,'val_error',8.68725868725868766162e-01);
+INSERT INTO "vat_final_metrics" VALUES(188,14,'rvadv',3.22849170118570324983e-02);
+INSERT INTO "vat_final_metrics" VALUES(189,14,'rvadv_train',5.40860285907983739939e-01);
+INSERT INTO "vat_final_metrics" VALUES(190,14,'train_seconds',3.65584949940966907888e-03);
+INSERT INTO "vat_final_metrics" VALUES(191,14,'test_error',0.88);
+INSERT INTO "vat_final_metrics" VALUES(192,14,'steps',4.0);
+INSERT INTO "vat_final_metrics" VALUES(193,14,'wall_seconds',2.4339650000911206007e-02);
+INSERT INTO "vat_final_metrics" VALUES(194,14,'n_labeled',100.0);
+INSERT INTO "vat_final_metrics" VALUES(195,14,'n_validation',259.0);
+INSERT INTO "vat_final_metrics" VALUES(196,14,'lanes',2.0);
+CREATE TABLE vat_metrics (
+	id INTEGER NOT NULL, 
+	trial_id INTEGER NOT NULL, 
+	step INTEGER NOT NULL, 
+	name VARCHAR(100) NOT NULL, 
+	value FLOAT, 
+	CONSTRAINT pk_vat_metrics PRIMARY KEY (id), 
+	CONSTRAINT uq_vat_metrics_trial_step_name UNIQUE (trial_id, step, name), 
+	CONSTRAINT fk_vat_metrics_trial_id_vat_trials FOREIGN KEY(trial_id) REFERENCES vat_trials (id) ON DELETE CASCADE
+);
+INSERT INTO "vat_metrics" VALUES(1,1,3,'loss',2.90202728907267237801e+00);
+INSERT INTO "vat_metrics" VALUES(2,1,3,'nll',2.90202728907267237801e+00);
+INSERT INTO "vat_metrics" VALUES(3,1,3,'reg',0.0);
+INSERT INTO "vat_metrics" VALUES(4,1,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(5,1,3,'val_error',8.26254826254826268971e-01);
+INSERT INTO "vat_metrics" VALUES(6,1,3,'rvadv',2.82604834251105781206e-02);
+INSERT INTO "vat_metrics" VALUES(7,1,3,'rvadv_train',4.90856643617153143299e-01);
+INSERT INTO "vat_metrics" VALUES(8,1,3,'train_seconds',1.07515975014393916353e-02);
+INSERT INTO "vat_metrics" VALUES(9,2,3,'loss',2.71883710225423191886e+00);
+INSERT INTO "vat_metrics" VALUES(10,2,3,'nll',2.71883710225423191886e+00);
+INSERT INTO "vat_metrics" VALUES(11,2,3,'reg',0.0);
+INSERT INTO "vat_metrics" VALUES(12,2,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(13,2,3,'val_error',8.68725868725868766162e-01);
+INSERT INTO "vat_metrics" VALUES(14,2,3,'rvadv',2.76047274749726054277e-02);
+INSERT INTO "vat_metrics" VALUES(15,2,3,'rvadv_train',5.51463836431503318102e-01);
+INSERT INTO "vat_metrics" VALUES(16,2,3,'train_seconds',1.07515975014393916353e-02);
+INSERT INTO "vat_metrics" VALUES(17,1,6,'loss',2.67184591293334960937e+00);
+INSERT INTO "vat_metrics" VALUES(18,1,6,'nll',2.67184591293334960937e+00);
+INSERT INTO "vat_metrics" VALUES(19,1,6,'reg',0.0);
+INSERT INTO "vat_metrics" VALUES(20,1,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(21,1,6,'val_error',7.83783783783783771781e-01);
+INSERT INTO "vat_metrics" VALUES(22,1,6,'rvadv',4.52218142710626158642e-02);
+INSERT INTO "vat_metrics" VALUES(23,1,6,'rvadv_train',4.95369554013013857485e-01);
+INSERT INTO "vat_metrics" VALUES(24,1,6,'train_seconds',1.24349825000535929575e-02);
+INSERT INTO "vat_metrics" VALUES(25,2,6,'loss',2.81337324778238917488e+00);
+INSERT INTO "vat_metrics" VALUES(26,2,6,'nll',2.81337324778238917488e+00);
+INSERT INTO "vat_metrics" VALUES(27,2,6,'reg',0.0);
+INSERT INTO "vat_metrics" VALUES(28,2,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(29,2,6,'val_error',8.37837837837837828836e-01);
+INSERT INTO "vat_metrics" VALUES(30,2,6,'rvadv',4.7137066703289744185e-02);
+INSERT INTO "vat_metrics" VALUES(31,2,6,'rvadv_train',5.52778450548648825346e-01);
+INSERT INTO "vat_metrics" VALUES(32,2,6,'train_seconds',1.24349825000535929575e-02);
+INSERT INTO "vat_metrics" VALUES(33,3,3,'loss',3.04760869344075535636e+00);
+INSERT INTO "vat_metrics" VALUES(34,3,3,'nll',2.93199189503987645011e+00);
+INSERT INTO "vat_metrics" VALUES(35,3,3,'reg',1.15616733829180404202e-01);
+INSERT INTO "vat_metrics" VALUES(36,3,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(37,3,3,'val_error',8.14671814671814709107e-01);
+INSERT INTO "vat_metrics" VALUES(38,3,3,'rvadv',2.75014694454148410363e-02);
+INSERT INTO "vat_metrics" VALUES(39,3,3,'rvadv_train',5.05177839696407282588e-01);
+INSERT INTO "vat_metrics" VALUES(40,3,3,'train_seconds',1.65338850001717219129e-03);
+INSERT INTO "vat_metrics" VALUES(41,4,3,'loss',2.88483699162801121573e+00);
+INSERT INTO "vat_metrics" VALUES(42,4,3,'nll',2.78108302752176905769e+00);
+INSERT INTO "vat_metrics" VALUES(43,4,3,'reg',1.03754016260306045071e-01);
+INSERT INTO "vat_metrics" VALUES(44,4,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(45,4,3,'val_error',8.7258687258687261945e-01);
+INSERT INTO "vat_metrics" VALUES(46,4,3,'rvadv',2.78315532859414807576e-02);
+INSERT INTO "vat_metrics" VALUES(47,4,3,'rvadv_train',5.29935822039842574504e-01);
+INSERT INTO "vat_metrics" VALUES(48,4,3,'train_seconds',1.65338850001717219129e-03);
+INSERT INTO "vat_metrics" VALUES(49,5,3,'loss',3.18667419751485203605e+00);
+INSERT INTO "vat_metrics" VALUES(50,5,3,'nll',2.86111235618591308593e+00);
+INSERT INTO "vat_metrics" VALUES(51,5,3,'reg',3.25561841328938783579e-01);
+INSERT INTO "vat_metrics" VALUES(52,5,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(53,5,3,'val_error',8.18532818532818562395e-01);
+INSERT INTO "vat_metrics" VALUES(54,5,3,'rvadv',2.72532271873205909906e-02);
+INSERT INTO "vat_metrics" VALUES(55,5,3,'rvadv_train',4.79222654849290830014e-01);
+INSERT INTO "vat_metrics" VALUES(56,5,3,'train_seconds',1.65338850001717219129e-03);
+INSERT INTO "vat_metrics" VALUES(57,6,3,'loss',3.019336700439453125e+00);
+INSERT INTO "vat_metrics" VALUES(58,6,3,'nll',2.71200609207153320312e+00);
+INSERT INTO "vat_metrics" VALUES(59,6,3,'reg',3.07330608367919921875e-01);
+INSERT INTO "vat_metrics" VALUES(60,6,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(61,6,3,'val_error',8.7258687258687261945e-01);
+INSERT INTO "vat_metrics" VALUES(62,6,3,'rvadv',2.76926582586020236798e-02);
+INSERT INTO "vat_metrics" VALUES(63,6,3,'rvadv_train',5.18175187706947371069e-01);
+INSERT INTO "vat_metrics" VALUES(64,6,3,'train_seconds',1.65338850001717219129e-03);
+INSERT INTO "vat_metrics" VALUES(65,3,6,'loss',2.73840498924255371093e+00);
+INSERT INTO "vat_metrics" VALUES(66,3,6,'nll',2.61522928873697901863e+00);
+INSERT INTO "vat_metrics" VALUES(67,3,6,'reg',1.2317568063735961914e-01);
+INSERT INTO "vat_metrics" VALUES(68,3,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(69,3,6,'val_error',7.83783783783783771781e-01);
+INSERT INTO "vat_metrics" VALUES(70,3,6,'rvadv',4.35373855195939560291e-02);
+INSERT INTO "vat_metrics" VALUES(71,3,6,'rvadv_train',5.15259557366371190312e-01);
+INSERT INTO "vat_metrics" VALUES(72,3,6,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_metrics" VALUES(73,4,6,'loss',2.96370728810628270011e+00);
+INSERT INTO "vat_metrics" VALUES(74,4,6,'nll',2.83814160029093409676e+00);
+INSERT INTO "vat_metrics" VALUES(75,4,6,'reg',1.25565658013025910344e-01);
+INSERT INTO "vat_metrics" VALUES(76,4,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(77,4,6,'val_error',8.64864864864864912874e-01);
+INSERT INTO "vat_metrics" VALUES(78,4,6,'rvadv',4.91915591247379796469e-02);
+INSERT INTO "vat_metrics" VALUES(79,4,6,'rvadv_train',5.27864994555711786183e-01);
+INSERT INTO "vat_metrics" VALUES(80,4,6,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_metrics" VALUES(81,5,6,'loss',2.95132621129353855948e+00);
+INSERT INTO "vat_metrics" VALUES(82,5,6,'nll',2.61212698618570948738e+00);
+INSERT INTO "vat_metrics" VALUES(83,5,6,'reg',0.339199165503184);
+INSERT INTO "vat_metrics" VALUES(84,5,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(85,5,6,'val_error',0.806949806949807);
+INSERT INTO "vat_metrics" VALUES(86,5,6,'rvadv',4.13408330362290132864e-02);
+INSERT INTO "vat_metrics" VALUES(87,5,6,'rvadv_train',4.72299784272909140003e-01);
+INSERT INTO "vat_metrics" VALUES(88,5,6,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_metrics" VALUES(89,6,6,'loss',3.20774539311726902823e+00);
+INSERT INTO "vat_metrics" VALUES(90,6,6,'nll',2.87811024983723973136e+00);
+INSERT INTO "vat_metrics" VALUES(91,6,6,'reg',3.29635153214136777943e-01);
+INSERT INTO "vat_metrics" VALUES(92,6,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(93,6,6,'val_error',0.861003861003861);
+INSERT INTO "vat_metrics" VALUES(94,6,6,'rvadv',4.80051144212484334761e-02);
+INSERT INTO "vat_metrics" VALUES(95,6,6,'rvadv_train',5.20861689448356646181e-01);
+INSERT INTO "vat_metrics" VALUES(96,6,6,'train_seconds',3.30353199933597352355e-03);
+INSERT INTO "vat_metrics" VALUES(97,7,3,'loss',3.25184289614359522957e+00);
+INSERT INTO "vat_metrics" VALUES(98,7,3,'nll',2.93433245023091648917e+00);
+INSERT INTO "vat_metrics" VALUES(99,7,3,'reg',3.17510455846786499023e-01);
+INSERT INTO "vat_metrics" VALUES(100,7,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(101,7,3,'val_error',8.14671814671814709107e-01);
+INSERT INTO "vat_metrics" VALUES(102,7,3,'rvadv',2.75039542373269781105e-02);
+INSERT INTO "vat_metrics" VALUES(103,7,3,'rvadv_train',5.02804293632507337541e-01);
+INSERT INTO "vat_metrics" VALUES(104,7,3,'train_seconds',1.93998324994026916101e-03);
+INSERT INTO "vat_metrics" VALUES(105,8,3,'loss',3.05225427945454930167e+00);
+INSERT INTO "vat_metrics" VALUES(106,8,3,'nll',2.77850548426310206551e+00);
+INSERT INTO "vat_metrics" VALUES(107,8,3,'reg',2.73748785257339477539e-01);
+INSERT INTO "vat_metrics" VALUES(108,8,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(109,8,3,'val_error',8.7258687258687261945e-01);
+INSERT INTO "vat_metrics" VALUES(110,8,3,'rvadv',2.73606117488816372174e-02);
+INSERT INTO "vat_metrics" VALUES(111,8,3,'rvadv_train',5.18204075545072528896e-01);
+INSERT INTO "vat_metrics" VALUES(112,8,3,'train_seconds',1.93998324994026916101e-03);
+INSERT INTO "vat_metrics" VALUES(113,9,3,'loss',3.37336889902750636238e+00);
+INSERT INTO "vat_metrics" VALUES(114,9,3,'nll',2.85537036259969090323e+00);
+INSERT INTO "vat_metrics" VALUES(115,9,3,'reg',5.17998596032460567606e-01);
+INSERT INTO "vat_metrics" VALUES(116,9,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(117,9,3,'val_error',8.18532818532818562395e-01);
+INSERT INTO "vat_metrics" VALUES(118,9,3,'rvadv',2.68064425000920890374e-02);
+INSERT INTO "vat_metrics" VALUES(119,9,3,'rvadv_train',4.85229734703898407666e-01);
+INSERT INTO "vat_metrics" VALUES(120,9,3,'train_seconds',1.93998324994026916101e-03);
+INSERT INTO "vat_metrics" VALUES(121,10,3,'loss',3.21899970372517918448e+00);
+INSERT INTO "vat_metrics" VALUES(122,10,3,'nll',2.70963255564371729988e+00);
+INSERT INTO "vat_metrics" VALUES(123,10,3,'reg',5.09367217620213863504e-01);
+INSERT INTO "vat_metrics" VALUES(124,10,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(125,10,3,'val_error',8.7258687258687261945e-01);
+INSERT INTO "vat_metrics" VALUES(126,10,3,'rvadv',2.75587972998619090692e-02);
+INSERT INTO "vat_metrics" VALUES(127,10,3,'rvadv_train',5.22997114062309309545e-01);
+INSERT INTO "vat_metrics" VALUES(128,10,3,'train_seconds',1.93998324994026916101e-03);
+INSERT INTO "vat_metrics" VALUES(129,7,6,'loss',2.93742028872172022957e+00);
+INSERT INTO "vat_metrics" VALUES(130,7,6,'nll',2.61873555183410644531e+00);
+INSERT INTO "vat_metrics" VALUES(131,7,6,'reg',3.18684667348861694335e-01);
+INSERT INTO "vat_metrics" VALUES(132,7,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(133,7,6,'val_error',7.87644787644787625069e-01);
+INSERT INTO "vat_metrics" VALUES(134,7,6,'rvadv',4.19599206093698717801e-02);
+INSERT INTO "vat_metrics" VALUES(135,7,6,'rvadv_train',5.01442224234342592836e-01);
+INSERT INTO "vat_metrics" VALUES(136,7,6,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_metrics" VALUES(137,8,6,'loss',3.16322294871012354988e+00);
+INSERT INTO "vat_metrics" VALUES(138,8,6,'nll',2.84490092595418309073e+00);
+INSERT INTO "vat_metrics" VALUES(139,8,6,'reg',3.18322052558263124399e-01);
+INSERT INTO "vat_metrics" VALUES(140,8,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(141,8,6,'val_error',0.861003861003861);
+INSERT INTO "vat_metrics" VALUES(142,8,6,'rvadv',0.0452764505892992);
+INSERT INTO "vat_metrics" VALUES(143,8,6,'rvadv_train',5.19124229848384910468e-01);
+INSERT INTO "vat_metrics" VALUES(144,8,6,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_metrics" VALUES(145,9,6,'loss',3.10058498382568359375e+00);
+INSERT INTO "vat_metrics" VALUES(146,9,6,'nll',2.59653027852376316886e+00);
+INSERT INTO "vat_metrics" VALUES(147,9,6,'reg',5.04054735104242923604e-01);
+INSERT INTO "vat_metrics" VALUES(148,9,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(149,9,6,'val_error',0.803088803088803);
+INSERT INTO "vat_metrics" VALUES(150,9,6,'rvadv',0.0395259318780154);
+INSERT INTO "vat_metrics" VALUES(151,9,6,'rvadv_train',4.7451063841581342384e-01);
+INSERT INTO "vat_metrics" VALUES(152,9,6,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_metrics" VALUES(153,10,6,'loss',3.43084494272867823738e+00);
+INSERT INTO "vat_metrics" VALUES(154,10,6,'nll',2.86783075332641601562e+00);
+INSERT INTO "vat_metrics" VALUES(155,10,6,'reg',5.63014169534047481668e-01);
+INSERT INTO "vat_metrics" VALUES(156,10,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(157,10,6,'val_error',8.68725868725868766162e-01);
+INSERT INTO "vat_metrics" VALUES(158,10,6,'rvadv',4.52709563262760628088e-02);
+INSERT INTO "vat_metrics" VALUES(159,10,6,'rvadv_train',5.25450856685638401089e-01);
+INSERT INTO "vat_metrics" VALUES(160,10,6,'train_seconds',0.0039198682497954);
+INSERT INTO "vat_metrics" VALUES(161,11,3,'loss',3.32126919428507472176e+00);
+INSERT INTO "vat_metrics" VALUES(162,11,3,'nll',2.90257247289021824698e+00);
+INSERT INTO "vat_metrics" VALUES(163,11,3,'reg',4.18696731328964233398e-01);
+INSERT INTO "vat_metrics" VALUES(164,11,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(165,11,3,'val_error',8.14671814671814709107e-01);
+INSERT INTO "vat_metrics" VALUES(166,11,3,'rvadv',2.7305447016842662733e-02);
+INSERT INTO "vat_metrics" VALUES(167,11,3,'rvadv_train',4.76361381858587284998e-01);
+INSERT INTO "vat_metrics" VALUES(168,11,3,'train_seconds',3.70095149992266669869e-03);
+INSERT INTO "vat_metrics" VALUES(169,12,3,'loss',3.10877434412638331551e+00);
+INSERT INTO "vat_metrics" VALUES(170,12,3,'nll',2.71649026870727539062e+00);
+INSERT INTO "vat_metrics" VALUES(171,12,3,'reg',0.392284095287323);
+INSERT INTO "vat_metrics" VALUES(172,12,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(173,12,3,'val_error',8.68725868725868766162e-01);
+INSERT INTO "vat_metrics" VALUES(174,12,3,'rvadv',2.74665956199169163098e-02);
+INSERT INTO "vat_metrics" VALUES(175,12,3,'rvadv_train',5.09710468202829392048e-01);
+INSERT INTO "vat_metrics" VALUES(176,12,3,'train_seconds',3.70095149992266669869e-03);
+INSERT INTO "vat_metrics" VALUES(177,11,6,'loss',3.09693185488382960457e+00);
+INSERT INTO "vat_metrics" VALUES(178,11,6,'nll',2.67910250027974461417e+00);
+INSERT INTO "vat_metrics" VALUES(179,11,6,'reg',4.17829384406407655649e-01);
+INSERT INTO "vat_metrics" VALUES(180,11,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(181,11,6,'val_error',7.79922779922779918493e-01);
+INSERT INTO "vat_metrics" VALUES(182,11,6,'rvadv',0.0422536233626306);
+INSERT INTO "vat_metrics" VALUES(183,11,6,'rvadv_train',4.75730881877243494404e-01);
+INSERT INTO "vat_metrics" VALUES(184,11,6,'train_seconds',6.98402349917159881442e-03);
+INSERT INTO "vat_metrics" VALUES(185,12,6,'loss',3.2384367783864340673e+00);
+INSERT INTO "vat_metrics" VALUES(186,12,6,'nll',2.83032242457071925301e+00);
+INSERT INTO "vat_metrics" VALUES(187,12,6,'reg',4.08114353815714536732e-01);
+INSERT INTO "vat_metrics" VALUES(188,12,6,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(189,12,6,'val_error',8.37837837837837828836e-01);
+INSERT INTO "vat_metrics" VALUES(190,12,6,'rvadv',4.4501223154366019441e-02);
+INSERT INTO "vat_metrics" VALUES(191,12,6,'rvadv_train',0.508092203438282);
+INSERT INTO "vat_metrics" VALUES(192,12,6,'train_seconds',6.98402349917159881442e-03);
+INSERT INTO "vat_metrics" VALUES(193,13,3,'loss',6.89225816726684570312e+00);
+INSERT INTO "vat_metrics" VALUES(194,13,3,'nll',2.96650616327921534676e+00);
+INSERT INTO "vat_metrics" VALUES(195,13,3,'reg',3.92575184504191065926e+00);
+INSERT INTO "vat_metrics" VALUES(196,13,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(197,13,3,'val_error',8.22393822393822415683e-01);
+INSERT INTO "vat_metrics" VALUES(198,13,3,'rvadv',2.69885932328179471706e-02);
+INSERT INTO "vat_metrics" VALUES(199,13,3,'rvadv_train',4.81087167859077458054e-01);
+INSERT INTO "vat_metrics" VALUES(200,13,3,'train_seconds',2.71640699975250754505e-03);
+INSERT INTO "vat_metrics" VALUES(201,14,3,'loss',6.69890308380126953125e+00);
+INSERT INTO "vat_metrics" VALUES(202,14,3,'nll',2.74804902076721191406e+00);
+INSERT INTO "vat_metrics" VALUES(203,14,3,'reg',3.95085398356119776863e+00);
+INSERT INTO "vat_metrics" VALUES(204,14,3,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(205,14,3,'val_error',8.64864864864864912874e-01);
+INSERT INTO "vat_metrics" VALUES(206,14,3,'rvadv',2.76895780116319656372e-02);
+INSERT INTO "vat_metrics" VALUES(207,14,3,'rvadv_train',5.41794823557138482961e-01);
+INSERT INTO "vat_metrics" VALUES(208,14,3,'train_seconds',2.71640699975250754505e-03);
+INSERT INTO "vat_metrics" VALUES(209,13,4,'loss',6.48974609375);
+INSERT INTO "vat_metrics" VALUES(210,13,4,'nll',2.61835193634033203125e+00);
+INSERT INTO "vat_metrics" VALUES(211,13,4,'reg',3.87139439582824707031e+00);
+INSERT INTO "vat_metrics" VALUES(212,13,4,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(213,13,4,'val_error',7.99227799227799184933e-01);
+INSERT INTO "vat_metrics" VALUES(214,13,4,'rvadv',3.19055861327797174453e-02);
+INSERT INTO "vat_metrics" VALUES(215,13,4,'rvadv_train',4.88679776936769505457e-01);
+INSERT INTO "vat_metrics" VALUES(216,13,4,'train_seconds',3.65584949940966907888e-03);
+INSERT INTO "vat_metrics" VALUES(217,14,4,'loss',6.65287113189697265625e+00);
+INSERT INTO "vat_metrics" VALUES(218,14,4,'nll',2.72083640098571777343e+00);
+INSERT INTO "vat_metrics" VALUES(219,14,4,'reg',3.93203496932983398437e+00);
+INSERT INTO "vat_metrics" VALUES(220,14,4,'lr',0.002);
+INSERT INTO "vat_metrics" VALUES(221,14,4,'val_error',8.68725868725868766162e-01);
+INSERT INTO "vat_metrics" VALUES(222,14,4,'rvadv',3.22849170118570324983e-02);
+INSERT INTO "vat_metrics" VALUES(223,14,4,'rvadv_train',5.40860285907983739939e-01);
+INSERT INTO "vat_metrics" VALUES(224,14,4,'train_seconds',3.65584949940966907888e-03);
+CREATE TABLE vat_studies (
+	id INTEGER NOT NULL, 
+	name VARCHAR(100) NOT NULL, 
+	spec JSON NOT NULL, 
+	spec_path TEXT, 
+	created_at DATETIME NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_vat_studies PRIMARY KEY (id), 
+	CONSTRAINT uq_vat_studies_name UNIQUE (name)
+);
+INSERT INTO "vat_studies" VALUES(1,'flat_grid','{"name": "flat_grid", "description": null, "task": {"dataset": "digits", "hidden": [16], "steps": 6, "eval_every": 3, "noise_sigma": 0.3, "batch": {"labeled": 16, "unlabeled": 32}, "implementation": {"lds_stochastic": true}}, "method": {"name": "vat", "eps": 1.0, "alpha": 1.0, "power_iterations": 1}, "search": {"grid": [{"method": ["baseline"]}, {"method": ["rpt", "vat"], "eps": [0.5, 2.0]}, {"method": ["vat"], "implementation.lds_stochastic": [false]}, {"method": ["at_l2"], "steps": [4]}], "optuna": null}, "seeds": [0, 1], "metric": {"name": "val_error", "mode": "min"}, "probes": {"rvadv": {"size": 50}}, "executor": {"kind": "local", "per_trial": {"cpu": 1.0, "gpu": "auto", "auto_gpu": 0.25}, "max_concurrent": null, "address": null, "trial_timeout": null, "max_failures": 2, "batch_seeds": 1, "lanes": 4}, "storage": "sqlite:////tmp/fx/flat.db", "save_models": false, "models_dir": null}',NULL,'2026-11-27 04:26:49.470894','2026-11-27 04:26:49.470901');
+CREATE TABLE "vat_trials" (
+	id INTEGER NOT NULL, 
+	study_id INTEGER NOT NULL, 
+	"key" VARCHAR(64) NOT NULL, 
+	config_key VARCHAR(64) NOT NULL, 
+	params JSON NOT NULL, 
+	seed INTEGER NOT NULL, 
+	config JSON NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	error TEXT, 
+	attempts INTEGER NOT NULL, 
+	optuna_number INTEGER, 
+	started_at DATETIME NOT NULL, 
+	finished_at DATETIME, 
+	host VARCHAR(255) NOT NULL, 
+	versions JSON NOT NULL, 
+	failure_kind VARCHAR(32), 
+	batch_group VARCHAR(64), node VARCHAR(64), 
+	CONSTRAINT pk_vat_trials PRIMARY KEY (id), 
+	CONSTRAINT uq_vat_trials_study_key UNIQUE (study_id, "key"), 
+	CONSTRAINT fk_vat_trials_study_id_vat_studies FOREIGN KEY(study_id) REFERENCES vat_studies (id) ON DELETE CASCADE, 
+	CONSTRAINT ck_vat_trials_status CHECK (status IN ('RUNNING', 'COMPLETE', 'FAILED', 'PRUNED'))
+);
+INSERT INTO "vat_trials" VALUES(1,1,'5baa07a4ac919d20','63fa90cecf7369d3','{"method": "baseline"}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "baseline", "eps": 1.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:49.605124','2026-11-27 04:26:52.170312','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'12fc2de16f58e3d4',NULL);
+INSERT INTO "vat_trials" VALUES(2,1,'1d7f271ed0db22f6','63fa90cecf7369d3','{"method": "baseline"}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "baseline", "eps": 1.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:49.612169','2026-11-27 04:26:52.172975','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'12fc2de16f58e3d4',NULL);
+INSERT INTO "vat_trials" VALUES(3,1,'319870fb002d815b','d3b31fef8dd1c7e4','{"method": "rpt", "eps": 0.5}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "rpt", "eps": 0.5, "alpha": 1.0, "xi": 0.01, "power_iterations": 0, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.174133','2026-11-27 04:26:52.257853','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'40b00d56c1912f55',NULL);
+INSERT INTO "vat_trials" VALUES(4,1,'3641ca1be8d3b774','d3b31fef8dd1c7e4','{"method": "rpt", "eps": 0.5}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "rpt", "eps": 0.5, "alpha": 1.0, "xi": 0.01, "power_iterations": 0, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.179462','2026-11-27 04:26:52.259808','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'40b00d56c1912f55',NULL);
+INSERT INTO "vat_trials" VALUES(5,1,'c9005f0838fe6c0f','7b03a63723467b19','{"method": "rpt", "eps": 2.0}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "rpt", "eps": 2.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 0, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.183755','2026-11-27 04:26:52.261570','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'40b00d56c1912f55',NULL);
+INSERT INTO "vat_trials" VALUES(6,1,'2d9d00b6f71ed506','7b03a63723467b19','{"method": "rpt", "eps": 2.0}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "rpt", "eps": 2.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 0, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.187834','2026-11-27 04:26:52.263240','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'40b00d56c1912f55',NULL);
+INSERT INTO "vat_trials" VALUES(7,1,'59276f7ef188249d','af81ded192f28b5c','{"method": "vat", "eps": 0.5}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "vat", "eps": 0.5, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.264167','2026-11-27 04:26:52.347671','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'4d344ff9a79fb48a',NULL);
+INSERT INTO "vat_trials" VALUES(8,1,'e64784a0e77f17f5','af81ded192f28b5c','{"method": "vat", "eps": 0.5}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "vat", "eps": 0.5, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.268184','2026-11-27 04:26:52.349429','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'4d344ff9a79fb48a',NULL);
+INSERT INTO "vat_trials" VALUES(9,1,'132d318e477d32d2','16f8bb43970d5f95','{"method": "vat", "eps": 2.0}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "vat", "eps": 2.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.272005','2026-11-27 04:26:52.351243','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'4d344ff9a79fb48a',NULL);
+INSERT INTO "vat_trials" VALUES(10,1,'4d78e32833ee1ff9','16f8bb43970d5f95','{"method": "vat", "eps": 2.0}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "vat", "eps": 2.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.275525','2026-11-27 04:26:52.352887','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'4d344ff9a79fb48a',NULL);
+INSERT INTO "vat_trials" VALUES(11,1,'06ee93d6008849da','5c77b1e0e4e7df0a','{"method": "vat", "implementation.lds_stochastic": false}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "vat", "eps": 1.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": false, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.353800','2026-11-27 04:26:52.417373','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'2e7a0816c5089317',NULL);
+INSERT INTO "vat_trials" VALUES(12,1,'2f6ae79a3a8ea531','5c77b1e0e4e7df0a','{"method": "vat", "implementation.lds_stochastic": false}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "vat", "eps": 1.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": false, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 6, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.357791','2026-11-27 04:26:52.419220','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'2e7a0816c5089317',NULL);
+INSERT INTO "vat_trials" VALUES(13,1,'d31f34a175eae12f','a204131cc38eee3a','{"method": "at_l2", "steps": 4}',0,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "at_l2", "eps": 1.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 0, "seeds": null, "steps": 4, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.420239','2026-11-27 04:26:52.477947','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'f04ba1fb7e14edf6',NULL);
+INSERT INTO "vat_trials" VALUES(14,1,'fddbeb78b6de9046','a204131cc38eee3a','{"method": "at_l2", "steps": 4}',1,'{"dataset": "digits", "data_root": null, "download": false, "idx_paths": null, "mode": "semi_supervised", "n_labeled": 100, "validation": null, "zca": false, "augment": {"translate": 0, "flip": false}, "model": "mlp", "hidden": [16], "noise_sigma": 0.3, "top_bn": true, "dropout": 0.5, "method": "at_l2", "eps": 1.0, "alpha": 1.0, "xi": 0.01, "power_iterations": 1, "direction": "finite_difference", "implementation": {"clean_stochastic": false, "power_iteration_stochastic": false, "lds_stochastic": true, "divergence": "forward", "bn": "batch", "regularizer_batch": "unlabeled"}, "seed": 1, "seeds": null, "steps": 4, "batch": {"labeled": 16, "unlabeled": 32}, "optimizer": {"name": "adam", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "decay": {"kind": "exponential", "every": 600, "rate": 0.9, "start": null, "beta1_after": null}}, "eval_every": 3, "probes": {"rvadv": {"eps": 2.0, "power_iterations": 1, "size": 50, "every": null}, "grad_variance": null, "fidelity": null}, "model_path": null, "device": "cpu", "dtype": "float32"}','COMPLETE',NULL,1,NULL,'2026-11-27 04:26:52.424441','2026-11-27 04:26:52.479759','vm','{"python": "3.11.7", "vat-study": "0.1.0", "torch": "2.14.1", "numpy": "2.4.6", "ray": "2.60.0", "optuna": "5.0.0", "sqlalchemy": "2.1.9"}',NULL,'f04ba1fb7e14edf6',NULL);
+CREATE INDEX ix_vat_metrics_trial_id ON vat_metrics (trial_id);
+CREATE INDEX ix_vat_final_metrics_trial_id ON vat_final_metrics (trial_id);
+CREATE INDEX ix_vat_trials_config_key ON vat_trials (config_key);
+CREATE INDEX ix_vat_trials_study_id ON vat_trials (study_id);
+CREATE INDEX ix_vat_trials_status ON vat_trials (status);
+CREATE INDEX ix_vat_trials_batch_group ON vat_trials (batch_group);
+COMMIT;
