@@ -128,7 +128,7 @@ def compute_fig5(data: StudyData, n_images: int = 6) -> Fig5:
     for eps, g in sorted(vat.groupby("eps"), key=lambda t: t[0]):
         row = g.sort_values("seed").iloc[0]
         cfg = _config(data, row["trial_id"])
-        if cfg.get("zca"):
+        if cfg["task"]["zca"]:
             raise Skip("ZCA-whitened inputs cannot be shown as images")
         model, prep = load_trained(cfg)
         if prep.x_test.dim() != 4 or prep.x_test.shape[1] not in (1, 3):

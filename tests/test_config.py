@@ -1,6 +1,8 @@
 import pytest
 
 from vat_study import ConfigError, TrialConfig, run_trial
+from vat_study.config import is_flat, nest, param_path
+from vat_study.objective import resolve_config
 from vat_study.cli import parse_overrides
 
 
@@ -12,8 +14,57 @@ def problems(config):
 
 def test_defaults_are_the_offline_digits_trial():
     cfg = TrialConfig.from_mapping({})
-    assert (cfg.dataset, cfg.mode, cfg.n_labeled, cfg.model, cfg.method) == ("digits", "semi_supervised", 100, "mlp", "vat")
-    assert cfg.xi == 1e-2 and cfg.power_iterations == 1 and cfg.direction == "finite_difference"
+    t = cfg.task
+    assert (t.dataset, t.mode, t.n_labeled, t.model, cfg.method.name) == ("digits", "semi_supervised", 100, "mlp", "vat")
+    m = cfg.method
+    assert m.xi == 1e-2 and m.power_iterations == 1 and m.direction == "finite_difference" and cfg.k == 1
+
+
+def test_the_config_is_nested_as_a_study_file_is_written():
+    """task / method / probes / seed, and each method holds exactly its own settings."""
+    cfg = resolve_config({"task": {"steps": 30}, "method": {"name": "rpt", "eps": 2.0}, "seed": 3})
+    assert set(cfg) == {"task", "method", "probes", "seed", "seeds", "model_path"}
+    assert cfg["task"]["steps"] == 30 and cfg["seed"] == 3
+    assert set(cfg["method"]) == {"name", "eps", "alpha", "implementation"}  # RPT: no K, xi, direction
+    assert set(resolve_config({"method": {"name": "baseline"}})["method"]) == {"name"}
+    assert set(resolve_config({"method": {"name": "at_l2"}})["method"]) == {"name", "eps", "alpha"}
+    assert set(resolve_config({})["method"]) == {"name", "eps", "alpha", "xi", "power_iterations", "direction",
+                                                 "implementation"}
+
+
+def test_the_flat_vocabulary_reads_the_same_nested():
+    flat = {"method": "vat", "eps": 2.0, "steps": 30, "optimizer": {"lr": 0.001}, "implementation": {"bn": "running"},
+            "probes": {"rvadv": {"size": 10}}, "seed": 2}
+    nested = {"task": {"steps": 30, "optimizer": {"lr": 0.001}},
+              "method": {"name": "vat", "eps": 2.0, "implementation": {"bn": "running"}},
+              "probes": {"rvadv": {"size": 10}}, "seed": 2}
+    assert is_flat(flat) and not is_flat(nested)
+    assert nest(flat) == nested and nest(nested) == nested
+    assert resolve_config(flat) == resolve_config(nested)
+    # a flat setting given beside its section goes into it, whatever the order
+    assert nest({"eps": 3.0, "method": {"name": "rpt"}}) == {"method": {"name": "rpt", "eps": 3.0}}
+
+
+@pytest.mark.parametrize("key,path", [
+    ("eps", "method.eps"), ("method", "method.name"), ("power_iterations", "method.power_iterations"),
+    ("implementation.bn", "method.implementation.bn"), ("steps", "task.steps"), ("optimizer.lr", "task.optimizer.lr"),
+    ("task.steps", "task.steps"), ("method.xi", "method.xi"), ("probes.rvadv.eps", "probes.rvadv.eps"),
+    ("seed", "seed"), ("epsilon", None), ("foo.bar", None)])
+def test_a_search_key_is_a_path_whose_section_may_be_left_out(key, path):
+    assert param_path(key) == path
+
+
+def test_a_method_block_drops_other_methods_settings_and_refuses_unknown_keys():
+    shared = {"eps": 2.0, "alpha": 0.5, "xi": 1e-3, "power_iterations": 2, "direction": "hvp",
+              "implementation": {"bn": "running"}}
+    assert resolve_config({"method": {"name": "baseline", **shared}})["method"] == {"name": "baseline"}
+    assert resolve_config({"method": {"name": "at_linf", **shared}})["method"] == {"name": "at_linf", "eps": 2.0,
+                                                                                   "alpha": 0.5}
+    assert problems({"method": {"name": "baseline", "epsilon": 1.0}}) == (
+        "method.epsilon: unknown key (not a setting; check its spelling)")
+    assert resolve_config({"method": {"name": "baseline", "eps": "x"}})["method"] == {"name": "baseline"}  # not its setting
+    assert "method: must be a mapping" in problems({"method": 3})
+    assert problems({"task": {"implementation": {}}}).startswith("task.implementation: a setting of the method")
 
 
 @pytest.mark.parametrize(
@@ -24,7 +75,9 @@ def test_defaults_are_the_offline_digits_trial():
         ({"eps": float("nan")}, "eps:"),
         ({"xi": 0}, "xi:"),
         ({"power_iterations": -2}, "power_iterations:"),
-        ({"method": "mixup"}, "method:"),
+        ({"method": "mixup"}, "method.name: Input should be 'baseline'"),
+        ({"method": {"name": "vat", "eps": -1}}, "method.eps:"),
+        ({"task": {"steps": 0}}, "task.steps:"),
         ({"dataset": "imagenet"}, "dataset:"),
         ({"optimizer": {"lr": 0}}, "optimizer.lr:"),
         ({"optimizer": {"decay": {"kind": "cosine"}}}, "optimizer.decay.kind:"),
@@ -32,7 +85,7 @@ def test_defaults_are_the_offline_digits_trial():
         ({"probes": {"rvadv": {"eps": 0}}}, "probes.rvadv.eps:"),
         ({"probes": {"grad_variance": {"power_iterations": []}}}, "probes.grad_variance.power_iterations:"),
         ({"device": "tpu"}, "device:"),
-        ({"dataset": "digits", "model": "conv_large"}, "model:"),
+        ({"dataset": "digits", "model": "conv_large"}, "task.model: 'conv_large' needs 32x32 images"),
         ({"hidden": []}, "hidden:"),
     ],
 )
@@ -41,7 +94,8 @@ def test_each_bad_value_names_its_field(config, field):
 
 
 def test_rpt_is_k0_whatever_power_iterations_says():
-    assert TrialConfig.from_mapping({"method": "rpt", "power_iterations": 2}).power_iterations == 0
+    cfg = TrialConfig.from_mapping({"method": "rpt", "power_iterations": 2})
+    assert cfg.k == 0 and "power_iterations" not in cfg.method.model_dump()
 
 
 def test_all_problems_are_reported_at_once():

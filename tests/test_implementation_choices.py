@@ -162,23 +162,33 @@ def test_settings_are_validated_with_the_field_named():
     assert set(Implementation().passes()) == set(Implementation.model_fields) - {"regularizer_batch"}
 
 
+def _flat_without_implementation(nested: dict) -> dict:
+    """A resolved config laid out as vat-study 0.1.0 stored it: flat, no implementation block."""
+    method = {k: v for k, v in nested["method"].items() if k != "implementation"}
+    return {**nested["task"], **method, "method": method.pop("name"), "probes": nested["probes"],
+            "seed": nested["seed"], "seeds": nested["seeds"], "model_path": nested["model_path"]}
+
+
 def test_configs_stored_by_older_versions_read_with_what_those_versions_did():
     new = TrialConfig.from_mapping({"noise_sigma": 0.5}).model_dump(mode="json")
-    old = {k: v for k, v in new.items() if k != "implementation"}
-    assert upgrade_stored_config(old)["implementation"] == LEGACY_IMPLEMENTATION["semi_supervised"]
+    old = _flat_without_implementation(new)
+    assert "implementation" not in old and old["method"] == "vat"
+    assert upgrade_stored_config(old)["method"]["implementation"] == LEGACY_IMPLEMENTATION["semi_supervised"]
     sup = {**old, "mode": "supervised"}
-    assert upgrade_stored_config(sup)["implementation"] == LEGACY_IMPLEMENTATION["supervised"]
+    assert upgrade_stored_config(sup)["method"]["implementation"] == LEGACY_IMPLEMENTATION["supervised"]
+    assert upgrade_stored_config(upgrade_stored_config(old)) == upgrade_stored_config(old)  # idempotent
     # With noise, an old VAT trial really was trained differently unless the defaults are the legacy ones ...
-    legacy_now = {**new, "implementation": LEGACY_IMPLEMENTATION["semi_supervised"]}
+    legacy_now = {**new, "method": {**new["method"], "implementation": LEGACY_IMPLEMENTATION["semi_supervised"]}}
     assert comparable_config(old) == comparable_config(legacy_now)
     # ... but without dropout or noise layers the stochastic switches change nothing, and baseline
     # trains without any of the block: such old trials compare equal to today's.
     quiet = TrialConfig.from_mapping({"noise_sigma": 0.0}).model_dump(mode="json")
-    quiet_old = {k: v for k, v in quiet.items() if k != "implementation"}
     if Implementation().divergence == "forward" and Implementation().bn == "batch":
-        assert comparable_config(quiet_old) == comparable_config(quiet)
+        assert comparable_config(_flat_without_implementation(quiet)) == comparable_config(quiet)
     base = TrialConfig.from_mapping({"method": "baseline", "noise_sigma": 0.5}).model_dump(mode="json")
-    assert comparable_config({k: v for k, v in base.items() if k != "implementation"}) == comparable_config(base)
+    old_base = {**_flat_without_implementation(base), "eps": 1.0, "alpha": 1.0, "xi": 0.01}  # stored, unused
+    assert comparable_config(old_base) == comparable_config(base)
+    assert upgrade_stored_config(old_base)["method"] == {"name": "baseline"}
 
 
 def test_train_mode_rvadv_probe_sees_the_noise_the_eval_mode_probe_hides():

@@ -90,9 +90,9 @@ def test_a_diverging_lane_fails_alone():
 
 
 def test_lanes_that_differ_structurally_are_refused_naming_the_setting():
-    with pytest.raises(ConfigError, match=r"configs\[1\]\.method: lanes may differ only in seed, eps"):
+    with pytest.raises(ConfigError, match=r"configs\[1\]\.method\.name: lanes may differ only in seed, method\.eps"):
         run_lanes([{**TASK, "method": "vat"}, {**TASK, "method": "rpt"}])
-    with pytest.raises(ConfigError, match=r"configs\[1\]\.power_iterations"):
+    with pytest.raises(ConfigError, match=r"configs\[1\]\.method\.power_iterations"):
         run_lanes([{**TASK, "power_iterations": 1}, {**TASK, "power_iterations": 2}])
     with pytest.raises(ConfigError, match=r"configs\[1\]\.noisy"):  # a noise layer or none
         run_lanes([{**TASK, "noise_sigma": 0.0}, {**TASK, "noise_sigma": 0.3}])
@@ -108,7 +108,7 @@ def test_lane_structure_ignores_exactly_the_lane_settings():
     a = resolve_config({**TASK, "seed": 0, "eps": 1.0, "alpha": 1.0, "xi": 1e-2, "noise_sigma": 0.2})
     b = resolve_config({**TASK, "seed": 5, "eps": 3.0, "alpha": 0.1, "xi": 1e-4, "noise_sigma": 0.7})
     assert lane_structure(a) == lane_structure(b)
-    assert set(LANE_SETTINGS) == {"seed", "eps", "alpha", "xi", "noise_sigma"}
+    assert set(LANE_SETTINGS) == {"seed", "method.eps", "method.alpha", "method.xi", "task.noise_sigma"}
     for k, v in {"steps": 31, "power_iterations": 2, "hidden": [32, 8], "method": "rpt", "dtype": "float32"}.items():
         assert lane_structure(resolve_config({**TASK, k: v})) != lane_structure(resolve_config(TASK)), k
 

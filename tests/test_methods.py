@@ -38,7 +38,8 @@ def test_each_entry_computes_the_papers_loss(name):
     elif name.startswith("at_"):
         want = adversarial_loss(model, x_l, y_l, eps=0.7, norm=name[3:]).view(1)
     else:
-        d = virtual_adversarial_direction(model, x_u, clean, d0=d0, power_iterations=cfg.k, xi=cfg.xi)
+        d = virtual_adversarial_direction(model, x_u, clean, d0=d0, power_iterations=cfg.k,
+                                          xi=getattr(cfg.method, "xi", 1e-2))  # RPT (K = 0) has none
         want = lds(model, x_u, 0.7 * d, clean).mean().view(1)
         if name == "vat_entmin":
             want = want + entropy_loss(clean)
@@ -47,8 +48,9 @@ def test_each_entry_computes_the_papers_loss(name):
 
 def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp_path):
     """A toy method, an L2 input-gradient penalty R = mean ||grad_x CE(x_l)||^2 (double
-    back-propagation), registered here alone: configs accept it, a study trains it (in-process
-    executor), the store records it and the report lists it; no other module is edited."""
+    back-propagation), registered here alone with its own settings (alpha, the weight of Eq. 8):
+    configs accept it, a study trains it (in-process executor), the store records it and the
+    report lists it; no other module is edited."""
     from vat_study.analysis.report import write_report
     from vat_study.executors import run_local
     from vat_study.spec import parse_spec
@@ -59,8 +61,11 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
         (g,) = torch.autograd.grad(F.cross_entropy(s.model(x), s.y_l, reduction="sum"), x, create_graph=True)
         return methods.per_seed(g.flatten(1).pow(2).sum(1), s.n_seeds)
 
+    class InputGradient(methods.MethodSettings):
+        alpha: float = 1.0
+
     toy = methods.register(methods.Method("input_grad_l2", "adversarial", "L2 input-gradient penalty",
-                                          input_gradient_penalty, uses_eps=False))
+                                          input_gradient_penalty, InputGradient))
     try:
         with pytest.raises(ValueError, match="already registered"):
             methods.register(toy)
@@ -75,9 +80,12 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
         df = Store(url).trials_frame("toy")
         toy_rows = df[df.method == "input_grad_l2"]
         assert len(toy_rows) == 2 and (toy_rows.reg > 0).all() and (df[df.method == "baseline"].reg == 0).all()
+        assert (toy_rows.alpha == 0.5).all() and toy_rows.eps.isna().all()  # its own settings, from the shared block
+        stored = Store(url).trial_config(int(toy_rows.trial_id.iloc[0]))
+        assert stored["method"] == {"name": "input_grad_l2", "alpha": 0.5}
         report, _ = write_report(url, "toy", tmp_path / "report")
         assert "input_grad_l2" in report.read_text()
     finally:
         methods.REGISTRY.pop("input_grad_l2", None)
-    with pytest.raises(Exception, match="method: Input should be 'baseline'"):
+    with pytest.raises(Exception, match="method.name: Input should be 'baseline'"):
         TrialConfig.from_mapping({"method": "input_grad_l2"})

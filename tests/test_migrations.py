@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from vat_study.objective import resolve_config
 from vat_study.store import SCHEMA_REVISION, VERSION_TABLE, Base, Store, StoreError, make_engine, schema_revision
 
 LEGACY = Path(__file__).parent / "data" / "store_v0_legacy.sql"
@@ -155,3 +156,66 @@ def test_postgresql_upgrade_from_0001_keeps_data(pg_url):
         assert schema_revision(conn) == SCHEMA_REVISION
         assert "batch_group" in {c["name"] for c in inspect(conn).get_columns("vat_trials")}
     assert _schema_diff(pg_url) == []
+
+
+# --------------------------------------------------------- stores written with flat trial configs
+
+FLAT = Path(__file__).parent / "data" / "store_flat_configs.sql"
+FLAT_SPEC = Path(__file__).parent / "data" / "store_flat_configs_spec.json"
+"""A store written at commit 03754db, the last with flat trial configs ({"method": "vat", "eps":
+1.0, "steps": 6, ...}): 14 trials of a grid over baseline / rpt / vat / at_l2, eps, steps and
+implementation.lds_stochastic, trained as lanes; its study file kept ``implementation`` under task."""
+
+
+def _flat_store(tmp_path) -> tuple[str, dict]:
+    import json
+
+    path = tmp_path / "flat.db"
+    con = sqlite3.connect(path)
+    con.executescript(FLAT.read_text())
+    con.close()
+    url = f"sqlite:///{path}"
+    return url, {**json.loads(FLAT_SPEC.read_text()), "storage": url}
+
+
+def test_a_store_with_flat_configs_reads_in_todays_vocabulary(tmp_path):
+    url, _ = _flat_store(tmp_path)
+    store = Store(url)
+    df = store.trials_frame("flat_grid")
+    assert len(df) == 14 and (df.status == "COMPLETE").all()
+    assert sorted(df.method.unique()) == ["at_l2", "baseline", "rpt", "vat"]
+    assert df[df.method == "baseline"].eps.isna().all()  # eps is no setting of baseline
+    assert sorted(df[df.method == "rpt"].eps.unique()) == [0.5, 2.0]
+    assert df[df.method == "rpt"].power_iterations.isna().all()  # RPT has no K
+    assert set(df[df.method == "vat"]["implementation.lds_stochastic"]) == {True, False}
+    assert set(df[df.method == "at_l2"].steps) == {4}
+    config = store.trial_config(int(df.trial_id.iloc[0]))
+    assert set(config) == {"task", "method", "probes", "seed", "seeds", "model_path"}
+    resolve_config(config)  # a valid config of today
+
+
+def test_a_study_stored_with_flat_configs_resumes_without_retraining(tmp_path):
+    """The old study, resumed by this version: nothing is refused as edited and nothing retrains,
+    once its file moves ``implementation`` from task to method (the old file is refused with a
+    message saying where it goes). Grown by one grid point, only the new trials train."""
+    from vat_study.executors import run_local
+    from vat_study.spec import SpecError, parse_spec
+
+    url, spec = _flat_store(tmp_path)
+    with pytest.raises(SpecError, match=r"task\.implementation: a setting of the method.*method\.implementation"):
+        parse_spec(spec)
+    spec["method"]["implementation"] = spec["task"].pop("implementation")
+    before = Store(url).trials_frame("flat_grid").set_index("key")
+    summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.skipped, summary.ran, summary.failed) == (14, 0, 0)
+    spec["search"]["grid"].append({"method": ["vat"], "eps": [3.0]})
+    summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.skipped, summary.ran, summary.failed) == (14, 2, 0)
+    after = Store(url).trials_frame("flat_grid").set_index("key")
+    assert (after.loc[before.index, "finished_at"] == before["finished_at"]).all()
+    new = after.drop(before.index)
+    assert (new.eps == 3.0).all() and (new.method == "vat").all()
+    # an edit that changes what a finished trial ran with is still refused
+    spec["method"]["alpha"] = 0.5
+    with pytest.raises(SpecError, match="method: differs from the study"):
+        run_local(parse_spec(spec), progress=False)

@@ -28,14 +28,15 @@ def test_grids_times_seeds_expand_exactly():
     assert len(trials) == 33 and len({t.key for t in trials}) == 33
     assert [t.seed for t in trials[:3]] == [0, 1, 2]
     t = trials[0]
-    assert t.config["eps"] == 0.05 and t.config["method"] == "vat" and t.config["seed"] == 0
-    assert t.config["steps"] == 5 and t.config["power_iterations"] == 1
+    assert t.config["method"]["eps"] == 0.05 and t.config["method"]["name"] == "vat" and t.config["seed"] == 0
+    assert t.config["task"]["steps"] == 5 and t.config["method"]["power_iterations"] == 1
 
 
 def test_overrides_and_dotted_grid_keys():
     spec = parse_spec(BASE, parse_set(["task.steps=7", "seeds=[4]", "search.grid=[{optimizer.lr: [0.001, 1e-2]}]"]))
     trials = spec.expand()
-    assert [t.config["optimizer"]["lr"] for t in trials] == [0.001, 0.01] and trials[0].config["steps"] == 7
+    assert [t.config["task"]["optimizer"]["lr"] for t in trials] == [0.001, 0.01]
+    assert trials[0].config["task"]["steps"] == 7
 
 
 @pytest.mark.parametrize(

@@ -46,11 +46,12 @@ def _fail(message: str) -> None:
 @app.command()
 def trial(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file with a trial config mapping."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override one key: --set eps=2.0 --set optimizer.lr=0.001"),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override one setting: --set method.eps=2.0 --set task.optimizer.lr=0.001 (or eps=2.0)"),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON only."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-evaluation lines."),
 ) -> None:
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
+    from .config import nest, param_path
     from .objective import ConfigError, resolve_config, run_trial
 
     cfg: dict[str, Any] = {}
@@ -61,10 +62,10 @@ def trial(
             _fail(f"--config {config}: {e}")
         if loaded is not None and not isinstance(loaded, dict):
             _fail(f"--config {config}: must hold a mapping of trial keys, got {type(loaded).__name__}")
-        cfg = loaded or {}
+        cfg = nest(loaded or {})
     try:
         for key, value in parse_set(set_).items():
-            set_dotted(cfg, key, value)
+            set_dotted(cfg, param_path(key) or key, value)
         resolve_config(cfg)  # validate before printing anything
     except (ValueError, ConfigError) as e:
         _fail(str(e))
@@ -275,7 +276,7 @@ def _planned_device(spec) -> str:
 
     from .objective import resolve_config
 
-    device = resolve_config(spec.trial_config({}, spec.seeds[0]))["device"]
+    device = resolve_config(spec.trial_config({}, spec.seeds[0]))["task"]["device"]
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     gpu = spec.executor.per_trial.gpu
     if device == "cpu" or (device == "auto" and n == 0):

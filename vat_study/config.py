@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .errors import format_validation_error
 
@@ -19,7 +19,7 @@ from . import methods
 from .data import DATASET_NAMES
 from .methods import METHOD_NAMES
 from .models import CONV_MODELS, MODEL_NAMES
-from .regularizers import DEFAULT_XI
+from .methods import Implementation  # noqa: F401  (re-exported)
 
 METHODS: tuple[str, ...] = METHOD_NAMES
 
@@ -113,78 +113,134 @@ class FidelityProbe(_Strict):
     every: int | None = Field(None, ge=1)
 
 
-class Implementation(_Strict):
-    """How R_vadv / R^(0) (Eq. 5, 7, 16) is computed where the paper leaves it open. Three passes
-    make the regularizer: the clean pass (the target p(y|x, theta_hat) of Eq. 5), the power
-    iteration's passes at x + xi d (Eq. 12) and the perturbed LDS pass at x + r_vadv. README
-    "Implementation choices" gives each anchor's choice and the measured effect of each setting
-    (``studies/vat_implementation_choices.yaml``). Methods at_l2 / at_linf and baseline ignore it."""
-
-    clean_stochastic: bool = Field(False, description="dropout / Gaussian noise on in the clean (target) pass")
-    power_iteration_stochastic: bool = Field(False, description="dropout / noise on in the power iteration's passes")
-    lds_stochastic: bool = Field(True, description="dropout / noise on in the perturbed (LDS) pass")
-    divergence: Literal["forward", "reverse"] = Field(
-        "forward", description="forward: KL(p_clean || p_perturbed) (Eq. 17, the paper); reverse: KL(p_perturbed || p_clean)")
-    bn: Literal["batch", "running"] = Field(
-        "batch", description="BN statistics in the regularizer's passes: the batch's own, or the running ones")
-    regularizer_batch: Literal["unlabeled", "labeled_and_unlabeled"] = Field(
-        "unlabeled", description="semi-supervised: R on the unlabeled batch (Appendix C), or on the labeled "
-                                 "and unlabeled batches joined")
-
-    def passes(self) -> dict[str, Any]:
-        """The keyword arguments of ``regularizers.regularizer_lds`` (every setting but the batch)."""
-        return self.model_dump(exclude={"regularizer_batch"})
-
-
 LEGACY_IMPLEMENTATION = {"semi_supervised": dict(clean_stochastic=False, power_iteration_stochastic=False,
                                                  lds_stochastic=True, divergence="forward", bn="batch",
                                                  regularizer_batch="unlabeled"),
                          "supervised": dict(clean_stochastic=True, power_iteration_stochastic=False,
                                             lds_stochastic=True, divergence="forward", bn="batch",
                                             regularizer_batch="unlabeled")}
-"""What vat-study 0.1.x / 0.2.x did (it had no ``implementation`` block): configs stored by those
-versions are read with these values (``upgrade_stored_config``)."""
+"""What vat-study before the ``implementation`` block did: configs stored without one are read
+with these values (``upgrade_stored_config``)."""
+
+SECTIONS: tuple[str, ...] = ("task", "method", "probes", "seed", "seeds", "model_path")
+"""The top-level keys of a trial config (``TrialConfig``), as a study file groups them."""
+
+
+def param_path(key: str) -> str | None:
+    """Where a search key (or a key of the flat vocabulary) lives in the nested trial config: a
+    dotted path that starts with a section is itself (``method`` alone is ``method.name``); the
+    section may be left out where the first name says which (``eps`` is ``method.eps``, ``steps``
+    is ``task.steps``, ``implementation.bn`` is ``method.implementation.bn``). None: no such setting."""
+    head = key.split(".")[0]
+    if key == "method":
+        return "method.name"
+    if head in SECTIONS:
+        return key
+    if head in Task.model_fields:
+        return f"task.{key}"
+    if head in methods.setting_names():
+        return f"method.{key}"
+    return None
+
+
+def _set_path(out: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for p in parents:
+        nxt = out.get(p)
+        out[p] = nxt = dict(nxt) if isinstance(nxt, Mapping) else {}
+        out = nxt
+    out[last] = value
+
+
+def get_path(config: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a (nested) config; None where it has none."""
+    for part in path.split("."):
+        if not isinstance(config, Mapping):
+            return None
+        config = config.get(part)
+    return config
+
+
+def is_flat(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` is written in the flat vocabulary of vat-study 0.1 (``{"method": "vat",
+    "eps": 1.0, "steps": 300, ...}``) rather than nested by section."""
+    return isinstance(config.get("method"), str) or any(k not in SECTIONS and param_path(k) for k in config)
+
+
+def nest(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat config (``is_flat``) in the nested vocabulary: each key goes where ``param_path``
+    says; a key that is no setting stays on top (and is refused there by validation). A nested
+    config is returned as it is."""
+    if not is_flat(config):
+        return dict(config)
+    out: dict[str, Any] = {}
+    for k, v in sorted(config.items(), key=lambda kv: kv[0] not in SECTIONS or isinstance(kv[1], str)):
+        path = k if k in SECTIONS and not isinstance(v, str) else (param_path(k) or k)
+        _set_path(out, path, v)  # whole sections first, then the settings put into them
+    return out
 
 
 def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A resolved config as stored by an older vat-study, in today's vocabulary: the missing
-    ``implementation`` block is the behaviour that version had (``LEGACY_IMPLEMENTATION``)."""
-    out = dict(stored)
-    if "implementation" not in out:
-        out["implementation"] = dict(LEGACY_IMPLEMENTATION.get(out.get("mode", "semi_supervised"),
-                                                               LEGACY_IMPLEMENTATION["semi_supervised"]))
+    """A resolved config as stored by any vat-study version, in today's vocabulary: nested
+    (``nest``), and a virtual adversarial method without an ``implementation`` block gets the
+    behaviour those versions had (``LEGACY_IMPLEMENTATION``). Idempotent."""
+    if is_flat(stored) and "implementation" not in stored:
+        mode = stored.get("mode", "semi_supervised")
+        stored = {**stored, "implementation": dict(LEGACY_IMPLEMENTATION.get(mode, LEGACY_IMPLEMENTATION["semi_supervised"]))}
+    out = nest(stored)
+    method = out.get("method")
+    if isinstance(method, Mapping) and method.get("name") in methods.REGISTRY:
+        entry = methods.REGISTRY[method["name"]]  # settings of other methods dropped, as validation does
+        names = methods.setting_names()
+        out["method"] = {k: v for k, v in method.items() if k in entry.settings.model_fields or k not in names}
     return out
 
 
 def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved config (as stored, upgraded) with the settings that cannot change its trial
     blanked out, so that two configs compare equal exactly when they train alike: the
-    ``implementation`` block for methods without a virtual adversarial regularizer (baseline, AT),
-    and its ``*_stochastic`` switches for a network with no dropout or noise layer."""
+    ``*_stochastic`` switches of the implementation block for a network with no dropout or
+    noise layer."""
     out = upgrade_stored_config(resolved)
-    impl = dict(out.get("implementation") or {})
-    if out.get("method") in methods.names(uses_implementation=False):
-        impl = {}
-    model = out.get("model")
-    stochastic = (out.get("noise_sigma") or 0) > 0 if model in ("mlp", "small_mlp") else (out.get("dropout") or 0) > 0
-    if not stochastic:
-        impl = {k: v for k, v in impl.items() if not k.endswith("_stochastic")}
-    out["implementation"] = impl
+    task, method = dict(out.get("task") or {}), dict(out.get("method") or {})
+    stochastic = ((task.get("noise_sigma") or 0) > 0 if task.get("model") in ("mlp", "small_mlp")
+                  else (task.get("dropout") or 0) > 0)
+    if not stochastic and isinstance(method.get("implementation"), Mapping):
+        method["implementation"] = {k: v for k, v in method["implementation"].items() if not k.endswith("_stochastic")}
+    out["method"] = method
     return out
 
 
-LANE_SETTINGS: tuple[str, ...] = ("seed", "eps", "alpha", "xi", "noise_sigma")
+LANE_SETTINGS: tuple[str, ...] = ("seed", "method.eps", "method.alpha", "method.xi", "task.noise_sigma")
 """The settings lanes may differ in (``train.train_lanes``, ``objective.run_lanes``): each lane's
 own initialization, splits and batches (seed), and its eps, alpha, xi as per-lane tensors; the
 noise SD per network where the model has noise (whether it has noise is structural)."""
 
 
+def settings_paths(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested config as {dotted path: value} down to each setting of task and method (a block
+    such as ``task.optimizer`` or ``probes`` is one value): for comparing two configs setting by
+    setting."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, Mapping) and prefix in ("", "task", "method"):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else k, x)
+        else:
+            flat[prefix] = v
+    walk("", config)
+    return flat
+
+
 def lane_structure(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """A resolved trial config without its lane settings: trials whose structures are equal can
-    train as lanes of one batched model (same data, model and widths, method, K, direction,
-    batches, steps, optimizer and schedule, stochastic layers, probes, device and dtype)."""
-    out = {k: v for k, v in resolved.items() if k not in LANE_SETTINGS and k not in ("seeds", "model_path")}
-    out["noisy"] = (resolved.get("noise_sigma") or 0) > 0  # the noise layer exists or not
+    """A resolved trial config without its lane settings, as ``settings_paths``: trials whose
+    structures are equal can train as lanes of one batched model (same data, model and widths,
+    method, K, direction, batches, steps, optimizer and schedule, stochastic layers, probes,
+    device and dtype)."""
+    flat = settings_paths(resolved)
+    out = {k: v for k, v in flat.items() if k not in LANE_SETTINGS and k not in ("seeds", "model_path")}
+    out["noisy"] = (get_path(resolved, "task.noise_sigma") or 0) > 0  # the noise layer exists or not
     return out
 
 
@@ -194,7 +250,9 @@ class Probes(_Strict):
     fidelity: FidelityProbe | None = None
 
 
-class TrialConfig(_Strict):
+class Task(_Strict):
+    """What is learned and how: data, model, optimization, device (a study file's ``task:``)."""
+
     # --- data ---
     dataset: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
     data_root: str | None = None
@@ -211,49 +269,31 @@ class TrialConfig(_Strict):
     noise_sigma: float = Field(0.0, ge=0)
     top_bn: bool | None = None  # default: False on cifar10 (Table 7 caption), else True
     dropout: float = Field(0.5, ge=0, lt=1)
-    # --- method (Eq. 8: loss = nll + alpha * R) ---
-    method: str = "vat"  # a name in the method registry (methods.REGISTRY), checked below
-    eps: float = Field(1.0, gt=0, description="||r|| of the perturbation (Eq. 7); unused by baseline")
-    alpha: float = Field(1.0, ge=0)
-    xi: float = Field(DEFAULT_XI, gt=0)
-    power_iterations: int = Field(1, ge=0, le=1000)
-    direction: Literal["finite_difference", "hvp"] = "finite_difference"
-    implementation: Implementation = Implementation()
     # --- optimization ---
-    seed: int = Field(0, ge=0)
-    seeds: list[int] | None = Field(None, description="train these seeds together as one batched model "
-                                                      "(vat_study.batched); ``seed`` is then unused")
     steps: int = Field(1000, ge=1)
     batch: Batch = Batch()
     optimizer: Optimizer = Optimizer()
     eval_every: int = Field(100, ge=1)
-    probes: Probes = Probes()
     # --- execution ---
-    model_path: str | None = None  # save the trained weights (a state_dict) here
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
 
-    _fin = field_validator("eps", "alpha", "xi", "noise_sigma")(_finite)
+    _fin = field_validator("noise_sigma")(_finite)
 
-    @field_validator("method")
+    @model_validator(mode="before")
     @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in methods.REGISTRY:  # asked at validation time: a registered method is allowed
-            raise ValueError(f"Input should be {methods.allowed_text()}")
-        return v
+    def _method_settings_moved(cls, data: Any) -> Any:
+        moved = [k for k in data if param_path(k) == f"method.{k}"] if isinstance(data, Mapping) else []
+        if moved:
+            raise ValueError(f"{', '.join(moved)}: a setting of the method, not of the task; write it under "
+                             f"method: (method.{moved[0]})")
+        return data
 
     @field_validator("hidden")
     @classmethod
     def _hidden(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (not v or any(h < 1 for h in v)):
             raise ValueError("must be a non-empty list of layer widths >= 1")
-        return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (not v or any(s < 0 for s in v) or len(set(v)) != len(v)):
-            raise ValueError("must be a non-empty list of distinct integers >= 0")
         return v
 
     @field_validator("device")
@@ -265,7 +305,7 @@ class TrialConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _resolve_defaults(self) -> TrialConfig:
+    def _resolve_defaults(self) -> Task:
         if self.mode == "semi_supervised" and self.n_labeled is None:
             self.n_labeled = 100
         if self.model is None:
@@ -278,23 +318,52 @@ class TrialConfig(_Strict):
         if self.augment is None:
             self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
                                    flip=self.dataset == "cifar10")
-        fixed = methods.get(self.method).fixed_k
-        if fixed is not None:  # RPT is R^(0) (Eq. 16): K = 0 whatever a shared default says
-            self.power_iterations = fixed
+        if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
+            raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
+        return self
+
+
+class TrialConfig(_Strict):
+    """One trial, nested as a study file is written: ``task`` (data, model, optimization),
+    ``method`` (its name and that method's settings, ``methods.REGISTRY``), ``probes``, and the
+    seed. The flat vocabulary of vat-study 0.1 (``{"method": "vat", "eps": 1.0, "steps": 300}``)
+    is accepted too and read nested (``nest``)."""
+
+    task: Task = Task()
+    method: SerializeAsAny[methods.MethodSettings] = Field(default_factory=lambda: {"name": "vat"})
+    probes: Probes = Probes()
+    seed: int = Field(0, ge=0)
+    seeds: list[int] | None = Field(None, description="train these seeds together as one batched model "
+                                                      "(run_seeds); ``seed`` is then unused")
+    model_path: str | None = None  # save the trained weights (a state_dict) here
+
+    @field_validator("method", mode="plain")
+    @classmethod
+    def _method(cls, v: Any) -> methods.MethodSettings:
+        return methods.settings_of(v)  # the union, discriminated on the name by the registry
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(s < 0 for s in v) or len(set(v)) != len(v)):
+            raise ValueError("must be a non-empty list of distinct integers >= 0")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
         if self.seeds is not None and self.model_path and "{seed}" not in self.model_path:
             raise ValueError("model_path: with seeds, must contain '{seed}' (one file per seed), "
                              f"got {self.model_path!r}")
-        if self.mode == "supervised" and self.implementation.regularizer_batch != "unlabeled":
-            raise ValueError("implementation.regularizer_batch: 'labeled_and_unlabeled' applies to mode "
+        impl = getattr(self.method, "implementation", None)
+        if self.task.mode == "supervised" and impl is not None and impl.regularizer_batch != "unlabeled":
+            raise ValueError("method.implementation.regularizer_batch: 'labeled_and_unlabeled' applies to mode "
                              "'semi_supervised' only (supervised learning has one batch); allowed here: 'unlabeled'")
-        if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
-            raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self
 
     @property
     def k(self) -> int:
         """The number of power iterations training uses (0 for RPT)."""
-        return methods.get(self.method).k(self.power_iterations)
+        return self.method.k
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> TrialConfig:
@@ -303,6 +372,6 @@ class TrialConfig(_Strict):
         if not isinstance(config, Mapping):
             raise ConfigError([f"config must be a mapping of keys to values, got {type(config).__name__}"])
         try:
-            return cls.model_validate(dict(config))
+            return cls.model_validate(nest(config))
         except ValidationError as e:
-            raise ConfigError(format_validation_error(e)) from None
+            raise ConfigError(format_validation_error(e, join_named=True)) from None

@@ -12,22 +12,125 @@ loop and the analyses ask this registry; none of them switches on a method's nam
     at_l2       L_adv on the labeled batch, r_adv from Eq. 3
     at_linf     L_adv on the labeled batch, r_adv from Eq. 4
 
+Each entry also declares its settings: a pydantic model whose fields are the ``method:`` block of
+a trial config and study file (``name`` picks the entry: a union discriminated on the name). A
+setting another method has but this one does not (``eps`` for baseline) is dropped when the block
+is validated, so one study-file ``method:`` block can serve a grid over methods; any other key is
+refused.
+
 A new method is one entry here (and one test); ``register`` adds one at run time (in-process).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from .regularizers import adversarial_loss, entropy_loss, has_stochastic_layers, regularizer_lds
+from .regularizers import DEFAULT_XI, adversarial_loss, entropy_loss, has_stochastic_layers, regularizer_lds
 
 if TYPE_CHECKING:
     from .config import TrialConfig
+
+# ------------------------------------------------------------------------ settings
+
+
+class _Strict(BaseModel):
+    # strict: no silent coercion (true is not 1, "3" is not 3); an int is still a valid float.
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+class Implementation(_Strict):
+    """How R_vadv / R^(0) (Eq. 5, 7, 16) is computed where the paper leaves it open. Three passes
+    make the regularizer: the clean pass (the target p(y|x, theta_hat) of Eq. 5), the power
+    iteration's passes at x + xi d (Eq. 12) and the perturbed LDS pass at x + r_vadv. README
+    "Implementation choices" gives each anchor's choice and the measured effect of each setting
+    (``studies/vat_implementation_choices.yaml``). A setting of the virtual adversarial methods."""
+
+    clean_stochastic: bool = Field(False, description="dropout / Gaussian noise on in the clean (target) pass")
+    power_iteration_stochastic: bool = Field(False, description="dropout / noise on in the power iteration's passes")
+    lds_stochastic: bool = Field(True, description="dropout / noise on in the perturbed (LDS) pass")
+    divergence: Literal["forward", "reverse"] = Field(
+        "forward", description="forward: KL(p_clean || p_perturbed) (Eq. 17, the paper); reverse: KL(p_perturbed || p_clean)")
+    bn: Literal["batch", "running"] = Field(
+        "batch", description="BN statistics in the regularizer's passes: the batch's own, or the running ones")
+    regularizer_batch: Literal["unlabeled", "labeled_and_unlabeled"] = Field(
+        "unlabeled", description="semi-supervised: R on the unlabeled batch (Appendix C), or on the labeled "
+                                 "and unlabeled batches joined")
+
+    def passes(self) -> dict[str, Any]:
+        """The keyword arguments of ``regularizers.regularizer_lds`` (every setting but the batch)."""
+        return self.model_dump(exclude={"regularizer_batch"})
+
+
+class MethodSettings(_Strict):
+    """The ``method:`` block of a trial config: ``name`` and the settings of that method."""
+
+    name: str
+
+    @property
+    def k(self) -> int:
+        """The number of power iterations training runs (0: none, or a random direction, Eq. 16)."""
+        return 0
+
+
+class NoSettings(MethodSettings):
+    """baseline: R = 0, nothing to set."""
+
+
+class Perturbation(MethodSettings):
+    """A regularizer at a perturbation of norm eps, weighted by alpha (Eq. 8)."""
+
+    eps: float = Field(1.0, gt=0, description="||r|| of the perturbation (Eq. 7)")
+    alpha: float = Field(1.0, ge=0, description="weight of R in the objective (Eq. 8)")
+
+    _fin = field_validator("eps", "alpha")(_finite)
+
+
+class RandomPerturbation(Perturbation):
+    """rpt: R^(0) (Eq. 16), the LDS at a random direction: no power iteration, so no K, xi or
+    direction setting (this is the one place that says RPT is K = 0)."""
+
+    implementation: Implementation = Implementation()
+
+
+class VirtualAdversarial(Perturbation):
+    """vat, vat_entmin: R_vadv (Eq. 7) with r_vadv from K power iterations (Eq. 12, Algorithm 1)."""
+
+    xi: float = Field(DEFAULT_XI, gt=0, description="finite-difference step of the power iteration (Eq. 12)")
+    power_iterations: int = Field(1, ge=0, le=1000, description="K (Section 3.3; Fig. 4)")
+    direction: Literal["finite_difference", "hvp"] = "finite_difference"
+    implementation: Implementation = Implementation()
+
+    _fin_xi = field_validator("xi")(_finite)
+
+    @property
+    def k(self) -> int:
+        return self.power_iterations
+
+
+def power_method(s: MethodSettings) -> dict[str, Any]:
+    """xi and the direction method a probe uses to find r_vadv for a trial of this method: the
+    trial's own where it runs a power iteration, the defaults otherwise (baseline, RPT, AT)."""
+    return {"xi": getattr(s, "xi", DEFAULT_XI), "method": getattr(s, "direction", "finite_difference")}
+
+
+def implementation_of(s: MethodSettings) -> Implementation:
+    """The implementation block of a virtual adversarial method; the default one for the others
+    (a probe measuring R_vadv "as training computes it" of a baseline trial)."""
+    return getattr(s, "implementation", None) or Implementation()
+
 
 RandomStart = Callable[[Tensor], Tensor]
 Family = Literal["none", "virtual_adversarial", "adversarial"]
@@ -60,12 +163,13 @@ class Step:
     lane_xi: Tensor | None = None  # one xi per seed block [S] (lanes); None: cfg.xi for all
 
     def eps(self, x: Tensor) -> float | Tensor:
-        """eps for the samples of x (seed-blocked): cfg.eps, or each lane's eps per sample [N]."""
-        return self.cfg.eps if self.lane_eps is None else per_lane_sample(self.lane_eps, x, self.n_seeds)
+        """eps for the samples of x (seed-blocked): the method's eps, or each lane's per sample [N]."""
+        return self.cfg.method.eps if self.lane_eps is None else per_lane_sample(self.lane_eps, x, self.n_seeds)
 
     def xi(self, x: Tensor) -> float | Tensor:
-        """xi for the samples of x, as ``eps``."""
-        return self.cfg.xi if self.lane_xi is None else per_lane_sample(self.lane_xi, x, self.n_seeds)
+        """xi for the samples of x, as ``eps`` (the default where the method has none: RPT, K = 0)."""
+        xi = power_method(self.cfg.method)["xi"]
+        return xi if self.lane_xi is None else per_lane_sample(self.lane_xi, x, self.n_seeds)
 
 
 def per_lane_sample(values: Tensor, x: Tensor, n_seeds: int) -> Tensor:
@@ -86,7 +190,8 @@ def _adversarial(norm: Literal["l2", "linf"]) -> Callable[[Step], Tensor]:
 
 def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
     def reg(s: Step) -> Tensor:
-        cfg, impl = s.cfg, s.cfg.implementation
+        m = s.cfg.method
+        impl = m.implementation
         if s.x_reg is None:  # supervised: R on the labeled batch
             x = s.x_l
         elif impl.regularizer_batch == "labeled_and_unlabeled":
@@ -96,7 +201,7 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         # The labeled pass already is the clean pass when R uses the labeled batch and the modes agree.
         reuse = x is s.x_l and impl.bn == "batch" and (impl.clean_stochastic or not has_stochastic_layers(s.model))
         lds_x, logits = regularizer_lds(
-            s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=cfg.k, method=cfg.direction,
+            s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=m.k, method=power_method(m)["method"],
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
             clean_grad=entropy, **impl.passes())
         r = per_seed(lds_x, s.n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
@@ -112,34 +217,39 @@ class Method:
     family: Family
     summary: str
     regularizer: Callable[[Step], Tensor]  # R of Eq. 8 per seed, shape [S]
-    uses_eps: bool = True
-    fixed_k: int | None = None  # K forced whatever power_iterations says (RPT: 0)
+    settings: type[MethodSettings]  # its ``method:`` block
     entropy: bool = False
+
+    @property
+    def uses_eps(self) -> bool:
+        return "eps" in self.settings.model_fields
 
     @property
     def uses_direction(self) -> bool:
         """Whether K, xi and the direction method shape the regularizer (a power iteration runs)."""
-        return self.family == "virtual_adversarial" and self.fixed_k != 0
+        return "power_iterations" in self.settings.model_fields
 
     @property
     def uses_implementation(self) -> bool:
         """Whether the ``implementation`` block (passes, divergence, BN, batch) applies."""
-        return self.family == "virtual_adversarial"
+        return "implementation" in self.settings.model_fields
 
-    def k(self, power_iterations: int) -> int:
-        """The number of power iterations training uses."""
-        return self.fixed_k if self.fixed_k is not None else power_iterations
+    def k(self, power_iterations: Any) -> int:
+        """K training uses, given a trial's ``power_iterations`` (None / NaN where the method has
+        none): 0 for a method without a power iteration (RPT is R^(0), Eq. 16)."""
+        return int(power_iterations) if self.uses_direction else 0
 
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
-    Method("baseline", "none", "no regularizer (R = 0)", _none, uses_eps=False),
+    Method("baseline", "none", "no regularizer (R = 0)", _none, NoSettings),
     Method("rpt", "virtual_adversarial", "random perturbation training, R^(0) (Eq. 16)", _virtual_adversarial(False),
-           fixed_k=0),
-    Method("vat", "virtual_adversarial", "virtual adversarial training, R_vadv (Eq. 7)", _virtual_adversarial(False)),
+           RandomPerturbation),
+    Method("vat", "virtual_adversarial", "virtual adversarial training, R_vadv (Eq. 7)", _virtual_adversarial(False),
+           VirtualAdversarial),
     Method("vat_entmin", "virtual_adversarial", "VAT + conditional entropy (Eq. 18)", _virtual_adversarial(True),
-           entropy=True),
-    Method("at_l2", "adversarial", "adversarial training, L2 (Eq. 3)", _adversarial("l2")),
-    Method("at_linf", "adversarial", "adversarial training, L-inf (Eq. 4)", _adversarial("linf")),
+           VirtualAdversarial, entropy=True),
+    Method("at_l2", "adversarial", "adversarial training, L2 (Eq. 3)", _adversarial("l2"), Perturbation),
+    Method("at_linf", "adversarial", "adversarial training, L-inf (Eq. 4)", _adversarial("linf"), Perturbation),
 )}
 
 METHOD_NAMES: tuple[str, ...] = tuple(REGISTRY)
@@ -172,3 +282,34 @@ def get(name: str) -> Method:
 def names(**where: bool | str) -> tuple[str, ...]:
     """Method names whose attributes match, e.g. ``names(uses_direction=True)``."""
     return tuple(m.name for m in REGISTRY.values() if all(getattr(m, k) == v for k, v in where.items()))
+
+
+def setting_names() -> frozenset[str]:
+    """Every setting some registered method has (the keys a ``method:`` block may hold)."""
+    return frozenset(f for m in REGISTRY.values() for f in m.settings.model_fields)
+
+
+class _Name(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: str = "vat"
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in REGISTRY:  # asked at validation time: a method registered at run time is allowed
+            raise ValueError(f"Input should be {allowed_text()}")
+        return v
+
+
+def settings_of(block: Any) -> MethodSettings:
+    """Validate a ``method:`` block: its ``name`` (default vat) picks the registry entry, whose
+    settings model checks the rest. Settings of other methods that this one lacks are dropped
+    (``eps`` for baseline); unknown keys raise. Errors are located inside the block."""
+    if isinstance(block, MethodSettings):
+        return block
+    if not isinstance(block, Mapping):
+        raise ValueError("must be a mapping: {name: vat, eps: ..., ...} (the method and its settings)")
+    entry = REGISTRY[_Name.model_validate(block).name]
+    own, anyones = entry.settings.model_fields, setting_names()
+    kept = {k: v for k, v in block.items() if k in own or k not in anyones}
+    return entry.settings.model_validate({**kept, "name": entry.name})

@@ -3,11 +3,15 @@
 Call it from a notebook exactly as the platform does::
 
     from vat_study import run_trial
-    metrics = run_trial({"dataset": "digits", "method": "vat", "eps": 1.0, "steps": 300},
+    metrics = run_trial({"task": {"dataset": "digits", "steps": 300},
+                         "method": {"name": "vat", "eps": 1.0}},
                         report=lambda step, m: print(step, m))
 
-The config keys, defaults and allowed values are ``vat_study.config.TrialConfig``; an unknown
-or invalid key raises ``ConfigError`` naming it before anything is loaded or trained.
+The config is nested as a study file is written (task / method / probes / seed); its keys,
+defaults and allowed values are ``vat_study.config.TrialConfig`` (the method's settings:
+``vat_study.methods``). The flat shorthand of vat-study 0.1 (``{"method": "vat", "eps": 1.0,
+"steps": 300}``) reads the same. An unknown or invalid key raises ``ConfigError`` naming it
+before anything is loaded or trained.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure
+from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure, upgrade_stored_config
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
@@ -36,10 +40,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError([f"device: {name!r} asked for, but no CUDA device is available here (use 'cpu' or 'auto')"])
+            raise ConfigError([f"task.device: {name!r} asked for, but no CUDA device is available here (use 'cpu' or 'auto')"])
         idx = int(name.split(":")[1]) if ":" in name else 0
         if idx >= torch.cuda.device_count():
-            raise ConfigError([f"device: {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)"])
+            raise ConfigError([f"task.device: {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)"])
     return torch.device(name)
 
 
@@ -126,8 +130,8 @@ def run_lanes(configs: list[Mapping[str, Any]], report: Report | None = None) ->
 
 def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> LanesResult:
     cfg = lanes[0]
-    device = resolve_device(cfg.device)
-    dtype = getattr(torch, cfg.dtype)
+    device = resolve_device(cfg.task.device)
+    dtype = getattr(torch, cfg.task.dtype)
     t_start = time.perf_counter()
     n = len(lanes)
 
@@ -139,8 +143,8 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
         if c.seed not in by_seed:
             by_seed[c.seed] = seed_splits(c, ds, c.seed)
     splits = [by_seed[c.seed] for c in lanes]
-    if cfg.zca and n > 1 and any(not torch.equal(sp.unlabeled, splits[0].unlabeled) for sp in splits):
-        raise ConfigError(["seeds: zca is fitted on each seed's own unlabeled pool; train these seeds separately"])
+    if cfg.task.zca and n > 1 and any(not torch.equal(sp.unlabeled, splits[0].unlabeled) for sp in splits):
+        raise ConfigError(["seeds: task.zca is fitted on each seed's own unlabeled pool; train these seeds separately"])
 
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
@@ -170,7 +174,7 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(model.seed_state_dict(i) if batched else model.state_dict(), path)
         metrics.update(
-            steps=cfg.steps,
+            steps=cfg.task.steps,
             wall_seconds=wall / n,
             n_labeled=len(splits[i].labeled),
             n_validation=len(splits[i].validation),
@@ -183,9 +187,9 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
 
 
 def seed_splits(cfg: TrialConfig, ds: Dataset, seed: int) -> Splits:
-    n_validation = cfg.validation if cfg.validation is not None else min(1000, len(ds.y_train) // 5)
+    n_validation = cfg.task.validation if cfg.task.validation is not None else min(1000, len(ds.y_train) // 5)
     try:
-        return make_splits(ds.y_train, cfg.n_labeled, n_validation, seed, ds.n_classes)
+        return make_splits(ds.y_train, cfg.task.n_labeled, n_validation, seed, ds.n_classes)
     except DataError as e:
         raise ConfigError([str(e)]) from None
 
@@ -202,16 +206,16 @@ class PreparedData:
 
 def prepare_data(cfg: TrialConfig, device: torch.device | str = "cpu") -> PreparedData:
     """The trial's data exactly as training sees it: loaded, split by seed, preprocessed."""
-    dtype = getattr(torch, cfg.dtype)
+    dtype = getattr(torch, cfg.task.dtype)
     try:
-        ds = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, idx_paths=cfg.idx_paths)
+        ds = load_dataset(cfg.task.dataset, root=cfg.task.data_root, download=cfg.task.download, idx_paths=cfg.task.idx_paths)
     except DataError as e:
         raise ConfigError([str(e)]) from None
     splits = seed_splits(cfg, ds, cfg.seed)
     x_train, x_test = ds.x_train, ds.x_test
-    if cfg.zca:
+    if cfg.task.zca:
         if not ds.is_image:
-            raise ConfigError([f"zca: needs image data; dataset {cfg.dataset!r} is not"])
+            raise ConfigError([f"task.zca: needs image data; dataset {cfg.task.dataset!r} is not"])
         zca = ZCA(x_train[splits.unlabeled])  # fitted on training images only, never validation or test
         x_train, x_test = zca(x_train), zca(x_test)
     return PreparedData(ds, splits, x_train.to(device, dtype), ds.y_train.to(device),
@@ -220,21 +224,22 @@ def prepare_data(cfg: TrialConfig, device: torch.device | str = "cpu") -> Prepar
 
 def _build(cfg: TrialConfig, ds: Dataset) -> torch.nn.Module:
     try:
-        return build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden,
-                           top_bn=bool(cfg.top_bn), noise_sigma=cfg.noise_sigma, dropout=cfg.dropout)
+        return build_model(cfg.task.model, ds.input_shape, ds.n_classes, hidden=cfg.task.hidden,
+                           top_bn=bool(cfg.task.top_bn), noise_sigma=cfg.task.noise_sigma, dropout=cfg.task.dropout)
     except ValueError as e:
-        raise ConfigError([f"model: {e}"]) from None
+        raise ConfigError([f"task.model: {e}"]) from None
 
 
 def load_trained(config: Mapping[str, Any], model_path: str | None = None) -> tuple[torch.nn.Module, PreparedData]:
     """A trained model (eval mode, CPU) and its data, from a trial's config and saved weights
     (``model_path`` or the config's own); for analyses that need the model itself (Fig. 1, 5, 6)."""
-    cfg = TrialConfig.from_mapping({**dict(config), "device": "cpu"})
+    cfg = TrialConfig.from_mapping(upgrade_stored_config(config))
+    cfg = cfg.model_copy(update={"task": cfg.task.model_copy(update={"device": "cpu"})})
     path = model_path or cfg.model_path
     if not path or not Path(path).is_file():
         raise FileNotFoundError(f"no saved weights at {path!r} (run the study with save_models: true)")
     data = prepare_data(cfg)
-    model = _build(cfg, data.dataset).to(dtype=getattr(torch, cfg.dtype))
+    model = _build(cfg, data.dataset).to(dtype=getattr(torch, cfg.task.dtype))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval(), data
 
@@ -258,10 +263,6 @@ def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
     if cfg.probes.grad_variance is not None:
         names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
     return frozenset(names)
-
-
-CONFIG_KEYS: frozenset[str] = frozenset(TrialConfig.model_fields)
-"""The top-level keys a trial config may have."""
 
 
 def default_config() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from .data import DataError, load_dataset, make_splits
 from .objective import resolve_config
 from .spec import SpecError, StudySpec, canonical
-from .spec_checks import _section_of
+from .config import param_path
 
 
 @dataclass
@@ -38,10 +38,12 @@ def _points(spec: StudySpec) -> list[dict[str, Any]]:
     return spec.configurations()
 
 
-def _field(spec: StudySpec, params: Mapping[str, Any], key: str) -> str:
-    if key in params:
-        return f"search point {canonical(dict(params))} ({key})"
-    return _section_of(spec, key)
+def _field(params: Mapping[str, Any], key: str) -> str:
+    """The study-file field a task setting came from: a search point's, or the task's."""
+    for k in params:
+        if param_path(k) == f"task.{key}":
+            return f"search point {canonical(dict(params))} ({k})"
+    return f"task.{key}"
 
 
 def _root(cfg: Mapping[str, Any]) -> str:
@@ -58,7 +60,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
     problems: list[str] = []
     loaded: dict[str, Any] = {}  # data key -> Dataset, or None when it will be downloaded
     for params in _points(spec):
-        cfg = resolve_config(spec.trial_config(params, spec.seeds[0]))
+        cfg = resolve_config(spec.trial_config(params, spec.seeds[0]))["task"]
         name = cfg["dataset"]
         key = canonical([name, _root(cfg), cfg.get("idx_paths")])
         if key not in loaded:
@@ -68,14 +70,14 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
             except DataError as e:
                 ds = None
                 if not cfg.get("download"):
-                    problems.append(f"{_field(spec, params, 'dataset')}: {e}")
+                    problems.append(f"{_field(params, 'dataset')}: {e}")
                 elif not download:
                     result.downloads.append(label)
                 else:
                     try:
                         ds = load_dataset(name, root=_root(cfg), download=True, idx_paths=cfg.get("idx_paths"))
                     except Exception as e2:  # noqa: BLE001  torchvision raises several kinds offline
-                        problems.append(f"{_field(spec, params, 'download')}: dataset {name!r} is not under "
+                        problems.append(f"{_field(params, 'download')}: dataset {name!r} is not under "
                                         f"data_root={_root(cfg)!r} and downloading it failed ({e2}); offline, put "
                                         f"its files there, or point task.data_root (or VAT_STUDY_DATA) at them")
             loaded[key] = ds
@@ -87,12 +89,12 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
         n = len(ds.y_train)
         validation = cfg["validation"] if cfg["validation"] is not None else min(1000, n // 5)
         if validation >= n:
-            problems.append(f"{_field(spec, params, 'validation')}: must be less than the {n} training images of "
+            problems.append(f"{_field(params, 'validation')}: must be less than the {n} training images of "
                             f"{name!r}, got {validation}")
             continue
         n_labeled = cfg["n_labeled"]
         if n_labeled is not None and not (ds.n_classes <= n_labeled <= n - validation):
-            problems.append(f"{_field(spec, params, 'n_labeled')}: must be between {ds.n_classes} (one per class) "
+            problems.append(f"{_field(params, 'n_labeled')}: must be between {ds.n_classes} (one per class) "
                             f"and {n - validation} ({name!r} has {n} training images, {validation} of them for "
                             f"validation), got {n_labeled}")
             continue
@@ -100,7 +102,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
             try:
                 make_splits(ds.y_train, n_labeled, validation, seed, ds.n_classes)
             except DataError as e:
-                problems.append(f"{_field(spec, params, 'n_labeled')}: seed {seed}: {e}")
+                problems.append(f"{_field(params, 'n_labeled')}: seed {seed}: {e}")
                 break
     seen: set[str] = set()
     uniq = [p for p in problems if not (p in seen or seen.add(p))]

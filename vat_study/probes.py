@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from .methods import implementation_of, power_method
 from .regularizers import (
     DirectionMethod,
     frozen_batch_stats,
@@ -236,7 +237,7 @@ class Probe(Protocol):
 
 def _regularizer_batch(cfg: TrialConfig) -> int:
     """The size of the batches R is computed on (the unlabeled batch; supervised: the labeled one)."""
-    return cfg.batch.unlabeled if cfg.mode == "semi_supervised" else cfg.batch.labeled
+    return cfg.task.batch.unlabeled if cfg.task.mode == "semi_supervised" else cfg.task.batch.labeled
 
 
 @dataclass(frozen=True)
@@ -253,23 +254,24 @@ class _Every:
 
 class RvadvHook:
     """``rvadv`` (eval mode) and ``rvadv_train`` (as training computes it: train mode, each pass as
-    ``cfg.implementation`` makes it, BN on batches of the regularizer's size), every lane at once."""
+    ``cfg.method.implementation`` makes it, BN on batches of the regularizer's size), every lane at once."""
 
     def __init__(self, cfg: TrialConfig) -> None:
-        self.cfg, self.when = cfg, _Every(cfg.probes.rvadv.every or cfg.eval_every, cfg.steps)
+        self.cfg, self.when = cfg, _Every(cfg.probes.rvadv.every or cfg.task.eval_every, cfg.task.steps)
 
     def due(self, step: int) -> bool:
         return self.when.due(step)
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         cfg, rv = self.cfg, self.cfg.probes.rvadv
-        xis = [lane.cfg.xi for lane in lanes]
-        common: dict[str, Any] = dict(eps=rv.eps, power_iterations=rv.power_iterations, method=cfg.direction,
+        xis = [power_method(lane.cfg.method)["xi"] for lane in lanes]
+        common: dict[str, Any] = dict(eps=rv.eps, power_iterations=rv.power_iterations,
+                                      method=power_method(cfg.method)["method"],
                                       xi=xis[0] if len(set(xis)) == 1 else xis,
                                       seeds=[lane.cfg.seed for lane in lanes])
         xs = [lane.x_rvadv for lane in lanes]
         evals = rvadv_seeds(model, xs, **common)
-        trains = rvadv_seeds(model, xs, **common, train_mode=cfg.implementation.passes(),
+        trains = rvadv_seeds(model, xs, **common, train_mode=implementation_of(cfg.method).passes(),
                              chunk=_regularizer_batch(cfg))
         return {i: {RVADV: evals[i], RVADV_TRAIN: trains[i]} for i in alive}
 
@@ -280,15 +282,15 @@ class FidelityHook:
     def __init__(self, cfg: TrialConfig) -> None:
         fid = cfg.probes.fidelity
         assert fid is not None
-        self.cfg, self.fid, self.when = cfg, fid, _Every(fid.every or cfg.eval_every, cfg.steps)
+        self.cfg, self.fid, self.when = cfg, fid, _Every(fid.every or cfg.task.eval_every, cfg.task.steps)
 
     def due(self, step: int) -> bool:
         return self.when.due(step)
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         return {i: {FIDELITY: power_iteration_fidelity(
-            lanes[i].net(), lanes[i].x_fid, xi=lanes[i].cfg.xi, power_iterations=self.cfg.k,
-            method=self.cfg.direction, reference_iterations=self.fid.reference_iterations, seed=lanes[i].cfg.seed)}
+            lanes[i].net(), lanes[i].x_fid, power_iterations=self.cfg.k, **power_method(lanes[i].cfg.method),
+            reference_iterations=self.fid.reference_iterations, seed=lanes[i].cfg.seed)}
             for i in alive}
 
 
@@ -299,7 +301,7 @@ class GradVarianceHook:
         gv = cfg.probes.grad_variance
         assert gv is not None
         self.cfg, self.gv = cfg, gv
-        self.when = _Every(gv.every or cfg.eval_every, cfg.steps, tuple(gv.steps) if gv.steps is not None else None)
+        self.when = _Every(gv.every or cfg.task.eval_every, cfg.task.steps, tuple(gv.steps) if gv.steps is not None else None)
 
     def due(self, step: int) -> bool:
         return self.when.due(step)
@@ -311,8 +313,8 @@ class GradVarianceHook:
         for i in alive:
             lane, net = lanes[i], lanes[i].net()
             out[i] = {grad_sd_norm_name(k): grad_sd_norm(
-                net, lane.reg_pool, eps=gv.eps or lane.cfg.eps or cfg.probes.rvadv.eps, power_iterations=k,
-                xi=lane.cfg.xi, method=cfg.direction, batch=batch, samples=gv.samples, generator=lane.probe_gen)
+                net, lane.reg_pool, eps=gv.eps or getattr(lane.cfg.method, "eps", None) or cfg.probes.rvadv.eps,
+                power_iterations=k, **power_method(lane.cfg.method), batch=batch, samples=gv.samples, generator=lane.probe_gen)
                 for k in gv.power_iterations}
         return out
 

@@ -3,9 +3,10 @@
 A study file (YAML, loaded with ``yaml.safe_load``) has:
 
     name        identifier of the study in the store ([A-Za-z0-9_.-]+)
-    task        trial keys that describe the task: dataset, mode, n_labeled, validation, model,
-                steps, batch, optimizer, eval_every, ... (any key of vat_study.config.TrialConfig)
-    method      {name: vat, eps, alpha, xi, power_iterations, direction}: the method's keys
+    task        the trial config's task: dataset, mode, n_labeled, validation, model, steps,
+                batch, optimizer, eval_every, device, ... (vat_study.config.Task)
+    method      {name: vat, eps, alpha, xi, power_iterations, direction, implementation}: the
+                method and its settings (vat_study.methods: each method's own settings model)
     search      null (one configuration), {grid: [{key: [values]}, ...]} (each grid expanded as a
                 cartesian product; several grids in one study, duplicates run once), or
                 {optuna: {sampler: tpe|random|grid, n_trials, seed, space: {key: distribution}}}
@@ -21,7 +22,11 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                  configuration only)}
     storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
 
-Every trial's config is validated before anything runs; errors name the study-file field.
+A trial config is nested exactly as task / method / probes are written here, so study fields and
+config fields are one vocabulary. A search key is a dotted path into the trial config whose
+section may be left out where its first name says which (``eps`` is ``method.eps``, ``steps`` is
+``task.steps``, ``method`` is ``method.name``; ``config.param_path``). Every trial's config is
+validated before anything runs; errors name the study-file field.
 Running a stored study again continues it; a study file edited under the same name (task,
 method, probes, or anything that changes a finished trial's resolved config) is refused rather
 than mixed with the finished trials (see executors.planning.check_same_study / check_same_configs).
@@ -42,15 +47,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import format_validation_error
+from .config import param_path
 from .objective import ConfigError
 from .store.urls import STORAGE_HELP, absolute_sqlite, check_storage_url  # noqa: F401  (re-exported)
 from .yamlio import canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
 
 DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
-
-
-METHOD_KEYS = {"name": "method", "eps": "eps", "alpha": "alpha", "xi": "xi",
-               "power_iterations": "power_iterations", "direction": "direction"}
 
 
 class SpecError(ValueError):
@@ -225,10 +227,9 @@ class StudySpec(_Strict):
     # ---------------------------------------------------------------- trial configs
 
     def base_config(self) -> dict[str, Any]:
-        """The trial config shared by every trial (task + method + probes), before search params and seed."""
-        cfg = copy.deepcopy(self.task)
-        for k, v in self.method.items():
-            cfg[METHOD_KEYS.get(k, k)] = copy.deepcopy(v)
+        """The trial config shared by every trial (task, method, probes as written), before search
+        params and seed."""
+        cfg = {"task": copy.deepcopy(self.task), "method": copy.deepcopy(self.method)}
         if self.probes is not None:
             cfg["probes"] = copy.deepcopy(self.probes)
         return cfg
@@ -236,7 +237,7 @@ class StudySpec(_Strict):
     def trial_config(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         cfg = self.base_config()
         for k, v in params.items():
-            set_dotted(cfg, k, v)
+            set_dotted(cfg, param_path(k) or k, v)
         cfg["seed"] = seed
         return cfg
 

@@ -8,18 +8,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .objective import CONFIG_KEYS, ConfigError, reported_metrics, resolve_config
-from .spec import METHOD_KEYS, SpecError, StudySpec
+from .config import param_path
+from .objective import ConfigError, reported_metrics, resolve_config
+from .spec import SpecError, StudySpec
 from .yamlio import canonical
 
 
-def _section_of(spec: StudySpec, key: str) -> str:
-    if key in {METHOD_KEYS.get(k, k) for k in spec.method} or key in spec.method:
-        inv = {v: k for k, v in METHOD_KEYS.items()}
-        return f"method.{inv.get(key, key)}"
-    if key == "probes" and spec.probes is not None:
-        return "probes"
-    return f"task.{key}"
+def _from_params(field: str, params: Mapping[str, Any]) -> bool:
+    """Whether the config field ``field`` (a dotted path) was set by one of the search params."""
+    paths = [param_path(k) or k for k in params]
+    return any(field == p or field.startswith(p + ".") or p.startswith(field + ".") for p in paths)
 
 
 def validate_trials(spec: StudySpec) -> None:
@@ -32,31 +30,27 @@ def validate_trials(spec: StudySpec) -> None:
         try:
             resolve_config(cfg)
         except ConfigError as e:
-            for line in e.problems:
+            for line in e.problems:  # the config's fields are the study file's (task / method / probes)
                 field, _, msg = line.partition(": ")
-                top = field.split(".")[0]
-                dotted = any(k == field or field.startswith(k + ".") for k in params)
-                place = where if (top in params or dotted) else _section_of(spec, top) + field[len(top):]
-                problems.append(f"{place}: {msg}" if place != where else f"{where} ({field}): {msg}")
+                problems.append(f"{where} ({field}): {msg}" if _from_params(field, params) else line)
 
     check({}, "task")  # the file's own values, even where every search point overrides them
-    base = spec.base_config()
-    for k, path in (base.get("idx_paths") or {}).items() if isinstance(base.get("idx_paths"), Mapping) else ():
+    idx = spec.task.get("idx_paths")
+    for k, path in idx.items() if isinstance(idx, Mapping) else ():
         if isinstance(path, str) and not Path(path).expanduser().is_file():
             problems.append(f"task.idx_paths.{k}: no file at {path!r}")
     if spec.executor.batch_seeds > 1 and not problems:
         try:
-            zca = resolve_config(spec.trial_config({}, spec.seeds[0])).get("zca")
+            zca = resolve_config(spec.trial_config({}, spec.seeds[0]))["task"]["zca"]
         except ConfigError:
             zca = False  # reported by the checks below
         if zca:
             problems.append("executor.batch_seeds: zca is fitted on each seed's own unlabeled pool, so these "
-                            "seeds cannot share one batch; use batch_seeds: 1 (or zca: false)")
+                            "seeds cannot share one batch; use batch_seeds: 1 (or task.zca: false)")
     if spec.search is not None and spec.search.grid is not None:
         for i, g in enumerate(spec.search.grid):
             for k in g:
-                top = k.split(".")[0]
-                if top not in CONFIG_KEYS:
+                if param_path(k) is None:
                     problems.append(f"search.grid[{i}].{k}: unknown trial key")
         if not problems:
             for p in spec.configurations():
@@ -64,7 +58,7 @@ def validate_trials(spec: StudySpec) -> None:
     if spec.is_optuna:
         space = spec.search.optuna.space  # type: ignore[union-attr]
         for k in space:
-            if k.split(".")[0] not in CONFIG_KEYS:
+            if param_path(k) is None:
                 problems.append(f"search.optuna.space.{k}: unknown trial key")
         if not problems:
             for k, dist in space.items():

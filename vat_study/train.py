@@ -9,7 +9,7 @@ separate batch from the unlabeled pool (which includes the labeled images) for R
 BN running statistics are updated only by the labeled forward pass; every other pass (the
 clean pass, the power iteration, the perturbed pass) leaves them alone, as the official code
 does. Which statistics those passes normalize with, and whether dropout / noise act in each of
-them, is ``cfg.implementation`` (config.Implementation; README "Implementation choices").
+them, is ``cfg.method.implementation`` (methods.Implementation; README "Implementation choices").
 """
 
 from __future__ import annotations
@@ -57,14 +57,14 @@ class EpochSampler:
 
 def learning_rate(cfg: TrialConfig, step: int) -> tuple[float, float]:
     """(lr, beta1) for 0-based ``step`` under the configured schedule."""
-    opt, dec = cfg.optimizer, cfg.optimizer.decay
+    opt, dec = cfg.task.optimizer, cfg.task.optimizer.decay
     if dec.kind == "exponential":  # Appendix A: rate 0.9 per 600 updates
         return opt.lr * dec.rate ** (step // dec.every), opt.beta1
     if dec.kind == "linear":  # Appendices B-D: linear decay to 0 over the last part of training
-        start = dec.start if dec.start is not None else cfg.steps // 2
+        start = dec.start if dec.start is not None else cfg.task.steps // 2
         if step < start:
             return opt.lr, opt.beta1
-        frac = (cfg.steps - step) / max(cfg.steps - start, 1)
+        frac = (cfg.task.steps - step) / max(cfg.task.steps - start, 1)
         beta1 = dec.beta1_after if dec.beta1_after is not None else opt.beta1
         return opt.lr * frac, beta1
     return opt.lr, opt.beta1
@@ -106,8 +106,8 @@ class LaneValues:
 
     @staticmethod
     def of(lanes: list[TrialConfig], device: torch.device | str, dtype: torch.dtype) -> LaneValues:
-        def values(name: str) -> Tensor | None:
-            v = [getattr(c, name) for c in lanes]
+        def values(name: str) -> Tensor | None:  # None also where the method has no such setting
+            v = [getattr(c.method, name, None) for c in lanes]
             return None if all(x == v[0] for x in v) else torch.tensor(v, device=device, dtype=dtype)
         return LaneValues(values("eps"), values("alpha"), values("xi"))
 
@@ -120,7 +120,7 @@ def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, lo
                 random_start: Callable[[Tensor], Tensor] | None = None, lanes: LaneValues = NO_LANES) -> Tensor:
     """R of Eq. 8 for this step, one value per seed: shape [S], as the method's registry entry
     computes it (``methods``). ``x_reg`` is the unlabeled batch (None: supervised)."""
-    return methods.get(cfg.method).regularizer(Step(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start,
+    return methods.get(cfg.method.name).regularizer(Step(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start,
                                                     lanes.eps, lanes.xi))
 
 
@@ -137,7 +137,8 @@ def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x
     logits_l = model(x_l)  # the only pass that updates BN running statistics
     nll = per_seed(F.cross_entropy(logits_l, y_l, reduction="none"), n_seeds)
     reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start, lanes)
-    loss = nll + (cfg.alpha if lanes.alpha is None else lanes.alpha) * reg
+    alpha = getattr(cfg.method, "alpha", 1.0)  # baseline: R = 0, no weight to set
+    loss = nll + (alpha if lanes.alpha is None else lanes.alpha) * reg
     opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     opt.step()
@@ -147,7 +148,7 @@ def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x
 def adam(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Adam with the config's settings; the fused kernel (one pass per tensor: 6x faster than
     the default loop for the 784-1200-600-300-150 MLP on a CPU) where the device has one."""
-    kwargs = dict(lr=cfg.optimizer.lr, betas=(cfg.optimizer.beta1, cfg.optimizer.beta2))
+    kwargs = dict(lr=cfg.task.optimizer.lr, betas=(cfg.task.optimizer.beta1, cfg.task.optimizer.beta2))
     try:
         return torch.optim.Adam(model.parameters(), fused=True, **kwargs)
     except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
@@ -174,12 +175,12 @@ class SeedData:
     @staticmethod
     def make(cfg: TrialConfig, seed: int, splits: Splits, x_train: Tensor, y_train: Tensor) -> SeedData:
         device = x_train.device
-        semi = cfg.mode == "semi_supervised"
+        semi = cfg.task.mode == "semi_supervised"
         gen = torch.Generator().manual_seed(seed)
         probe_gen = torch.Generator().manual_seed(seed + 1_000_003)
         start_gen = torch.Generator(device=device).manual_seed(seed + 2_000_003)
-        labeled = EpochSampler(splits.labeled, cfg.batch.labeled, gen, device)
-        unlabeled = EpochSampler(splits.unlabeled, cfg.batch.unlabeled, gen, device) if semi else None
+        labeled = EpochSampler(splits.labeled, cfg.task.batch.labeled, gen, device)
+        unlabeled = EpochSampler(splits.unlabeled, cfg.task.batch.unlabeled, gen, device) if semi else None
         # Fixed subsets for the probes: validation images if there are any, else the pool.
         probe_pool = splits.validation if len(splits.validation) else splits.unlabeled
         probe_order = probe_pool[torch.randperm(len(probe_pool), generator=probe_gen)].to(device)
@@ -199,7 +200,7 @@ def train(
     model: nn.Module,
     report: Report | None = None,
 ) -> dict[str, float]:
-    """Train ``model`` in place for ``cfg.steps`` updates; returns the last evaluation's metrics
+    """Train ``model`` in place for ``cfg.task.steps`` updates; returns the last evaluation's metrics
     (val_error, rvadv, ...) plus train_seconds (updates only, evaluation and probes excluded)."""
     reports = [report] if report is not None else None
     return train_lanes([cfg], x_train, y_train, [splits], model, reports)[0]
@@ -226,13 +227,13 @@ def train_lanes(
     runs = [SeedData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
     values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
     seed_models = (lambda i: model.seed_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
-    semi = cfg.mode == "semi_supervised"
+    semi = cfg.task.mode == "semi_supervised"
     probes = P.training_probes(cfg)  # each says when it is due and measures the lanes
     views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: seed_models(i))
              for i, (c, r) in enumerate(zip(lanes, runs))]
 
     def eval_due(step: int) -> bool:
-        return step % cfg.eval_every == 0 or step == cfg.steps
+        return step % cfg.task.eval_every == 0 or step == cfg.task.steps
 
     def cat(parts: list[Tensor]) -> Tensor:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -244,7 +245,7 @@ def train_lanes(
                  for xb, r in zip(x.chunk(n), runs)]
         return unit_vector(torch.cat(draws).to(x.device))  # = random_unit_direction per block (per sample)
 
-    augmenting = x_train.dim() == 4 and (cfg.augment.translate > 0 or cfg.augment.flip)
+    augmenting = x_train.dim() == 4 and (cfg.task.augment.translate > 0 or cfg.task.augment.flip)
 
     opt = adam(cfg, model)
     train_seconds, n_sum = 0.0, 0
@@ -252,21 +253,21 @@ def train_lanes(
     sums = torch.zeros(3, n, dtype=torch.float64, device=x_train.device)  # loss, nll, R per seed, on the device
     last: list[dict[str, float]] = [{} for _ in lanes]
     alive = list(range(n))
-    for step in range(1, cfg.steps + 1):
+    for step in range(1, cfg.task.steps + 1):
         lr, beta1 = learning_rate(cfg, step - 1)
         for group in opt.param_groups:
-            group["lr"], group["betas"] = lr, (beta1, cfg.optimizer.beta2)
+            group["lr"], group["betas"] = lr, (beta1, cfg.task.optimizer.beta2)
 
         if augmenting:  # each lane's draws in its own run's order: batch, its augmentation, the next batch
             xs_l, ys_l, xs_reg = [], [], []
             for r in runs:
                 idx_l = r.labeled.next()
-                xs_l.append(augment(x_train[idx_l], translate=cfg.augment.translate, flip=cfg.augment.flip,
+                xs_l.append(augment(x_train[idx_l], translate=cfg.task.augment.translate, flip=cfg.task.augment.flip,
                                     generator=r.gen))
                 ys_l.append(y_train[idx_l])
                 if r.unlabeled is not None:
-                    xs_reg.append(augment(x_train[r.unlabeled.next()], translate=cfg.augment.translate,
-                                          flip=cfg.augment.flip, generator=r.gen))
+                    xs_reg.append(augment(x_train[r.unlabeled.next()], translate=cfg.task.augment.translate,
+                                          flip=cfg.task.augment.flip, generator=r.gen))
             x_l, y_l, x_reg = cat(xs_l), cat(ys_l), cat(xs_reg) if semi else None
         else:  # one gather for all lanes
             idx = [(r.labeled.next(), r.unlabeled.next() if r.unlabeled is not None else None) for r in runs]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..failpoints import failpoint
-from ..config import comparable_config, lane_structure
+from ..config import comparable_config, lane_structure, param_path, settings_paths
 from ..objective import resolve_config
 from ..spec import PlannedTrial, StudySpec, canonical, digest
 from ..store import Store
@@ -45,12 +45,22 @@ def check_same_study(spec: StudySpec, store: Store) -> None:
     stored = store.study_spec(spec.name)
     if stored is None:
         return
-    now = spec.model_dump(mode="json")
-    changed = [k for k in ("task", "method", "probes") if canonical(stored.get(k)) != canonical(now.get(k))]
+    now, was = _sections(spec.model_dump(mode="json")), _sections(stored)
+    changed = [k for k in ("task", "method", "probes") if canonical(was.get(k)) != canonical(now.get(k))]
     if changed:
         raise SpecError([f"{k}: differs from the study {spec.name!r} already in {safe_url(spec.storage)}; finished "
                          f"trials would mix with new ones. Give the edited study a new name, or use another storage"
                          for k in changed])
+
+
+def _sections(spec: dict) -> dict:
+    """A stored study's task, method and probes in today's layout: a task key that is a method
+    setting (``implementation``, which vat-study 0.1 kept under task) is read as the method's."""
+    out = {"task": {}, "method": dict(spec.get("method") or {}), "probes": spec.get("probes")}
+    for k, v in (spec.get("task") or {}).items():
+        path = param_path(k) or f"task.{k}"
+        out[path.split(".")[0]][path.split(".", 1)[1]] = v
+    return out
 
 
 def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
@@ -66,7 +76,7 @@ def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
         except Exception as e:  # noqa: BLE001  a stored point this version rejects
             problems.append(f"trial {key} ({canonical(params)}, seed {seed}): this version rejects its config ({e})")
             continue
-        now, stored = comparable_config(now), comparable_config(stored)  # older versions' configs upgraded
+        now, stored = (settings_paths(comparable_config(c)) for c in (now, stored))  # older versions' upgraded
         diff = sorted(k for k in set(now) | set(stored) if k != "model_path" and now.get(k) != stored.get(k))
         if diff:
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}" for k in diff[:4])
@@ -108,7 +118,7 @@ def lane_groups(trials: list[PlannedTrial], spec: StudySpec) -> list[list[Planne
     if ex.lanes > 1:
         def key(t: PlannedTrial) -> str:
             resolved = resolve_config(t.config)
-            return digest([lane_structure(resolved), t.seed if resolved.get("zca") else None])
+            return digest([lane_structure(resolved), t.seed if resolved["task"]["zca"] else None])
         return _grouped(trials, key, ex.lanes)
     return _grouped(trials, lambda t: t.config_key, ex.batch_seeds)
 

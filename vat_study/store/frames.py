@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from ..config import upgrade_stored_config
+from ..config import get_path, param_path, upgrade_stored_config
 from .repository import Store
 from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
 
@@ -16,16 +16,15 @@ CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alp
                   "implementation.clean_stochastic", "implementation.power_iteration_stochastic",
                   "implementation.lds_stochastic", "implementation.divergence", "implementation.bn",
                   "implementation.regularizer_batch")
-"""Resolved config values copied into trials_frame columns (the analyses group by them); a dotted
-name is a nested key. Configs stored by older versions are read upgraded (config.upgrade_stored_config)."""
+"""Resolved config values copied into trials_frame columns (the analyses group by them), named as
+search keys are (``config.param_path``: ``eps`` is ``method.eps``, ``method`` is ``method.name``);
+None where the trial's method has no such setting (eps of baseline). Configs stored by older
+versions are read upgraded (``config.upgrade_stored_config``)."""
 
 
-def _dotted(config: dict, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(config, dict):
-            return None
-        config = config.get(part)
-    return config
+def _columns(config: dict) -> dict[str, Any]:
+    config = upgrade_stored_config(config)
+    return {k: get_path(config, param_path(k) or k) for k in CONFIG_COLUMNS}
 
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
@@ -45,7 +44,7 @@ def trials_frame(store: Store, study: str) -> pd.DataFrame:
                    error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
                    optuna_number=t.optuna_number, batch_group=t.batch_group,
                    started_at=t.started_at, finished_at=t.finished_at, host=t.host, node=t.node,
-                   **{k: _dotted(upgrade_stored_config(t.config), k) for k in CONFIG_COLUMNS})
+                   **_columns(t.config))
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
     df = pd.DataFrame(rows)

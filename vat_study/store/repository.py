@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ..config import upgrade_stored_config
 from ..failpoints import failpoint
 from .engine import make_engine, upgrade_schema
 from .schema import (
@@ -134,11 +135,12 @@ class Store:
             return dict(s.execute(select(TrialRow.key, TrialRow.status).where(TrialRow.study_id == study_id)).all())
 
     def trial_configs(self, study_id: int, status: str = "COMPLETE") -> dict[str, tuple[dict[str, Any], int, dict]]:
-        """key -> (params, seed, resolved config) of the study's trials with ``status``."""
+        """key -> (params, seed, resolved config) of the study's trials with ``status``; configs
+        in today's vocabulary (``config.upgrade_stored_config``), whatever version stored them."""
         with self.session() as s:
             rows = s.execute(select(TrialRow.key, TrialRow.params, TrialRow.seed, TrialRow.config)
                              .where(TrialRow.study_id == study_id, TrialRow.status == status)).all()
-        return {k: (p, seed, c) for k, p, seed, c in rows}
+        return {k: (p, seed, upgrade_stored_config(c)) for k, p, seed, c in rows}
 
     def fail_running(self, study_id: int, error: str, kind: str, keys: list[str] | None = None) -> int:
         """RUNNING trials of the study (or those of ``keys``) become FAILED. Returns how many."""
@@ -245,9 +247,10 @@ class Store:
                                    TrialRow.status == "COMPLETE", FinalMetricRow.name == name))
 
     def trial_config(self, trial_id: int) -> dict[str, Any] | None:
-        """The fully resolved config one trial ran with."""
+        """The fully resolved config one trial ran with, in today's vocabulary."""
         with self.session() as s:
-            return s.scalar(select(TrialRow.config).where(TrialRow.id == int(trial_id)))
+            config = s.scalar(select(TrialRow.config).where(TrialRow.id == int(trial_id)))
+        return None if config is None else upgrade_stored_config(config)
 
     def latest_versions(self, study: str) -> dict[str, str]:
         """The package versions recorded by the study's newest trial ({} if it has none)."""
