@@ -13,8 +13,8 @@ from .plotting import plt, save
 
 
 def _with_k(df: pd.DataFrame) -> pd.DataFrame:
-    df = df[df["method"].isin(methods.names(family="virtual_adversarial"))].copy()  # RPT is K = 0
-    df["K"] = [methods.get(m).k(int(k)) for m, k in zip(df["method"], df["power_iterations"])]
+    df = df[df["method"].isin(methods.names(family="virtual_adversarial"))].copy()  # RPT: K = 0 (methods.k)
+    df["K"] = [methods.get(m).k(k) for m, k in zip(df["method"], df["power_iterations"])]
     return df
 
 

@@ -251,3 +251,14 @@ def test_table3_picks_eps_on_validation_and_sets_the_papers_values_beside(tmp_pa
     with pytest.raises(Exception, match="Table 3"):
         fill(f"sqlite:///{tmp_path}/d.db", "d", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
         tables.table3(load(f"sqlite:///{tmp_path}/d.db", "d"))
+
+
+def test_k_ablation_reads_rpt_as_k0(tmp_path):
+    """RPT's config has no power_iterations (R^(0), Eq. 16): the registry gives it K = 0."""
+    url = f"sqlite:///{tmp_path}/kr.db"
+    fill(url, "kr", [{"method": "rpt"}, {"method": "vat", "power_iterations": 1}],
+         lambda p, s: ({"test_error": 0.1 + 0.01 * s, "rvadv": 0.2}, {}), {"method": {"name": "vat", "eps": 2.0}})
+    df = load(url, "kr").trials
+    assert df[df.method == "rpt"].power_iterations.isna().all()
+    t6 = k_ablation.compute_table(load(url, "kr"))
+    assert sorted(t6["K"]) == [0, 1]

@@ -119,3 +119,17 @@ def test_set_overrides_parse_yaml_values_and_dotted_keys():
         "eps": 2, "optimizer": {"lr": 1e-3}, "hidden": [64, 32], "probes": {"rvadv": {"eps": 0.5}}}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["eps"])
+
+
+def test_defaults_command_prints_one_methods_settings():
+    import yaml
+    from typer.testing import CliRunner
+
+    from vat_study.cli import app
+
+    r = CliRunner().invoke(app, ["defaults", "--method", "rpt"])
+    assert r.exit_code == 0
+    shown = yaml.safe_load(r.stdout)
+    assert shown == resolve_config({"method": {"name": "rpt"}}) and "power_iterations" not in shown["method"]
+    bad = CliRunner().invoke(app, ["defaults", "--method", "vatt"])
+    assert bad.exit_code == 2 and "--method: Input should be 'baseline'" in bad.output

@@ -1,4 +1,4 @@
-"""The implementation choices the paper leaves open (config.Implementation): each setting does what
+"""The implementation choices the paper leaves open (methods.Implementation): each setting does what
 it says, checked against independent computations (hooks that watch each pass, hand-written
 formulas, exact Hessians), and MNIST loads from its four standard files."""
 

@@ -63,6 +63,7 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
 
     class InputGradient(methods.MethodSettings):
         alpha: float = 1.0
+        norm_power: int = 2  # a setting no other method has: it gets its own trials_frame column
 
     toy = methods.register(methods.Method("input_grad_l2", "adversarial", "L2 input-gradient penalty",
                                           input_gradient_penalty, InputGradient))
@@ -81,8 +82,9 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
         toy_rows = df[df.method == "input_grad_l2"]
         assert len(toy_rows) == 2 and (toy_rows.reg > 0).all() and (df[df.method == "baseline"].reg == 0).all()
         assert (toy_rows.alpha == 0.5).all() and toy_rows.eps.isna().all()  # its own settings, from the shared block
+        assert (toy_rows.norm_power == 2).all() and df[df.method == "baseline"].norm_power.isna().all()
         stored = Store(url).trial_config(int(toy_rows.trial_id.iloc[0]))
-        assert stored["method"] == {"name": "input_grad_l2", "alpha": 0.5}
+        assert stored["method"] == {"name": "input_grad_l2", "alpha": 0.5, "norm_power": 2}
         report, _ = write_report(url, "toy", tmp_path / "report")
         assert "input_grad_l2" in report.read_text()
     finally:

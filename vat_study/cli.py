@@ -386,11 +386,14 @@ def report(
 
 
 @app.command()
-def defaults() -> None:
-    """Print the fully resolved default trial config (YAML)."""
-    from .objective import default_config
+def defaults(method: str = typer.Option("vat", "--method", "-m", help="Show this method's settings.")) -> None:
+    """Print the fully resolved default trial config (YAML), with the settings of one method."""
+    from .objective import ConfigError, resolve_config
 
-    sys.stdout.write(yaml.safe_dump(default_config(), sort_keys=False))
+    try:
+        sys.stdout.write(yaml.safe_dump(resolve_config({"method": {"name": method}}), sort_keys=False))
+    except ConfigError as e:
+        _fail(str(e).replace("method.name", "--method"))
 
 
 if __name__ == "__main__":

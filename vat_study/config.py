@@ -17,11 +17,8 @@ from .errors import format_validation_error
 
 from . import methods
 from .data import DATASET_NAMES
-from .methods import METHOD_NAMES
-from .models import CONV_MODELS, MODEL_NAMES
 from .methods import Implementation  # noqa: F401  (re-exported)
-
-METHODS: tuple[str, ...] = METHOD_NAMES
+from .models import CONV_MODELS, MODEL_NAMES
 
 
 class ConfigError(ValueError):

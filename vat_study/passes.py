@@ -1,6 +1,6 @@
 """The modes a forward pass runs in: BN statistics (the batch's own, frozen, or the running ones)
 and stochastic layers (dropout, Gaussian noise) on or off. ``regularizers`` runs every pass of
-the VAT loss inside these; ``config.Implementation`` chooses them per pass."""
+the VAT loss inside these; ``methods.Implementation`` chooses them per pass."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def has_stochastic_layers(model: nn.Module) -> bool:
 @contextlib.contextmanager
 def regularizer_pass(model: nn.Module, *, stochastic: bool, bn: BNStatistics = "batch") -> Iterator[None]:
     """The mode of one of the regularizer's forward passes (the clean target, the power iteration,
-    the perturbed LDS pass), chosen by ``config.Implementation``: dropout / noise layers left as
+    the perturbed LDS pass), chosen by ``methods.Implementation``: dropout / noise layers left as
     the caller set them (``stochastic=True``) or switched off; BN normalizing with the batch's own
     statistics (``bn="batch"``) or with the running ones (``"running"``: BN in eval mode). Running
     statistics are never updated inside."""

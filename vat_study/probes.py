@@ -3,7 +3,7 @@ random generator and restores the model's mode, and none updates BN running stat
 
 * ``rvadv``: R_vadv (Eq. 7) on a fixed subset at a fixed evaluation eps and K, model in eval
   mode (Fig. 2, Fig. 4); ``rvadv_train`` beside it: the same in train mode, each pass as
-  training makes it (``config.Implementation``), BN on batches of the regularizer's size.
+  training makes it (``methods.Implementation``), BN on batches of the regularizer's size.
 * ``grad_sd_norm``: the normalized SD norm of grad_theta R^(K) over resampled mini-batches and
   perturbations (Eq. 21, Fig. 7), model in train mode (as the gradient is used in training).
 * ``power_iteration_fidelity``: |cos| between the direction a setting (K, xi, method) produces

@@ -13,7 +13,7 @@ Read this file next to Section 3 of the paper; every function names the equation
     entropy_loss                   R_cent, the conditional entropy (Eq. 18)
 
 Batch normalization. Every forward pass made here runs the model in the mode the caller left it
-in (``regularizer_lds``: the mode ``config.Implementation`` names, via ``passes``); in train mode,
+in (``regularizer_lds``: the mode ``methods.Implementation`` names, via ``passes``); in train mode,
 BN normalizes each perturbed batch with that batch's own statistics (as the official code's
 ``update_batch_stats=False`` passes do) unless ``bn="running"``, and the running statistics are
 never updated here: only the caller's labeled forward pass updates them.
@@ -277,7 +277,7 @@ def regularizer_lds(
     clean_grad: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """LDS at r = eps * d_K per sample (Eq. 5, 7; K = 0: RPT, Eq. 16) as training computes it, each
-    of its three passes in the mode ``config.Implementation`` names (``regularizer_pass``):
+    of its three passes in the mode ``methods.Implementation`` names (``regularizer_pass``):
 
     1. the clean target p(y|x, theta_hat): ``logits`` if given (the caller's pass already is
        this one), else a pass with ``clean_stochastic`` / ``bn`` (with gradient if ``clean_grad``,

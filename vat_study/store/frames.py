@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from .. import methods
 from ..config import get_path, param_path, upgrade_stored_config
 from .repository import Store
 from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
@@ -19,12 +20,14 @@ CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alp
 """Resolved config values copied into trials_frame columns (the analyses group by them), named as
 search keys are (``config.param_path``: ``eps`` is ``method.eps``, ``method`` is ``method.name``);
 None where the trial's method has no such setting (eps of baseline). Configs stored by older
-versions are read upgraded (``config.upgrade_stored_config``)."""
+versions are read upgraded (``config.upgrade_stored_config``). Every other setting of a registered
+method gets a column too, so a new method's settings show without editing this list."""
 
 
 def _columns(config: dict) -> dict[str, Any]:
     config = upgrade_stored_config(config)
-    return {k: get_path(config, param_path(k) or k) for k in CONFIG_COLUMNS}
+    extra = sorted(methods.setting_names() - {"name", "implementation"} - set(CONFIG_COLUMNS))  # a new method's
+    return {k: get_path(config, param_path(k) or k) for k in (*CONFIG_COLUMNS, *extra)}
 
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
