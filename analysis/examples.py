@@ -78,10 +78,11 @@ def compute_fig1(data: StudyData) -> Fig1:
         with torch.no_grad():
             p1 = torch.softmax(model(xs), 1)[:, 1].numpy()
         d = virtual_adversarial_direction(model, xs, generator=torch.Generator().manual_seed(0))
-        eps = float(row["eps"]) if method != "baseline" else float(df["eps"].dropna().median())
+        own = methods.get(method).uses_eps  # baseline has no eps: its LDS is shown at the others' median
+        eps = float(row["eps"]) if own else float(df["eps"].dropna().median())
         with torch.no_grad():
             l = lds(model, xs, eps * d).numpy()
-        panels.append((f"{method} (eps = {eps:g})" if method != "baseline" else f"baseline (LDS at eps = {eps:g})", p1, l))
+        panels.append((f"{method} (eps = {eps:g})" if own else f"{method} (LDS at eps = {eps:g})", p1, l))
         x, labeled = xs.numpy(), prep.splits.labeled.numpy()
         y_l = prep.y_train[prep.splits.labeled].numpy()
     if len(panels) < 2:
