@@ -7,6 +7,7 @@ Defaults give the offline default trial: semi-supervised VAT on scikit-learn's d
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from . import methods
 from .data import DATASET_NAMES
 from .methods import Implementation  # noqa: F401  (re-exported)
 from .models import CONV_MODELS, MODEL_NAMES
+from .yamlio import set_dotted
 
 
 class ConfigError(ValueError):
@@ -140,15 +142,6 @@ def param_path(key: str) -> str | None:
     return None
 
 
-def _set_path(out: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    for p in parents:
-        nxt = out.get(p)
-        out[p] = nxt = dict(nxt) if isinstance(nxt, Mapping) else {}
-        out = nxt
-    out[last] = value
-
-
 def get_path(config: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path of a (nested) config; None where it has none."""
     for part in path.split("."):
@@ -173,7 +166,7 @@ def nest(config: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in sorted(config.items(), key=lambda kv: kv[0] not in SECTIONS or isinstance(kv[1], str)):
         path = k if k in SECTIONS and not isinstance(v, str) else (param_path(k) or k)
-        _set_path(out, path, v)  # whole sections first, then the settings put into them
+        set_dotted(out, path, copy.deepcopy(v))  # whole sections first, then the settings put into them
     return out
 
 

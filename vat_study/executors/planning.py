@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ..failpoints import failpoint
 from ..config import comparable_config, lane_structure, param_path, settings_paths
 from ..objective import resolve_config
-from ..spec import PlannedTrial, StudySpec, canonical, digest
+from ..spec import PlannedTrial, StudySpec, canonical, digest, set_dotted
 from ..store import Store
 
 
@@ -58,8 +58,7 @@ def _sections(spec: dict) -> dict:
     setting (``implementation``, which vat-study 0.1 kept under task) is read as the method's."""
     out = {"task": {}, "method": dict(spec.get("method") or {}), "probes": spec.get("probes")}
     for k, v in (spec.get("task") or {}).items():
-        path = param_path(k) or f"task.{k}"
-        out[path.split(".")[0]][path.split(".", 1)[1]] = v
+        set_dotted(out, param_path(k) or f"task.{k}", v)
     return out
 
 
