@@ -178,11 +178,29 @@ def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
         mode = stored.get("mode", "semi_supervised")
         stored = {**stored, "implementation": dict(LEGACY_IMPLEMENTATION.get(mode, LEGACY_IMPLEMENTATION["semi_supervised"]))}
     out = nest(stored)
+    for path, legacy in added_settings().items():  # settings newer than the stored config
+        section, _, key = path.partition(".")
+        if isinstance(out.get(section), Mapping) and key not in out[section]:
+            out[section] = {**out[section], key: legacy}
     method = out.get("method")
     if isinstance(method, Mapping) and method.get("name") in methods.REGISTRY:
         entry = methods.REGISTRY[method["name"]]  # settings of other methods dropped, as validation does
         names = methods.setting_names()
         out["method"] = {k: v for k, v in method.items() if k in entry.settings.model_fields or k not in names}
+    return out
+
+
+def added_settings() -> dict[str, Any]:
+    """Settings added after configs were first stored, with the value a stored config that lacks
+    one had in effect: declared on the field itself (``json_schema_extra={"legacy": value}``), for
+    the sections ``task`` and ``probes``; ``upgrade_stored_config`` fills them in, so a new setting
+    with a default never makes an old study refuse to resume."""
+    out: dict[str, Any] = {}
+    for section, model in (("task", Task), ("probes", Probes)):
+        for name, field in model.model_fields.items():
+            extra = field.json_schema_extra
+            if isinstance(extra, dict) and "legacy" in extra:
+                out[f"{section}.{name}"] = extra["legacy"]
     return out
 
 
@@ -238,6 +256,9 @@ class Probes(_Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None
     fidelity: FidelityProbe | None = None
+    test_curve: bool = Field(False, json_schema_extra={"legacy": False},
+                             description="also measure the test error at every evaluation (metric "
+                                         "test_error_curve, for learning curves; never a study metric)")
 
 
 class Task(_Strict):
@@ -264,6 +285,12 @@ class Task(_Strict):
     batch: Batch = Batch()
     optimizer: Optimizer = Optimizer()
     eval_every: int = Field(100, ge=1)
+    eval_bn: Literal["running", "recompute"] = Field(
+        "running", json_schema_extra={"legacy": "running"},
+        description="BN statistics for every validation / test measurement: the running averages training "
+                    "kept, or 'recompute': re-estimated over the unlabeled pool (supervised: the training "
+                    "set) just before, a cumulative average in train mode without gradient and with dropout / "
+                    "noise off, as the official MNIST code does; training's own statistics are restored after")
     # --- execution ---
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"

@@ -58,8 +58,10 @@ class Implementation(_Strict):
     "Implementation choices" gives each anchor's choice and the measured effect of each setting
     (``studies/vat_implementation_choices.yaml``). A setting of the virtual adversarial methods."""
 
-    clean_stochastic: bool = Field(False, description="dropout / Gaussian noise on in the clean (target) pass")
-    power_iteration_stochastic: bool = Field(False, description="dropout / noise on in the power iteration's passes")
+    clean_stochastic: bool = Field(True, description="dropout / Gaussian noise on in the clean (target) pass "
+                                                     "(default: on, as vat_tf, vat_chainer, VAT-pytorch and USB)")
+    power_iteration_stochastic: bool = Field(True, description="dropout / noise on in the power iteration's passes "
+                                                               "(default: on, as the anchors)")
     lds_stochastic: bool = Field(True, description="dropout / noise on in the perturbed (LDS) pass")
     divergence: Literal["forward", "reverse"] = Field(
         "forward", description="forward: KL(p_clean || p_perturbed) (Eq. 17, the paper); reverse: KL(p_perturbed || p_clean)")

@@ -30,7 +30,7 @@ from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
 from .probes import FIDELITY, RVADV, RVADV_TRAIN, grad_sd_norm_name
-from .train import error_rates, train_lanes
+from .train import train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -157,9 +157,7 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
         del models
         reports = None if report is None else [
             (lambda step, m, i=i: report(step, {**m, "lane": i})) if batched else report for i in range(n)]
-        results = train_lanes(lanes, x_train, y_train, splits, model, reports)
-
-    test_errors = error_rates(model, [x_test] * n, [y_test] * n)  # the only use of the test set
+        results = train_lanes(lanes, x_train, y_train, splits, model, reports, test=(x_test, y_test))
     wall = time.perf_counter() - t_start
     out: list[dict[str, Any] | None] = []
     failed: dict[int, str] = {}
@@ -168,7 +166,6 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
             failed[i] = str(metrics["diverged"])
             out.append(None)
             continue
-        metrics["test_error"] = test_errors[i]
         if c.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
             path = Path(c.model_path)
             path.parent.mkdir(parents=True, exist_ok=True)

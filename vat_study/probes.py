@@ -45,6 +45,10 @@ RVADV_TRAIN = "rvadv_train"
 """Metric name of R_vadv measured in train mode (beside ``rvadv``, measured in eval mode)."""
 
 
+TEST_CURVE = "test_error_curve"
+"""Metric name of the test error measured at every evaluation (``probes.test_curve``): for learning
+curves only; a study may never select on it (``spec``), and the final ``test_error`` is separate."""
+
 FIDELITY = "fidelity"
 """Metric name of the power iteration's fidelity to the dominant eigenvector of H."""
 

@@ -14,9 +14,10 @@ them, is ``cfg.method.implementation`` (methods.Implementation; README "Implemen
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ from . import probes as P
 from .config import TrialConfig
 from .data import Splits, augment
 from .methods import Step, per_seed
+from .passes import deterministic_layers
 from .regularizers import random_unit_direction, unit_vector
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -87,6 +89,50 @@ def error_rates(model: nn.Module, xs: list[Tensor], ys: list[Tensor], chunk: int
         wrong += (model(xb).argmax(1) != yb).view(len(xs), -1).sum(1)
     model.train(was)
     return [w / n for w in wrong.tolist()]  # one host sync per evaluation
+
+
+@contextlib.contextmanager
+def evaluation_bn(model: nn.Module, pools: list[Tensor] | None, chunk: int = 1000) -> Iterator[None]:
+    """``task.eval_bn: recompute``: inside the block every BN layer's running statistics are the
+    ones re-estimated over ``pools[i]`` for lane i (the unlabeled pool), as the official MNIST code
+    measures its test error: a cumulative average over chunks of ``chunk`` images (the i-th chunk
+    weighted 1/i, PyTorch's ``momentum=None``), train mode, no gradient, dropout / noise off.
+    Training's own statistics and modes are restored on leaving. ``pools`` None: nothing changes
+    (the running statistics, ``eval_bn: running``)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if pools is None or not bns:
+        yield
+        return
+    stats = {k: b.detach().clone() for k, b in model.named_buffers()
+             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    modes = {m: m.training for m in model.modules()}
+    momenta = {m: m.momentum for m in bns}
+    n = min(len(p) for p in pools)
+    try:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                if k.endswith("running_mean") or k.endswith("num_batches_tracked"):
+                    b.zero_()
+                elif k.endswith("running_var"):
+                    b.fill_(1.0)
+            model.train()
+            with deterministic_layers(model):
+                for i, lo in enumerate(range(0, n, chunk), start=1):
+                    for m in bns:
+                        m.momentum = 1.0 / i
+                    model(torch.cat([p[lo:lo + chunk] for p in pools]) if len(pools) > 1 else pools[0][lo:lo + chunk])
+        for m, t in modes.items():
+            m.training = t
+        yield
+    finally:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                if k in stats:
+                    b.copy_(stats[k])
+        for m, t in modes.items():
+            m.training = t
+        for m, v in momenta.items():
+            m.momentum = v
 
 
 def error_rate(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1000) -> float:
@@ -213,6 +259,7 @@ def train_lanes(
     splits: list[Splits],
     model: nn.Module,
     reports: list[Report] | None = None,
+    test: tuple[Tensor, Tensor] | None = None,
 ) -> list[dict[str, float]]:
     """Train S lanes at once: ``model`` is a ``SeedBatch`` of S networks (or, for S = 1, the plain
     network); lane i trains as ``lanes[i]`` says, with ``splits[i]``, its own seed's batches,
@@ -221,7 +268,9 @@ def train_lanes(
     first one's config drives the loop. Returns each lane's last metrics. A lane whose loss turns
     NaN/inf is dropped (its metrics get ``diverged``: the message) while the others go on: the
     lanes share no weights, so its NaNs never reach them; with one lane that raises
-    FloatingPointError."""
+    FloatingPointError. ``test`` (images, labels): the test set, measured once at the end
+    (``test_error``) and, with ``probes.test_curve``, at every evaluation (``test_error_curve``);
+    the only use of the test set. Every measurement uses the BN statistics ``task.eval_bn`` names."""
     cfg = lanes[0]
     n = len(lanes)
     runs = [SeedData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
@@ -245,6 +294,8 @@ def train_lanes(
                  for xb, r in zip(x.chunk(n), runs)]
         return unit_vector(torch.cat(draws).to(x.device))  # = random_unit_direction per block (per sample)
 
+    bn_pools = [r.reg_pool for r in runs] if cfg.task.eval_bn == "recompute" else None
+    curve = test is not None and cfg.probes.test_curve
     augmenting = x_train.dim() == 4 and (cfg.task.augment.translate > 0 or cfg.task.augment.flip)
 
     opt = adam(cfg, model)
@@ -286,7 +337,9 @@ def train_lanes(
         train_seconds += time.perf_counter() - t_updates  # (on a GPU too, where a step only queues work)
         sums.zero_()
         n_sum = 0
-        val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
+        with evaluation_bn(model, bn_pools):
+            val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
+            test_curve = error_rates(model, [test[0]] * n, [test[1]] * n) if curve else None
         for i in list(alive):
             loss, nll, reg = means[0][i], means[1][i], means[2][i]
             if not math.isfinite(loss):
@@ -300,6 +353,8 @@ def train_lanes(
         for i in alive:
             metrics = {"loss": means[0][i], "nll": means[1][i], "reg": means[2][i], "lr": lr,
                        "val_error": val_errors[i]}
+            if test_curve is not None:
+                metrics[P.TEST_CURVE] = test_curve[i]
             for m in measured:
                 metrics.update(m[i])
             metrics["train_seconds"] = train_seconds / n  # this seed's share of the updates' time
@@ -311,4 +366,9 @@ def train_lanes(
             raise FloatingPointError(f"training diverged for every lane by step {step}; lower optimizer.lr or eps")
     for m in last:
         m["train_seconds"] = train_seconds / n
+    if test is not None:
+        with evaluation_bn(model, bn_pools):
+            test_errors = error_rates(model, [test[0]] * n, [test[1]] * n)
+        for i in alive:
+            last[i]["test_error"] = test_errors[i]
     return last

@@ -1,0 +1,103 @@
+"""Evaluation settings: BN statistics re-estimated for evaluation (task.eval_bn), the test-error
+curve probe (probes.test_curve), and the regularizer's default pass modes (the anchors')."""
+
+import pytest
+import torch
+from torch import nn
+
+from vat_study import run_trial
+from vat_study.batched import SeedBatch
+from vat_study.config import TrialConfig, added_settings, upgrade_stored_config
+from vat_study.methods import Implementation
+from vat_study.models import build_model
+from vat_study.objective import run_lanes
+from vat_study.train import evaluation_bn
+
+TINY = dict(dataset="digits", hidden=[32, 16], steps=30, eval_every=10, noise_sigma=0.3,
+            batch=dict(labeled=16, unlabeled=64), probes=dict(rvadv=dict(size=50)))
+
+
+def _bn_stats(model):
+    return {k: b.clone() for k, b in model.named_buffers() if "running" in k}
+
+
+def test_recomputed_bn_statistics_are_the_pool_average_and_training_statistics_come_back():
+    torch.manual_seed(0)
+    model = build_model("mlp", [64], 10, hidden=[32, 16], noise_sigma=0.5).train()
+    for _ in range(3):  # give the running statistics some history
+        model(torch.randn(20, 64) * 3 + 1)
+    before = _bn_stats(model)
+    pool = torch.randn(2500, 64)  # 3 chunks of 1000, 1000, 500
+    first_bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+    lin = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    with evaluation_bn(model, [pool]):
+        # the first BN's mean is the chunk-weighted cumulative average of its inputs' batch means
+        h = lin(pool).detach()
+        chunk_means = torch.stack([h[lo:lo + 1000].mean(0) for lo in range(0, 2500, 1000)])
+        assert torch.allclose(first_bn.running_mean, chunk_means.mean(0), atol=1e-5)
+        assert not torch.allclose(first_bn.running_mean, before[next(k for k in before if "mean" in k)])
+    after = _bn_stats(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training and first_bn.momentum == 0.1
+
+
+def test_recomputed_bn_statistics_agree_between_a_lane_and_its_own_network():
+    torch.manual_seed(1)
+    nets = [build_model("mlp", [64], 10, hidden=[32, 16], noise_sigma=0.5) for _ in range(2)]
+    batch = SeedBatch([nets[0], nets[1]])
+    pools = [torch.randn(1200, 64), torch.randn(1200, 64)]
+    x = torch.randn(50, 64)
+    with evaluation_bn(nets[0], [pools[0]]):
+        nets[0].eval()
+        alone = nets[0](x)
+    with evaluation_bn(batch, pools):
+        batch.eval()
+        together = batch(torch.cat([x, x]))[:50]
+    assert torch.allclose(alone, together, atol=1e-4)
+
+
+def test_eval_bn_recompute_changes_what_is_measured_but_not_training():
+    seen = {}
+    for mode in ("running", "recompute"):
+        steps = []
+        run_trial({**TINY, "eval_bn": mode}, lambda s, x, steps=steps: steps.append((x["loss"], x["val_error"])))
+        seen[mode] = steps
+    # the losses (training) are identical: evaluation leaves training's statistics alone
+    assert [loss for loss, _ in seen["running"]] == [loss for loss, _ in seen["recompute"]]
+    assert [v for _, v in seen["running"]] != [v for _, v in seen["recompute"]]
+    assert TrialConfig.from_mapping({**TINY, "eval_bn": "recompute"}).task.eval_bn == "recompute"
+    with pytest.raises(ValueError, match="eval_bn"):
+        TrialConfig.from_mapping({**TINY, "eval_bn": "pool"})
+
+
+def test_test_curve_probe_reports_the_test_error_at_every_evaluation_and_ends_at_the_final_one():
+    rows = []
+    m = run_trial({**TINY, "probes": {"rvadv": {"size": 50}, "test_curve": True}}, lambda s, x: rows.append((s, dict(x))))
+    assert [s for s, _ in rows] == [10, 20, 30]
+    assert all("test_error_curve" in x for _, x in rows)
+    assert rows[-1][1]["test_error_curve"] == m["test_error"]
+    plain = run_trial(TINY, lambda s, x: rows.append((s, dict(x))))
+    assert "test_error_curve" not in rows[-1][1]
+    assert plain["test_error"] == m["test_error"]  # the probe changes no training
+
+
+def test_lanes_report_the_test_curve_per_lane():
+    cfgs = [{**TINY, "seed": s, "probes": {"rvadv": {"size": 50}, "test_curve": True}} for s in (0, 1)]
+    rows = []
+    r = run_lanes(cfgs, lambda s, x: rows.append(dict(x)))
+    assert {x["lane"] for x in rows} == {0, 1}
+    last = {x["lane"]: x["test_error_curve"] for x in rows[-2:]}
+    assert [last[0], last[1]] == [r.metrics[0]["test_error"], r.metrics[1]["test_error"]]
+
+
+def test_default_pass_modes_are_the_anchors_noise_on_in_every_pass():
+    impl = Implementation()
+    assert (impl.clean_stochastic, impl.power_iteration_stochastic, impl.lds_stochastic) == (True, True, True)
+
+
+def test_a_stored_config_without_the_new_settings_reads_with_their_legacy_values():
+    assert added_settings() == {"task.eval_bn": "running", "probes.test_curve": False}
+    now = TrialConfig.from_mapping(TINY).model_dump(mode="json")
+    old = {**now, "task": {k: v for k, v in now["task"].items() if k != "eval_bn"},
+           "probes": {k: v for k, v in now["probes"].items() if k != "test_curve"}}
+    assert upgrade_stored_config(old) == now
