@@ -4,6 +4,7 @@ one method differ significantly from the other method's best (Holm-adjusted p-va
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +12,21 @@ import pandas as pd
 from .data import Skip, StudyData, best_config, holm, label, paired_test
 from .plotting import percent, plt, save
 
+def slug(variant: str) -> str:
+    """A file-name form of a variant: ``rpt (clean_stochastic=false)`` -> ``rpt_clean_stochastic_false``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", variant).strip("_")
+
+
 ORDER = [("rpt", "vat"), ("baseline", "vat"), ("baseline", "rpt"), ("vat", "vat_entmin"), ("at_l2", "vat")]
 
 
 def pairs(data: StudyData) -> list[tuple[str, str]]:
-    methods = set(data.complete["method"]) if not data.complete.empty else set()
-    return [(a, b) for a, b in ORDER if a in methods and b in methods]
+    """The variants (``data.with_variants``) to compare, paired as ``ORDER`` pairs their methods."""
+    if data.complete.empty:
+        return []
+    variants = data.complete.groupby("variant")["method"].first().to_dict()
+    return [(va, vb) for a, b in ORDER for va, ma in sorted(variants.items()) if ma == a
+            for vb, mb in sorted(variants.items()) if mb == b]
 
 
 def _seed_values(df: pd.DataFrame, config_key: str, value: str) -> pd.Series:
@@ -27,8 +37,8 @@ def compute_pair(data: StudyData, a: str, b: str, value: str = "test_error") -> 
     """Each method at its best configuration (by the study metric), paired by seed on ``value``.
     Returns (per-seed frame: seed, a, b, diff = b - a) and the paired_test summary with labels."""
     df = data.complete
-    ka = best_config(df[df["method"] == a], data.metric, data.mode)
-    kb = best_config(df[df["method"] == b], data.metric, data.mode)
+    ka = best_config(df[df["variant"] == a], data.metric, data.mode)
+    kb = best_config(df[df["variant"] == b], data.metric, data.mode)
     if ka is None or kb is None or value not in df:
         raise Skip(f"no complete {a} and {b} trials with {value}")
     va, vb = _seed_values(df, ka, value), _seed_values(df, kb, value)
@@ -46,12 +56,12 @@ def compute_pair(data: StudyData, a: str, b: str, value: str = "test_error") -> 
 def compute_grid(data: StudyData, a: str, b: str, value: str = "test_error") -> pd.DataFrame:
     """Every configuration of ``b`` against the best configuration of ``a``, paired by seed."""
     df = data.complete
-    ka = best_config(df[df["method"] == a], data.metric, data.mode)
+    ka = best_config(df[df["variant"] == a], data.metric, data.mode)
     if ka is None:
         raise Skip(f"no complete {a} trials")
     va = _seed_values(df, ka, value)
     rows = []
-    for _, g in df[df["method"] == b].groupby("config_key", sort=False):
+    for _, g in df[df["variant"] == b].groupby("config_key", sort=False):
         vb = g.set_index("seed")[value]
         seeds = sorted(set(va.index) & set(vb.index))
         if len(seeds) < 2:
@@ -96,7 +106,7 @@ def section(r) -> str:
             parts.append(f"- {b} vs {a}: skipped: {e}")
             continue
         rows.append(s)
-        name = f"compare_{a}_vs_{b}"
+        name = f"compare_{slug(a)}_vs_{slug(b)}"
         parts.append(f"### {b} vs {a} (paired by seed, test error)\n\n" + r.figure(draw_pair(per_seed, s, r.out / name))
                      + "\n\n" + r.table(name + "_per_seed", per_seed, (a, b, "diff")))
         try:

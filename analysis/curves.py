@@ -17,13 +17,13 @@ def compute(data: StudyData) -> pd.DataFrame:
     df = data.complete
     if df.empty:
         raise Skip("no complete trials")
-    keys = {m: best_config(g, data.metric, data.mode) for m, g in df.groupby("method")}
+    keys = {m: best_config(g, data.metric, data.mode) for m, g in df.groupby("variant")}
     keys = {m: k for m, k in keys.items() if k is not None}
     c = data.metrics[data.metrics["name"].isin(("val_error", "rvadv", RVADV_TRAIN))].merge(df, on="trial_id")
     c = c[c["config_key"].isin(set(keys.values()))]
     if c.empty or c["step"].nunique() < 2:
         raise Skip("needs val_error / R_vadv recorded at two or more steps")
-    return mean_sd(c, ["method", "name", "step"], "value")
+    return mean_sd(c.drop(columns="method").rename(columns={"variant": "method"}), ["method", "name", "step"], "value")
 
 
 def draw(table: pd.DataFrame, stem: Path) -> list[Path]:

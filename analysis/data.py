@@ -47,7 +47,35 @@ def load(url: str, study: str) -> StudyData:
     spec = store.study_spec(study)
     if spec is None:
         raise KeyError(f"study {study!r} is not in {url} (known: {', '.join(store.study_names()) or 'none'})")
-    return StudyData(study, spec, store.trials_frame(study), store.metrics_frame(study), url)
+    return StudyData(study, spec, with_variants(store.trials_frame(study), spec), store.metrics_frame(study), url)
+
+
+def _shown(v: Any) -> str:
+    return str(v).lower() if isinstance(v, (bool, np.bool_)) else str(v)
+
+
+def with_variants(trials: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """``trials`` with a ``variant`` column: the method's name, plus each implementation setting
+    (``method.implementation``) that varies among that method's trials in this study and where
+    this trial differs from the study's own block (or the default): ``rpt`` and
+    ``rpt (clean_stochastic=false)`` are two methods in every table and figure, never pooled."""
+    from vat_study.methods import Implementation
+
+    if trials.empty or "method" not in trials:
+        return trials.assign(variant=pd.Series(dtype=object))
+    ref = {**Implementation().model_dump(), **((spec.get("method") or {}).get("implementation") or {})}
+    cols = [c for c in trials.columns if c.startswith("implementation.") and c.split(".", 1)[1] in ref]
+    out = trials.copy()
+    labels = out["method"].astype(str).tolist()
+    for method, g in out.groupby("method"):
+        varied = [c for c in cols if g[c].dropna().map(_shown).nunique() > 1]
+        for i in g.index:
+            diffs = [f"{c.split('.', 1)[1]}={_shown(out.at[i, c])}" for c in varied
+                     if pd.notna(out.at[i, c]) and _shown(out.at[i, c]) != _shown(ref[c.split(".", 1)[1]])]
+            if diffs:
+                labels[out.index.get_loc(i)] = f"{method} ({', '.join(diffs)})"
+    out["variant"] = labels
+    return out
 
 
 def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, tables
+from . import choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, learning_curves, tables
 from .data import Skip, StudyData, load
 
 
@@ -73,6 +73,7 @@ ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
     ("Fig. 4 and Table 6: number of power iterations K", k_ablation.section),
     ("Fig. 7: gradient variance, K = 0 vs K = 1", grad_variance.section),
     ("Fig. 2: error and R_vadv during training", curves.section),
+    ("Learning curves: test error during training", learning_curves.section),
     ("Method comparison with seeded repeats", compare.section),
     ("xi and the power method", tables.xi_section),
     ("Implementation choices, one at a time", choices.section),

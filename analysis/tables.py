@@ -16,7 +16,7 @@ def methods_table(data: StudyData) -> pd.DataFrame:
     if df.empty or "test_error" not in df:
         raise Skip("no complete trials with test_error")
     rows = []
-    for (dataset, mode, n_l, method), g in df.groupby(["dataset", "mode", "n_labeled", "method"], dropna=False):
+    for (dataset, mode, n_l, method), g in df.groupby(["dataset", "mode", "n_labeled", "variant"], dropna=False):
         k = best_config(g, data.metric, data.mode)
         if k is None:
             continue
@@ -79,11 +79,12 @@ def table3(data: StudyData) -> pd.DataFrame:
     rows = []
     for r in t.itertuples():
         paper = PAPER_TABLE3[("mnist", int(r.n_labeled))].get(r.method, (float("nan"), float("nan")))
-        g = df[(df["method"] == r.method) & (df["n_labeled"] == r.n_labeled)]
+        g = df[(df["variant"] == r.method) & (df["n_labeled"] == r.n_labeled)]
         k = best_config(g, data.metric, data.mode)
         chosen = g[g["config_key"] == k].iloc[0]
+        paper = paper if chosen["method"] == r.method else (float("nan"), float("nan"))  # a variant: not the paper's
         rows.append({"method": r.method, "n_labeled": int(r.n_labeled),
-                     "eps": chosen["eps"] if methods.get(r.method).uses_eps else None,
+                     "eps": chosen["eps"] if methods.get(chosen["method"]).uses_eps else None,
                      "steps": int(chosen["steps"]), "test_error_mean": 100 * r.test_error_mean,
                      "test_error_sd": 100 * r.test_error_sd, "n_seeds": int(r.n),
                      "paper_test_error": paper[0], "paper_test_error_sd": paper[1]})

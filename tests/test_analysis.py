@@ -262,3 +262,36 @@ def test_k_ablation_reads_rpt_as_k0(tmp_path):
     assert df[df.method == "rpt"].power_iterations.isna().all()
     t6 = k_ablation.compute_table(load(url, "kr"))
     assert sorted(t6["K"]) == [0, 1]
+
+
+def test_implementation_variants_are_never_pooled_in_tables_comparisons_or_curves(tmp_path):
+    """A grid over method x implementation: RPT with the clean pass noisy (the default) and with it
+    off are two rows of Table 1/3, two comparison pairs, two curves; each keeps its own numbers."""
+    from vat_study.analysis import learning_curves
+
+    url = f"sqlite:///{tmp_path}/v.db"
+    pts = [{"method": "rpt", "implementation.clean_stochastic": True},
+           {"method": "rpt", "implementation.clean_stochastic": False}, {"method": "vat"}]
+    level = {("rpt", True): 0.10, ("rpt", False): 0.04, ("vat", None): 0.07}
+
+    def values(p, s):
+        e = level[(p["method"], p.get("implementation.clean_stochastic"))] + 0.001 * s
+        return {"val_error": e, "test_error": e}, {100: {"test_error_curve": 2 * e}, 200: {"test_error_curve": e}}
+
+    fill(url, "variants", pts, values, spec_extra={"task": {"dataset": "digits", "steps": 100, "noise_sigma": 0.5}})
+    data = load(url, "variants")
+    assert sorted(set(data.trials["variant"])) == ["rpt", "rpt (clean_stochastic=false)", "vat"]
+    t = tables.methods_table(data).set_index("method")["test_error_mean"]
+    assert t["rpt"] == pytest.approx(0.1015) and t["rpt (clean_stochastic=false)"] == pytest.approx(0.0415)
+    assert t["vat"] == pytest.approx(0.0715)
+    assert ("rpt (clean_stochastic=false)", "vat") in compare.pairs(data) and ("rpt", "vat") in compare.pairs(data)
+    _, s = compare.compute_pair(data, "rpt", "vat")
+    assert s["mean_diff"] == pytest.approx(-0.03)
+    curves = learning_curves.compute(data)
+    assert curves.groupby("config")["n"].max().to_dict() == {"rpt": 4, "rpt (clean_stochastic=false)": 4, "vat": 4}
+    last = curves[curves["step"] == 200].set_index("variant")["mean"]
+    assert last["rpt (clean_stochastic=false)"] == pytest.approx(0.0415) and last["rpt"] == pytest.approx(0.1015)
+    assert learning_curves.crossing(curves, "rpt", "vat").startswith("vat is below rpt")
+    out, _ = write_report(url, "variants", tmp_path / "out")
+    assert (tmp_path / "out" / "learning_curves.png").exists()
+    assert (tmp_path / "out" / "compare_rpt_clean_stochastic_false_vs_vat.png").exists()

@@ -252,10 +252,22 @@ def lane_structure(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class DiagnosticsProbe(_Strict):
+    """Per-step diagnostics of a collapse (README "What happens to VAT at eps 1-2"), on the first
+    ``size`` probe images: the entropy of p(y|x) and the histogram of predicted classes (eval mode
+    and train mode), KL at xi d against KL at eps d (is the finite difference of Eq. 12 in its
+    quadratic regime, and is eps?), the cosine between successive power iterates, and the fraction
+    of the components of xi d that vanish when added to x in the working precision."""
+
+    size: int = Field(256, ge=2)
+    every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
+
+
 class Probes(_Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None
     fidelity: FidelityProbe | None = None
+    diagnostics: DiagnosticsProbe | None = None
     test_curve: bool = Field(False, json_schema_extra={"legacy": False},
                              description="also measure the test error at every evaluation (metric "
                                          "test_error_curve, for learning curves; never a study metric)")

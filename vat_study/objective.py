@@ -29,7 +29,7 @@ from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure, upg
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
-from .probes import FIDELITY, RVADV, RVADV_TRAIN, grad_sd_norm_name
+from .probes import DIAGNOSTICS, FIDELITY, RVADV, RVADV_TRAIN, grad_sd_norm_name
 from .train import train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -259,6 +259,8 @@ def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
         names.add(FIDELITY)
     if cfg.probes.grad_variance is not None:
         names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
+    if cfg.probes.diagnostics is not None:
+        names |= set(DIAGNOSTICS)
     return frozenset(names)
 
 

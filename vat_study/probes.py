@@ -214,6 +214,59 @@ def power_iteration_fidelity(
     return float((d.flatten(1) * u.flatten(1)).sum(1).abs().mean())
 
 
+DIAGNOSTICS = ("entropy_eval", "entropy_train", "top_class_eval", "top_class_train", "classes_eval",
+               "classes_train", "kl_xi", "kl_eps", "quadratic_ratio", "power_cosine", "xi_underflow")
+"""Metric names of the diagnostics probe (``diagnostics``), besides the histograms
+``pred_eval_c{k}`` / ``pred_train_c{k}`` (the fraction of the probe images predicted as class k)."""
+
+
+def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int = 0) -> dict[str, float]:
+    """The diagnostics probe's metrics for one network on the images ``x`` (``DIAGNOSTICS``):
+
+    * ``entropy_*``: mean entropy of p(y|x) (nats; log 10 = 2.30 is uniform over 10 classes),
+      ``top_class_*``: the share of the images predicted as the most frequent class,
+      ``classes_*``: how many classes get at least 1 % of the predictions, and the histograms;
+      ``eval``: eval mode (what is measured), ``train``: train mode with the noise on (what the
+      regularizer's passes see), BN on the images' own statistics, running statistics untouched;
+    * ``kl_xi``, ``kl_eps``: KL(p(x) || p(x + r)) at r = xi d and r = eps d, d the direction one
+      power iteration gives (eval mode); ``quadratic_ratio`` = (kl_eps / eps^2) / (kl_xi / xi^2):
+      1 where the second-order expansion of Eq. 9 holds from xi up to eps, far below 1 where the
+      KL at eps has saturated (eps beyond the quadratic regime), NaN where kl_xi is 0 (the xi
+      pass lost in rounding);
+    * ``power_cosine``: |cos(d_1, d_2)| of two successive power iterates (1: converged);
+    * ``xi_underflow``: the share of the components of xi d that vanish in x + xi d at the
+      working precision (x + xi d == x).
+    """
+    out: dict[str, float] = {}
+    gen = torch.Generator().manual_seed(seed)
+    devices = [x.device] if x.device.type == "cuda" else []
+    with frozen_batch_stats(model), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for name, training in (("eval", False), ("train", True)):
+            with _mode(model, training), torch.no_grad():
+                logits = model(x)
+            log_p = torch.log_softmax(logits.double(), 1)
+            out[f"entropy_{name}"] = float(-(log_p.exp() * log_p).sum(1).mean())
+            hist = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double() / len(x)
+            out[f"top_class_{name}"] = float(hist.max())
+            out[f"classes_{name}"] = float((hist >= 0.01).sum())
+            for k, v in enumerate(hist.tolist()):
+                out[f"pred_{name}_c{k}"] = v
+        with _mode(model, False):
+            d0 = random_unit_direction(x, gen)
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0)
+            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1)
+            with torch.no_grad():
+                kl_xi = float(lds(model, x, xi * d1).double().mean())
+                kl_eps = float(lds(model, x, eps * d1).double().mean())
+    out["kl_xi"], out["kl_eps"] = kl_xi, kl_eps
+    out["quadratic_ratio"] = (kl_eps / eps**2) / (kl_xi / xi**2) if kl_xi > 0 else float("nan")
+    out["power_cosine"] = float((d1.flatten(1) * d2.flatten(1)).sum(1).abs().mean())
+    r = xi * d1
+    out["xi_underflow"] = float((((x + r) - x) == 0)[r != 0].double().mean()) if bool((r != 0).any()) else 1.0
+    return out
+
+
 # ------------------------------------------------------------------------------ probe objects
 
 
@@ -323,6 +376,27 @@ class GradVarianceHook:
         return out
 
 
+class DiagnosticsHook:
+    """``diagnostics`` of each lane's network at its own eps and xi, one lane at a time."""
+
+    def __init__(self, cfg: TrialConfig) -> None:
+        dg = cfg.probes.diagnostics
+        assert dg is not None
+        self.cfg, self.dg, self.when = cfg, dg, _Every(dg.every or cfg.task.eval_every, cfg.task.steps)
+
+    def due(self, step: int) -> bool:
+        return self.when.due(step)
+
+    def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
+        out = {}
+        for i in alive:
+            m = lanes[i].cfg.method
+            eps = getattr(m, "eps", None) or self.cfg.probes.rvadv.eps  # baseline: the probe's eps
+            out[i] = diagnostics(lanes[i].net(), lanes[i].x_rvadv[: self.dg.size], eps=eps,
+                                 xi=power_method(m)["xi"], seed=lanes[i].cfg.seed)
+        return out
+
+
 def training_probes(cfg: TrialConfig) -> list[Probe]:
     """The probes a trial's config turns on, in the order their metrics are reported."""
     out: list[Probe] = [RvadvHook(cfg)]
@@ -330,4 +404,6 @@ def training_probes(cfg: TrialConfig) -> list[Probe]:
         out.append(FidelityHook(cfg))
     if cfg.probes.grad_variance is not None:
         out.append(GradVarianceHook(cfg))
+    if cfg.probes.diagnostics is not None:
+        out.append(DiagnosticsHook(cfg))
     return out

@@ -1,0 +1,132 @@
+"""Learning curves: the test error at every evaluation (``probes.test_curve``), every configuration
+of every method variant on its own line (nothing pooled), mean over seeds with a 95 % t band,
+beside a published VAT learning curve and the paper's Table 3 values where the setting is theirs.
+
+The test-error curve is for reading only: hyperparameters are chosen on the validation error
+(the study metric); the curve never selects anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from vat_study.probes import TEST_CURVE
+
+from .data import Skip, StudyData
+from .plotting import plt, save
+from .tables import PAPER_TABLE3
+
+PUBLISHED_CURVE = {  # update -> mean test error (%), 5 seeds
+    1200: 10.7, 4800: 7.5, 12000: 5.4, 20400: 3.2, 30000: 2.9, 60000: 2.4}
+"""A published learning curve of a TPAMI-like VAT setup on semi-supervised MNIST-100 (MLP with BN
+and hidden Gaussian noise 0.5, eps 5, xi 1e-6; the VAT logs of the ``sakishinoda/tf-ssl``
+repository, mean over 5 seeds). Drawn for semi-supervised MNIST with 100 labels only."""
+
+PAPER_STEPS = 100_000
+"""The paper's budget for Table 3 (Appendix C)."""
+
+
+def _ci(v: pd.Series) -> float:
+    n = v.count()
+    return float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
+def _config_label(row: pd.Series) -> str:
+    """The variant and the other search parameters of a configuration (``vat, xi=1e-06``)."""
+    rest = {k: v for k, v in row.items() if str(k).startswith("param.") and pd.notna(v)
+            and k != "param.method" and not str(k).startswith("param.implementation.")}
+    return ", ".join([row["variant"], *(f"{k.removeprefix('param.')}={v:g}" if isinstance(v, float)
+                                        else f"{k.removeprefix('param.')}={v}" for k, v in rest.items())])
+
+
+def compute(data: StudyData) -> pd.DataFrame:
+    """Per variant, configuration and step: mean test error, 95 % t half-width, n seeds."""
+    df = data.complete
+    if df.empty:
+        raise Skip("no complete trials")
+    c = data.metrics[data.metrics["name"] == TEST_CURVE].merge(df, on="trial_id")
+    if c.empty or c["step"].nunique() < 2:
+        raise Skip("needs the test error at two or more steps (probes.test_curve: true)")
+    c["config"] = [_config_label(r) for _, r in c.iterrows()]
+    out = (c.groupby(["variant", "config", "config_key", "step"], sort=True)["value"]
+           .agg(mean="mean", ci95=_ci, n="count").reset_index())
+    return out
+
+
+def _reference(data: StudyData) -> bool:
+    df = data.complete
+    return bool(((df["dataset"] == "mnist") & (df["mode"] == "semi_supervised") & (df["n_labeled"] == 100)).all())
+
+
+def crossing(table: pd.DataFrame, a: str, b: str) -> str:
+    """Where b's best-at-the-end configuration falls below a's, in words (means over seeds)."""
+    last = table["step"].max()
+    pick = {}
+    for v in (a, b):
+        t = table[(table["variant"] == v) & (table["step"] == last)]
+        if t.empty:
+            return ""
+        pick[v] = t.sort_values("mean").iloc[0]["config_key"]
+    ca = table[table["config_key"] == pick[a]].set_index("step")["mean"]
+    cb = table[table["config_key"] == pick[b]].set_index("step")["mean"]
+    steps = sorted(set(ca.index) & set(cb.index))
+    below = [s for s in steps if cb[s] < ca[s]]
+    if not below:
+        return f"{b} stays above {a} at every evaluation up to {int(last):,} updates"
+    if below == steps:
+        return f"{b} is below {a} at every evaluation"
+    tail = [s for s in steps if all(cb[t] < ca[t] for t in steps if t >= s)]
+    if tail:
+        return (f"{b} falls below {a} from {int(tail[0]):,} updates on (means over seeds; "
+                f"{100 * cb[last]:.2f} % vs {100 * ca[last]:.2f} % at {int(last):,})")
+    return f"{b} and {a} cross back and forth; {b} is below {a} at {len(below)} of {len(steps)} evaluations"
+
+
+def draw(table: pd.DataFrame, stem: Path, reference: bool) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (config, g) in enumerate(table.groupby("config", sort=True)):
+        n = int(g["n"].min())
+        ax.plot(g["step"], 100 * g["mean"], marker=".", color=f"C{i}", label=f"{config} (n = {n} seeds)")
+        ax.fill_between(g["step"], 100 * (g["mean"] - g["ci95"].fillna(0)), 100 * (g["mean"] + g["ci95"].fillna(0)),
+                        color=f"C{i}", alpha=0.15)
+    if reference:
+        steps, err = zip(*sorted(PUBLISHED_CURVE.items()))
+        ax.plot(steps, err, "k--", marker="s", label="published VAT curve (tf-ssl, eps 5, xi 1e-6; 5 seeds)")
+        for m, (mean, sd) in PAPER_TABLE3[("mnist", 100)].items():
+            ax.errorbar([PAPER_STEPS], [mean], yerr=[sd], fmt="D", color="k" if m == "vat" else "0.5", capsize=3,
+                        label=f"paper Table 3, {m.upper()} ({mean} +- {sd} %, {PAPER_STEPS:,} updates)")
+    ax.set_xscale("log")
+    ax.set_xlabel("update (log scale)")
+    ax.set_ylabel("test error (%)")
+    ax.set_yscale("log")
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+
+    ax.yaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50]))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("Test error during training (for reading only: selection is on validation)")
+    return save(fig, stem, note="Lines: mean over seeds; bands: 95 % t interval over seeds; one line per configuration")
+
+
+def section(r) -> str:
+    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
+    t = compute(r.data)
+    ref = _reference(r.data)
+    r.table("learning_curves", t, ("mean", "ci95"))
+    last = t[t["step"] == t["step"].max()].sort_values("mean")
+    lines = [r.figure(draw(t, r.out / "learning_curves", ref)), "",
+             f"Test error (%) at the last evaluation ({int(t['step'].max()):,} updates), mean and 95 % t half-width "
+             "over seeds (n = seeds):", "",
+             r.table("learning_curves_last", last[["config", "mean", "ci95", "n"]].reset_index(drop=True), ("mean", "ci95"))]
+    variants = set(t["variant"])
+    for a, b in (("rpt", "vat"), ("baseline", "vat"), ("baseline", "rpt")):
+        if a in variants and b in variants:
+            lines += ["", f"- {crossing(t, a, b)}."]
+    if ref:
+        lines += ["", "Reference: the published curve is a 5-seed mean of a TPAMI-like setup (tf-ssl); the paper's "
+                      f"Table 3 values are at {PAPER_STEPS:,} updates."]
+    return "\n".join(lines)
