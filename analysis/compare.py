@@ -12,6 +12,16 @@ import pandas as pd
 from .data import Skip, StudyData, best_config, holm, label, paired_test
 from .plotting import percent, plt, save
 
+MIN_PAIRED_SEEDS = 5
+"""Below this many paired seeds a comparison is reported with a warning (``few_seeds_warning``)."""
+
+
+def few_seeds_warning(n: int) -> str:
+    return (f"**Warning: n = {int(n)} paired seed(s) (< {MIN_PAIRED_SEEDS}).** A t interval on so few seeds is wide "
+            "and its normality assumption untestable; add seeds, or let a `sequential:` block add them until the "
+            "comparison is decided.")
+
+
 def slug(variant: str) -> str:
     """A file-name form of a variant: ``rpt (clean_stochastic=false)`` -> ``rpt_clean_stochastic_false``."""
     return re.sub(r"[^A-Za-z0-9.]+", "_", variant).strip("_")
@@ -121,4 +131,7 @@ def section(r) -> str:
     summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p"]]
     head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test:\n\n"
             + r.table("comparison_summary", summary, ("mean_diff", "ci_low", "ci_high")))
+    few = summary[summary["n"] < MIN_PAIRED_SEEDS]
+    if not few.empty:
+        head += "\n\n" + few_seeds_warning(few["n"].min())
     return head + "\n\n" + "\n\n".join(parts)

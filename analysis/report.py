@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, learning_curves, tables
+from . import choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, learning_curves, sequential, tables
 from .data import Skip, StudyData, load
 
 
@@ -75,6 +75,7 @@ ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
     ("Fig. 2: error and R_vadv during training", curves.section),
     ("Learning curves: test error during training", learning_curves.section),
     ("Method comparison with seeded repeats", compare.section),
+    ("Sequential comparisons: seeds added until decided", sequential.section),
     ("xi and the power method", tables.xi_section),
     ("Implementation choices, one at a time", choices.section),
     ("Fig. 1: prediction and LDS on 2-D data", examples.fig1_section),

@@ -101,3 +101,25 @@ def test_a_stored_config_without_the_new_settings_reads_with_their_legacy_values
     old = {**now, "task": {k: v for k, v in now["task"].items() if k != "eval_bn"},
            "probes": {k: v for k, v in now["probes"].items() if k != "test_curve"}}
     assert upgrade_stored_config(old) == now
+
+
+def test_diagnostics_read_a_flat_network_and_the_quadratic_regime_correctly():
+    from vat_study.probes import diagnostics
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 5, dtype=torch.float64)
+    flat = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        flat[1].weight.zero_()
+        flat[1].bias.zero_()
+    d = diagnostics(flat, x, eps=1.0, xi=1e-3)
+    assert d["entropy_eval"] == pytest.approx(torch.log(torch.tensor(3.0)).item())
+    assert d["top_class_eval"] == 1.0 and d["classes_eval"] == 1.0 and d["pred_eval_c0"] == 1.0
+    assert d["kl_xi"] == 0.0 and d["kl_eps"] == 0.0  # nothing moves a flat network
+    smooth = nn.Sequential(nn.Linear(5, 3)).double()
+    q = diagnostics(smooth, x, eps=1e-2, xi=1e-4)
+    assert q["quadratic_ratio"] == pytest.approx(1.0, rel=0.05)  # eps still in the quadratic regime
+    assert diagnostics(smooth, x, eps=50.0, xi=1e-4)["quadratic_ratio"] < 0.5  # far beyond it: saturated
+    assert 0.0 <= q["power_cosine"] <= 1.0 + 1e-9 and q["xi_underflow"] == 0.0
+    tiny = diagnostics(smooth, x.float().double() * 0 + 1e8, eps=1.0, xi=1e-12)
+    assert tiny["xi_underflow"] > 0.9  # xi d vanishes next to x = 1e8 in float64

@@ -339,6 +339,31 @@ def status(
         last = (r["error"] or "").strip().splitlines()[-1:] or [""]
         kind = r.get("failure_kind") or "error"
         err.print(f"{r['status']} trial {r['trial_id']} seed {r['seed']} ({kind}): {last[0]}", highlight=False)
+    if spec_json.get("sequential"):
+        out.print(_sequential_table(study, spec_json, df))
+
+
+def _sequential_table(study: str, spec_json: dict, df) -> Table:
+    """The study's sequential comparisons as they stand (``vat_study.sequential``)."""
+    from .sequential import comparisons, seed_sequence
+
+    sq = spec_json["sequential"]
+    metric = spec_json.get("metric") or {}
+    seeds = list(spec_json.get("seeds") or [0])
+    cs = comparisons(df, first_look=seeds, sequence=seed_sequence(seeds, sq["max_seeds"]),
+                     select_metric=metric.get("name", "val_error"), select_mode=metric.get("mode", "min"),
+                     compare=sq["compare"], max_seeds=sq["max_seeds"], batch=sq["batch"], alpha=sq["alpha"],
+                     metric=sq["metric"], mode=sq["mode"])
+    pct = sq["metric"].endswith("error")
+    table = Table(title=f"{study}: sequential comparisons of {sq['metric']} (alpha {sq['alpha']} over all looks)")
+    for c in ("b - a", "decision", "paired seeds", "looks", "b - a" + (" (points)" if pct else ""), "repeated CI"):
+        table.add_column(c)
+    for c in cs:
+        lk = c.outcome.looks[-1] if c.outcome.looks else None
+        f = (lambda v: f"{100 * v:+.2f}") if pct else (lambda v: f"{v:+.4g}")
+        table.add_row(f"{c.b} - {c.a}", c.decision, str(c.outcome.n), str(len(c.outcome.looks)),
+                      f(lk.mean_diff) if lk else "", f"[{f(lk.ci_low)}, {f(lk.ci_high)}]" if lk else "")
+    return table
 
 
 @app.command()

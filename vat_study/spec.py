@@ -21,6 +21,8 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                  noise_sigma as one batched model), batch_seeds (the same for the seeds of one
                  configuration only)}
     storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
+    sequential  {compare: [[a, b], ...], max_seeds, batch, alpha, metric, mode}: add paired
+                seeds until each comparison is decided (vat_study.sequential)
 
 A trial config is nested exactly as task / method / probes are written here, so study fields and
 config fields are one vocabulary. A search key is a dotted path into the trial config whose
@@ -189,6 +191,32 @@ class Executor(_Strict):
     _fin = field_validator("trial_timeout")(_finite)
 
 
+class Sequential(_Strict):
+    """Seeded comparisons that decide (``vat_study.sequential``): the study's ``seeds`` are the
+    first look; each pair in ``compare`` (method names, each at its configuration chosen on the
+    study metric at the first look) gets ``batch`` more paired seeds after every look that
+    decides nothing, up to ``max_seeds``, with a group-sequential paired t-test holding the
+    false-positive rate of each comparison at ``alpha`` over all looks."""
+
+    compare: list[list[str]] = Field(description="pairs [a, b] of method names, e.g. [[rpt, vat], [baseline, vat]]")
+    max_seeds: int = Field(20, ge=2, le=1000, description="the most paired seeds a comparison gets")
+    batch: int = Field(2, ge=1, le=1000, description="seeds added after a look that decides nothing")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="false-positive rate of each comparison over all its looks")
+    metric: str = Field("test_error", description="the final metric compared (chosen configurations: by metric.name)")
+    mode: Literal["min", "max"] = Field("min", description="min: lower is better")
+
+    @field_validator("compare")
+    @classmethod
+    def _pairs(cls, v: list[list[str]]) -> list[list[str]]:
+        if not v:
+            raise ValueError("give at least one pair, e.g. compare: [[rpt, vat]]")
+        for i, pair in enumerate(v):
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"compare[{i}]: must be a pair of two different method names, e.g. [rpt, vat]; "
+                                 f"got {pair!r}")
+        return v
+
+
 class StudySpec(_Strict):
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
@@ -202,6 +230,7 @@ class StudySpec(_Strict):
     probes: dict[str, Any] | None = None
     executor: Executor = Executor()
     storage: str = DEFAULT_STORAGE
+    sequential: Sequential | None = None  # add paired seeds until each comparison is decided
     save_models: bool = False  # keep each trial's trained weights (needed by Fig. 1, 5, 6)
     models_dir: str | None = None  # default: results/<name>/models
 
@@ -218,6 +247,24 @@ class StudySpec(_Strict):
         if not v or any(s < 0 for s in v) or len(set(v)) != len(v):
             raise ValueError("must be a non-empty list of distinct integers >= 0")
         return v
+
+    @model_validator(mode="after")
+    def _sequential(self) -> StudySpec:
+        sq = self.sequential
+        if sq is None:
+            return self
+        if self.search is not None and self.search.optuna is not None:
+            raise ValueError("sequential: needs a grid study (search: grid) or none; Optuna chooses its own points")
+        if not 2 <= len(self.seeds) <= sq.max_seeds:
+            raise ValueError(f"sequential: the study's seeds are the first look: give 2 to max_seeds "
+                             f"({sq.max_seeds}) of them, got {len(self.seeds)}")
+        return self
+
+    def seed_sequence(self) -> list[int]:
+        """The seeds in the order a sequential comparison adds them (``sequential.seed_sequence``)."""
+        from .sequential import seed_sequence
+
+        return seed_sequence(self.seeds, self.sequential.max_seeds if self.sequential else None)
 
     @field_validator("storage")
     @classmethod

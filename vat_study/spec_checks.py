@@ -73,6 +73,19 @@ def validate_trials(spec: StudySpec) -> None:
                                 + (f" (search point {canonical(p)})" if p else "")
                                 + f"; allowed: {', '.join(sorted(reported))}")
                 break
+    sq = spec.sequential
+    if sq is not None and not problems:
+        points = spec.configurations()
+        named = {str(resolve_config(spec.trial_config(p, spec.seeds[0]))["method"]["name"]) for p in points}
+        for i, pair in enumerate(sq.compare):
+            for m in pair:
+                if m not in named:
+                    problems.append(f"sequential.compare[{i}]: {m!r} is not a method this study runs; "
+                                    f"it runs {', '.join(sorted(named))}")
+        reported = reported_metrics(spec.trial_config(points[0], spec.seeds[0]))
+        if sq.metric not in reported:
+            problems.append(f"sequential.metric: {sq.metric!r} is not a metric these trials report; "
+                            f"allowed: {', '.join(sorted(reported))}")
     # de-duplicate while keeping order
     seen: set[str] = set()
     uniq = [p for p in problems if not (p in seen or seen.add(p))]

@@ -10,6 +10,7 @@ from ..display import Progress
 from .execution import run_planned
 from .planning import RunSummary, plan
 from .search import ask_batch, ask_run_tell, begin_optuna
+from .sequential import run_sequential
 
 
 def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
@@ -22,6 +23,10 @@ def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool =
         with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
             results = run_planned(spec, store, p.study_id, p.todo)
         summary.ran, summary.failed = len(results), sum(m is None for m in results)
+        if spec.sequential is not None:  # more paired seeds until each comparison is decided
+            n, problems = run_sequential(spec, store, p.study_id, lambda todo: run_planned(spec, store, p.study_id, todo))
+            summary.ran += n
+            summary.errors += problems
     else:
         study, remaining = begin_optuna(spec, summary)
         total = summary.planned * len(spec.seeds)

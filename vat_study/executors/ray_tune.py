@@ -41,6 +41,7 @@ from ..display import Progress
 from .execution import run_configuration, run_group
 from .planning import RunSummary, lane_groups, plan
 from .search import ask_run_tell, begin_optuna, suggest
+from .sequential import needed_trials, run_sequential
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
@@ -258,16 +259,27 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     try:
         if not spec.is_optuna:
             summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
-            if not p.todo:
+            if not p.todo and (spec.sequential is None or not needed_trials(spec, store, p.study_id)):
                 return summary
             _init_ray(spec)
             _check_gpus(spec)
             groups = lane_groups(p.todo, spec)
-            with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-                _fit_groups(spec, store, p.study_id, groups, run_config)
+            if groups:
+                with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
+                    _fit_groups(spec, store, p.study_id, groups, run_config)
             statuses = store.trial_statuses(p.study_id)
             summary.ran = sum(len(g) for g in groups)
             summary.failed = sum(statuses.get(t.key) != "COMPLETE" for g in groups for t in g)
+            if spec.sequential is not None:  # more paired seeds until each comparison is decided
+                looks = itertools.count()
+
+                def fit(todo: list[PlannedTrial]) -> None:
+                    look_config = dataclasses.replace(run_config, name=f"{spec.name}-seq{next(looks)}")
+                    _fit_groups(spec, store, p.study_id, lane_groups(todo, spec), look_config)
+
+                n, problems = run_sequential(spec, store, p.study_id, fit)
+                summary.ran += n
+                summary.errors += problems
         elif spec.executor.lanes > 1:  # Optuna with lanes: batch ask, one Tune run per batch, tell each
             study, remaining = begin_optuna(spec, summary)
             if remaining == 0:

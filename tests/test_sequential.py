@@ -1,0 +1,109 @@
+"""Seeded comparisons that decide: the group-sequential paired t-test (vat_study.sequential),
+checked by simulation (no training), the study-file block, and the scheduler on digits."""
+
+import numpy as np
+import pytest
+
+from vat_study.sequential import (
+    DECIDED_A,
+    DECIDED_B,
+    NO_DIFFERENCE,
+    RUNNING,
+    Design,
+    decide,
+    nominal_level,
+    peeking_rate,
+)
+from vat_study.spec import SpecError, parse_spec
+
+DESIGN = Design(min_seeds=3, max_seeds=20, batch=2, alpha=0.05)
+
+
+def _studies(effect: float, n: int, rng, noise=None) -> list:
+    noise = noise or (lambda size: rng.standard_normal(size))
+    return [decide(effect + noise(DESIGN.max_seeds), DESIGN) for _ in range(n)]
+
+
+def test_the_false_positive_rate_over_all_looks_is_alpha_for_a_true_difference_of_zero():
+    rng = np.random.default_rng(2025)
+    outs = _studies(0.0, 2000, rng)
+    fpr = np.mean([o.state != NO_DIFFERENCE for o in outs])
+    assert fpr <= DESIGN.alpha + 0.01, fpr
+    assert fpr >= DESIGN.alpha - 0.02  # and not needlessly conservative
+    assert peeking_rate(DESIGN) > 0.15  # what a plain t-test at every look would have done
+
+
+def test_the_rate_holds_with_heavy_tailed_differences_too():
+    rng = np.random.default_rng(7)
+    outs = _studies(0.0, 2000, rng, noise=lambda size: rng.standard_t(3, size))
+    assert np.mean([o.state != NO_DIFFERENCE for o in outs]) <= DESIGN.alpha + 0.01
+
+
+def test_a_large_difference_stops_at_min_and_a_small_one_uses_more_seeds():
+    rng = np.random.default_rng(3)
+    large = _studies(-30.0, 200, rng)  # b much lower: b better
+    assert all(o.n == DESIGN.min_seeds and o.state == DECIDED_B for o in large)
+    small = _studies(0.8, 300, rng)  # b higher by 0.8 SD: a better, usually decided later
+    assert np.mean([o.n for o in small]) > DESIGN.min_seeds + 4
+    assert np.mean([o.state == DECIDED_A for o in small]) > 0.6
+    assert np.mean([o.state == DECIDED_B for o in small]) < 0.01  # the wrong direction, almost never
+
+
+def test_looks_are_replayed_from_the_values_and_ask_for_the_next_batch():
+    o = decide([0.1, -0.2, 0.05], DESIGN)
+    assert o.state == RUNNING and o.next_n == 5 and [lk.n for lk in o.looks] == [3]
+    level = nominal_level(DESIGN)
+    assert 0.005 < level < 0.02 and o.level == level
+    lk = o.looks[0]
+    assert lk.ci_low < lk.mean_diff < lk.ci_high and lk.ci_low < 0 < lk.ci_high  # the repeated CI
+    assert decide([0.1, -0.2, 0.05, 0.3, -0.1], DESIGN).next_n == 7
+    assert DESIGN.looks == (3, 5, 7, 9, 11, 13, 15, 17, 19, 20)
+    with pytest.raises(ValueError, match="design"):
+        Design(1, 5, 1, 0.05)
+
+
+def test_the_study_block_is_checked_field_by_field():
+    base = {"name": "s", "task": {"dataset": "digits", "steps": 10},
+            "search": {"grid": [{"method": ["baseline", "vat"]}]}, "seeds": [0, 1, 2]}
+    spec = parse_spec({**base, "sequential": {"compare": [["baseline", "vat"]], "max_seeds": 6, "batch": 2}})
+    assert spec.seed_sequence() == [0, 1, 2, 3, 4, 5]
+    bad = [({"compare": [["vat", "vat"]]}, "compare[0]: must be a pair of two different"),
+           ({"compare": [["rpt", "vat"]]}, "sequential.compare[0]: 'rpt' is not a method this study runs"),
+           ({"compare": [["baseline", "vat"]], "metric": "acc"}, "sequential.metric: 'acc'"),
+           ({"compare": [["baseline", "vat"]], "max_seeds": 2}, "give 2 to max_seeds (2) of them, got 3"),
+           ({"compare": [["baseline", "vat"]], "alpha": 0.7}, "alpha")]
+    for block, msg in bad:
+        with pytest.raises(SpecError, match=msg.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                           .replace(")", r"\)")):
+            parse_spec({**base, "sequential": block})
+    with pytest.raises(SpecError, match="needs a grid study"):
+        parse_spec({**base, "search": {"optuna": {"n_trials": 2, "space": {"eps": {"type": "uniform", "low": 0.1,
+                                                                                     "high": 1}}}},
+                    "sequential": {"compare": [["baseline", "vat"]]}})
+
+
+def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(tmp_path):
+    """Real (tiny) training on digits, local executor, lanes: seeds are added only to the compared
+    configurations, as the looks ask; a rerun trains nothing."""
+    from vat_study.executors import run_local
+    from vat_study.executors.sequential import study_comparisons
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = parse_spec({
+        "name": "seq", "storage": url,
+        "task": {"dataset": "digits", "hidden": [32], "steps": 150, "eval_every": 150, "n_labeled": 30,
+                 "batch": {"labeled": 16, "unlabeled": 64}},
+        "method": {"name": "vat", "eps": 1.0}, "probes": {"rvadv": {"size": 20}},
+        "search": {"grid": [{"method": ["baseline", "vat", "rpt"]}]}, "seeds": [0, 1, 2],
+        "sequential": {"compare": [["baseline", "vat"]], "max_seeds": 7, "batch": 2},
+        "executor": {"kind": "local", "lanes": 4}})
+    summary = run_local(spec, progress=False)
+    store = Store(url)
+    [c] = study_comparisons(spec, store)
+    assert c.outcome.state in (DECIDED_B, NO_DIFFERENCE, DECIDED_A)
+    n_trials = len(store.trials_frame("seq"))
+    assert n_trials == 9 + 2 * (c.outcome.n - 3)  # only the compared configurations got more seeds
+    assert summary.ran == n_trials and not summary.errors
+    again = run_local(spec, progress=False)
+    assert again.ran == 0 and len(store.trials_frame("seq")) == n_trials
