@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast demo bench bench-platform reproduce-mnist clean
+.PHONY: test test-fast lint demo bench bench-platform reproduce-mnist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)       # the inner loop: science, spec, analyses, the store on SQLite (no Ray, no PostgreSQL)
 	$(BIN)/python -m pytest -m "not platform" -q
+
+lint: $(STAMP)            # ruff (rules in pyproject.toml); .ci/run runs it after the tests
+	$(BIN)/ruff check vat_study analysis tests benchmarks scripts
 
 demo: $(STAMP)
 	$(BIN)/vat-study run studies/quickstart.yaml

@@ -64,8 +64,6 @@ class Report:
         self.sections.append(f"## {title}\n\n{body}\n")
 
 
-ERR = ("test_error", "val_error", "mean", "sd", "mean_diff", "ci_low", "ci_high", "sd_diff")
-
 ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
     ("Tables 1/3: methods", tables.methods_section),
     ("Table 3 beside the paper (semi-supervised MNIST)", tables.table3_section),

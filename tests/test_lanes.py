@@ -34,7 +34,7 @@ def test_each_lane_equals_its_separate_run(method):
     assert not res.failed and all(m["lanes"] == 3 for m in res.metrics)
     for i, lane in enumerate(LANES):
         alone_steps = []
-        alone = run_trial({**cfg, **lane}, lambda step, m: alone_steps.append((step, dict(m))))
+        alone = run_trial({**cfg, **lane}, lambda step, m, out=alone_steps: out.append((step, dict(m))))
         got = res.metrics[i]
         for k in KEYS:
             assert got[k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), (i, k)

@@ -262,8 +262,3 @@ def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
     if cfg.probes.diagnostics is not None:
         names |= set(DIAGNOSTICS)
     return frozenset(names)
-
-
-def default_config() -> dict[str, Any]:
-    """The fully resolved default config (the offline default trial) as a plain dict."""
-    return TrialConfig().model_dump()

@@ -71,26 +71,6 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
             m.training = t
 
 
-def rvadv(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    eps: float,
-    power_iterations: int = 1,
-    xi: float,
-    method: DirectionMethod = "finite_difference",
-    seed: int = 0,
-    chunk: int = 500,
-) -> float:
-    """Mean LDS(x, theta) at r = eps * d_K over x (Eq. 5, 7), model in eval mode.
-
-    The random starts come from a generator seeded with ``seed``, so successive measurements
-    during training differ only through the model.
-    """
-    return rvadv_seeds(model, [x], eps=eps, power_iterations=power_iterations, xi=xi, method=method,
-                       seeds=[seed], chunk=chunk)[0]
-
-
 def rvadv_seeds(
     model: nn.Module,
     xs: list[Tensor],
@@ -103,8 +83,10 @@ def rvadv_seeds(
     chunk: int = 500,
     train_mode: dict | None = None,
 ) -> list[float]:
-    """``rvadv`` of each seed's network of a ``SeedBatch`` at once (one plain network: one seed),
-    ``xs[i]`` and the random starts of ``seeds[i]`` for seed i: the same numbers as ``rvadv`` on
+    """Mean LDS(x, theta) at r = eps * d_K over ``xs[i]`` (Eq. 5, 7), model in eval mode, for each
+    seed's network of a ``SeedBatch`` at once (one plain network: one seed), with the random
+    starts of ``seeds[i]`` for seed i (so successive measurements during training differ only
+    through the model): the same numbers as for
     each network alone. The sets in ``xs`` have equal sizes. ``xi``: one value, or one per
     network (lanes).
 

@@ -135,11 +135,6 @@ def evaluation_bn(model: nn.Module, pools: list[Tensor] | None, chunk: int = 100
             m.momentum = v
 
 
-def error_rate(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1000) -> float:
-    """Misclassification rate of one network in eval mode (BN running statistics)."""
-    return error_rates(model, [x], [y], chunk)[0]
-
-
 @dataclass(frozen=True)
 class LaneValues:
     """The lane settings that differ between the networks of one batched model, one value per
@@ -236,20 +231,6 @@ class SeedData:
                         x_train[probe_order[: cfg.probes.rvadv.size]],
                         x_train[probe_order[: fid.size]] if fid else None,
                         x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
-
-
-def train(
-    cfg: TrialConfig,
-    x_train: Tensor,
-    y_train: Tensor,
-    splits: Splits,
-    model: nn.Module,
-    report: Report | None = None,
-) -> dict[str, float]:
-    """Train ``model`` in place for ``cfg.task.steps`` updates; returns the last evaluation's metrics
-    (val_error, rvadv, ...) plus train_seconds (updates only, evaluation and probes excluded)."""
-    reports = [report] if report is not None else None
-    return train_lanes([cfg], x_train, y_train, [splits], model, reports)[0]
 
 
 def train_lanes(

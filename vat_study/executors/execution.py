@@ -3,7 +3,6 @@ writes through the lease, timeouts, failures recorded with their kind."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 import threading
@@ -17,8 +16,6 @@ from ..objective import resolve_config, run_lanes, run_trial
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
 from .planning import lane_groups
-
-
 
 
 class TrialTimeout(BaseException):
@@ -110,21 +107,6 @@ def _failure_text(exc: BaseException, timeout: float | None, url: str, lanes: in
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED_BY_USER
     return mask_secrets(traceback.format_exc(), url)
-
-
-def execute_trial(store: Store, study_id: int, t: PlannedTrial, optuna_number: int | None = None,
-                  report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
-                  threads: int = 1, timeout: float | None = None) -> dict[str, Any] | None:
-    """Run one trial through run_trial, recording it; a failure is recorded as FAILED (with its
-    traceback and kind: error, diverged, timeout), not raised. Ctrl-C marks the trial FAILED
-    (interrupted) and re-raises; a kill leaves it RUNNING, which the next run marks FAILED and
-    redoes.
-
-    ``threads``: torch's intra-op threads for the trial (the study's per-trial cpu), the same in
-    every executor, so one seed gives the same numbers in-process and on Ray."""
-    if optuna_number is not None:
-        t = dataclasses.replace(t, optuna_number=optuna_number)
-    return execute_group(store, study_id, [t], report_hook, threads, timeout)[0]
 
 
 def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],

@@ -293,8 +293,8 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
                     if k == 0:
                         break
                     round_config = dataclasses.replace(run_config, name=f"{spec.name}-{round_}")
-                    ask_run_tell(spec, store, p.study_id, study, k, lambda todo: _fit_groups(
-                        spec, store, p.study_id, lane_groups(todo, spec), round_config), summary)
+                    ask_run_tell(spec, store, p.study_id, study, k, lambda todo, rc=round_config: _fit_groups(
+                        spec, store, p.study_id, lane_groups(todo, spec), rc), summary)
                     remaining -= k
         else:
             from ray.tune.search.optuna import OptunaSearch
