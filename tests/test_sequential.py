@@ -107,3 +107,25 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
     assert summary.ran == n_trials and not summary.errors
     again = run_local(spec, progress=False)
     assert again.ran == 0 and len(store.trials_frame("seq")) == n_trials
+
+
+def test_on_ray_the_added_seeds_train_as_tune_trials_and_a_rerun_trains_nothing(tmp_path):
+    from vat_study.executors import run_ray
+    from vat_study.executors.sequential import study_comparisons
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    spec = parse_spec({
+        "name": "seq_ray", "storage": url,
+        "task": {"dataset": "digits", "hidden": [16], "steps": 40, "eval_every": 40, "n_labeled": 30,
+                 "batch": {"labeled": 16, "unlabeled": 32}},
+        "method": {"name": "vat", "eps": 1.0}, "probes": {"rvadv": {"size": 10}},
+        "search": {"grid": [{"method": ["vat", "vat_entmin"]}]}, "seeds": [0, 1],
+        "sequential": {"compare": [["vat", "vat_entmin"]], "max_seeds": 4, "batch": 2},
+        "executor": {"kind": "ray", "per_trial": {"cpu": 1}, "lanes": 4}})
+    summary = run_ray(spec, progress=False)
+    [c] = study_comparisons(spec, Store(url))
+    df = Store(url).trials_frame("seq_ray")
+    assert (df["status"] == "COMPLETE").all() and len(df) == 2 * c.outcome.n and c.outcome.state != RUNNING
+    assert summary.ran == len(df)
+    assert run_ray(spec, progress=False).ran == 0
