@@ -295,3 +295,20 @@ def test_implementation_variants_are_never_pooled_in_tables_comparisons_or_curve
     out, _ = write_report(url, "variants", tmp_path / "out")
     assert (tmp_path / "out" / "learning_curves.png").exists()
     assert (tmp_path / "out" / "compare_rpt_clean_stochastic_false_vs_vat.png").exists()
+
+
+def test_against_the_paper_is_computed_from_the_trials(tmp_path):
+    url = f"sqlite:///{tmp_path}/p.db"
+    level = {"baseline": 0.20, "rpt": 0.068, "vat": 0.05}
+    fill(url, "t3", [{"method": m, "eps": 5.0} for m in level],
+         lambda p, s: ({"val_error": level[p["method"]] + 0.001 * s, "test_error": level[p["method"]] + 0.001 * s}, {}),
+         spec_extra={"task": {"dataset": "mnist", "n_labeled": 100, "steps": 100}})
+    data = load(url, "t3")
+    t = tables.table3(data)
+    lines = tables.against_paper(data, t)
+    rpt = next(x for x in lines if x.startswith("- rpt:"))
+    assert "ours 6.95 % [6.74, 7.16] (n = 4 seeds" in rpt and rpt.endswith("agrees (the paper's value is inside our 95 % CI).")
+    vat = next(x for x in lines if x.startswith("- vat:"))
+    assert "does not agree: ours is higher" in vat  # 5.15 % against the paper's 1.36
+    order = next(x for x in lines if x.startswith("- vat < rpt"))
+    assert "-1.80 points" in order and "reproduced" in order
