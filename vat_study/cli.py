@@ -225,6 +225,12 @@ def run(
                         f"{max(spec.executor.lanes, spec.executor.batch_seeds)}; sizes {[len(g) for g in groups]})")
         out.print(f"{len(trials)} trials ({len(spec.configurations())} configurations x {len(spec.seeds)} seeds)"
                   f"{batching}; nothing written")
+        if spec.sequential is not None:
+            sq = spec.sequential
+            out.print(f"sequential: then up to {sq.max_seeds - len(spec.seeds)} more paired seeds, {sq.batch} per look, "
+                      f"for each compared configuration of {', '.join(f'{a} vs {b}' for a, b in sq.compare)} "
+                      f"(alpha {sq.alpha} over all looks, on {sq.metric}): at most "
+                      f"{len(trials) + len({m for pair in sq.compare for m in pair}) * (sq.max_seeds - len(spec.seeds))} trials")
         return
     from .executors import run_local, run_ray
     from .store import Store
