@@ -120,3 +120,19 @@ def test_exit_status_says_whether_every_trial_completed(tmp_path):
     everything.write_text(yaml.safe_dump(tiny("all_fail", url, seeds=[0], search={"grid": [{"optimizer.lr": [1e30, 1e31]}]})))
     bad = cli("run", str(everything), "--no-progress", "--executor", "local", cwd=tmp_path)
     assert bad.returncode == 1 and "2 of 2 trial(s)" in bad.stderr, (bad.stdout, bad.stderr)
+
+
+def test_short_help_version_threads_and_a_study_file_given_to_trial(tmp_path):
+    from importlib.metadata import version
+
+    h = cli("-h", cwd=tmp_path)
+    assert h.returncode == 0 and "Usage" in h.stdout and "run" in h.stdout
+    v = cli("--version", cwd=tmp_path)
+    assert v.returncode == 0 and v.stdout.strip() == f"vat-study {version('vat-study')}"
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump(tiny("astudy", f"sqlite:///{tmp_path}/x.db", seeds=[0])))
+    wrong = cli("trial", "--config", str(study), cwd=tmp_path)
+    assert wrong.returncode == 2 and f"run it with: vat-study run {study}" in wrong.stderr
+    assert not (tmp_path / "x.db").exists()
+    ok = cli("trial", "--set", "task.steps=5", "--set", "task.eval_every=5", "--threads", "1", "--json", cwd=tmp_path)
+    assert ok.returncode == 0 and '"torch_threads": 1' in ok.stdout

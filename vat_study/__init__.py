@@ -9,4 +9,4 @@ from .config import ConfigError, TrialConfig
 from .objective import LanesResult, SeedsResult, run_lanes, run_seeds, run_trial
 
 __all__ = ["ConfigError", "LanesResult", "SeedsResult", "TrialConfig", "run_lanes", "run_seeds", "run_trial"]
-__version__ = "0.1.0"
+__version__ = "0.3.0"

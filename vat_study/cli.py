@@ -25,7 +25,26 @@ from rich.table import Table
 from .spec import parse_set, safe_load, set_dotted
 from .store import mask_secrets, safe_url
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("vat-study")
+        except PackageNotFoundError:  # run from a source tree without installing
+            v = "unknown (not installed)"
+        typer.echo(f"vat-study {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Hyperparameter studies and ablations of VAT."""
 err = Console(stderr=True)
 out = Console()
 
@@ -49,10 +68,16 @@ def trial(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override one setting: --set method.eps=2.0 --set task.optimizer.lr=0.001 (or eps=2.0)"),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON only."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-evaluation lines."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (default 1: reproducible, and on a "
+                                                           "small model faster than many); recorded in the output."),
 ) -> None:
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
+    import torch
+
     from .config import nest, param_path
     from .objective import ConfigError, resolve_config, run_trial
+
+    torch.set_num_threads(threads)
 
     cfg: dict[str, Any] = {}
     if config is not None:
@@ -62,6 +87,9 @@ def trial(
             _fail(f"--config {config}: {e}")
         if loaded is not None and not isinstance(loaded, dict):
             _fail(f"--config {config}: must hold a mapping of trial keys, got {type(loaded).__name__}")
+        if isinstance(loaded, dict) and "name" in loaded:  # a trial config has no name; a study file does
+            _fail(f"--config {config}: this is a study file (it has a name: {loaded['name']!r}), not a trial config; "
+                  f"run it with: vat-study run {config}")
         cfg = nest(loaded or {})
     try:
         for key, value in parse_set(set_).items():
@@ -79,6 +107,7 @@ def trial(
         metrics = run_trial(cfg, report)
     except ConfigError as e:
         _fail(str(e))
+    metrics["torch_threads"] = threads
     if as_json:
         out.print_json(json.dumps({k: v for k, v in metrics.items()}, default=str))
         return
