@@ -85,6 +85,18 @@ section raises ``Skip`` with a one-line reason when the study lacks its data. A 
 module with a ``section`` function and one line here."""
 
 
+def _shown_url(url: str) -> str:
+    """A SQLite URL under the current folder as a relative one (a committed report names no
+    absolute path of the machine that wrote it); other URLs unchanged."""
+    if url.startswith("sqlite:////"):
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            return "sqlite:///" + str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return url
+    return url
+
+
 def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[Path, list[tuple[str, str]]]:
     """Write the report; returns report.md's path and the (artifact, reason) pairs skipped."""
     data = load(url, study)
@@ -103,7 +115,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     versions = Store(url).latest_versions(study)
     head = [f"# Study `{study}`", "",
             f"- study file: `{data.spec.get('name')}` as stored ({'search: ' + ('optuna' if (data.spec.get('search') or {}).get('optuna') else 'grid' if data.spec.get('search') else 'none')})",
-            f"- storage: `{safe_url(url)}`",
+            f"- storage: `{_shown_url(safe_url(url))}`",
             f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",
             f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
             f"- metric: {data.metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
