@@ -136,3 +136,16 @@ def test_short_help_version_threads_and_a_study_file_given_to_trial(tmp_path):
     assert not (tmp_path / "x.db").exists()
     ok = cli("trial", "--set", "task.steps=5", "--set", "task.eval_every=5", "--threads", "1", "--json", cwd=tmp_path)
     assert ok.returncode == 0 and '"torch_threads": 1' in ok.stdout
+
+
+def test_a_run_whose_stderr_is_a_file_logs_one_plain_line_per_finished_trial(tmp_path):
+    study = tmp_path / "p.yaml"
+    study.write_text(yaml.safe_dump(tiny("plainlog", f"sqlite:///{tmp_path}/p.db", seeds=[0, 1],
+                                         executor={"kind": "local"})))
+    r = cli("run", str(study), cwd=tmp_path)  # stderr is a pipe here: no live display
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if " plainlog trial " in x]
+    assert len(lines) == 6 and all(": COMPLETE, val_error " in x for x in lines), r.stderr
+    assert "6 complete of 6" in lines[-1]
+    again = cli("run", str(study), cwd=tmp_path)
+    assert " plainlog trial " not in again.stderr  # what finished before is not logged again

@@ -47,11 +47,61 @@ class Progress:
                 f"failed {counts.get('FAILED', 0)}  best {self.spec.metric.name} {best_s}  "
                 f"elapsed {elapsed:.0f}s  eta {eta}")
 
+    def finished_lines(self) -> list[str]:
+        """One plain line for each trial that finished (COMPLETE, FAILED, PRUNED) since the last
+        call: what a log file, ``nohup`` or a batch scheduler shows instead of the live display."""
+        df = self.store.trials_frame(self.spec.name)
+        if df.empty:
+            return []
+        ended = df[df["status"].isin(["COMPLETE", "FAILED", "PRUNED"])]
+        lines = []
+        m = self.spec.metric.name
+        done = int((df["status"] == "COMPLETE").sum())
+        for _, r in ended.iterrows():
+            mark = (int(r["trial_id"]), r["status"], r["finished_at"])
+            if mark in self._seen:
+                continue
+            self._seen.add(mark)
+            if not self._primed:
+                continue
+            params = ", ".join(f"{c.removeprefix('param.')}={r[c]}" for c in df.columns
+                               if c.startswith("param.") and r[c] is not None and r[c] == r[c])
+            head = f"{time.strftime('%H:%M:%S')} {self.spec.name} trial {r['trial_id']} ({params or 'default'}, seed {r['seed']})"
+            if r["status"] == "COMPLETE":
+                value = r.get(m)
+                shown = f"{m} {value:.4f}" if value is not None and value == value else f"no {m}"
+                lines.append(f"{head}: COMPLETE, {shown} ({done} complete{f' of {self.total}' if self.total else ''})")
+            else:
+                last = (r["error"] or "").strip().splitlines()[-1:] or [""]
+                lines.append(f"{head}: {r['status']} ({r.get('failure_kind') or 'error'}): {last[0][:300]}")
+        self._primed = True
+        return lines
+
     def __enter__(self) -> Progress:
         if not self.enabled:
             return self
+        import sys
+
         from rich.console import Console
         from rich.live import Live
+
+        if not sys.stderr.isatty():  # a file, a pipe, nohup, SLURM: one plain line per finished trial
+            self._seen: set = set()
+            self._primed = False
+            self.finished_lines()  # what was finished before this run is not news
+
+            def plain() -> None:
+                while not self._stop.wait(2.0):
+                    try:
+                        for line in self.finished_lines():
+                            print(line, file=sys.stderr, flush=True)
+                    except Exception:  # noqa: BLE001  a display hiccup never stops a study
+                        pass
+
+            self._plain = True
+            self._thread = threading.Thread(target=plain, daemon=True)
+            self._thread.start()
+            return self
 
         self._live = Live(self.line(), console=Console(stderr=True), refresh_per_second=2, transient=False)
         self._live.__enter__()
@@ -73,6 +123,12 @@ class Progress:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if getattr(self, "_plain", False):
+            import sys
+
+            for line in self.finished_lines():
+                print(line, file=sys.stderr, flush=True)
+            return
         try:
             self._live.update(self.line())
         finally:
