@@ -44,15 +44,18 @@ def _config_label(row: pd.Series) -> str:
 
 def compute(data: StudyData) -> pd.DataFrame:
     """Per variant, configuration and step: mean test error, 95 % t half-width, n seeds."""
-    df = data.complete
+    df = data.trials[data.trials["status"].isin(["COMPLETE", "RUNNING"])] if not data.trials.empty else data.trials
     if df.empty:
-        raise Skip("no complete trials")
+        raise Skip("no complete or running trials")
     c = data.metrics[data.metrics["name"] == TEST_CURVE].merge(df, on="trial_id")
     if c.empty or c["step"].nunique() < 2:
         raise Skip("needs the test error at two or more steps (probes.test_curve: true)")
-    c["config"] = [_config_label(r) for _, r in c.iterrows()]
+    running = set(c.loc[c["status"] == "RUNNING", "config_key"])  # a curve so far: real up to its last step
+    c["config"] = [_config_label(r) + (" [still running]" if r["config_key"] in running else "")
+                   for _, r in c.iterrows()]
     out = (c.groupby(["variant", "config", "config_key", "step"], sort=True)["value"]
            .agg(mean="mean", ci95=_ci, n="count").reset_index())
+    out["running"] = out["config_key"].isin(running)
     return out
 
 
@@ -63,16 +66,19 @@ def _reference(data: StudyData) -> bool:
 
 def crossing(table: pd.DataFrame, a: str, b: str) -> str:
     """Where b's best-at-the-end configuration falls below a's, in words (means over seeds)."""
-    last = table["step"].max()
     pick = {}
     for v in (a, b):
-        t = table[(table["variant"] == v) & (table["step"] == last)]
+        t = table[table["variant"] == v]
         if t.empty:
             return ""
+        t = t[t["step"] == t["step"].max()]
         pick[v] = t.sort_values("mean").iloc[0]["config_key"]
     ca = table[table["config_key"] == pick[a]].set_index("step")["mean"]
     cb = table[table["config_key"] == pick[b]].set_index("step")["mean"]
     steps = sorted(set(ca.index) & set(cb.index))
+    if not steps:
+        return ""
+    last = steps[-1]
     below = [s for s in steps if cb[s] < ca[s]]
     if not below:
         return f"{b} stays above {a} at every evaluation up to {int(last):,} updates"
@@ -86,12 +92,13 @@ def crossing(table: pd.DataFrame, a: str, b: str) -> str:
 
 
 def draw(table: pd.DataFrame, stem: Path, reference: bool) -> list[Path]:
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8, 6.5))
     for i, (config, g) in enumerate(table.groupby("config", sort=True)):
         n = int(g["n"].min())
-        ax.plot(g["step"], 100 * g["mean"], marker=".", color=f"C{i}", label=f"{config} (n = {n} seeds)")
+        ax.plot(g["step"], 100 * g["mean"], marker=".", color=f"C{i}", label=f"{config} (n = {n} seeds)",
+                linestyle=":" if g["running"].any() else "-")
         ax.fill_between(g["step"], 100 * (g["mean"] - g["ci95"].fillna(0)), 100 * (g["mean"] + g["ci95"].fillna(0)),
-                        color=f"C{i}", alpha=0.15)
+                        color=f"C{i}", alpha=0.08)
     if reference:
         steps, err = zip(*sorted(PUBLISHED_CURVE.items()))
         ax.plot(steps, err, "k--", marker="s", label="published VAT curve (tf-ssl, eps 5, xi 1e-6; 5 seeds)")
@@ -101,13 +108,9 @@ def draw(table: pd.DataFrame, stem: Path, reference: bool) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("update (log scale)")
     ax.set_ylabel("test error (%)")
-    ax.set_yscale("log")
-    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
-
-    ax.yaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50]))
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.legend(fontsize=7, loc="upper right")
+    top = float(100 * (table["mean"] + table["ci95"].fillna(0)).max())
+    ax.set_ylim(0, min(max(top, 12.0), 100.0) * 1.05)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     ax.set_title("Test error during training (for reading only: selection is on validation)")
     return save(fig, stem, note="Lines: mean over seeds; bands: 95 % t interval over seeds; one line per configuration")
 
@@ -117,11 +120,14 @@ def section(r) -> str:
     t = compute(r.data)
     ref = _reference(r.data)
     r.table("learning_curves", t, ("mean", "ci95"))
-    last = t[t["step"] == t["step"].max()].sort_values("mean")
+    last = (t.sort_values("step").groupby("config_key").tail(1).sort_values("mean")
+            [["config", "step", "mean", "ci95", "n"]].reset_index(drop=True))
     lines = [r.figure(draw(t, r.out / "learning_curves", ref)), "",
-             f"Test error (%) at the last evaluation ({int(t['step'].max()):,} updates), mean and 95 % t half-width "
-             "over seeds (n = seeds):", "",
-             r.table("learning_curves_last", last[["config", "mean", "ci95", "n"]].reset_index(drop=True), ("mean", "ci95"))]
+             "Test error (%) at each configuration's last evaluation (`step`), mean and 95 % t half-width over seeds "
+             "(n = seeds):", "", r.table("learning_curves_last", last, ("mean", "ci95"))]
+    if t["running"].any():
+        lines += ["", "Configurations marked [still running] were not finished when this report was written: their "
+                      "curves are measured up to the last step shown; their final test error is not in any table."]
     variants = set(t["variant"])
     for a, b in (("rpt", "vat"), ("baseline", "vat"), ("baseline", "rpt")):
         if a in variants and b in variants:
