@@ -37,12 +37,22 @@ KEEP = ("loss", "nll", "reg", "lr", "val_error", "test_error", "rvadv", "fidelit
         "grad_sd_norm_k1", "n_labeled", "n_validation")
 
 
+THREADS = 1
+"""torch threads for the golden metrics: the metrics depend on the thread count (summation order),
+so the script and the test both pin it."""
+
+
 def main() -> None:
+    import torch
+
     import vat_study
     from vat_study import run_trial
 
+    torch.set_num_threads(THREADS)
+
     out = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                    cwd=Path(vat_study.__file__).parent).stdout.strip(), "metrics": {}}
+                                    cwd=Path(vat_study.__file__).parent).stdout.strip(), "threads": THREADS,
+           "metrics": {}}
     for name, cfg in CONFIGS.items():
         m = run_trial(cfg)
         out["metrics"][name] = {k: m[k] for k in KEEP if k in m}

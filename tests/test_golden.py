@@ -15,11 +15,22 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from golden_metrics import BATCHED, CONFIGS  # noqa: E402
+from golden_metrics import BATCHED, CONFIGS, THREADS  # noqa: E402
 
 from vat_study import run_seeds, run_trial  # noqa: E402
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_metrics.json").read_text())["metrics"]
+
+
+@pytest.fixture(autouse=True)
+def _pinned_threads():
+    """The golden metrics were written with ``THREADS`` torch threads (the numbers depend on it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def _check(got: dict, want: dict, errors_abs: float) -> None:
