@@ -96,10 +96,10 @@ def test_default_pass_modes_are_the_anchors_noise_on_in_every_pass():
 
 
 def test_a_stored_config_without_the_new_settings_reads_with_their_legacy_values():
-    assert added_settings() == {"task.eval_bn": "running", "probes.test_curve": False}
+    assert added_settings() == {"task.eval_bn": "running", "probes.test_curve": False, "probes.diagnostics": None}
     now = TrialConfig.from_mapping(TINY).model_dump(mode="json")
     old = {**now, "task": {k: v for k, v in now["task"].items() if k != "eval_bn"},
-           "probes": {k: v for k, v in now["probes"].items() if k != "test_curve"}}
+           "probes": {k: v for k, v in now["probes"].items() if k not in ("test_curve", "diagnostics")}}
     assert upgrade_stored_config(old) == now
 
 

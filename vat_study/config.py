@@ -267,7 +267,7 @@ class Probes(_Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None
     fidelity: FidelityProbe | None = None
-    diagnostics: DiagnosticsProbe | None = None
+    diagnostics: DiagnosticsProbe | None = Field(None, json_schema_extra={"legacy": None})
     test_curve: bool = Field(False, json_schema_extra={"legacy": False},
                              description="also measure the test error at every evaluation (metric "
                                          "test_error_curve, for learning curves; never a study metric)")

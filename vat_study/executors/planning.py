@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..failpoints import failpoint
-from ..config import comparable_config, lane_structure, param_path, settings_paths
+from ..config import LEGACY_IMPLEMENTATION, comparable_config, lane_structure, param_path, settings_paths
 from ..objective import resolve_config
 from ..spec import PlannedTrial, StudySpec, canonical, digest, set_dotted
 from ..store import Store
@@ -46,6 +46,12 @@ def check_same_study(spec: StudySpec, store: Store) -> None:
     if stored is None:
         return
     now, was = _sections(spec.model_dump(mode="json")), _sections(stored)
+    for sections in (now, was):  # an implementation block left out reads as what vat-study 0.2 ran
+        method, mode = sections["method"], (sections["task"] or {}).get("mode", "semi_supervised")
+        if isinstance(method, dict) and (isinstance(now["method"].get("implementation"), dict)
+                                         or isinstance(was["method"].get("implementation"), dict)):
+            legacy = LEGACY_IMPLEMENTATION.get(mode, LEGACY_IMPLEMENTATION["semi_supervised"])
+            method["implementation"] = {**legacy, **(method.get("implementation") or {})}
     changed = [k for k in ("task", "method", "probes") if canonical(was.get(k)) != canonical(now.get(k))]
     if changed:
         raise SpecError([f"{k}: differs from the study {spec.name!r} already in {safe_url(spec.storage)}; finished "
