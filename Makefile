@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP)            # the suite, then ruff (rules in pyproject.toml)
 	$(BIN)/python -m pytest
+	$(BIN)/ruff check vat_study analysis tests benchmarks scripts
 
 test-fast: $(STAMP)       # the inner loop: science, spec, analyses, the store on SQLite (no Ray, no PostgreSQL)
 	$(BIN)/python -m pytest -m "not platform" -q
 
-lint: $(STAMP)            # ruff (rules in pyproject.toml); .ci/run runs it after the tests
+lint: $(STAMP)            # ruff alone (make test runs it after the suite)
 	$(BIN)/ruff check vat_study analysis tests benchmarks scripts
 
 demo: $(STAMP)

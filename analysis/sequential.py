@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vat_study.sequential import comparisons, seed_sequence
+from vat_study.sequential import study_block_comparisons
 
 from .data import Skip, StudyData
 
@@ -16,11 +16,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     sq = data.spec.get("sequential")
     if not sq:
         raise Skip("the study has no sequential: block (seeded comparisons that add seeds until decided)")
-    seeds = list(data.spec.get("seeds") or [0])
-    sequence = seed_sequence(seeds, sq["max_seeds"])
-    cs = comparisons(data.trials, first_look=seeds, sequence=sequence, select_metric=data.metric,
-                     select_mode=data.mode, compare=sq["compare"], max_seeds=sq["max_seeds"], batch=sq["batch"],
-                     alpha=sq["alpha"], metric=sq["metric"], mode=sq["mode"])
+    cs = study_block_comparisons(data.trials, data.spec)
     rows, looks = [], []
     for c in cs:
         last = c.outcome.looks[-1] if c.outcome.looks else None

@@ -1,6 +1,6 @@
 """The simulation table of docs/science.md "Seeded comparisons that decide": the false-positive
 rate of the group-sequential paired t-test (vat_study.sequential) and the seeds it uses, for
-min 3, max 20, batch 2, alpha 0.05. No training; ~30 s on a 2-core CPU.
+min 3, max 20, batch 2, alpha 0.05. No training; about a minute on a 2-core CPU.
 
     python scripts/sequential_simulation.py
 """

@@ -380,15 +380,10 @@ def status(
 
 def _sequential_table(study: str, spec_json: dict, df) -> Table:
     """The study's sequential comparisons as they stand (``vat_study.sequential``)."""
-    from .sequential import comparisons, seed_sequence
+    from .sequential import study_block_comparisons
 
     sq = spec_json["sequential"]
-    metric = spec_json.get("metric") or {}
-    seeds = list(spec_json.get("seeds") or [0])
-    cs = comparisons(df, first_look=seeds, sequence=seed_sequence(seeds, sq["max_seeds"]),
-                     select_metric=metric.get("name", "val_error"), select_mode=metric.get("mode", "min"),
-                     compare=sq["compare"], max_seeds=sq["max_seeds"], batch=sq["batch"], alpha=sq["alpha"],
-                     metric=sq["metric"], mode=sq["mode"])
+    cs = study_block_comparisons(df, spec_json)
     pct = sq["metric"].endswith("error")
     table = Table(title=f"{study}: sequential comparisons of {sq['metric']} (alpha {sq['alpha']} over all looks)")
     for c in ("b - a", "decision", "paired seeds", "looks", "b - a" + (" (points)" if pct else ""), "repeated CI"):

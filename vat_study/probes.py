@@ -291,15 +291,21 @@ class _Every:
         return step % self.every == 0 or step == self.last
 
 
-class RvadvHook:
+class _Scheduled:
+    """A probe measuring on the steps its ``when`` (``_Every``) names."""
+
+    when: _Every
+
+    def due(self, step: int) -> bool:
+        return self.when.due(step)
+
+
+class RvadvHook(_Scheduled):
     """``rvadv`` (eval mode) and ``rvadv_train`` (as training computes it: train mode, each pass as
     ``cfg.method.implementation`` makes it, BN on batches of the regularizer's size), every lane at once."""
 
     def __init__(self, cfg: TrialConfig) -> None:
         self.cfg, self.when = cfg, _Every(cfg.probes.rvadv.every or cfg.task.eval_every, cfg.task.steps)
-
-    def due(self, step: int) -> bool:
-        return self.when.due(step)
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         cfg, rv = self.cfg, self.cfg.probes.rvadv
@@ -315,16 +321,13 @@ class RvadvHook:
         return {i: {RVADV: evals[i], RVADV_TRAIN: trains[i]} for i in alive}
 
 
-class FidelityHook:
+class FidelityHook(_Scheduled):
     """``fidelity`` of the training setting's direction (K, the lane's xi, direction), one lane at a time."""
 
     def __init__(self, cfg: TrialConfig) -> None:
         fid = cfg.probes.fidelity
         assert fid is not None
         self.cfg, self.fid, self.when = cfg, fid, _Every(fid.every or cfg.task.eval_every, cfg.task.steps)
-
-    def due(self, step: int) -> bool:
-        return self.when.due(step)
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         return {i: {FIDELITY: power_iteration_fidelity(
@@ -333,7 +336,7 @@ class FidelityHook:
             for i in alive}
 
 
-class GradVarianceHook:
+class GradVarianceHook(_Scheduled):
     """``grad_sd_norm_k{K}`` for each K of the probe (Eq. 21, Fig. 7), one lane at a time."""
 
     def __init__(self, cfg: TrialConfig) -> None:
@@ -341,9 +344,6 @@ class GradVarianceHook:
         assert gv is not None
         self.cfg, self.gv = cfg, gv
         self.when = _Every(gv.every or cfg.task.eval_every, cfg.task.steps, tuple(gv.steps) if gv.steps is not None else None)
-
-    def due(self, step: int) -> bool:
-        return self.when.due(step)
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         cfg, gv = self.cfg, self.gv
@@ -358,16 +358,13 @@ class GradVarianceHook:
         return out
 
 
-class DiagnosticsHook:
+class DiagnosticsHook(_Scheduled):
     """``diagnostics`` of each lane's network at its own eps and xi, one lane at a time."""
 
     def __init__(self, cfg: TrialConfig) -> None:
         dg = cfg.probes.diagnostics
         assert dg is not None
         self.cfg, self.dg, self.when = cfg, dg, _Every(dg.every or cfg.task.eval_every, cfg.task.steps)
-
-    def due(self, step: int) -> bool:
-        return self.when.due(step)
 
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         out = {}

@@ -224,3 +224,15 @@ def comparisons(trials, *, first_look: Sequence[int], sequence: Sequence[int], s
         outcome = decide([rb - ra for _, ra, rb in rows], design, mode)
         out.append(Comparison(a, b, ca, cb, outcome, rows))
     return out
+
+
+def study_block_comparisons(trials, spec: dict) -> list[Comparison]:
+    """``comparisons`` for a stored study (its spec as a dict, e.g. ``store.study_spec``): what
+    ``vat-study status`` and the report show."""
+    sq = spec["sequential"]
+    metric = spec.get("metric") or {}
+    seeds = list(spec.get("seeds") or [0])
+    return comparisons(trials, first_look=seeds, sequence=seed_sequence(seeds, sq["max_seeds"]),
+                       select_metric=metric.get("name", "val_error"), select_mode=metric.get("mode", "min"),
+                       compare=sq["compare"], max_seeds=sq["max_seeds"], batch=sq["batch"], alpha=sq["alpha"],
+                       metric=sq["metric"], mode=sq["mode"])

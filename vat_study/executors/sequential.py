@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..sequential import RUNNING, Comparison, comparisons
+from ..sequential import RUNNING, Comparison, study_block_comparisons
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from ..yamlio import digest
@@ -17,11 +17,8 @@ from ..yamlio import digest
 
 def study_comparisons(spec: StudySpec, store: Store) -> list[Comparison]:
     """Where each comparison of ``spec.sequential`` stands in ``store`` now."""
-    sq = spec.sequential
-    assert sq is not None
-    return comparisons(store.trials_frame(spec.name), first_look=spec.seeds, sequence=spec.seed_sequence(),
-                       select_metric=spec.metric.name, select_mode=spec.metric.mode, compare=sq.compare,
-                       max_seeds=sq.max_seeds, batch=sq.batch, alpha=sq.alpha, metric=sq.metric, mode=sq.mode)
+    assert spec.sequential is not None
+    return study_block_comparisons(store.trials_frame(spec.name), spec.model_dump(mode="json"))
 
 
 def needed_trials(spec: StudySpec, store: Store, study_id: int) -> list[PlannedTrial]:
