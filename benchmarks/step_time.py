@@ -14,6 +14,15 @@ reported, and ratios are taken against the minimal VAT step measured in the same
 
     python -m benchmarks.step_time [--rounds 7 --steps 20 --threads N]
     python -m benchmarks.step_time --model conv_small_svhn --rounds 3 --steps 3   # Table 7, 32/128 batches
+    python -m benchmarks.step_time --precision bfloat16   # or mixed: task.precision, beside float32
+
+With ``--precision``, the same run also times our VAT and RPT steps and the minimal VAT step in that
+precision (torch.autocast in bfloat16; mixed: our power iteration in float32), measures the matrix
+products' floor on the spot (the MLP's layer products at the step's batch, float32 and bfloat16;
+the MLP only), and the cosine of the power iteration's direction to the exact H d in each
+precision (``probes.hd_cosine``, xi 1e-2). Our VAT step in bfloat16, which ``task.precision``
+refuses (the direction is lost), is timed as the same passes under an outer autocast. The last line
+reads ``bf16 step = N.NNx float32 step`` (our VAT step in that precision over ours in float32).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import torch.nn.functional as F
 
 from vat_study.config import TrialConfig
 from vat_study.models import build_model
+from vat_study.probes import hd_cosine
 from vat_study.train import adam, train_step
 
 
@@ -58,6 +68,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--model", default="mlp", choices=["mlp", "conv_small_svhn", "conv_small_cifar10", "conv_large"])
+    ap.add_argument("--precision", default=None, choices=["bfloat16", "mixed"],
+                    help="also time the steps in this task.precision, beside float32")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,11 +81,24 @@ def main() -> None:
     x_l, y_l = torch.rand(n_l, *shape), torch.randint(0, 10, (n_l,))
     x_ul = torch.rand(n_ul, *shape)
 
-    def ours(method):
-        cfg = TrialConfig.from_mapping(dict(dataset=dataset, model=args.model, method=method, eps=1.0, **extra))
+    def ours(method, precision="float32"):
+        outer = precision == "bfloat16" and method == "vat"  # refused by the config: the same passes, timed
+        cfg = TrialConfig.from_mapping(dict(dataset=dataset, model=args.model, method=method, eps=1.0,
+                                            precision="float32" if outer else precision, **extra))
         model = build_model(args.model, shape, 10, **extra)
         opt = adam(cfg, model)  # the optimizer training uses
+        if outer:
+            def step():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return train_step(cfg, model, opt, x_l, y_l, x_ul)
+            return step
         return lambda: train_step(cfg, model, opt, x_l, y_l, x_ul)
+
+    def in_bf16(fn):
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fn()
+        return step
 
     ref_model = build_model(args.model, shape, 10, **extra)
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
@@ -86,6 +111,15 @@ def main() -> None:
         "minimal VAT (K=1)": lambda: minimal_vat_step(ref_model, ref_opt, x_l, y_l, x_ul),
         "minimal + fused Adam": lambda: minimal_vat_step(fused_model, fused_opt, x_l, y_l, x_ul),
     }
+    if args.precision:
+        p = args.precision
+        bf_model = build_model(args.model, shape, 10, **extra)
+        bf_opt = torch.optim.Adam(bf_model.parameters(), lr=1e-3)
+        variants.update({
+            f"ours RPT {p}": ours("rpt", p),
+            f"ours VAT {p}": ours("vat", p),
+            "minimal VAT bfloat16": in_bf16(lambda: minimal_vat_step(bf_model, bf_opt, x_l, y_l, x_ul)),
+        })
     for fn in variants.values():  # warm-up
         for _ in range(3):
             fn()
@@ -104,6 +138,46 @@ def main() -> None:
     for name, times in per_round.items():
         med = statistics.median(times)
         print(f"{name:<22} {med:8.1f} {med / ref:14.2f}x {med / base:11.2f}x")
+    if args.precision:
+        p = args.precision
+        ours32, ours_p = statistics.median(per_round["ours VAT (K=1)"]), statistics.median(per_round[f"ours VAT {p}"])
+        if args.model == "mlp":
+            floor32, floor16 = matmul_floor(n_ul)
+            # mixed: the power iteration (512 of the 1,728 sample-passes) and its clean pass (256) in float32
+            floor_p = floor16 if p == "bfloat16" else floor16 * (1728 - 768) / 1728 + floor32 * 768 / 1728
+            print(f"matmul floor of a VAT update (6.5 GFLOP, measured now): float32 {floor32:.1f} ms, "
+                  f"bfloat16 {floor16:.1f} ms, {p} {floor_p:.1f} ms; ours VAT {p} = {ours_p / floor_p:.2f}x its "
+                  f"floor, {ours_p / floor16:.2f}x the bfloat16 floor")
+        torch.manual_seed(0)
+        model = build_model(args.model, shape, 10, **extra)
+        with torch.no_grad():
+            model.train()
+            model(x_ul)
+        cos = {q: hd_cosine(model, x_ul[:128], xi=1e-2, precision=q) for q in ("float32", "bfloat16", "mixed")}
+        print("cosine of the direction to the exact H d at xi 1e-2 (random images, fresh network): "
+              + ", ".join(f"{q} {v:.4f}" for q, v in cos.items()))
+        print(f"bf16 step = {ours_p / ours32:.2f}x float32 step  (ours VAT, {p}: {ours_p:.1f} ms vs {ours32:.1f} ms)")
+
+
+def matmul_floor(batch: int, repeats: int = 30) -> tuple[float, float]:
+    """(float32, bfloat16) ms of the matrix products of one VAT update of the paper MLP at the
+    rates measured now: each layer's product [batch, in] x [in, out] timed in both dtypes, scaled
+    to the update's 1,728 sample-passes (64 labeled x 3, clean 256, power iteration 256 x 2, LDS
+    256 x 3: a backward is two products)."""
+    widths = [784, 1200, 600, 300, 150, 10]
+    out = []
+    for dtype in (torch.float32, torch.bfloat16):
+        ms = 0.0
+        for a, b in zip(widths, widths[1:]):
+            x, w = torch.rand(batch, a, dtype=dtype), torch.rand(a, b, dtype=dtype)
+            for _ in range(3):
+                x @ w
+            t = time.perf_counter()
+            for _ in range(repeats):
+                x @ w
+            ms += (time.perf_counter() - t) / repeats * 1000 * 1728 / batch
+        out.append(ms)
+    return out[0], out[1]
 
 
 if __name__ == "__main__":
