@@ -183,6 +183,40 @@ def _reachable(store, field: str):
     return store
 
 
+def _check_target(path: Path, field: str, folder: bool) -> None:
+    """Refuse, before any work, a target that cannot be written: a folder where a file goes (or
+    the reverse), or a place under a file or without write permission. Creates nothing."""
+    import os
+
+    if path.exists():
+        if folder != path.is_dir():
+            _fail(f"{field} {str(path)!r}: is {'a folder' if path.is_dir() else 'a file'}; give "
+                  f"{'a folder' if folder else 'a file name'}")
+        if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
+            _fail(f"{field} {str(path)!r}: not writable (permission denied)")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        _fail(f"{field} {str(path)!r}: {str(parent)!r} is a file, so nothing can be created under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"{field} {str(path)!r}: cannot create it under {str(parent)!r} (permission denied)")
+
+
+def _study_folder(study: str, field: str) -> Path:
+    """results/<study>, for a name that cannot leave results/ (a store written before names were
+    checked may hold one that could): else the user must give ``field``."""
+    from .spec import check_study_name
+
+    try:
+        check_study_name(study)
+    except ValueError as e:
+        _fail(f"study name {study!r} {e}; its default folder results/{study} would not be inside results/: "
+              f"give {field}")
+    return Path("results") / study
+
+
 def _existing_store(storage: str):
     """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
     from sqlalchemy.engine import make_url
@@ -232,6 +266,10 @@ def run(
         for label in found.downloads:
             out.print(f"data: {label}: not there yet; a real run downloads it first (download: true)")
         out.print(f"device: {_planned_device(spec)}")
+        from .budget import budget_lines
+
+        for line in budget_lines(spec, found.first, max(int(spec.executor.per_trial.cpu), 1)):
+            out.print(line, highlight=False)
         table = Table(title=f"{spec.name}: trials ({spec.executor.kind} executor, storage {safe_url(spec.storage)})")
         if spec.is_optuna:
             o = spec.search.optuna
@@ -406,11 +444,13 @@ def export(
     """Write a study's trials (params, seed, status, final metrics) and per-step metrics to files."""
     if format not in ("csv", "parquet"):
         _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
+    target = out_path or _study_folder(study, "--out") / f"trials.{format}"
+    steps_target = target.with_name(target.stem + "_metrics" + target.suffix)
+    for path in (target, steps_target):
+        _check_target(path, "--out" if out_path else "the export file", folder=False)
     store = _existing_store(storage)
     if store.study_id(study) is None:
         _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
-    target = out_path or Path("results") / study / f"trials.{format}"
-    steps_target = target.with_name(target.stem + "_metrics" + target.suffix)
     trials, metrics = store.trials_frame(study), store.metrics_frame(study)
     if format == "parquet":
         try:
@@ -430,6 +470,7 @@ def report(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default results/<study>/)."),
 ) -> None:
     """The paper's figures and tables that the study's data allows, into results/<study>/."""
+    _check_target(out_dir or _study_folder(study, "--out"), "--out" if out_dir else "the report folder", folder=True)
     store = _existing_store(storage)
     if store.study_id(study) is None:
         _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")

@@ -41,6 +41,11 @@ class DataError(ValueError):
     """A dataset cannot be loaded or split as configured; the message says what to change."""
 
 
+class DataFileError(DataError):
+    """A data file is there but defective (truncated, not the format, empty): downloading again
+    would not help; the message names the file."""
+
+
 @dataclass
 class Dataset:
     name: str
@@ -72,23 +77,37 @@ class Splits:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzip-compressed or not."""
+    """Read an IDX file (the MNIST format), gzip-compressed or not. Every defect (a truncated or
+    damaged gzip stream, a short header, a size that disagrees with the header, an unreadable
+    file) is a ``DataFileError`` naming the file."""
+    import zlib
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"IDX file not found: {path}")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except EOFError:
+        raise DataFileError(f"{path}: the gzip file is truncated (it ends before its data does); fetch it again") from None
+    except (OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataFileError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path} is not an IDX file (bad magic number)")
+        raise DataFileError(f"{path} is not an IDX file (bad magic number)")
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     code, ndim = raw[2], raw[3]
     if code not in dtypes:
-        raise DataError(f"{path}: unknown IDX element type 0x{code:02x}")
+        raise DataFileError(f"{path}: unknown IDX element type 0x{code:02x}")
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise DataFileError(f"{path}: the IDX header is cut short (it declares {ndim} dimensions, the file has "
+                            f"{len(raw)} bytes)")
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    itemsize = np.dtype(dtypes[code]).itemsize
+    held = (len(raw) - 4 - 4 * ndim) / itemsize
+    if held != int(np.prod(dims, dtype=object)):
+        raise DataFileError(f"{path}: IDX header says {dims} but the file holds {held:g} values (truncated?)")
     data = np.frombuffer(raw, dtype=dtypes[code], offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"{path}: IDX header says {dims} but holds {data.size} values")
     return data.reshape(dims)
 
 
@@ -105,9 +124,20 @@ def _labels(a) -> Tensor:
 def _idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple[Tensor, Tensor]:
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise DataError(f"IDX files {images} / {labels}: expected images [N, H, W] and labels [N], "
-                        f"got {list(x.shape)} and {list(y.shape)}")
+        raise DataFileError(f"IDX files {images} / {labels}: expected images [N, H, W] and labels [N], "
+                            f"got {list(x.shape)} and {list(y.shape)}")
+    if len(x) == 0 or x.shape[1] == 0 or x.shape[2] == 0:
+        raise DataFileError(f"{images}: holds no images (shape {list(x.shape)}); every split needs some")
+    if y.dtype.kind == "f" or y.min() < 0:
+        raise DataFileError(f"{labels}: labels must be integers >= 0 (class numbers), got values from {y.min()} "
+                            f"to {y.max()}")
     return _images(x), _labels(y)
+
+
+def _same_shape(x_train: Tensor, x_test: Tensor, test_path: str | os.PathLike) -> None:
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataFileError(f"{test_path}: test images are {list(x_test.shape[2:])}, the training images "
+                            f"{list(x_train.shape[2:])}; a model takes one shape")
 
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -198,6 +228,7 @@ def load_dataset(
             raise DataError(f"dataset 'idx' needs idx_paths with keys {need}; missing {missing}")
         xtr, ytr = _idx_pair(idx_paths["train_images"], idx_paths["train_labels"])
         xte, yte = _idx_pair(idx_paths["test_images"], idx_paths["test_labels"])
+        _same_shape(xtr, xte, idx_paths["test_images"])
         n_classes = int(max(ytr.max(), yte.max())) + 1
         return Dataset(name, xtr, ytr, xte, yte, n_classes)
 
@@ -211,6 +242,11 @@ def load_dataset(
             if found:
                 xtr, ytr = _idx_pair(found[0], found[1])
                 xte, yte = _idx_pair(found[2], found[3])
+                _same_shape(xtr, xte, found[2])
+                for path, y in ((found[1], ytr), (found[3], yte)):
+                    if int(y.max()) >= 10:
+                        raise DataFileError(f"{path}: {name} has 10 classes (labels 0-9), this file holds "
+                                            f"label {int(y.max())}")
                 return Dataset(name, xtr, ytr, xte, yte, 10)
         if not download:
             where = " or ".join(str(root_path / sub) if sub else str(root_path) for sub in IDX_FOLDERS[name][:3])

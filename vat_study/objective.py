@@ -219,6 +219,12 @@ def prepare_data(cfg: TrialConfig, device: torch.device | str = "cpu") -> Prepar
                         x_test.to(device, dtype), ds.y_test.to(device))
 
 
+def build_for(config: Mapping[str, Any], ds: Dataset) -> torch.nn.Module:
+    """The trial's network, untrained, on the CPU, for ``ds``'s input shape (what the preflight
+    and the dry run's timing build); ConfigError (task.model) where the model cannot take it."""
+    return _build(TrialConfig.from_mapping(config), ds)
+
+
 def _build(cfg: TrialConfig, ds: Dataset) -> torch.nn.Module:
     try:
         return build_model(cfg.task.model, ds.input_shape, ds.n_classes, hidden=cfg.task.hidden,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import DataError, load_dataset, make_splits
-from .objective import resolve_config
+from .data import DataError, DataFileError, load_dataset, make_splits
+from .objective import ConfigError, build_for, resolve_config
 from .spec import SpecError, StudySpec, canonical
 from .config import param_path
 
@@ -25,6 +25,7 @@ class Preflight:
 
     datasets: dict[str, int] = field(default_factory=dict)  # "mnist (root)" -> training images
     downloads: list[str] = field(default_factory=list)  # datasets a real run downloads first
+    first: Any = field(default=None, repr=False)  # the Dataset of the study's first search point (None: not there yet)
 
 
 def _points(spec: StudySpec) -> list[dict[str, Any]]:
@@ -53,12 +54,38 @@ def _root(cfg: Mapping[str, Any]) -> str:
     return str(Path(root).expanduser().resolve())
 
 
+def _model_takes(config: Mapping[str, Any], ds: Any, seen: dict[str, str | None],
+                 params: Mapping[str, Any]) -> str | None:
+    """Whether the trial's model builds for the dataset's inputs and a forward pass of two of its
+    images goes through (eval mode, no gradient); the problem, naming task.model, if not."""
+    import torch
+
+    task = resolve_config(config)["task"]
+    key = canonical([task["model"], task.get("hidden"), task.get("top_bn"), task.get("dropout"),
+                     task.get("noise_sigma"), list(ds.input_shape), ds.n_classes])
+    if key not in seen:
+        where = f"{_field(params, 'model')}: {task['model']!r}"
+        what = f"the {task['dataset']!r} inputs of shape {list(ds.input_shape)}"
+        try:
+            model = build_for(config, ds).eval()
+            with torch.no_grad():
+                model(ds.x_train[:2].float())
+            seen[key] = None
+        except ConfigError as e:
+            seen[key] = f"{where} cannot take {what}: {e.problems[0].removeprefix('task.model: ')}"
+        except (RuntimeError, ValueError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            seen[key] = f"{where} cannot take {what} (a forward pass fails: {first})"
+    return seen[key]
+
+
 def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
     """Locate each dataset (``download``: fetch the missing ones whose trials say ``download:
     true``; False, as in a dry run: only note them) and check each trial's split."""
     result = Preflight()
     problems: list[str] = []
     loaded: dict[str, Any] = {}  # data key -> Dataset, or None when it will be downloaded
+    models: dict[str, str | None] = {}  # (model settings, input shape) -> the problem found, if any
     for params in _points(spec):
         cfg = resolve_config(spec.trial_config(params, spec.seeds[0]))["task"]
         name = cfg["dataset"]
@@ -69,7 +96,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
                 ds = load_dataset(name, root=_root(cfg), download=False, idx_paths=cfg.get("idx_paths"))
             except DataError as e:
                 ds = None
-                if not cfg.get("download"):
+                if isinstance(e, DataFileError) or not cfg.get("download"):  # a defective file: no download helps
                     problems.append(f"{_field(params, 'dataset')}: {e}")
                 elif not download:
                     result.downloads.append(label)
@@ -85,6 +112,12 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
                 result.datasets[label] = len(ds.y_train)
         ds = loaded[key]
         if ds is None:
+            continue
+        if result.first is None:
+            result.first = ds
+        problem = _model_takes(spec.trial_config(params, spec.seeds[0]), ds, models, params)
+        if problem:
+            problems.append(problem)
             continue
         n = len(ds.y_train)
         validation = cfg["validation"] if cfg["validation"] is not None else min(1000, n // 5)

@@ -2,7 +2,7 @@
 
 A study file (YAML, loaded with ``yaml.safe_load``) has:
 
-    name        identifier of the study in the store ([A-Za-z0-9_.-]+)
+    name        identifier of the study in the store ([A-Za-z0-9_.-]+, not starting with '.' or '-')
     task        the trial config's task: dataset, mode, n_labeled, validation, model, steps,
                 batch, optimizer, eval_every, device, ... (vat_study.config.Task)
     method      {name: vat, eps, alpha, xi, power_iterations, direction, implementation}: the
@@ -12,7 +12,9 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                 {optuna: {sampler: tpe|random|grid, n_trials, seed, space: {key: distribution}}}
                 with distributions {type: uniform|log_uniform|int|choice, low, high | choices}
     seeds       every configuration runs once per seed (the seeded repeats)
-    metric      {name: val_error, mode: min|max}: what "best" means and what Optuna optimizes
+    metric      {name: val_error, mode: min|max, allow_test_selection: false}: what "best" means
+                and what Optuna optimizes; a test-set metric (test_error) is refused unless
+                allow_test_selection is true, a validation metric when task.validation is 0
     probes      trial probes (rvadv, grad_variance, fidelity)
     executor    {kind: ray|local, per_trial: {cpu, gpu}, max_concurrent, address,
                  trial_timeout (s: a trial past it is stopped and recorded FAILED, kind timeout),
@@ -52,17 +54,42 @@ from .errors import format_validation_error
 from .config import param_path
 from .objective import ConfigError
 from .store.urls import STORAGE_HELP, absolute_sqlite, check_storage_url  # noqa: F401  (re-exported)
-from .yamlio import canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
+from .yamlio import YAMLLimitError, canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
 
 DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
+
+
+def check_study_name(v: str) -> str:
+    """``v`` if it names a study (and its folder results/<name>/, which it can never leave), else
+    ValueError saying what is allowed: letters, digits, '_', '.', '-', not starting with '.' or '-'
+    (so '.', '..' and hidden names are refused, and the name never reads as a command-line flag)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", v):
+        raise ValueError("must be 1-100 characters of letters, digits, '_', '.', '-' (no '/', spaces or "
+                         "other characters)")
+    if v[0] in ".-":
+        raise ValueError(f"must start with a letter, digit or '_' (a name starting with {v[0]!r}, like '.' or "
+                         f"'..', would be a hidden folder or leave results/)")
+    return v
 
 
 class SpecError(ValueError):
     """An invalid study file or override; ``str(e)`` lists every problem with its field."""
 
     def __init__(self, problems: list[str], source: str = "study") -> None:
-        self.problems = problems
-        super().__init__(f"invalid {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+        shown = [_capped(p) for p in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problem(s)")
+        self.problems = shown
+        super().__init__(f"invalid {_capped(source, 300)}:\n" + "\n".join(f"  - {p}" for p in shown))
+
+
+MAX_PROBLEMS = 30
+"""The most problems one error lists; each is capped at ``MAX_PROBLEM_CHARS``."""
+MAX_PROBLEM_CHARS = 600
+
+
+def _capped(text: str, most: int = MAX_PROBLEM_CHARS) -> str:
+    return text if len(text) <= most else text[: most - 40] + f" ... ({len(text) - most + 40:,} characters cut)"
 
 
 class _Strict(BaseModel):
@@ -150,6 +177,8 @@ class Search(_Strict):
 class Metric(_Strict):
     name: str = "val_error"
     mode: Literal["min", "max"] = "min"
+    allow_test_selection: bool = Field(False, description="let a test-set metric (test_*) choose hyperparameters; "
+                                                          "off: such a study is refused (spec_checks)")
 
 
 class PerTrial(_Strict):
@@ -237,9 +266,7 @@ class StudySpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", v):
-            raise ValueError("must be 1-100 characters of letters, digits, '_', '.', '-'")
-        return v
+        return check_study_name(v)
 
     @field_validator("seeds")
     @classmethod
@@ -370,8 +397,10 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
         raise SpecError([f"the study file is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML"], str(path)) from None
     try:
         data = safe_load(text)
+    except YAMLLimitError as e:
+        raise SpecError([str(e)], str(path)) from None
     except yaml.YAMLError as e:
-        raise SpecError([f"not valid YAML: {e}"], str(path)) from None
+        raise SpecError([f"not valid YAML: {_capped(str(e))}"], str(path)) from None
     return parse_spec(data, overrides, str(path))
 
 

@@ -1,5 +1,6 @@
 """Checks of a parsed study against the science: every planned trial's config resolves (grid
-points, Optuna endpoints and choices), unknown trial keys, and a ``metric.name`` the trials report.
+points, Optuna endpoints and choices), unknown trial keys, a ``metric.name`` the trials report,
+not on the test set (unless ``metric.allow_test_selection``) and not on an empty validation set.
 Errors name the study-file field. (Data and splits: ``preflight``.)"""
 
 from __future__ import annotations
@@ -8,8 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import param_path
-from .objective import ConfigError, reported_metrics, resolve_config
+from .surface import ConfigError, param_path, reported_metrics, resolve_config
 from .spec import SpecError, StudySpec
 from .yamlio import canonical
 
@@ -18,6 +18,36 @@ def _from_params(field: str, params: Mapping[str, Any]) -> bool:
     """Whether the config field ``field`` (a dotted path) was set by one of the search params."""
     paths = [param_path(k) or k for k in params]
     return any(field == p or field.startswith(p + ".") or p.startswith(field + ".") for p in paths)
+
+
+def _search_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every grid point, or for Optuna the file's own values and each endpoint / choice."""
+    if spec.is_optuna:
+        points: list[dict[str, Any]] = [{}]
+        for k, dist in spec.search.optuna.space.items():  # type: ignore[union-attr]
+            points += [{k: v} for v in dist.endpoints()]
+        return points
+    return spec.configurations()
+
+
+def _selection_problems(spec: StudySpec) -> list[str]:
+    """What would make the study's choice of hyperparameters unsound: a test-set metric choosing
+    them (unless the study says so), a validation metric without validation images."""
+    m, out = spec.metric, []
+    if m.name.startswith("test_") and not m.allow_test_selection:
+        out.append(f"metric.name: {m.name!r} is measured on the test set: choosing hyperparameters (or Optuna's "
+                   "search) by it makes the reported test error optimistic. Select on val_error (task.validation "
+                   "> 0 holds out validation images), or set metric.allow_test_selection: true to do it knowingly")
+    if m.name.startswith("val_"):
+        for p in _search_points(spec):
+            if resolve_config(spec.trial_config(p, spec.seeds[0]))["task"]["validation"] == 0:
+                where = next((f"search point {canonical(p)} ({k})" for k in p if param_path(k) == "task.validation"),
+                             "task.validation")
+                out.append(f"metric.name: {m.name!r} is measured on the validation set, but {where} is 0 (no "
+                           f"validation images), so no trial would report it; set task.validation > 0, or choose "
+                           "another metric.name")
+                break
+    return out
 
 
 def validate_trials(spec: StudySpec) -> None:
@@ -73,6 +103,8 @@ def validate_trials(spec: StudySpec) -> None:
                                 + (f" (search point {canonical(p)})" if p else "")
                                 + f"; allowed: {', '.join(sorted(reported))}")
                 break
+    if not problems:
+        problems += _selection_problems(spec)
     sq = spec.sequential
     if sq is not None and not problems:
         points = spec.configurations()

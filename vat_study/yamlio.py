@@ -51,10 +51,78 @@ def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode, deep: bool
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
 
 
+MAX_BYTES = 1_000_000
+"""The largest YAML text read (study files are a few KB)."""
+MAX_NODES = 100_000
+"""The most values a document may hold once every alias is expanded (a 'billion laughs' file
+of nested aliases expands exponentially from a few hundred bytes)."""
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and lists."""
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML text past one of the bounds above; ``str(e)`` is one line saying which."""
+
+
+def _check_bounds(node: yaml.Node | None) -> None:
+    """Count the document's values with every alias expanded (each shared node counted once per
+    use, in time linear in the number of distinct nodes) and its depth; refuse past the bounds."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded values, depth)
+    active: set[int] = set()
+
+    def walk(n: yaml.Node) -> tuple[int, int]:
+        k = id(n)
+        if k in sizes:
+            return sizes[k]
+        if k in active:
+            raise YAMLLimitError(f"a recursive alias (line {n.start_mark.line + 1}) would expand forever")
+        if isinstance(n, yaml.ScalarNode):
+            return 1, 0
+        active.add(k)
+        children = [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else n.value
+        count, depth = 1, 0
+        for c in children:
+            cc, cd = walk(c)
+            count, depth = count + cc, max(depth, cd + 1)
+            if count > MAX_NODES:
+                raise YAMLLimitError(f"the YAML expands to more than {MAX_NODES:,} values (aliases nested in aliases "
+                                     f"near line {n.start_mark.line + 1}?); a study file needs far fewer")
+            if depth > MAX_DEPTH:
+                raise YAMLLimitError(f"the YAML nests deeper than {MAX_DEPTH} levels (near line "
+                                     f"{n.start_mark.line + 1}); a study file needs far fewer")
+        active.discard(k)
+        sizes[k] = (count, depth)
+        return sizes[k]
+
+    if node is not None:
+        walk(node)
+
+
 def safe_load(text: str) -> Any:
     """Safe YAML (no arbitrary objects) with scientific-notation floats; a key repeated in one
-    mapping is an error."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  _Loader is a SafeLoader
+    mapping is an error. Bounded: at most ``MAX_BYTES`` of text, ``MAX_NODES`` values with aliases
+    expanded, ``MAX_DEPTH`` levels (``YAMLLimitError``, raised before anything is built)."""
+    if len(text) > MAX_BYTES:
+        raise YAMLLimitError(f"the YAML text is {len(text):,} characters; at most {MAX_BYTES:,} are read")
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):  # events, not nodes: no recursion, nothing built
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YAMLLimitError(f"the YAML nests deeper than {MAX_DEPTH} levels (line "
+                                     f"{event.start_mark.line + 1}); a study file needs far fewer")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise YAMLLimitError(f"the YAML nests too deeply to read (more than {MAX_DEPTH} levels are refused)") from None
+        _check_bounds(node)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 def canonical(obj: Any) -> str:

@@ -41,6 +41,12 @@ def check_storage_url(url: str) -> str:
     except (ArgumentError, ValueError) as e:
         raise ValueError(f"is not a valid database URL ({e}); expected {STORAGE_HELP}") from None
     if u.get_backend_name() == "sqlite":
+        raw = re.sub(r"^sqlite(\+\w+)?:///", "", url)
+        odd = sorted({c for c in raw if c in "?#%"})
+        if odd:  # a URL reads '?' as options, '%41' as 'A': the store would land at another path
+            raise ValueError(f"the sqlite path {raw!r} holds {' and '.join(repr(c) for c in odd)}, which a URL "
+                             f"reads as options or escapes (the store would land at another path); rename the file "
+                             f"or folder (letters, digits, '_', '-', '.', '/')")
         if url.startswith("sqlite://") and not url.startswith("sqlite:///") or not u.database:
             raise ValueError(f"sqlite needs a file path after three slashes: {STORAGE_HELP}")
         if u.database != ":memory:" and (u.database.endswith("/") or Path(u.database).is_dir()):
