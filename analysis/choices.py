@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vat_study import methods
+from vat_study.surface import methods
 
 from .data import Skip, StudyData, best_config, paired_test
 from .plotting import plt, save

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vat_study.probes import RVADV_TRAIN
+from vat_study.surface import RVADV_TRAIN
 
 from .data import Skip, StudyData, best_config, mean_sd
 from .plotting import percent, plt, save

@@ -59,7 +59,7 @@ def with_variants(trials: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     (``method.implementation``) that varies among that method's trials in this study and where
     this trial differs from the study's own block (or the default): ``rpt`` and
     ``rpt (clean_stochastic=false)`` are two methods in every table and figure, never pooled."""
-    from vat_study.methods import Implementation
+    from vat_study.surface import Implementation
 
     if trials.empty or "method" not in trials:
         return trials.assign(variant=pd.Series(dtype=object))

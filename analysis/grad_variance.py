@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vat_study.probes import GRAD_SD_NORM_PREFIX
+from vat_study.surface import GRAD_SD_NORM_PREFIX
 
 from .data import Skip, StudyData, mean_sd
 from .plotting import plt, save

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vat_study import methods
+from vat_study.surface import methods
 
 from .data import Skip, StudyData, mean_sd
 from .plotting import plt, save

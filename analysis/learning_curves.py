@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vat_study.probes import TEST_CURVE
+from vat_study.surface import TEST_CURVE
 
 from .data import Skip, StudyData
 from .plotting import plt, save

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vat_study import methods
+from vat_study.surface import methods
 
 from .data import Skip, StudyData, best_config, label, mean_sd
 

@@ -107,7 +107,7 @@ STUDY_CASES = [
     ("storage-bad-port", {"storage": "postgresql+psycopg://u@localhost:notaport/db"}, [], "not a valid database URL"),
     ("storage-no-host", {"storage": "postgresql+psycopg:///db"}, [], "postgresql needs a host"),
     ("storage-unreachable", {"storage": "postgresql+psycopg://me:s3cret@127.0.0.1:1/vat"}, [], "cannot open the database"),
-    ("name-reused-edited", {"task.steps": 7}, [], "task: differs from the study 'good'"),
+    ("name-reused-edited", {"task.steps": 7}, [], "in the stored study 'good', 7 in this file"),
     ("set-twice", {}, ["--set", "task.steps=3", "--set", "task.steps=4"], "--set task.steps: given twice"),
     ("set-nested-conflict", {}, ["--set", "task={steps: 3}", "--set", "task.steps=4"], "conflicts with --set task"),
     ("set-no-equals", {}, ["--set", "task.steps"], "expected key=value"),

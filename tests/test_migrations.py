@@ -222,5 +222,5 @@ def test_a_study_stored_with_flat_configs_resumes_without_retraining(tmp_path):
     assert (new.eps == 3.0).all() and (new.method == "vat").all()
     # an edit that changes what a finished trial ran with is still refused
     spec["method"]["alpha"] = 0.5
-    with pytest.raises(SpecError, match="method: differs from the study"):
+    with pytest.raises(SpecError, match=r"method\.alpha: 1\.0 in the stored study 'flat_grid', 0\.5 in this file"):
         run_local(parse_spec(spec), progress=False)

@@ -1,12 +1,31 @@
 """vat-study: hyperparameter studies and ablations of Virtual Adversarial Training.
 
 The science side (regularizers, models, data, train, probes, objective) imports nothing from
-Ray, Optuna or SQLAlchemy; the platform reaches it only through ``run_trial`` (one seed) and
-``run_seeds`` / ``run_lanes`` (several seeds or trials trained together as one batched model).
+Ray, Optuna or SQLAlchemy; the platform reaches it only through ``vat_study.surface``
+(``run_trial`` for one seed, ``run_seeds`` / ``run_lanes`` for several seeds or trials trained
+together as one batched model). The names below load on first use, so ``import vat_study`` (and
+the command line) does not import torch.
 """
 
-from .config import ConfigError, TrialConfig
-from .objective import LanesResult, SeedsResult, run_lanes, run_seeds, run_trial
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ConfigError", "LanesResult", "SeedsResult", "TrialConfig", "run_lanes", "run_seeds", "run_trial"]
 __version__ = "0.3.0"
+
+_WHERE = {"ConfigError": "config", "TrialConfig": "config", "LanesResult": "objective", "SeedsResult": "objective",
+          "run_lanes": "objective", "run_seeds": "objective", "run_trial": "objective"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,8 +22,32 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .spec import parse_set, safe_load, set_dotted
-from .store import mask_secrets, safe_url
+from .yamlio import safe_load, set_dotted
+
+# Nothing heavy at the top: --help, --version, status and export import neither torch nor Ray
+# (tests/test_import_boundary.py); each command imports what it needs (the store: SQLAlchemy
+# and pandas; the science: vat_study.surface, torch on first use).
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``spec.parse_set`` (the study-file module, imported when an override is given)."""
+    from .spec import parse_set as parse
+
+    return parse(items) if items else {}
+
+
+def safe_url(url: str) -> str:
+    """``store.safe_url``: the URL without its password."""
+    from .store.urls import safe_url as safe
+
+    return safe(url)
+
+
+def mask_secrets(text: str, url: str) -> str:
+    """``store.mask_secrets``: ``text`` with the URL's password masked."""
+    from .store.urls import mask_secrets as mask
+
+    return mask(text, url)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter studies and ablations of VAT.",
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,8 +98,7 @@ def trial(
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
     import torch
 
-    from .config import nest, param_path
-    from .objective import ConfigError, resolve_config, run_trial
+    from .surface import ConfigError, nest, param_path, resolve_config, run_trial
 
     torch.set_num_threads(threads)
 
@@ -221,8 +244,8 @@ def _existing_store(storage: str):
     """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
     from sqlalchemy.engine import make_url
 
-    from .spec import check_storage_url
     from .store import Store
+    from .store.urls import check_storage_url
 
     try:
         check_storage_url(storage)
@@ -347,7 +370,7 @@ def _planned_device(spec) -> str:
     """Where this study's trials will train, as far as this machine can tell before Ray starts."""
     import torch
 
-    from .objective import resolve_config
+    from .surface import resolve_config
 
     device = resolve_config(spec.trial_config({}, spec.seeds[0]))["task"]["device"]
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -484,7 +507,7 @@ def report(
 @app.command()
 def defaults(method: str = typer.Option("vat", "--method", "-m", help="Show this method's settings.")) -> None:
     """Print the fully resolved default trial config (YAML), with the settings of one method."""
-    from .objective import ConfigError, resolve_config
+    from .surface import ConfigError, resolve_config
 
     try:
         sys.stdout.write(yaml.safe_dump(resolve_config({"method": {"name": method}}), sort_keys=False))

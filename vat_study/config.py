@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from .errors import format_validation_error
 
 from . import methods
-from .data import DATASET_NAMES
 from .methods import Implementation  # noqa: F401  (re-exported)
-from .models import CONV_MODELS, MODEL_NAMES
+from .vocabulary import CONV_MODELS, DATASET_NAMES, DIAGNOSTICS, FIDELITY, MODEL_NAMES, RVADV, RVADV_TRAIN, grad_sd_norm_name
 from .yamlio import set_dotted
 
 
@@ -216,6 +215,29 @@ def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     if not stochastic and isinstance(method.get("implementation"), Mapping):
         method["implementation"] = {k: v for k, v in method["implementation"].items() if not k.endswith("_stochastic")}
     out["method"] = method
+    return identity_config(out)
+
+
+BOOKKEEPING_SETTINGS: tuple[str, ...] = ("task.data_root", "task.download", "task.device", "task.eval_every")
+"""Settings that say where the data lies, whether to fetch it, where to train and how often to
+measure, not what a trial learns: no part of a study's identity (``identity_config``), so a study
+resumes after they change. ``task.eval_every`` changes no update (the probes draw from their own
+generators and ``eval_bn: recompute`` restores training's statistics), only when measurements are
+taken and the window of the training-loss means reported with them (``WINDOWED_METRICS``): a
+study that selects on one of those keeps it in its identity (``executors.planning``)."""
+
+WINDOWED_METRICS: tuple[str, ...] = ("loss", "nll", "reg")
+"""Final metrics that are means over the updates since the previous evaluation."""
+
+
+def identity_config(config: Mapping[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A nested config (or a study's task / method / probes) without ``BOOKKEEPING_SETTINGS``
+    (but those in ``keep``): what two trials or studies must agree on to be the same."""
+    out = dict(config)
+    for path in BOOKKEEPING_SETTINGS:
+        section, _, key = path.partition(".")
+        if path not in keep and isinstance(out.get(section), Mapping) and key in out[section]:
+            out[section] = {k: v for k, v in out[section].items() if k != key}
     return out
 
 
@@ -404,3 +426,26 @@ class TrialConfig(_Strict):
             return cls.model_validate(nest(config))
         except ValidationError as e:
             raise ConfigError(format_validation_error(e, join_named=True)) from None
+
+
+def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fully resolved trial config (every key, defaults filled in) as a plain dict, exactly as
+    run_trial would use it; raises ConfigError naming each bad field. The platform validates
+    study files and records trials with this, so it needs nothing else from the science side."""
+    return TrialConfig.from_mapping(config).model_dump(mode="json")
+
+
+def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
+    """The numeric final metrics ``run_trial`` returns for this config (what a study may select
+    or optimize by): the loss terms, errors and R_vadv of the last evaluation, the probes the
+    config turns on, and the run's bookkeeping numbers. Raises ConfigError for a bad config."""
+    cfg = TrialConfig.from_mapping(config)
+    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", RVADV, RVADV_TRAIN,
+             "train_seconds", "wall_seconds", "steps", "n_labeled", "n_validation"}
+    if cfg.probes.fidelity is not None:
+        names.add(FIDELITY)
+    if cfg.probes.grad_variance is not None:
+        names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
+    if cfg.probes.diagnostics is not None:
+        names |= set(DIAGNOSTICS)
+    return frozenset(names)

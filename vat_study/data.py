@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "moons", "mnist", "fashion_mnist", "cifar10", "svhn", "idx")
+from .vocabulary import DATASET_NAMES
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -28,14 +28,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from torch import Tensor, nn
 
-from .regularizers import DEFAULT_XI, adversarial_loss, entropy_loss, has_stochastic_layers, regularizer_lds
+from .vocabulary import DEFAULT_XI
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a regularizer runs, so the settings and the registry load without it
+    from torch import Tensor, nn
+
     from .config import TrialConfig
+    from .regularizers import adversarial_loss, entropy_loss, has_stochastic_layers, regularizer_lds
+
+_REGULARIZERS = ("adversarial_loss", "entropy_loss", "has_stochastic_layers", "regularizer_lds")
+
+
+def _bind_regularizers() -> None:
+    """Bind the ``regularizers`` functions (and so torch) into this module the first time a
+    regularizer runs or one of them is asked for; a name already bound (a test's patch) is kept."""
+    if not all(n in globals() for n in _REGULARIZERS):
+        from . import regularizers
+
+        for n in _REGULARIZERS:
+            globals().setdefault(n, getattr(regularizers, n))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REGULARIZERS:
+        _bind_regularizers()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # ------------------------------------------------------------------------ settings
 
@@ -134,7 +154,7 @@ def implementation_of(s: MethodSettings) -> Implementation:
     return getattr(s, "implementation", None) or Implementation()
 
 
-RandomStart = Callable[[Tensor], Tensor]
+RandomStart = Callable[["Tensor"], "Tensor"]
 Family = Literal["none", "virtual_adversarial", "adversarial"]
 
 
@@ -146,6 +166,8 @@ def per_seed(v: Tensor, n_seeds: int) -> Tensor:
 def join_per_seed(a: Tensor, b: Tensor, n_seeds: int) -> Tensor:
     """Two seed-blocked batches [S * A, ...] and [S * B, ...] -> [S * (A + B), ...], seed i's
     block being its A samples of ``a`` followed by its B samples of ``b``."""
+    import torch
+
     return torch.cat([a.view(n_seeds, -1, *a.shape[1:]), b.view(n_seeds, -1, *b.shape[1:])], 1).flatten(0, 1)
 
 
@@ -185,6 +207,7 @@ def _none(s: Step) -> Tensor:
 
 def _adversarial(norm: Literal["l2", "linf"]) -> Callable[[Step], Tensor]:
     def reg(s: Step) -> Tensor:  # L_adv on the labeled batch (Eq. 1, r_adv from Eq. 3 or 4)
+        _bind_regularizers()
         return per_seed(adversarial_loss(s.model, s.x_l, s.y_l, eps=s.eps(s.x_l), norm=norm, reduction="none"),
                         s.n_seeds)
     return reg
@@ -192,6 +215,7 @@ def _adversarial(norm: Literal["l2", "linf"]) -> Callable[[Step], Tensor]:
 
 def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
     def reg(s: Step) -> Tensor:
+        _bind_regularizers()
         m = s.cfg.method
         impl = m.implementation
         if s.x_reg is None:  # supervised: R on the labeled batch

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "small_mlp", "conv_small_svhn", "conv_small_cifar10", "conv_large")
-CONV_MODELS: tuple[str, ...] = ("conv_small_svhn", "conv_small_cifar10", "conv_large")
+from .vocabulary import CONV_MODELS, MODEL_NAMES  # noqa: F401  (re-exported)
 
 
 class GaussianNoise(nn.Module):

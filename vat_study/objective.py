@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure, upgrade_stored_config
+from .config import reported_metrics, resolve_config  # noqa: F401  (re-exported: torch-free, defined with the config)
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import SeedBatch
 from .models import build_model
-from .probes import DIAGNOSTICS, FIDELITY, RVADV, RVADV_TRAIN, grad_sd_norm_name
 from .train import train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -245,26 +245,3 @@ def load_trained(config: Mapping[str, Any], model_path: str | None = None) -> tu
     model = _build(cfg, data.dataset).to(dtype=getattr(torch, cfg.task.dtype))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval(), data
-
-
-def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The fully resolved trial config (every key, defaults filled in) as a plain dict, exactly as
-    run_trial would use it; raises ConfigError naming each bad field. The platform validates
-    study files and records trials with this, so it needs nothing else from the science side."""
-    return TrialConfig.from_mapping(config).model_dump(mode="json")
-
-
-def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
-    """The numeric final metrics ``run_trial`` returns for this config (what a study may select
-    or optimize by): the loss terms, errors and R_vadv of the last evaluation, the probes the
-    config turns on, and the run's bookkeeping numbers. Raises ConfigError for a bad config."""
-    cfg = TrialConfig.from_mapping(config)
-    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", RVADV, RVADV_TRAIN,
-             "train_seconds", "wall_seconds", "steps", "n_labeled", "n_validation"}
-    if cfg.probes.fidelity is not None:
-        names.add(FIDELITY)
-    if cfg.probes.grad_variance is not None:
-        names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
-    if cfg.probes.diagnostics is not None:
-        names |= set(DIAGNOSTICS)
-    return frozenset(names)

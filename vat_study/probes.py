@@ -38,26 +38,15 @@ from .regularizers import (
 if TYPE_CHECKING:
     from .config import TrialConfig
 
-RVADV = "rvadv"
-"""Metric name of R_vadv measured in eval mode at the probe's fixed eps (Fig. 2, 4)."""
-
-RVADV_TRAIN = "rvadv_train"
-"""Metric name of R_vadv measured in train mode (beside ``rvadv``, measured in eval mode)."""
-
-
-TEST_CURVE = "test_error_curve"
-"""Metric name of the test error measured at every evaluation (``probes.test_curve``): for learning
-curves only; a study may never select on it (``spec``), and the final ``test_error`` is separate."""
-
-FIDELITY = "fidelity"
-"""Metric name of the power iteration's fidelity to the dominant eigenvector of H."""
-
-GRAD_SD_NORM_PREFIX = "grad_sd_norm_k"
-
-
-def grad_sd_norm_name(k: int) -> str:
-    """Metric name of the gradient-variance probe at K = k (``analysis.grad_variance`` reads it)."""
-    return f"{GRAD_SD_NORM_PREFIX}{k}"
+from .vocabulary import (  # noqa: F401  (the metric names, re-exported: defined where the config reads them)
+    DIAGNOSTICS,
+    FIDELITY,
+    GRAD_SD_NORM_PREFIX,
+    RVADV,
+    RVADV_TRAIN,
+    TEST_CURVE,
+    grad_sd_norm_name,
+)
 
 
 @contextlib.contextmanager
@@ -196,10 +185,6 @@ def power_iteration_fidelity(
     return float((d.flatten(1) * u.flatten(1)).sum(1).abs().mean())
 
 
-DIAGNOSTICS = ("entropy_eval", "entropy_train", "top_class_eval", "top_class_train", "classes_eval",
-               "classes_train", "kl_xi", "kl_eps", "quadratic_ratio", "power_cosine", "xi_underflow")
-"""Metric names of the diagnostics probe (``diagnostics``), besides the histograms
-``pred_eval_c{k}`` / ``pred_train_c{k}`` (the fraction of the probe images predicted as class k)."""
 
 
 def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int = 0) -> dict[str, float]:

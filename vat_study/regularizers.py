@@ -53,8 +53,7 @@ from .passes import (  # noqa: F401  (re-exported: the modes every pass below ru
     regularizer_pass,
 )
 
-DEFAULT_XI = 1e-2
-"""Finite-difference step of Eq. 12; faithful in float32 (see the module docstring)."""
+from .vocabulary import DEFAULT_XI  # noqa: F401  (finite-difference step of Eq. 12; faithful in float32, see above)
 
 PAPER_XI = 1e-6
 """The value the paper uses (Section 4); faithful in float64 only."""

@@ -51,8 +51,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import format_validation_error
-from .config import param_path
-from .objective import ConfigError
+from .surface import ConfigError, param_path
 from .store.urls import STORAGE_HELP, absolute_sqlite, check_storage_url  # noqa: F401  (re-exported)
 from .yamlio import YAMLLimitError, canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
 

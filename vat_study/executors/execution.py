@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..failpoints import failpoint
-from ..objective import resolve_config, run_lanes, run_trial
+from .. import surface
+from ..surface import resolve_config
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
 from .planning import lane_groups
@@ -142,10 +143,10 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
     try:
         with timer:
             if batched:
-                result = run_lanes([t.config for t in trials], report)
+                result = surface.run_lanes([t.config for t in trials], report)
                 metrics, failed = result.metrics, result.failed
             else:
-                metrics, failed = [run_trial(trials[0].config, report)], {}
+                metrics, failed = [surface.run_trial(trials[0].config, report)], {}
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases:

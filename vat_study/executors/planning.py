@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..failpoints import failpoint
-from ..config import LEGACY_IMPLEMENTATION, comparable_config, lane_structure, param_path, settings_paths
-from ..objective import resolve_config
+from ..surface import (BOOKKEEPING_SETTINGS, LEGACY_IMPLEMENTATION, WINDOWED_METRICS, comparable_config,
+                       identity_config, lane_structure, param_path, resolve_config, settings_paths)
 from ..spec import PlannedTrial, StudySpec, canonical, digest, set_dotted
 from ..store import Store
 
@@ -37,7 +37,9 @@ class Plan:
 def check_same_study(spec: StudySpec, store: Store) -> None:
     """Refuse to continue a stored study whose task, method or probes differ from this file's:
     its finished trials would silently mix with new ones. The search, seeds, metric and executor
-    may change (that is how a study grows)."""
+    may change (that is how a study grows), and so may the bookkeeping settings
+    (``BOOKKEEPING_SETTINGS``: data_root, download, device, eval_every unless the study selects on
+    a training-loss mean). A refusal names every setting that differs, with both values."""
     from ..spec import SpecError, canonical
 
     from ..store import safe_url
@@ -52,11 +54,37 @@ def check_same_study(spec: StudySpec, store: Store) -> None:
                                          or isinstance(was["method"].get("implementation"), dict)):
             legacy = LEGACY_IMPLEMENTATION.get(mode, LEGACY_IMPLEMENTATION["semi_supervised"])
             method["implementation"] = {**legacy, **(method.get("implementation") or {})}
-    changed = [k for k in ("task", "method", "probes") if canonical(was.get(k)) != canonical(now.get(k))]
+    keep = ("task.eval_every",) if spec.metric.name in WINDOWED_METRICS else ()
+    now, was = identity_config(now, keep), identity_config(was, keep)
+    flat_now, flat_was = _leaves(now), _leaves(was)
+    changed = sorted(k for k in set(flat_now) | set(flat_was)
+                     if canonical(flat_now.get(k, _ABSENT)) != canonical(flat_was.get(k, _ABSENT)))
     if changed:
-        raise SpecError([f"{k}: differs from the study {spec.name!r} already in {safe_url(spec.storage)}; finished "
-                         f"trials would mix with new ones. Give the edited study a new name, or use another storage"
-                         for k in changed])
+        def shown(flat: dict, k: str) -> str:
+            return "(not set)" if k not in flat else canonical(flat[k])
+
+        raise SpecError([f"{k}: {shown(flat_was, k)} in the stored study {spec.name!r}, {shown(flat_now, k)} in this "
+                         "file" for k in changed]
+                        + [f"the study {spec.name!r} in {safe_url(spec.storage)} differs in the settings above, and its "
+                           "finished trials would mix with new ones: give the edited study a new name, or use another "
+                           "storage (these may change: " + ", ".join(BOOKKEEPING_SETTINGS) + ")"])
+
+
+_ABSENT = "<absent>"
+
+
+def _leaves(sections: dict) -> dict:
+    """{dotted path: value} down to every leaf of nested mappings (a list is one value)."""
+    out: dict = {}
+
+    def walk(prefix: str, v) -> None:
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        else:
+            out[prefix] = v
+    walk("", sections)
+    return out
 
 
 def _sections(spec: dict) -> dict:

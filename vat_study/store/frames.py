@@ -7,8 +7,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from .. import methods
-from ..config import get_path, param_path, upgrade_stored_config
+from ..surface import get_path, methods, param_path, upgrade_stored_config
 from .repository import Store
 from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
 

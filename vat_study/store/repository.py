@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ..config import upgrade_stored_config
+from ..surface import upgrade_stored_config
 from ..failpoints import failpoint
 from .engine import make_engine, upgrade_schema
 from .schema import (

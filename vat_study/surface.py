@@ -1,0 +1,67 @@
+"""The one module the platform (the CLI, study files, the store, the executors, the analyses)
+reaches the science through.
+
+Importing it loads pydantic and the trial-config models, never torch: the configs, the method
+registry (``methods``: names, families, settings models), the settings metadata (lane settings,
+legacy values, what takes part in a study's identity) and the metric names are here at once;
+``run_trial``, ``run_lanes``, ``run_seeds``, ``load_trained``, ``DataError`` and the two
+regularizer functions the example figures draw with load torch on first use (module
+``__getattr__``). ``tests/test_import_boundary.py`` checks that the platform imports nothing
+else from the science modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import methods  # noqa: F401  (the method registry: torch-free until a regularizer runs)
+from .config import (  # noqa: F401
+    BOOKKEEPING_SETTINGS,
+    WINDOWED_METRICS,
+    LANE_SETTINGS,
+    LEGACY_IMPLEMENTATION,
+    ConfigError,
+    Implementation,
+    TrialConfig,
+    added_settings,
+    comparable_config,
+    get_path,
+    identity_config,
+    lane_structure,
+    nest,
+    param_path,
+    reported_metrics,
+    resolve_config,
+    settings_paths,
+    upgrade_stored_config,
+)
+from .vocabulary import (  # noqa: F401
+    DATASET_NAMES,
+    DIAGNOSTICS,
+    FIDELITY,
+    GRAD_SD_NORM_PREFIX,
+    MODEL_NAMES,
+    RVADV,
+    RVADV_TRAIN,
+    TEST_CURVE,
+    grad_sd_norm_name,
+)
+
+_LAZY = {  # name -> the science module that defines it (imports torch)
+    "run_trial": "objective", "run_lanes": "objective", "run_seeds": "objective", "LanesResult": "objective",
+    "SeedsResult": "objective", "load_trained": "objective", "DataError": "data",
+    "lds": "regularizers", "virtual_adversarial_direction": "regularizers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __package__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
