@@ -97,6 +97,36 @@ def _shown_url(url: str) -> str:
     return url
 
 
+PROVENANCE_KEYS = ("vat-study", "git_commit", "git_dirty", "argv", "overrides", "cpu", "platform", "gpu", "cuda",
+                   "cudnn", "torch_threads")
+
+
+def provenance_lines(versions: dict) -> list[str]:
+    """The report header's provenance of the study's newest trial (``vat_study.provenance``):
+    code, command, machine and library versions; a store written before provenance was recorded
+    shows what it has."""
+    v = dict(versions or {})
+    if not v:
+        return ["- provenance: none recorded"]
+    code = f"vat-study {v.get('vat-study', '?')}"
+    if v.get("git_commit"):
+        code += f" (commit {str(v['git_commit'])[:12]}" + (", with uncommitted changes)" if v.get("git_dirty")
+                                                           else ", clean)")
+    lines = [f"- code: {code}"]
+    if v.get("argv") is not None:
+        lines.append("- command: `vat-study " + " ".join(str(a) for a in v["argv"]) + "`"
+                     + (f"; overrides {v['overrides']}" if v.get("overrides") else ""))
+    machine = [f"CPU {v['cpu']}" if v.get("cpu") else None,
+               f"GPU {v['gpu']}" if v.get("gpu") else ("no GPU" if "gpu" in v else None),
+               f"CUDA {v['cuda']}" if v.get("cuda") else None, f"cuDNN {v['cudnn']}" if v.get("cudnn") else None,
+               f"torch threads {v['torch_threads']}" if v.get("torch_threads") is not None else None]
+    if any(machine):
+        lines.append("- machine: " + ", ".join(m for m in machine if m))
+    libs = {k: x for k, x in v.items() if k not in PROVENANCE_KEYS}
+    lines.append("- versions: " + ", ".join(f"{k} {x}" for k, x in libs.items()))
+    return lines
+
+
 def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[Path, list[tuple[str, str]]]:
     """Write the report; returns report.md's path and the (artifact, reason) pairs skipped."""
     data = load(url, study)
@@ -118,8 +148,8 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
             f"- storage: `{_shown_url(safe_url(url))}`",
             f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",
             f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
-            f"- metric: {data.metric} ({data.mode}); versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-            ""]
+            f"- metric: {data.metric} ({data.mode})",
+            *provenance_lines(versions), ""]
     failed = trials[trials["status"].isin(["FAILED", "PRUNED"])] if not trials.empty else trials
     if not failed.empty:
         kinds = failed["failure_kind"].fillna("error").value_counts().to_dict() if "failure_kind" in failed else {}

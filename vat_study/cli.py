@@ -54,14 +54,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparamet
 
 
 def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
+    if value:  # the installed release, with the git commit (and .dirty) when run from a checkout
+        from .provenance import package_version
 
-        try:
-            v = version("vat-study")
-        except PackageNotFoundError:  # run from a source tree without installing
-            v = "unknown (not installed)"
-        typer.echo(f"vat-study {v}")
+        typer.echo(f"vat-study {package_version()}")
         raise typer.Exit()
 
 
@@ -341,8 +337,10 @@ def run(
     except SpecError as e:
         _fail(str(e))
     runner = run_ray if spec.executor.kind == "ray" else run_local
+    _record_invocation(set_, spec.storage)
     try:
         summary = runner(spec, spec_path=str(study), progress=not no_progress)
+        _record_run_provenance(store, spec.name)
     except SpecError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -364,6 +362,24 @@ def run(
     for e in summary.errors:
         err.print(e)
     _exit_for_failures(spec, store)
+
+
+def _record_invocation(set_: list[str], storage: str) -> None:
+    """The command line (argv, a database password masked) and its ``--set`` overrides, for the
+    provenance every trial of this run records (``vat_study.provenance``)."""
+    from .provenance import set_invocation
+
+    set_invocation([mask_secrets(a, storage) for a in sys.argv[1:]], parse_set(set_))
+
+
+def _record_run_provenance(store, name: str) -> None:
+    """The provenance of this run (``provenance.run_provenance``) kept with the stored study, as
+    ``provenance`` beside its spec (the latest run's; each trial keeps its own in ``versions``)."""
+    from .provenance import run_provenance
+
+    stored = store.study_spec(name)
+    if stored is not None:
+        store.get_or_create_study(name, {**stored, "provenance": run_provenance()})
 
 
 def _planned_device(spec) -> str:

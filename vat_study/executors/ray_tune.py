@@ -47,6 +47,14 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def _invocation_env() -> dict[str, str]:
+    """The command line's argv and overrides (``provenance.INVOCATION_ENV``) for the workers of a
+    cluster this run joins (a local Ray inherits the environment anyway)."""
+    from ..provenance import INVOCATION_ENV
+
+    return {INVOCATION_ENV: os.environ[INVOCATION_ENV]} if INVOCATION_ENV in os.environ else {}
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
@@ -107,7 +115,8 @@ def _init_ray(spec: StudySpec) -> None:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                                   configure_logging=True,
                                   runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0",
-                                                            "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}})
+                                                            "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                                                            **_invocation_env()}})
     if spec.executor.address:
         import re
         import socket

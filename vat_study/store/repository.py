@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,16 +31,11 @@ from .schema import (
 log = logging.getLogger(__name__)
 
 
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+def package_versions() -> dict[str, Any]:
+    """What a trial records in ``versions``: its provenance (``vat_study.provenance``)."""
+    from ..provenance import trial_provenance
 
-    out = {"python": platform.python_version()}
-    for pkg in ("vat-study", "torch", "numpy", "ray", "optuna", "sqlalchemy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+    return trial_provenance()
 
 
 def _finite_or_none(v: Any) -> float | None:

@@ -1,0 +1,85 @@
+"""Provenance: each trial records the code, the command, the machine and the libraries that shaped
+it; each run records the same with the stored study; the report header shows it."""
+
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from test_executors import tiny
+from vat_study import provenance
+from vat_study.cli import app
+from vat_study.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+
+def test_trial_provenance_names_code_machine_and_every_library():
+    import torch
+
+    p = provenance.trial_provenance()
+    for lib in ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pydantic", "python"):
+        assert p[lib], lib
+    assert p["torch"] == version("torch") and p["scikit-learn"] == version("scikit-learn")
+    assert p["vat-study"].startswith(version("vat-study"))
+    if (ROOT / ".git").exists():  # a checkout: the commit and whether tracked files differ from it
+        assert p["git_commit"] == _git("rev-parse", "HEAD")
+        assert p["git_dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no"))
+        assert f"+g{p['git_commit'][:12]}" in p["vat-study"]
+    assert p["torch_threads"] == torch.get_num_threads() and p["cpu"]
+    assert p["cuda"] == torch.version.cuda and ("gpu" in p and "cudnn" in p)
+    token = provenance.planned_threads.set(3)
+    try:
+        assert provenance.trial_provenance()["torch_threads"] == 3
+    finally:
+        provenance.planned_threads.reset(token)
+
+
+def test_a_process_without_torch_records_no_torch_entries():
+    code = ("import sys; from vat_study import provenance as p; v = p.trial_provenance(); "
+            "assert 'torch' not in sys.modules and 'torch_threads' not in v and v['torch']; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_run_records_argv_overrides_and_threads_per_trial_and_with_the_study(tmp_path, monkeypatch):
+    monkeypatch.setenv(provenance.INVOCATION_ENV, "")  # restored (removed) after the test
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/p.db"
+    spec = tiny("prov", url, seeds=[0])
+    spec["search"] = {"grid": [{"method": ["baseline"]}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(sys, "argv", ["vat-study", "run", "p.yaml", "--set", "task.steps=3", "--no-progress"])
+    r = CliRunner().invoke(app, sys.argv[1:])
+    assert r.exit_code == 0, r.output
+    store = Store(url)
+    rows = store.trials_frame("prov")
+    assert len(rows) == 1 and rows["steps"].iloc[0] == 3
+    v = store.latest_versions("prov")
+    assert v["argv"] == ["run", "p.yaml", "--set", "task.steps=3", "--no-progress"]
+    assert v["overrides"] == {"task.steps": 3} and v["torch_threads"] == 1  # executor.per_trial.cpu
+    assert v["torchvision"] == version("torchvision") and v["pydantic"] == version("pydantic")
+    study = store.study_spec("prov")["provenance"]
+    assert study["argv"] == v["argv"] and study["vat-study"] == v["vat-study"]
+    from vat_study.analysis.report import write_report
+
+    path, _ = write_report(url, "prov", tmp_path / "rep")
+    head = path.read_text().split("\n\n")[1]  # the header list, below the title
+    assert f"- code: vat-study {v['vat-study']}" in head
+    assert "- command: `vat-study run p.yaml --set task.steps=3 --no-progress`; overrides {'task.steps': 3}" in head
+    assert "torch threads 1" in head and f"torchvision {v['torchvision']}" in head and "scikit-learn" in head
+
+
+def test_a_store_without_provenance_still_reports():
+    from vat_study.analysis.report import provenance_lines
+
+    assert provenance_lines({}) == ["- provenance: none recorded"]
+    old = provenance_lines({"python": "3.11.2", "vat-study": "0.2.0", "torch": "2.4.0"})
+    assert old == ["- code: vat-study 0.2.0", "- versions: python 3.11.2, torch 2.4.0"]
