@@ -1,0 +1,208 @@
+"""Experiment trackers: a study's ``tracking:`` block sends each trial's config and its per-step
+metrics to TensorBoard, MLflow or Weights & Biases, through the libraries themselves, beside the
+store (which stays the record the reports read).
+
+    tracking:
+      tensorboard: runs/tb          # event files: DIR/<study>/<trial>/ (tensorboardX's SummaryWriter)
+      mlflow: true                  # MLflow, one run per trial, experiment = the study: true is the
+                                    # local store sqlite:///results/mlflow.db; or a tracking URI, or a
+                                    # folder (MLflow's file store)
+      wandb: my-project             # W&B project (needs the wandb package and a login, or WANDB_MODE=offline)
+
+The hook sits where the executors report per-step metrics to the store (``Trackers``: one per
+group of trials trained together); the science knows nothing of it. A tracker's package that is
+missing is an error when the study file is read; a tracker failing while a study runs (a full
+disk, a server gone) is logged and that tracker stops for the trial, never the trial itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MLFLOW = "sqlite:///results/mlflow.db"
+"""``tracking.mlflow: true``: a local MLflow store (one SQLite file, no server)."""
+
+PACKAGES = {"tensorboard": ("tensorboardX", "tensorboardX"), "mlflow": ("mlflow", "mlflow-skinny"),
+            "wandb": ("wandb", "wandb")}
+"""tracker -> (module imported, package to install)."""
+
+
+def missing_packages(tracking: Mapping[str, Any]) -> list[str]:
+    """One line per tracker asked for whose package is not installed (naming it)."""
+    out = []
+    for name, (module, package) in PACKAGES.items():
+        if tracking.get(name) not in (None, False) and importlib.util.find_spec(module) is None:
+            out.append(f"tracking.{name}: needs the {package!r} package, which is not installed here "
+                       f"(pip install 'vat-study[trackers]' or pip install {package})")
+    return out
+
+
+def mlflow_uri(value: str | bool) -> str:
+    """The tracking URI of ``tracking.mlflow``: true -> ``DEFAULT_MLFLOW``; a URI (``scheme:``)
+    as it is; a folder -> MLflow's file store there (absolute)."""
+    if value is True:
+        value = DEFAULT_MLFLOW
+    value = str(value)
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        path = Path(value.removeprefix("sqlite:///")).resolve()  # relative to where the run starts
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" in value or value.startswith("file:"):
+        return value
+    return Path(value).resolve().as_uri()
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == float(v)}
+
+
+def _run_name(trial: Any) -> str:
+    shown = ",".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
+    return f"{shown or 'base'}-s{trial.seed}-{trial.key[:8]}"
+
+
+class _TensorBoard:
+    def __init__(self, root: str, study: str, trial: Any, config: Mapping[str, Any]) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.logdir = Path(root).resolve() / study / _run_name(trial)
+        self.writer = SummaryWriter(logdir=str(self.logdir))
+        self.params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                       for k, v in _flat(config).items() if v is not None}
+
+    def step(self, step: int, metrics: Mapping[str, float]) -> None:
+        for k, v in _numbers(metrics).items():
+            self.writer.add_scalar(k, v, global_step=step)
+
+    def finish(self, final: Mapping[str, Any] | None, status: str) -> None:
+        from tensorboardX.summary import hparams
+
+        values = {f"final/{k}": v for k, v in _numbers(final or {}).items()}
+        for summary in hparams(self.params, values):  # the HParams plugin's records, in this run's own file
+            self.writer.file_writer.add_summary(summary)
+        for k, v in values.items():
+            self.writer.add_scalar(k, v)
+        self.writer.add_text("status", status)
+        self.writer.close()
+
+
+class _MLflow:
+    def __init__(self, uri: str, study: str, trial: Any, config: Mapping[str, Any]) -> None:
+        from mlflow.tracking import MlflowClient
+
+        if uri.startswith("file:"):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # asked for by name: MLflow 3 refuses it otherwise
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(study)
+        if experiment is None:
+            try:
+                experiment_id = self.client.create_experiment(study)
+            except Exception:  # noqa: BLE001  another worker created it meanwhile
+                experiment_id = self.client.get_experiment_by_name(study).experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+        run = self.client.create_run(experiment_id, run_name=_run_name(trial),
+                                     tags={"vat_study.study": study, "vat_study.trial_key": trial.key,
+                                           "vat_study.config_key": trial.config_key, "vat_study.seed": str(trial.seed)})
+        self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        params = [Param(k, str(v)) for k, v in sorted(_flat(config).items())]
+        for i in range(0, len(params), 100):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, params=params[i:i + 100])
+
+    def step(self, step: int, metrics: Mapping[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in _numbers(metrics).items()])
+
+    def finish(self, final: Mapping[str, Any] | None, status: str) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = _numbers(final or {})
+        if values:
+            self.client.log_batch(self.run_id, metrics=[Metric(f"final.{k}", v, now, 0) for k, v in values.items()])
+        self.client.set_terminated(self.run_id, status="FINISHED" if status == "COMPLETE" else "FAILED")
+
+
+class _WandB:
+    def __init__(self, project: str, study: str, trial: Any, config: Mapping[str, Any]) -> None:
+        import wandb
+
+        self.run = wandb.init(project=project, group=study, name=_run_name(trial), config=dict(config),
+                              tags=[study], reinit="create_new")
+
+    def step(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.run.log(_numbers(metrics), step=step)
+
+    def finish(self, final: Mapping[str, Any] | None, status: str) -> None:
+        for k, v in _numbers(final or {}).items():
+            self.run.summary[f"final/{k}"] = v
+        self.run.finish(exit_code=0 if status == "COMPLETE" else 1)
+
+
+_KINDS = {"tensorboard": _TensorBoard, "mlflow": _MLflow, "wandb": _WandB}
+
+
+class Trackers:
+    """The trackers of one group of trials (lane i is ``trials[i]``): ``step`` at every report,
+    ``finish`` once per trial. A tracker that raises is logged and dropped for that trial."""
+
+    def __init__(self, tracking: Mapping[str, Any] | None, study: str, trials: Sequence[Any],
+                 configs: Sequence[Mapping[str, Any]]) -> None:
+        self.lanes: list[dict[str, Any]] = [{} for _ in trials]
+        for name, value in (tracking or {}).items():
+            if value in (None, False) or name not in _KINDS:
+                continue
+            target = mlflow_uri(value) if name == "mlflow" else value
+            for i, (t, c) in enumerate(zip(trials, configs)):
+                try:
+                    self.lanes[i][name] = _KINDS[name](target, study, t, c)
+                except Exception as e:  # noqa: BLE001  a tracker never fails a trial
+                    log.warning("tracking.%s: not recording trial %s (%s: %s)", name, t.key, type(e).__name__, e)
+
+    def _each(self, lane: int, call: str, *args: Any) -> None:
+        for name, tracker in list(self.lanes[lane].items()):
+            try:
+                getattr(tracker, call)(*args)
+            except Exception as e:  # noqa: BLE001
+                log.warning("tracking.%s: stopped recording this trial (%s: %s)", name, type(e).__name__, e)
+                del self.lanes[lane][name]
+
+    def step(self, lane: int, step: int, metrics: Mapping[str, Any]) -> None:
+        self._each(lane, "step", step, metrics)
+
+    def finish(self, lane: int, final: Mapping[str, Any] | None, status: str) -> None:
+        self._each(lane, "finish", final, status)
+        self.lanes[lane] = {}
+
+    def close(self, status: str = "FAILED") -> None:
+        """Finish every trial not finished yet (a group that stopped with an exception)."""
+        for lane in range(len(self.lanes)):
+            if self.lanes[lane]:
+                self.finish(lane, None, status)
