@@ -30,6 +30,28 @@ def _free_port() -> int:
 @contextmanager
 def postgres_server():
     """Yields an SQLAlchemy URL of a fresh, empty database."""
+    with running_postgres() as server:
+        yield server.url
+
+
+class PostgresServer:
+    """A running test server: ``url``; ``stop()`` / ``start()`` it (the data kept), e.g. for an outage."""
+
+    def __init__(self, run, bindir: str, data: str, log: str, port: int, sock: str) -> None:
+        self._run, self._bindir, self._data, self._log, self._port, self._sock = run, bindir, data, log, port, sock
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/vat"
+
+    def start(self) -> None:
+        self._run(f"{self._bindir}/pg_ctl", "-D", self._data, "-w", "-t", "60", "-l", self._log,
+                  "-o", f"-p {self._port} -k {self._sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self) -> None:
+        self._run(f"{self._bindir}/pg_ctl", "-D", self._data, "-m", "immediate", "-w", "stop")
+
+
+@contextmanager
+def running_postgres():
+    """Yields a ``PostgresServer`` holding a fresh, empty database ``vat``."""
     bindir = pg_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql (.ci/run does)")
@@ -47,14 +69,16 @@ def postgres_server():
 
     port = _free_port()
     run(f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(f"{bindir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l", os.path.join(tmp, "log"),
-        "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    server = PostgresServer(run, bindir, data, os.path.join(tmp, "log"), port, sock)
+    server.start()
     try:
         run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "vat")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/vat"
+        yield server
     finally:
         try:
-            run(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+            server.stop()
+        except subprocess.CalledProcessError:
+            pass  # stopped already
         finally:
             time.sleep(0.2)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import struct
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -288,3 +290,377 @@ def test_an_image_shape_the_model_cannot_take_is_refused_in_the_preflight(tmp_pa
     paths = idx_set(tmp_path, side=14)  # big enough for the conv models: passes
     r = run_cli(["run", str(idx_study(tmp_path, paths, model="conv_small_svhn")), "--dry-run"])
     assert r.exit_code == 0, r.output
+
+
+# ----------------------------------------------------------------- signals
+
+
+def _wait_for(proc, url: str, name: str, ready, timeout: float = 240) -> bool:
+    from vat_study.store import Store
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        try:
+            df = Store(url).trials_frame(name)
+        except Exception:  # noqa: BLE001  the store may not exist yet
+            continue
+        if not df.empty and ready(df):
+            return True
+    return False
+
+
+@pytest.mark.platform
+@pytest.mark.parametrize("executor,sig,code", [("local", signal.SIGTERM, 143), ("local", signal.SIGHUP, 129),
+                                               ("ray", signal.SIGTERM, 143)])
+def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path, executor, sig, code):
+    """The trial running when the signal comes is FAILED (interrupted), one line says so, the exit
+    code is 128 + the signal, no traceback; a plain rerun finishes the study."""
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = tiny("sig", url, seeds=[0], search={"grid": [{"method": ["baseline", "vat"]}]},
+                executor={"kind": executor, "per_trial": {"cpu": 1}})
+    path = write(tmp_path, spec)
+    env = {**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@1=sleep:120"}
+    proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=env)
+    try:
+        assert _wait_for(proc, url, "sig", lambda df: (df.status == "RUNNING").any())
+        time.sleep(1.0)  # inside the trial's first report (the failpoint sleeps there)
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, err[-3000:]
+    name = signal.Signals(sig).name
+    assert f"stopped by {name}: every finished trial is in" in err and "Traceback" not in err, err[-3000:]
+    df = Store(url).trials_frame("sig")
+    assert "RUNNING" not in set(df.status), df[["key", "status"]]
+    stopped = df[df.status == "FAILED"]
+    assert len(stopped) >= 1 and set(stopped.failure_kind) == {"interrupted"}
+    assert all(e.startswith("interrupted: ") for e in stopped.error), list(stopped.error)
+    if executor == "local":  # the trial's own record names the signal
+        assert all(name in e for e in stopped.error), list(stopped.error)
+    rerun = subprocess.run(CLI + ["run", str(path), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert set(Store(url).trials_frame("sig").status) == {"COMPLETE"}
+
+
+# ----------------------------------------------------------------- store faults
+
+
+def two_trials(tmp_path, url: str, **extra) -> dict:
+    return tiny("st", url, seeds=[0], search={"grid": [{"method": ["baseline", "vat"]}]}, **extra)
+
+
+@pytest.mark.platform
+def test_a_lost_connection_is_retried_and_no_trial_is_trained_twice(tmp_path, monkeypatch, caplog):
+    from vat_study.executors import run_local
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "store.commit@6=disconnect")
+    summary = run_local(parse_spec(two_trials(tmp_path, url)), progress=False)
+    monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
+    assert (summary.ran, summary.failed) == (2, 0)
+    df = Store(url).trials_frame("st")
+    assert set(df.status) == {"COMPLETE"} and set(df.attempts) == {1}
+    assert any("server closed the connection unexpectedly; retrying" in r.getMessage() for r in caplog.records)
+
+
+def _wait_complete(proc, url, name, n, timeout=300) -> bool:
+    return _wait_for(proc, url, name, lambda df: (df.status == "COMPLETE").sum() >= n, timeout)
+
+
+@pytest.mark.platform
+def test_postgresql_down_for_5_s_mid_study_is_survived(tmp_path):
+    """The server stopped for 5 s while trials run: the driver retries, exits 0, every trial once."""
+    from pg import running_postgres
+
+    from vat_study.store import Store
+
+    with running_postgres() as server:
+        spec = tiny("pgdown", server.url, seeds=[0, 1], search={"grid": [{"method": ["baseline", "vat"]}]})
+        spec["task"].update(steps=60, eval_every=10)
+        path = write(tmp_path, spec)
+        proc = subprocess.Popen(CLI + ["run", str(path), "--executor", "local", "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert _wait_complete(proc, server.url, "pgdown", 1)
+            server.stop()
+            time.sleep(5)
+            server.start()
+            _, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+        df = Store(server.url).trials_frame("pgdown")
+        assert len(df) == 4 and set(df.status) == {"COMPLETE"} and set(df.attempts) == {1}, df[["status", "attempts"]]
+
+
+def test_error_texts_are_sanitized_and_capped_before_the_store(storage_url):
+    from vat_study.store import Store
+    from vat_study.store.faults import MAX_ERROR_CHARS
+
+    store = Store(storage_url)
+    sid = store.get_or_create_study("s", {"name": "s"})
+    lease = store.start_trial(sid, key="k", config_key="c", params={}, seed=0, config={"seed": 0})
+    store.fail_trial(lease, "ValueError: a\x00b \udc80 lone" + "x" * 100_000)
+    error = store.trials_frame("s").error.iloc[0]
+    assert error.startswith("ValueError: a\\x00b \\udc80 lone") and len(error) <= MAX_ERROR_CHARS + 100
+    assert "characters cut" in error
+
+
+def test_a_locked_store_is_said_in_one_line_naming_the_file(tmp_path):
+    import sqlite3
+
+    from sqlalchemy import create_engine, text
+
+    from vat_study.store.faults import describe
+
+    db = tmp_path / "locked.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        engine = create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.1})
+        with pytest.raises(Exception) as e, engine.begin() as c:
+            c.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    line = describe(e.value, f"sqlite:///{db}")
+    assert line == (f"the SQLite file {str(db)!r} is locked by another process (waited 60 s for it): let that "
+                    "process finish, or give another storage")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB file system (tmpfs), or skip where this process may not mount one."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.platform
+def test_a_full_disk_under_the_store_is_one_line_and_a_rerun_finishes(tiny_disk, tmp_path):
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tiny_disk}/s.db"
+    path = write(tmp_path, two_trials(tmp_path, url))
+    Store(url).study_names()  # the store exists, its schema written
+    filler = fill(tiny_disk)
+    r = run_cli(["run", str(path), "--executor", "local", "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert f"the disk holding the SQLite file '{tiny_disk}/s.db' is full" in r.stderr, r.stderr
+    assert "Traceback" not in r.output and r.stderr.count("error:") == 1
+    filler.unlink()
+    r = run_cli(["run", str(path), "--executor", "local", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert set(Store(url).trials_frame("st").status) == {"COMPLETE"}
+
+
+@pytest.mark.platform
+def test_a_full_disk_under_the_models_leaves_no_partial_file(tiny_disk, tmp_path):
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    spec = two_trials(tmp_path, url, save_models=True, models_dir=str(tiny_disk / "models"))
+    spec["task"]["hidden"] = [256]  # weights of about 300 KB
+    path = write(tmp_path, spec)
+    (tiny_disk / "models").mkdir()
+    filler = fill(tiny_disk)
+    r = run_cli(["run", str(path), "--executor", "local", "--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert "the disk is full writing" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list((tiny_disk / "models").iterdir()) == []  # no partial .pt, no temporary file
+    df = Store(url).trials_frame("st")
+    assert set(df.status) == {"FAILED"} and all("store or disk fault: the disk is full" in e for e in df.error)
+    filler.unlink()
+    assert run_cli(["run", str(path), "--executor", "local", "--no-progress"]).exit_code == 0
+    assert len(list((tiny_disk / "models").glob("*.pt"))) == 2
+
+
+def copy_store(url: str, to: Path) -> None:
+    """A consistent copy of a SQLite store in one file (its WAL folded in)."""
+    import sqlite3
+
+    src = sqlite3.connect(url.removeprefix("sqlite:///"))
+    dst = sqlite3.connect(to)
+    src.backup(dst)
+    dst.execute("PRAGMA journal_mode=WAL")
+    dst.close()
+    src.close()
+    for extra in ("-wal", "-shm"):
+        Path(str(to) + extra).unlink(missing_ok=True)
+
+
+@pytest.mark.platform
+def test_a_damaged_store_is_refused_by_every_command(finished, tmp_path):
+    folder, url = finished
+    bad = tmp_path / "bad.db"
+    copy_store(url, bad)
+    pages = bad.stat().st_size // 4096
+    assert pages >= 4
+    with open(bad, "r+b") as f:  # a page in the middle overwritten
+        f.seek(pages // 2 * 4096)
+        f.write(os.urandom(4096))
+    spec = tiny("done", f"sqlite:///{bad}", seeds=[0], search=None)
+    before = bad.read_bytes()
+    refused(run_cli(["run", str(write(tmp_path, spec)), "--executor", "local"]),
+            f"the SQLite file {str(bad)!r} is damaged (quick_check: ")
+    for cmd in (["status"], ["export", "done"], ["report", "done", "--out", str(tmp_path / "r")]):
+        refused(run_cli(cmd + ["--storage", f"sqlite:///{bad}"]), "is damaged (quick_check")
+    assert bad.read_bytes() == before
+
+
+@pytest.mark.platform
+def test_a_read_only_store_is_read_read_only_and_refused_by_run(finished, tmp_path):
+    folder, url = finished
+    ro = tmp_path / "ro" / "s.db"
+    ro.parent.mkdir()
+    copy_store(url, ro)
+    if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
+        ro.chmod(0o444)
+        if os.access(ro, os.W_OK):
+            pytest.skip("cannot make a file read-only for this process")
+    try:
+        ro_url = f"sqlite:///{ro}"
+        r = run_cli(["status", "done", "--storage", ro_url])
+        assert r.exit_code == 0 and "1 COMPLETE" in r.stdout, r.output
+        r = run_cli(["export", "done", "--storage", ro_url, "--out", str(tmp_path / "e" / "t.csv")])
+        assert r.exit_code == 0, r.output
+        r = run_cli(["report", "done", "--storage", ro_url, "--out", str(tmp_path / "rep")])
+        assert r.exit_code == 0, r.output
+        assert sorted(p.name for p in ro.parent.iterdir()) == ["s.db"]  # no -wal, no -shm
+        spec = tiny("done", ro_url, seeds=[0], search=None)
+        refused(run_cli(["run", str(write(tmp_path, spec)), "--executor", "local"]),
+                f"the SQLite file of {str(ro)!r} is read-only; a run writes its trials there")
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], capture_output=True)
+
+
+@pytest.mark.platform
+def test_a_trial_printing_100_mb_goes_to_a_capped_log_not_the_terminal(tmp_path):
+    from vat_study.trial_output import MAX_LOG_BYTES
+
+    spec = tiny("loud", f"sqlite:///{tmp_path}/l.db", seeds=[0], search=None)
+    path = write(tmp_path, spec)
+    env = {**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@1=print:100"}
+    r = subprocess.run(CLI + ["run", str(path), "--executor", "local", "--no-progress"], capture_output=True,
+                       text=True, timeout=600, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(r.stdout) + len(r.stderr) < 100_000
+    logs = list((tmp_path / "results" / "loud" / "logs").glob("*.log"))
+    assert len(logs) == 1
+    size = logs[0].stat().st_size
+    assert MAX_LOG_BYTES <= size < MAX_LOG_BYTES + 1000
+    assert logs[0].read_text()[-200:].strip().endswith(f"more bytes of output dropped; the log keeps the first "
+                                                       f"{MAX_LOG_BYTES:,}]")
+
+
+# ----------------------------------------------------------------- mid-trial checkpoints
+
+CK_TASK = {"dataset": "digits", "hidden": [32], "steps": 40, "eval_every": 5, "batch": {"labeled": 16, "unlabeled": 32}}
+NOT_TIMES = {"train_seconds", "wall_seconds"}
+
+
+def _no_times(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in NOT_TIMES}
+
+
+def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path):
+    import torch
+
+    from vat_study.objective import run_trial
+    from vat_study.train import checkpoints
+
+    torch.set_num_threads(1)
+    cfg = {"task": CK_TASK, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}}, "seed": 3}
+    ref_reports: list = []
+    ref = run_trial(cfg, lambda s, m: ref_reports.append((s, _no_times(m))))
+
+    class Killed(Exception):
+        pass
+
+    def killed_at_25(step, _m):
+        if step == 25:
+            raise Killed
+
+    path = tmp_path / "ck.pt"
+    with checkpoints(str(path), 10), pytest.raises(Killed):
+        run_trial(cfg, killed_at_25)
+    assert torch.load(path, weights_only=True)["step"] == 20
+    reports: list = []
+    with checkpoints(str(path), 10):
+        resumed = run_trial(cfg, lambda s, m: reports.append((s, _no_times(m))))
+    assert _no_times(resumed) == _no_times(ref)
+    assert reports == ref_reports  # the steps before the checkpoint reported again, the same values
+
+
+def test_checkpoint_every_is_validated_and_auto_means_10000_updates():
+    from vat_study.executors.execution import checkpoint_interval
+
+    base = {"name": "c", "task": dict(CK_TASK), "storage": "sqlite:///c.db", "executor": {"kind": "local"}}
+    with pytest.raises(SpecError, match="executor.checkpoint_every"):
+        parse_spec({**base, "executor": {"kind": "local", "checkpoint_every": 0}})
+    spec = parse_spec(base)
+    assert checkpoint_interval(spec, spec.expand()) is None  # 40 updates: auto is off
+    long = parse_spec({**base, "task": {**CK_TASK, "steps": 10_000}})
+    assert checkpoint_interval(long, long.expand()) == 1000
+
+
+@pytest.mark.platform
+def test_a_driver_killed_mid_trial_resumes_it_and_deletes_the_checkpoint(tmp_path):
+    """Killed (SIGKILL, via a failpoint) at update 25 of 40 with a checkpoint every 10: the rerun
+    goes on from update 20 and every metric, final and per step, equals an uninterrupted run's."""
+    from vat_study.store import Store
+
+    def study(folder: Path) -> Path:
+        folder.mkdir()
+        spec = tiny("ck", f"sqlite:///{folder}/s.db", seeds=[0], search=None,
+                    executor={"kind": "local", "per_trial": {"cpu": 1}, "checkpoint_every": 10})
+        spec["task"] = dict(CK_TASK)
+        return write(folder, spec)
+
+    ref, run = study(tmp_path / "ref"), study(tmp_path / "run")
+    assert subprocess.run(CLI + ["run", str(ref), "--no-progress"], cwd=ref.parent, capture_output=True,
+                          timeout=600).returncode == 0
+    env = {**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@5=kill"}
+    killed = subprocess.run(CLI + ["run", str(run), "--no-progress"], cwd=run.parent, capture_output=True, env=env,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+    ckdir = run.parent / "results" / "ck" / "checkpoints"
+    assert len(list(ckdir.glob("*.pt"))) == 1
+    rerun = subprocess.run(CLI + ["run", str(run), "--no-progress"], cwd=run.parent, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert list(ckdir.glob("*")) == []
+    a, b = Store(f"sqlite:///{ref.parent}/s.db"), Store(f"sqlite:///{run.parent}/s.db")
+    ta, tb = a.trials_frame("ck"), b.trials_frame("ck")
+    cols = ["val_error", "test_error", "rvadv", "loss"]
+    assert list(tb.status) == ["COMPLETE"] and tb[cols].equals(ta[cols]), (ta[cols], tb[cols])
+    ma, mb = (s.metrics_frame("ck").query("name != 'train_seconds'").sort_values(["step", "name"])
+              [["step", "name", "value"]].reset_index(drop=True) for s in (a, b))
+    assert ma.equals(mb)

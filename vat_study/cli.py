@@ -250,7 +250,15 @@ def _existing_store(storage: str):
     url = make_url(storage)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
         _fail(f"--storage {safe_url(storage)!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
-    return _reachable(Store(storage), "--storage")
+    from .store import StoreError
+    from .store.health import check_store_file
+
+    try:  # damaged: refused; read-only: opened read-only (no -wal / -shm files made)
+        opened = check_store_file(storage, write=False)
+    except StoreError as e:
+        _fail(f"--storage {safe_url(storage)!r}: {e}")
+    store = _reachable(Store(opened), "--storage")
+    return store
 
 
 @app.command()
@@ -271,6 +279,9 @@ def run(
     # background by a non-interactive shell (which would otherwise inherit SIGINT as ignored).
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    from .signals import install_stop_signals
+
+    install_stop_signals()  # SIGTERM / SIGHUP: as Ctrl-C, exit 143 / 129
     spec = _load_study(study, set_, executor, storage, address)
     from .preflight import run_preflight
     from .spec import SpecError
@@ -331,6 +342,13 @@ def run(
             join_cluster(spec)
         except SpecError as e:
             _fail(str(e))
+    from .store import StoreError
+    from .store.health import check_store_file
+
+    try:  # a damaged or read-only SQLite file: one line, before anything is written
+        check_store_file(spec.storage, write=True)
+    except StoreError as e:
+        _fail(f"storage {safe_url(spec.storage)!r}: {e}")
     store = _reachable(Store(spec.storage), "storage")
     try:
         check_same_study(spec, store)
@@ -343,13 +361,24 @@ def run(
         _record_run_provenance(store, spec.name)
     except SpecError as e:
         _fail(str(e))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        from .signals import exit_code, stop_of
+
         study_id = store.study_id(spec.name)
         if study_id is not None:  # trials this run had started: FAILED (interrupted), redone by the next run
             store.fail_running(study_id, INTERRUPTED_BY_USER, "interrupted")
-        err.print(f"interrupted: every finished trial is in {safe_url(spec.storage)}; run the same command "
+        why = f"stopped by {stop_of(stop).name}" if stop_of(stop) else "interrupted"
+        err.print(f"{why}: every finished trial is in {safe_url(spec.storage)}; run the same command "
                   "again to continue the study", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(stop)) from None
+    except Exception as e:  # a store or disk fault mid-run (disk full, locked, gone): one line, no traceback
+        from .store.faults import describe
+
+        line = describe(e, spec.storage) or (describe(e.__context__, spec.storage) if e.__context__ else None)
+        if line is None:
+            raise
+        err.print(f"error: {line}; every finished trial is kept", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     out.print(_summary_table(spec.name, spec.metric.model_dump(), store))
     if summary.interrupted_marked:
         out.print(f"{summary.interrupted_marked} trial(s) left RUNNING by an earlier, interrupted run were redone.")
@@ -515,7 +544,7 @@ def report(
         _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
     from vat_study.analysis.report import write_report
 
-    path, skipped = write_report(storage, study, out_dir)
+    path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
     out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
                                    if skipped else ""))
 

@@ -10,6 +10,10 @@ the n-th time (default: the first) this process passes ``name``, the action runs
     kill        SIGKILL this process (no cleanup, no atexit: what a power cut or OOM kill does)
     raise       raise ``FailpointError`` (an ordinary exception)
     sleep:S     sleep S seconds (to widen a race window)
+    disconnect  raise the error a lost database connection gives (SQLAlchemy's OperationalError,
+                connection invalidated), as a PostgreSQL restart mid-transaction does
+    enospc      raise OSError ENOSPC (a full disk)
+    print:MB    write MB megabytes of text to sys.stdout (a trial that floods its output)
 
 With ``VAT_STUDY_FAILPOINTS_ONCE=DIR`` each failpoint fires at most once across all processes
 (a marker file in DIR, created atomically), so a Ray trial that is retried in a fresh worker is
@@ -79,5 +83,20 @@ def failpoint(name: str) -> None:
         time.sleep(60)  # SIGKILL is asynchronous only in theory; never run past the point
     elif action.startswith("sleep:"):
         time.sleep(float(action.split(":", 1)[1]))
+    elif action == "disconnect":
+        from sqlalchemy.exc import OperationalError
+
+        raise OperationalError(f"failpoint {name!r}", None, ConnectionError("server closed the connection "
+                                                                             "unexpectedly"), connection_invalidated=True)
+    elif action.startswith("print:"):
+        import sys
+
+        line = "x" * 1023 + "\n"
+        for _ in range(int(float(action.split(":", 1)[1]) * 1024)):
+            sys.stdout.write(line)
+    elif action == "enospc":
+        import errno
+
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"failpoint {name!r}")
     else:
         raise FailpointError(f"failpoint {name!r} (hit {nth})")

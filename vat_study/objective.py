@@ -167,9 +167,7 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
             out.append(None)
             continue
         if c.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
-            path = Path(c.model_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.seed_state_dict(i) if batched else model.state_dict(), path)
+            save_weights(model.seed_state_dict(i) if batched else model.state_dict(), Path(c.model_path))
         metrics.update(
             steps=cfg.task.steps,
             wall_seconds=wall / n,
@@ -181,6 +179,31 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
             metrics["lanes"] = n
         out.append(metrics)
     return LanesResult(out, failed)
+
+
+def save_weights(state: Mapping[str, Any], path: Path) -> None:
+    """``state`` written to ``path`` whole or not at all: serialized in memory, written to a
+    temporary name in the same folder, then renamed over ``path`` (a full disk or a kill leaves
+    no partial file); an OSError names ``path``."""
+    import io
+    import os
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def seed_splits(cfg: TrialConfig, ds: Dataset, seed: int) -> Splits:

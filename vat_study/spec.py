@@ -216,6 +216,18 @@ class Executor(_Strict):
                              "not both; lanes covers what batch_seeds does")
         return v
 
+    checkpoint_every: int | Literal["auto"] | None = Field(
+        "auto", description="updates between mid-trial checkpoints (a killed or stopped trial resumes from its "
+                            "last one, with the same final metrics); auto: every 1,000 for trials of 10,000 "
+                            "updates or more, none for shorter ones; null: never")
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _every(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be a number of updates >= 1, 'auto', or null (no checkpoints)")
+        return v
+
     _fin = field_validator("trial_timeout")(_finite)
 
 

@@ -15,6 +15,7 @@ them, is ``cfg.method.implementation`` (methods.Implementation; README "Implemen
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -196,6 +197,72 @@ def adam(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), **kwargs)
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Mid-trial checkpoints: every ``every`` updates the whole training state (weights, Adam,
+    every random generator and sampler position, the running sums and the reports made) goes to
+    ``path``; a run of the same lanes that finds it there goes on from it, reporting again what was
+    reported before, and ends with the same metrics as a run never stopped (on the CPU)."""
+
+    path: str
+    every: int
+
+
+_checkpointing: contextvars.ContextVar[Checkpointing | None] = contextvars.ContextVar("vat_checkpointing", default=None)
+
+
+@contextlib.contextmanager
+def checkpoints(path: str, every: int) -> Iterator[None]:
+    """Training inside the block checkpoints to ``path`` every ``every`` updates and resumes from it."""
+    token = _checkpointing.set(Checkpointing(str(path), int(every)))
+    try:
+        yield
+    finally:
+        _checkpointing.reset(token)
+
+
+def _fingerprint(lanes: list[TrialConfig]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps([c.model_dump(mode="json") for c in lanes], sort_keys=True,
+                                   default=str).encode()).hexdigest()
+
+
+def _sampler_state(s: EpochSampler | None) -> dict | None:
+    return None if s is None else {"order": s.order.cpu(), "pos": s.pos}
+
+
+def _save_checkpoint(ck: Checkpointing, state: dict) -> None:
+    """Written whole (a temporary name, then renamed): a kill while saving keeps the previous one."""
+    import os
+    from pathlib import Path
+
+    path = Path(ck.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(ck: Checkpointing, fingerprint: str) -> dict | None:
+    """The checkpoint at ``ck.path`` if it is one of these lanes (else None: trained afresh)."""
+    from pathlib import Path
+
+    path = Path(ck.path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  unreadable (cut short by a full disk): train afresh
+        return None
+    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
+
+
 @dataclass
 class SeedData:
     """What one seed's run draws from: its splits, samplers and random generators."""
@@ -285,7 +352,41 @@ def train_lanes(
     sums = torch.zeros(3, n, dtype=torch.float64, device=x_train.device)  # loss, nll, R per seed, on the device
     last: list[dict[str, float]] = [{} for _ in lanes]
     alive = list(range(n))
-    for step in range(1, cfg.task.steps + 1):
+    ck = _checkpointing.get()
+    history: list[list[tuple[int, dict[str, float]]]] = [[] for _ in lanes]  # reports made: replayed on resume
+    first = 1
+    saved = _load_checkpoint(ck, _fingerprint(lanes)) if ck is not None else None
+    if saved is not None:  # go on from the checkpoint: every state the loop carries, as it was
+        first = int(saved["step"]) + 1
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        for r, rs in zip(runs, saved["runs"]):
+            r.gen.set_state(rs["gen"])
+            r.probe_gen.set_state(rs["probe_gen"])
+            r.start_gen.set_state(rs["start_gen"])
+            for sampler, st in ((r.labeled, rs["labeled"]), (r.unlabeled, rs["unlabeled"])):
+                if sampler is not None and st is not None:
+                    sampler.order, sampler.pos = st["order"].to(sampler.device), int(st["pos"])
+        torch.set_rng_state(saved["torch_rng"])
+        if x_train.device.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], x_train.device)
+        sums.copy_(saved["sums"].to(sums.device))
+        n_sum, train_seconds = int(saved["n_sum"]), float(saved["train_seconds"])
+        last, alive, history = saved["last"], list(saved["alive"]), saved["history"]
+        for i, h in enumerate(history):
+            for step, metrics in h:
+                if reports is not None:
+                    reports[i](step, dict(metrics))
+    for step in range(first, cfg.task.steps + 1):
+        if ck is not None and step > first and (step - 1) % ck.every == 0:  # the state after update step - 1
+            _save_checkpoint(ck, {
+                "fingerprint": _fingerprint(lanes), "step": step - 1, "model": model.state_dict(),
+                "opt": opt.state_dict(), "sums": sums.cpu(), "n_sum": n_sum, "train_seconds": train_seconds,
+                "last": last, "alive": alive, "history": history, "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(x_train.device) if x_train.device.type == "cuda" else None,
+                "runs": [{"gen": r.gen.get_state(), "probe_gen": r.probe_gen.get_state(),
+                          "start_gen": r.start_gen.get_state(), "labeled": _sampler_state(r.labeled),
+                          "unlabeled": _sampler_state(r.unlabeled)} for r in runs]})
         lr, beta1 = learning_rate(cfg, step - 1)
         for group in opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.task.optimizer.beta2)
@@ -342,6 +443,8 @@ def train_lanes(
             last[i].update(metrics)
             if reports is not None:
                 reports[i](step, dict(metrics))
+            if ck is not None:
+                history[i].append((step, dict(metrics)))
         t_updates = time.perf_counter()
         if not alive:
             raise FloatingPointError(f"training diverged for every lane by step {step}; lower optimizer.lr or eps")

@@ -3,12 +3,14 @@ writes through the lease, timeouts, failures recorded with their kind."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ..failpoints import failpoint
@@ -101,25 +103,45 @@ def failure_kind(exc: BaseException) -> str:
 INTERRUPTED_BY_USER = "interrupted: stopped by the user (Ctrl-C) before this trial finished"
 
 
+def stopped_text(exc: KeyboardInterrupt) -> str:
+    """What a trial stopped by Ctrl-C, SIGTERM or SIGHUP records."""
+    from ..signals import Stopped
+
+    if isinstance(exc, Stopped):
+        return f"interrupted: the run got {exc.name} before this trial finished"
+    return INTERRUPTED_BY_USER
+
+
 def _failure_text(exc: BaseException, timeout: float | None, url: str, lanes: int = 1) -> str:
     if isinstance(exc, TrialTimeout):
         batch = f" (x {lanes} lanes trained as one batched model)" if lanes > 1 else ""
         return f"timeout: the trial ran past executor.trial_timeout = {timeout:g} s{batch} and was stopped"
     if isinstance(exc, KeyboardInterrupt):
-        return INTERRUPTED_BY_USER
-    return mask_secrets(traceback.format_exc(), url)
+        return stopped_text(exc)
+    from ..store.faults import clean_text, describe
+
+    text = mask_secrets(traceback.format_exc(), url)
+    line = describe(exc, url)  # a store or disk fault: said in one line, last (what status shows)
+    return clean_text(text + (f"\nstore or disk fault: {line}" if line else ""))
 
 
 def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
-                  threads: int = 1, timeout: float | None = None, node: str | None = None
-                  ) -> list[dict[str, Any] | None]:
+                  threads: int = 1, timeout: float | None = None, node: str | None = None,
+                  log_dir: str | None = None, checkpoint_every: int | None = None,
+                  checkpoint_dir: str | None = None) -> list[dict[str, Any] | None]:
     """Run trials that differ only in lane settings (``planning.lane_groups``); two or more train
     as lanes of one batched model (``run_lanes``, see vat_study.batched) and are stored as
     ordinary trials sharing a ``batch_group``. Returns each trial's final metrics (None where it
     failed). The time limit of a group is ``timeout`` times the number of lanes. ``node``: the Ray
-    node running it, recorded with each trial."""
+    node running it, recorded with each trial. ``log_dir``: the trials' own output goes to a
+    capped log file there (``trial_output``), not to the driver's terminal.
+    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
+    when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
     import torch
+
+    from ..train import checkpoints
+    from ..trial_output import captured_output
 
     batched = len(trials) > 1
     group = digest([t.key for t in trials]) if batched else None
@@ -138,10 +160,13 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
         if report_hook is not None:
             report_hook(step, m)
 
+    ck_path = Path(checkpoint_dir) / f"{digest([t.key for t in trials])}.pt" \
+        if checkpoint_every and checkpoint_dir else None
     previous = torch.get_num_threads()
     torch.set_num_threads(max(int(threads), 1))
     try:
-        with timer:
+        with timer, captured_output(Path(log_dir) / f"{trials[0].key}.log" if log_dir else None), \
+                (checkpoints(str(ck_path), checkpoint_every) if ck_path else contextlib.nullcontext()):
             if batched:
                 result = surface.run_lanes([t.config for t in trials], report)
                 metrics, failed = result.metrics, result.failed
@@ -152,7 +177,9 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
         for lease in leases:
             store.fail_trial(lease, text, kind=kind)
         if isinstance(e, KeyboardInterrupt):
-            raise
+            raise  # its checkpoint is kept: the next run goes on from it
+        if ck_path is not None:
+            ck_path.unlink(missing_ok=True)
         return [None] * len(trials)
     finally:
         torch.set_num_threads(previous)
@@ -164,7 +191,21 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
             store.fail_trial(lease, f"FloatingPointError: {failed[i]}", kind="diverged")
             out.append(None)
         failpoint("trial.finished")
+    if ck_path is not None:
+        ck_path.unlink(missing_ok=True)
     return out
+
+
+def checkpoint_interval(spec: StudySpec, group: list[PlannedTrial]) -> int | None:
+    """``executor.checkpoint_every`` for this group: 'auto' is every 1,000 updates for trials of
+    10,000 updates or more, none below."""
+    every = spec.executor.checkpoint_every
+    if every == "auto":
+        return AUTO_CHECKPOINT_EVERY if resolve_config(group[0].config)["task"]["steps"] >= AUTO_CHECKPOINT_FROM else None
+    return every
+
+
+AUTO_CHECKPOINT_EVERY, AUTO_CHECKPOINT_FROM = 1000, 10_000
 
 
 def threads_for(spec: StudySpec) -> int:
@@ -175,8 +216,11 @@ def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedT
               node: str | None = None) -> list[dict[str, Any] | None]:
     """``execute_group`` with the study's threads and time limit, for one group of
     ``planning.lane_groups``."""
+    from ..trial_output import trial_log_dir
+
     return execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout,
-                         node=node)
+                         node=node, log_dir=str(trial_log_dir(spec)), checkpoint_every=checkpoint_interval(spec, group),
+                         checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"))
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial],

@@ -145,6 +145,9 @@ def _init_ray(spec: StudySpec) -> None:
                              "start one with `ray start --head` and give the address it prints"]) from None
     else:
         ray.init(address="local", **kwargs)  # a fresh local instance: never a stale or foreign `ray start` cluster
+    from ..signals import install_stop_signals
+
+    install_stop_signals()  # ray.init's own SIGTERM handler exits without marking the running trials
 
 
 def gpu_per_trial(spec: StudySpec) -> float:

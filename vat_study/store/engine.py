@@ -46,7 +46,7 @@ def make_engine(url: str) -> Engine:
     except ArgumentError as e:
         raise StoreError(f"not a database URL ({e})") from None
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
+        if u.database and u.database != ":memory:" and not u.query.get("uri"):  # a file: URI (read-only) makes nothing
             try:
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:

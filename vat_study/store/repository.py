@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ..surface import upgrade_stored_config
 from ..failpoints import failpoint
 from .engine import make_engine, upgrade_schema
+from .faults import clean_text, retry_store_methods
 from .schema import (
     Base,
     FinalMetricRow,
@@ -138,6 +139,7 @@ class Store:
 
     def fail_running(self, study_id: int, error: str, kind: str, keys: list[str] | None = None) -> int:
         """RUNNING trials of the study (or those of ``keys``) become FAILED. Returns how many."""
+        error = clean_text(error)
         with self._write() as s:
             q = select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.status == "RUNNING")
             if keys is not None:
@@ -228,7 +230,7 @@ class Store:
             row = self._holds(s, lease)
             if row is None:
                 return False
-            row.status, row.finished_at, row.error, row.failure_kind = status, utcnow(), error[-20000:], kind
+            row.status, row.finished_at, row.error, row.failure_kind = status, utcnow(), clean_text(error), kind
         return True
 
     # ------------------------------------------------------------------ reading
@@ -266,3 +268,6 @@ class Store:
         from .frames import metrics_frame
 
         return metrics_frame(self, study)
+
+
+retry_store_methods(Store)  # a lost connection (PostgreSQL restarted, a network blip) is retried: store.faults

@@ -1,0 +1,61 @@
+"""SIGTERM (a scheduler's preemption, ``kill``) and SIGHUP (a closed terminal) stop a run the way
+Ctrl-C does: ``Stopped``, a ``KeyboardInterrupt``, is raised in the main thread, so every path
+that handles Ctrl-C (the trial marked FAILED, kind interrupted; Ray shut down on exit) handles
+these too; the CLI exits 128 + the signal's number (143, 129). While that cleanup runs, a
+repeated SIGTERM / SIGHUP is ignored (a second Ctrl-C still stops at once)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+class Stopped(KeyboardInterrupt):
+    """The run got SIGTERM or SIGHUP (``signum``)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+received: int | None = None
+"""The stop signal this process got (Ray Tune re-raises a plain KeyboardInterrupt in its place)."""
+
+
+def _handler(signum: int, _frame) -> None:
+    global received
+    received = signum
+    for s in STOP_SIGNALS:  # once: the cleanup that follows is not interrupted again
+        signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def install_stop_signals() -> None:
+    """SIGTERM / SIGHUP raise ``Stopped`` in the main thread from now on (Ray's ``ray.init``
+    sets its own SIGTERM handler, which exits without cleanup: call this again after it)."""
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, _handler)
+
+
+def stop_of(exc: KeyboardInterrupt) -> Stopped | None:
+    """The ``Stopped`` behind ``exc``: itself, or the signal this process got (None: Ctrl-C)."""
+    if isinstance(exc, Stopped):
+        return exc
+    return Stopped(received) if received is not None else None
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 128 + the signal for SIGTERM / SIGHUP."""
+    stop = stop_of(exc)
+    return stop.exit_code if stop is not None else 130
