@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import Skip, StudyData, best_config, holm, label, paired_test
-from .plotting import percent, plt, save
+from .plotting import axis_label, percent, plt, save
 
 MIN_PAIRED_SEEDS = 5
 """Below this many paired seeds a comparison is reported with a warning (``few_seeds_warning``)."""
@@ -94,7 +94,7 @@ def draw_pair(per_seed: pd.DataFrame, summary: dict, stem: Path) -> list[Path]:
         ax.plot([0, 1], [r[a], r[b]], color="gray", alpha=0.6, marker="o")
     ax.set_xticks([0, 1], [f"{a}\n{summary['config_a']}", f"{b}\n{summary['config_b']}"], fontsize=8)
     ax.set_xlim(-0.3, 1.3)
-    ax.set_ylabel(f"{summary['value']} (one line per seed)")
+    ax.set_ylabel(f"{axis_label(summary['value'])}, one line per seed")
     percent(ax)
     ax.set_title(f"{b} - {a}: {100 * summary['mean_diff']:+.2f} pts "
                  f"[{100 * summary['ci_low']:+.2f}, {100 * summary['ci_high']:+.2f}]\n"

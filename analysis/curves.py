@@ -8,8 +8,8 @@ import pandas as pd
 
 from vat_study.surface import RVADV_TRAIN
 
-from .data import Skip, StudyData, best_config, mean_sd
-from .plotting import percent, plt, save
+from .data import Skip, StudyData, best_config, n_text, summarize
+from .plotting import axis_label, legend_beside, percent, plt, save, t_band
 
 
 def compute(data: StudyData) -> pd.DataFrame:
@@ -23,33 +23,35 @@ def compute(data: StudyData) -> pd.DataFrame:
     c = c[c["config_key"].isin(set(keys.values()))]
     if c.empty or c["step"].nunique() < 2:
         raise Skip("needs val_error / R_vadv recorded at two or more steps")
-    return mean_sd(c.drop(columns="method").rename(columns={"variant": "method"}), ["method", "name", "step"], "value")
+    return summarize(c.drop(columns="method").rename(columns={"variant": "method"}), ["method", "name", "step"], "value")
 
 
-def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def draw(table: pd.DataFrame, stem: Path, eval_eps: float | None = None, eval_k: int = 1) -> list[Path]:
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
     colors = {m: f"C{i}" for i, m in enumerate(sorted(table["method"].unique()))}
-    for ax, name, ylabel in ((axes[0], "val_error", "validation error"), (axes[1], "rvadv", "R_vadv (nats)")):
+    rvadv_label = "R_vadv (nats)" + (f", evaluation ε = {eval_eps:g}, K = {eval_k}" if eval_eps else "")
+    for ax, name, ylabel in ((axes[0], "val_error", axis_label("val_error")), (axes[1], "rvadv", rvadv_label)):
         for method, g in table[table["name"] == name].groupby("method"):
             ax.plot(g["step"], g["mean"], marker=".", label=method + (" (eval mode)" if name == "rvadv" else ""),
                     color=colors[method])
-            ax.fill_between(g["step"], g["mean"] - g["sd"].fillna(0), g["mean"] + g["sd"].fillna(0), alpha=0.2,
-                            color=colors[method])
+            t_band(ax, g["step"], g["mean"], g["ci"], colors[method])
         if name == "rvadv":  # beside it, R_vadv as training computes it (train mode: batch BN, noise as configured)
             for method, g in table[table["name"] == RVADV_TRAIN].groupby("method"):
                 ax.plot(g["step"], g["mean"], linestyle="--", label=method + " (train mode)", color=colors[method])
-        ax.set_xlabel("update")
+        ax.set_xlabel(axis_label("step"))
         ax.set_ylabel(ylabel)
         if name == "val_error":
             percent(ax)
-        ax.legend()
+        legend_beside(ax)
     axes[0].set_title("(a) performance")
-    axes[1].set_title("(b) smoothness (eval eps fixed)")
-    return save(fig, stem, note="Each method at its best configuration; lines: mean over seeds; band: +-1 SD")
+    axes[1].set_title("(b) smoothness" + (f" (R_vadv at ε = {eval_eps:g})" if eval_eps else ""))
+    return save(fig, stem, note=f"Each method at its best configuration ({n_text(table)} per line); lines: mean "
+                                "over seeds; band: 95 % t confidence interval over seeds")
 
 
 def section(r) -> str:
     """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
     t = compute(r.data)
     r.table("fig2_curves", t)
-    return r.figure(draw(t, r.out / "fig2_curves"))
+    probe = (r.data.spec.get("probes") or {}).get("rvadv") or {}
+    return r.figure(draw(t, r.out / "fig2_curves", probe.get("eps", 2.0), probe.get("power_iterations", 1)))

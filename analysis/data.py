@@ -51,7 +51,11 @@ def load(url: str, study: str) -> StudyData:
 
 
 def _shown(v: Any) -> str:
-    return str(v).lower() if isinstance(v, (bool, np.bool_)) else str(v)
+    if isinstance(v, (bool, np.bool_)):
+        return str(v).lower()
+    if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))  # K = 2, not 2.0 (a column with gaps is float)
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def with_variants(trials: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
@@ -83,6 +87,81 @@ def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     g = df.dropna(subset=[value]).groupby(by, dropna=False)[value]
     out = g.agg(mean="mean", sd=lambda v: v.std(ddof=1), n="count").reset_index()
     return out
+
+
+def _setting(key: str) -> str:
+    """A search key as the setting it names (``eps`` and ``method.eps`` are one setting)."""
+    from vat_study.surface import param_path
+
+    return param_path(key) or key
+
+
+IN_VARIANT = ("method.name", "method.implementation.")
+"""Settings the ``variant`` column already keeps apart (the method and its implementation)."""
+
+
+def varied_params(df: pd.DataFrame, plotted: tuple[str, ...] = ()) -> list[str]:
+    """The ``param.*`` columns of the search parameters whose values differ among ``df``'s rows,
+    except the ``plotted`` ones (search keys: ``eps``, ``alpha``, ``power_iterations``) and those
+    the ``variant`` column carries: what an artifact must keep apart, never average over."""
+    shown = {_setting(p) for p in plotted}
+    out = []
+    for c in df.columns:
+        if not str(c).startswith("param."):
+            continue
+        setting = _setting(c.removeprefix("param."))
+        if setting in shown or setting.startswith(IN_VARIANT) or setting == IN_VARIANT[0]:
+            continue
+        if df[c].map(_shown).nunique(dropna=False) > 1:
+            out.append(c)
+    return out
+
+
+def with_setting(df: pd.DataFrame, plotted: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``df`` with a ``setting`` column: the values of every varied search parameter but the
+    plotted ones (``varied_params``), e.g. ``lr=0.001, steps=500``; '' where none varies. Group by
+    (variant, setting, the plotted keys) and no group mixes configurations."""
+    cols = varied_params(df, plotted)
+    labels = [", ".join(f"{c.removeprefix('param.')}={_shown(r[c])}" for c in cols if pd.notna(r[c]))
+              for _, r in df[cols].iterrows()] if cols else [""] * len(df)
+    return df.assign(setting=labels)
+
+
+def is_continuous(spec: dict[str, Any], key: str) -> bool:
+    """Whether ``key`` is a continuous dimension of the study's Optuna search (uniform or
+    log-uniform): each configuration has its own value, drawn as a scatter (as Optuna's
+    ``plot_slice``), never as a line through means."""
+    space = (((spec.get("search") or {}).get("optuna") or {}).get("space") or {})
+    setting = _setting(key)
+    return any(_setting(k) == setting and (d or {}).get("type") in ("uniform", "log_uniform") for k, d in space.items())
+
+
+def ci_half(sd: float, n: int, confidence: float = 0.95) -> float:
+    """Half-width of the t confidence interval of a mean of ``n`` values (NaN for n < 2)."""
+    if n is None or n < 2 or sd != sd:
+        return float("nan")
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
+
+
+def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Per group: mean, SD, the 95 % t half-width over seeds (``ci``), and n as configurations x
+    seeds (``configurations``, ``seeds``, ``n`` the trials)."""
+    d = df.dropna(subset=[value])
+    g = d.groupby(by, dropna=False)
+    out = g[value].agg(mean="mean", sd=lambda v: v.std(ddof=1), n="count").reset_index()
+    extra = g.agg(configurations=("config_key", "nunique"), seeds=("seed", "nunique")).reset_index()
+    out = out.merge(extra, on=by, how="left")
+    out["ci"] = [ci_half(s, n) for s, n in zip(out["sd"], out["n"])]
+    return out
+
+
+def n_text(table: pd.DataFrame) -> str:
+    """n as configurations x seeds over a summarized table: '1 configuration x 3 seeds' (ranges
+    where groups differ)."""
+    def rng(col: str, word: str) -> str:
+        lo, hi = int(table[col].min()), int(table[col].max())
+        return f"{lo if lo == hi else f'{lo}-{hi}'} {word}{'' if hi == 1 else 's'}"
+    return f"{rng('configurations', 'configuration')} x {rng('seeds', 'seed')}"
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict[str, float]:

@@ -66,6 +66,8 @@ class Fig1(NamedTuple):
     labeled: np.ndarray  # [N_l] indices of the labeled points
     y_labeled: np.ndarray
     panels: list[tuple[str, np.ndarray, np.ndarray]]  # (title, p(y=1|x) [N], LDS [N])
+    grid: tuple[np.ndarray, np.ndarray] | None = None  # (xx, yy) [G, G] over the points' range
+    boundary: list[np.ndarray] | None = None  # per panel, p(y=1|x) on the grid [G, G]: its 0.5 contour
 
 
 def compute_fig1(data: StudyData) -> Fig1:
@@ -74,8 +76,8 @@ def compute_fig1(data: StudyData) -> Fig1:
     df = df[df["dataset"] == "moons"]
     if df.empty:
         raise Skip("needs saved models trained on 2-D data (dataset: moons)")
-    panels = []
-    x = labeled = y_l = None
+    panels, boundary = [], []
+    x = labeled = y_l = grid = None
     for method in ("baseline", "rpt", "vat"):
         row = _pick(df, method, data)
         if row is None:
@@ -84,6 +86,13 @@ def compute_fig1(data: StudyData) -> Fig1:
         xs = prep.x_train[prep.splits.unlabeled]
         with torch.no_grad():
             p1 = torch.softmax(model(xs), 1)[:, 1].numpy()
+            if grid is None:
+                lo, hi = xs.min(0).values.numpy(), xs.max(0).values.numpy()
+                pad = 0.1 * (hi - lo)
+                grid = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200),
+                                   np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200))
+            g = torch.as_tensor(np.stack([grid[0].ravel(), grid[1].ravel()], 1), dtype=xs.dtype)
+            boundary.append(torch.softmax(model(g), 1)[:, 1].numpy().reshape(grid[0].shape))
         d = virtual_adversarial_direction(model, xs, generator=torch.Generator().manual_seed(0))
         own = methods.get(method).uses_eps  # baseline has no eps: its LDS is shown at the others' median
         eps = float(row["eps"]) if own else float(df["eps"].dropna().median())
@@ -95,28 +104,46 @@ def compute_fig1(data: StudyData) -> Fig1:
     if len(panels) < 2:
         raise Skip("needs saved moons models of two methods (e.g. baseline and vat)")
     pos = {int(i): j for j, i in enumerate(prep.splits.unlabeled.numpy())}  # labeled points are in the pool
-    return Fig1(x, np.array([pos[int(i)] for i in labeled]), y_l, panels)
+    return Fig1(x, np.array([pos[int(i)] for i in labeled]), y_l, panels, grid, boundary)
 
 
 def draw_fig1(f: Fig1, stem: Path) -> list[Path]:
+    """Row (I): p(y = 1 | x) with the decision boundary p = 0.5; row (II): LDS(x). Each row has
+    one colour scale shared by every method's panel, so the panels compare."""
     n = len(f.panels)
-    fig, axes = plt.subplots(2, n, figsize=(4 * n, 7), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(4 * n + 1, 7.5), squeeze=False, layout="constrained")
+    lds_max = max(float(np.nanmax(l)) for _, _, l in f.panels) or 1.0
     for j, (title, p1, l) in enumerate(f.panels):
         ax = axes[0][j]
-        sc = ax.scatter(f.x[:, 0], f.x[:, 1], c=p1, cmap="PiYG_r", vmin=0, vmax=1, s=8)
+        sc_p = ax.scatter(f.x[:, 0], f.x[:, 1], c=p1, cmap="PiYG_r", vmin=0, vmax=1, s=8)
         ax.scatter(f.x[f.labeled, 0], f.x[f.labeled, 1], c=f.y_labeled, cmap="PiYG_r", vmin=0, vmax=1,
                    s=90, edgecolors="k", linewidths=1.5, label="labeled")
+        if f.grid is not None and f.boundary:
+            ax.contour(f.grid[0], f.grid[1], f.boundary[j], levels=[0.5], colors="k", linewidths=1.2)
+            ax.plot([], [], color="k", linewidth=1.2, label="decision boundary")
         ax.set_title(f"(I) p(y = 1 | x): {title}", fontsize=9)
         ax.legend(loc="lower left", fontsize=8)
-        fig.colorbar(sc, ax=ax, fraction=0.046)
         ax = axes[1][j]
-        sc = ax.scatter(f.x[:, 0], f.x[:, 1], c=l, cmap="Blues", s=8)
-        ax.set_title("(II) LDS(x) (nats)", fontsize=9)
-        fig.colorbar(sc, ax=ax, fraction=0.046)
+        sc_l = ax.scatter(f.x[:, 0], f.x[:, 1], c=l, cmap="Blues", vmin=0, vmax=lds_max, s=8)
+        ax.set_title(f"(II) LDS(x): {title}", fontsize=9)
         for a in (axes[0][j], axes[1][j]):
-            a.set_xlabel("x1")
-            a.set_ylabel("x2")
-    return save(fig, stem, note="Training points (unlabeled pool); large circles: the labeled points")
+            a.set_xlabel("x₁")
+            a.set_ylabel("x₂")
+    fig.colorbar(sc_p, ax=list(axes[0]), fraction=0.02, label="p(y = 1 | x)")
+    fig.colorbar(sc_l, ax=list(axes[1]), fraction=0.02, label="LDS(x) (nats), one scale for every panel")
+    return _save_fig1(fig, stem)
+
+
+def _save_fig1(fig, stem: Path) -> list[Path]:
+    # colorbars spanning a row need the constrained layout, which save()'s tight_layout would undo
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.supxlabel("Training points (unlabeled pool); large circles: the labeled points; black line: "
+             "p(y = 1 | x) = 0.5", fontsize=8, color="0.3")
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    plt.close(fig)
+    return paths
 
 
 # ----------------------------------------------------------------------------------- Fig. 5

@@ -13,6 +13,17 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "ax
                      "grid.alpha": 0.3, "legend.fontsize": 9})
 
 
+def legend_beside(ax, inside: int = 4) -> None:
+    """The legend inside the axes for a few lines, else to the right of them, where it hides none."""
+    handles, _ = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if len(handles) <= inside:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+
+
 def log_ticks_at(ax, values) -> None:
     """Log x-axis with ticks at the values actually run, printed plainly (0.5, 1, 2)."""
     from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
@@ -25,20 +36,84 @@ def log_ticks_at(ax, values) -> None:
 
 def save(fig, stem: Path, note: str | None = None) -> list[Path]:
     """Write stem.png and stem.pdf (with an optional footnote under the axes); returns both paths."""
+    import textwrap
+
     stem.parent.mkdir(parents=True, exist_ok=True)
-    if note:
-        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, color="0.3")
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    if note:  # wrapped to the figure's width, so that no caption is cut off
+        lines = textwrap.wrap(note, width=max(40, int(fig.get_figwidth() * 15)))
+        fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=8, color="0.3")
+        fig.tight_layout(rect=(0, 0.035 * (len(lines) + 0.5), 1, 1))
     else:
         fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for p in paths:
-        fig.savefig(p)
+        fig.savefig(p, bbox_inches="tight")  # legends placed beside the axes are kept
     plt.close(fig)
     return paths
 
 
-def percent(ax, axis: str = "y") -> None:
-    from matplotlib.ticker import PercentFormatter
+def percent_decimals(locs) -> int:
+    """The fewest decimals (0-3) that print every tick of an error axis (fractions) exactly in
+    percent: ticks every 0.25 % get 2, every 0.5 % get 1, every 1 % get 0."""
+    values = [100 * float(v) for v in locs]
+    for d in range(4):
+        if all(abs(round(v, d) - v) < 1e-6 for v in values):
+            return d
+    return 3
 
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, decimals=1))
+
+def percent(ax, axis: str = "y") -> None:
+    """Tick labels of an axis of fractions in percent, with as many decimals as the ticks need."""
+    from matplotlib.ticker import Formatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+
+    class _Percent(Formatter):
+        def __call__(self, x, pos=None):
+            return f"{100 * x:.{percent_decimals(target.get_majorticklocs())}f} %"
+
+    target.set_major_formatter(_Percent())
+
+
+LABELS = {"val_error": "validation error (%)", "test_error": "test error (%)", "rvadv": "R_vadv (nats)",
+          "eps": "ε (L2 norm of r)", "alpha": "α (weight of R)", "K": "K (power iterations)",
+          "xi": "ξ (finite-difference step)", "step": "update"}
+"""Paper-style axis labels of the names the analyses plot."""
+
+
+def axis_label(name: str, log: bool = False) -> str:
+    text = LABELS.get(name, name)
+    return f"{text}, log scale" if log else text
+
+
+def t_band(ax, x, mean, ci, color, alpha: float = 0.15) -> None:
+    """A 95 % t confidence band over seeds around a mean line (none where it is undefined: one seed)."""
+    import numpy as np
+
+    ci = np.nan_to_num(np.asarray(ci, float), nan=0.0)
+    mean = np.asarray(mean, float)
+    ax.fill_between(x, mean - ci, mean + ci, alpha=alpha, color=color, linewidth=0)
+
+
+def log_y(ax) -> None:
+    """A log y axis with plain tick labels (0.3, 2, 10), minor ones labelled within a decade."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = ax.get_ylim()
+    decades = np.log10(hi / lo) if lo > 0 else 99
+    if decades < 0.7:
+        ax.yaxis.set_minor_formatter(plain)
+    elif decades < 2.5:  # label 2, 3 and 5 of each decade, so that labels never crowd
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v)), 6) in (2, 3, 5) else ""))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def reference_line(ax, y: float, label: str, color: str = "0.35", style: str = ":") -> None:
+    """A horizontal reference (the baseline's value, the paper's value), labelled in the legend."""
+    ax.axhline(y, color=color, linestyle=style, linewidth=1.2, label=label)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, learning_curves, sequential, tables
+from . import (choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, learning_curves, paper,
+               sequential, tables)
 from .data import Skip, StudyData, load
 
 
@@ -19,7 +20,7 @@ def _md_table(df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
     """Markdown table; columns named in ``pct`` (error rates) shown in percent."""
     shown = df.copy()
     for c in shown.columns:
-        if c in pct or any(c.startswith(p + "_") and c.endswith(("_mean", "_sd")) for p in pct):
+        if c in pct or any(c.startswith(p + "_") and c.endswith(("_mean", "_sd", "_ci")) for p in pct):
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
         elif pd.api.types.is_float_dtype(shown[c]):
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
@@ -67,6 +68,7 @@ class Report:
 ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
     ("Tables 1/3: methods", tables.methods_section),
     ("Table 3 beside the paper (semi-supervised MNIST)", tables.table3_section),
+    ("Against the paper", paper.section),
     ("Fig. 3: effect of eps and alpha", eps_alpha.section),
     ("Fig. 4 and Table 6: number of power iterations K", k_ablation.section),
     ("Fig. 7: gradient variance, K = 0 vs K = 1", grad_variance.section),
@@ -164,5 +166,12 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
         head.append("")
     if r.skipped:
         head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]
+    written = paper.notes(out_dir)  # hand-written notes beside the report: included, never written
+    if written:
+        title = "Notes"
+        if written.startswith("## "):  # the notes' own heading becomes the section's
+            title, _, written = written.removeprefix("## ").partition("\n")
+        r.sections.append(f"## {title.strip()}\n\n(Hand-written in `{paper.NOTES}` beside this report; "
+                          f"`vat-study report` includes it and never writes it.)\n\n{written.strip()}\n")
     (out_dir / "report.md").write_text("\n".join(head) + "\n" + "\n".join(r.sections))
     return out_dir / "report.md", r.skipped

@@ -8,7 +8,7 @@ from scipy import stats
 
 from vat_study.surface import methods
 
-from .data import Skip, StudyData, best_config, label, mean_sd
+from .data import Skip, StudyData, best_config, label, mean_sd, with_setting
 
 
 def methods_table(data: StudyData) -> pd.DataFrame:
@@ -38,13 +38,14 @@ def xi_table(data: StudyData) -> pd.DataFrame:
     if df.empty or df.groupby(["direction", "xi"]).ngroups < 2:
         raise Skip("needs VAT trials with two or more (direction, xi) settings")
     df.loc[df["direction"] == "hvp", "xi"] = float("nan")  # xi is unused by the exact HVP
+    df = with_setting(df, ("direction", "xi", "power_iterations")).rename(columns={"variant": "method_variant"})
+    by = ["method_variant", "setting", "direction", "xi", "power_iterations"]  # nothing else averaged over
     cols = [c for c in ("fidelity", "val_error", "test_error") if c in df]
     out = None
     for c in cols:
-        t = mean_sd(df, ["direction", "xi", "power_iterations"], c).rename(
-            columns={"mean": f"{c}_mean", "sd": f"{c}_sd", "n": f"{c}_n"})
-        out = t if out is None else out.merge(t, on=["direction", "xi", "power_iterations"], how="outer")
-    return out.sort_values(["direction", "xi", "power_iterations"]).reset_index(drop=True)
+        t = mean_sd(df, by, c).rename(columns={"mean": f"{c}_mean", "sd": f"{c}_sd", "n": f"{c}_n"})
+        out = t if out is None else out.merge(t, on=by, how="outer")
+    return out.sort_values(by).reset_index(drop=True)
 
 
 def methods_section(r) -> str:

@@ -22,7 +22,7 @@ PyTorch's own batch_norm kernel over the S x C channels laid side by side ([1, S
 network's channel normalized with its own block's statistics, its own running statistics
 updated in place). vmap's batch rule for BN with per-network running statistics decomposes into
 many small operations (24 lanes x 100 updates of the demo MLP: 4.2 s through vmap, 3.1 s on the
-direct path, this 2-core CPU; README "Performance"). Every other network goes through vmap.
+direct path, this 2-core CPU; docs/performance.md). Every other network goes through vmap.
 """
 
 from __future__ import annotations

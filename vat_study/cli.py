@@ -157,31 +157,21 @@ def _load_study(path: Path, set_: list[str], executor: Optional[str], storage: O
 
 
 def _summary_table(name: str, metric: Mapping[str, Any], store) -> Table:
-    import pandas as pd
+    from .display import status_rows
 
     df = store.trials_frame(name)
     m, mode = metric.get("name", "val_error"), metric.get("mode", "min")
-    table = Table(title=f"{name}: {m} ({mode}) by configuration, mean +- sd over seeds")
+    pct = " (errors in %)" if m.endswith("_error") else ""
+    table = Table(title=f"{name}: {m} ({mode}) by configuration, mean +- sd over seeds{pct}",
+                  caption="* the best configuration by " + m)
     if df.empty:
         return table
-    params = [c for c in df.columns if c.startswith("param.")]
-    for c in params:
-        table.add_column(c.removeprefix("param."))
-    for c in ("seeds done", m, "test_error", "failed"):
-        table.add_column(c, justify="right")
-    ok = df[df["status"] == "COMPLETE"]
-    for cfg_key, grp in df.groupby("config_key", sort=False):
-        done = ok[ok["config_key"] == cfg_key]
-        row = ["-" if pd.isna(grp[c].iloc[0]) else str(grp[c].iloc[0]) for c in params]
-
-        def ms(col, done=done):
-            if col not in done or done[col].dropna().empty:
-                return "-"
-            v = done[col].dropna()
-            return f"{v.mean():.4f}" + (f" +- {v.std(ddof=1):.4f}" if len(v) > 1 else "")
-
-        row += [str(len(done)), ms(m), ms("test_error"), str(int((grp["status"] == "FAILED").sum()))]
-        table.add_row(*row)
+    columns, rows, best = status_rows(df, m, mode)
+    table.add_column("")
+    for i, c in enumerate(columns):
+        table.add_column(c, justify="right" if i >= len(columns) - 4 else "left")
+    for i, row in enumerate(rows):
+        table.add_row("*" if i == best else "", *row, style="bold" if i == best else None)
     return table
 
 

@@ -78,8 +78,8 @@ class RvadvProbe(_Strict):
     """R_vadv (Eq. 7) measured in eval mode on a fixed subset at a fixed eps and K (Fig. 2, 4)."""
 
     eps: float = Field(2.0, gt=0, description="evaluation eps (Fig. 2 uses 2.0 on MNIST)")
-    power_iterations: int = Field(1, ge=0)
-    size: int = Field(1000, ge=1)
+    power_iterations: int = Field(1, ge=0, description="K of the measured R_vadv")
+    size: int = Field(1000, ge=1, description="images measured (the first of the probe set)")
     every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
 
 
@@ -275,7 +275,7 @@ def lane_structure(resolved: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class DiagnosticsProbe(_Strict):
-    """Per-step diagnostics of a collapse (README "What happens to VAT at eps 1-2"), on the first
+    """Per-step diagnostics of a collapse (docs/science.md, "What happens to VAT at eps 1-2"), on the first
     ``size`` probe images: the entropy of p(y|x) and the histogram of predicted classes (eval mode
     and train mode), KL at xi d against KL at eps d (is the finite difference of Eq. 12 in its
     quadratic regime, and is eps?), the cosine between successive power iterates, and the fraction
@@ -299,26 +299,34 @@ class Task(_Strict):
     """What is learned and how: data, model, optimization, device (a study file's ``task:``)."""
 
     # --- data ---
-    dataset: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
-    data_root: str | None = None
-    download: bool = False
-    idx_paths: dict[str, str] | None = None
-    mode: Literal["supervised", "semi_supervised"] = "semi_supervised"
+    dataset: Literal[DATASET_NAMES] = Field(  # type: ignore[valid-type]
+        "digits", description="digits (offline), moons (2-D, Fig. 1), mnist, fashion_mnist (the four standard "
+                              "files in data_root), cifar10, svhn (torchvision), idx (idx_paths: MNIST-format files)")
+    data_root: str | None = Field(None, description="where the data files are; default: $VAT_STUDY_DATA, then data/")
+    download: bool = Field(False, description="download a missing dataset once, before any trial")
+    idx_paths: dict[str, str] | None = Field(None, description="dataset idx: the four files (train_images, "
+                                                               "train_labels, test_images, test_labels)")
+    mode: Literal["supervised", "semi_supervised"] = Field(
+        "semi_supervised", description="semi_supervised: n_labeled class-balanced labels, the rest unlabeled")
     n_labeled: int | None = Field(None, ge=1, description="semi-supervised default 100; supervised default: all")
     validation: int | None = Field(None, ge=0, description="default: min(1000, 20% of the training set)")
-    zca: bool | None = None  # default: True for cifar10 (Appendix B, D)
-    augment: Augment | None = None  # default: translate 2 for cifar10/svhn, flip for cifar10
+    zca: bool | None = Field(None, description="ZCA whitening fitted on the training images; default: on for "
+                                               "cifar10 (Appendix B, D)")
+    augment: Augment | None = Field(None, description="default: translate 2 for cifar10 / svhn, flip for cifar10")
     # --- model ---
-    model: Literal[MODEL_NAMES] | None = None  # type: ignore[valid-type]  # default by dataset
-    hidden: list[int] | None = None
-    noise_sigma: float = Field(0.0, ge=0)
-    top_bn: bool | None = None  # default: False on cifar10 (Table 7 caption), else True
-    dropout: float = Field(0.5, ge=0, lt=1)
+    model: Literal[MODEL_NAMES] | None = Field(  # type: ignore[valid-type]
+        None, description="default by dataset: small_mlp (moons), conv_large (cifar10), conv_small_svhn (svhn), "
+                          "mlp (784-1200-600-300-150-10 with BN)")
+    hidden: list[int] | None = Field(None, description="the MLP's hidden widths (default: the model's)")
+    noise_sigma: float = Field(0.0, ge=0, description="SD of Gaussian noise on the MLP's hidden activations "
+                                                      "(Appendix C: 0.5)")
+    top_bn: bool | None = Field(None, description="BN on the logits; default: off on cifar10 (Table 7), else on")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout of the conv models")
     # --- optimization ---
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=1, description="parameter updates")
     batch: Batch = Batch()
     optimizer: Optimizer = Optimizer()
-    eval_every: int = Field(100, ge=1)
+    eval_every: int = Field(100, ge=1, description="steps between validation (and probe) measurements")
     eval_bn: Literal["running", "recompute"] = Field(
         "running", json_schema_extra={"legacy": "running"},
         description="BN statistics for every validation / test measurement: the running averages training "
@@ -326,7 +334,8 @@ class Task(_Strict):
                     "set) just before, a cumulative average in train mode without gradient and with dropout / "
                     "noise off, as the official MNIST code does; training's own statistics are restored after")
     # --- execution ---
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu (deterministic for a seed), cuda, cuda:N, or auto (a GPU if "
+                                           "there is one)")
     dtype: Literal["float32", "float64"] = "float32"
 
     _fin = field_validator("noise_sigma")(_finite)

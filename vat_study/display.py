@@ -134,3 +134,60 @@ class Progress:
         finally:
             self._live.__exit__(*exc)
             self._live.console.print()
+
+
+# ------------------------------------------------------------------ the status table
+
+
+def sig_digits(values, most: int = 6) -> int:
+    """The fewest significant digits (2 to ``most``) that keep every distinct value of a search
+    parameter distinct: an Optuna eps of 0.8558894657793086 prints as 0.86 unless another
+    configuration needs 0.856 to differ from it."""
+    distinct = {float(v) for v in values}
+    for d in range(2, most + 1):
+        if len({float(f"{v:.{d}g}") for v in distinct}) == len(distinct):
+            return d
+    return most
+
+
+def shown_value(v, digits: int) -> str:
+    """A search parameter's value as the status table prints it."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def status_rows(df, metric: str, mode: str) -> tuple[list[str], list[list[str]], int | None]:
+    """The rows of ``vat-study status STUDY``: one per configuration (its search parameters,
+    rounded to what the search space needs; seeds done; the study metric and the test error as
+    mean +- SD over seeds, in percent for an error as in the report; failed trials), and the
+    index of the best configuration by the study metric (None before any finished)."""
+    import pandas as pd
+
+    params = [c for c in df.columns if c.startswith("param.")]
+    digits = {c: sig_digits([v for v in df[c] if isinstance(v, float) and v == v] or [0.0]) for c in params}
+    ok = df[df["status"] == "COMPLETE"]
+    columns = [c.removeprefix("param.") for c in params] + ["seeds done", metric + (" (%)" if metric.endswith("_error")
+                                                                                     else ""), "test_error (%)", "failed"]
+    rows, means = [], []
+    for cfg_key, grp in df.groupby("config_key", sort=False):
+        done = ok[ok["config_key"] == cfg_key]
+
+        def ms(col: str, done=done) -> str:
+            if col not in done or done[col].dropna().empty:
+                return "-"
+            v = done[col].dropna() * (100 if col.endswith("_error") else 1)
+            fmt = ".2f" if col.endswith("_error") else ".4g"
+            return f"{v.mean():{fmt}}" + (f" +- {v.std(ddof=1):{fmt}}" if len(v) > 1 else "")
+
+        first = grp.iloc[0]
+        rows.append([shown_value(None if pd.isna(first[c]) else first[c], digits[c]) for c in params]
+                    + [str(len(done)), ms(metric), ms("test_error"), str(int((grp["status"] == "FAILED").sum()))])
+        means.append(done[metric].dropna().mean() if metric in done and not done[metric].dropna().empty else None)
+    scored = [(m, i) for i, m in enumerate(means) if m is not None]
+    best = (min(scored) if mode == "min" else max(scored))[1] if scored else None
+    return columns, rows, best

@@ -4,7 +4,7 @@ study files; imports nothing but pydantic)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -12,12 +12,21 @@ from pydantic import ValidationError
 _NAMED = re.compile(r"([A-Za-z_][\w.]*): (.*)", re.S)
 
 
-def format_validation_error(e: ValidationError, prefix: str = "", join_named: bool = False) -> list[str]:
+_SHAPE_ERRORS = ("list_type", "dict_type", "model_type", "model_attributes_type", "extra_forbidden")
+
+
+def format_validation_error(e: ValidationError, prefix: str = "", join_named: bool = False,
+                            shapes: Callable[[tuple[str, ...]], str | None] | None = None) -> list[str]:
     """One line per problem: the dotted field name, what is wrong or allowed, and the value given.
     ``join_named``: a check of a whole section whose message starts with the field it is about
-    (``"model: ..."`` in ``task``) is reported at that field (``task.model: ...``)."""
+    (``"model: ..."`` in ``task``) is reported at that field (``task.model: ...``). ``shapes``: the
+    right shape of a field (its location with list indices as ``*``) for a value of the wrong
+    kind, as an example appended to the line (``grid is a list of blocks: grid: [{eps: [1, 2]}]``)."""
     lines = []
     for err in e.errors():
+        parts = tuple("*" if isinstance(p, int) else str(p) for p in err["loc"]
+                      if not str(p).startswith("function-after"))
+        hint = shapes(parts) if shapes is not None and err["type"] in _SHAPE_ERRORS else None
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
         named = _NAMED.fullmatch(msg) if join_named and err["type"] == "value_error" else None
@@ -28,5 +37,5 @@ def format_validation_error(e: ValidationError, prefix: str = "", join_named: bo
             msg = "unknown key (not a setting; check its spelling)"
         given = err.get("input")
         shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(given, Mapping) else f" (got {given!r})"
-        lines.append(f"{loc}: {msg}{shown}")
+        lines.append(f"{loc}: {msg}{shown}" + (f"; {hint}" if hint else ""))
     return lines

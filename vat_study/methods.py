@@ -74,7 +74,7 @@ def _finite(v: float) -> float:
 class Implementation(_Strict):
     """How R_vadv / R^(0) (Eq. 5, 7, 16) is computed where the paper leaves it open. Three passes
     make the regularizer: the clean pass (the target p(y|x, theta_hat) of Eq. 5), the power
-    iteration's passes at x + xi d (Eq. 12) and the perturbed LDS pass at x + r_vadv. README
+    iteration's passes at x + xi d (Eq. 12) and the perturbed LDS pass at x + r_vadv. docs/science.md
     "Implementation choices" gives each anchor's choice and the measured effect of each setting
     (``studies/vat_implementation_choices.yaml``). A setting of the virtual adversarial methods."""
 

@@ -25,7 +25,7 @@ O(xi) signal and the direction is noise. So ``virtual_adversarial_direction`` sw
 by default (``deterministic=True``) and recomputes the clean logits in that mode if the caller's
 were stochastic; ``regularizer_lds`` sets each of the three passes (clean target, power
 iteration, perturbed LDS pass) on or off as configured. The measured effect of each setting on
-MNIST is in the README ("Implementation choices").
+MNIST is in docs/science.md ("Implementation choices").
 
 Numerics (float32). The finite difference of Eq. 12 loses the direction once xi * ||H d|| falls
 to the rounding noise of the logits: measured by ``python -m benchmarks.xi_fidelity`` on the

@@ -104,11 +104,11 @@ def _finite(v: float | None) -> float | None:
 
 class Distribution(_Strict):
     type: Literal["uniform", "log_uniform", "int", "choice"]
-    low: float | None = None
-    high: float | None = None
-    step: int | None = Field(None, ge=1)
-    log: bool = False
-    choices: list[Any] | None = None
+    low: float | None = Field(None, description="uniform, log_uniform, int: the lowest value")
+    high: float | None = Field(None, description="uniform, log_uniform, int: the highest value")
+    step: int | None = Field(None, ge=1, description="int: the spacing")
+    log: bool = Field(False, description="int: sample on a log scale")
+    choices: list[Any] | None = Field(None, description="choice: the values, e.g. [baseline, vat]")
 
     @model_validator(mode="after")
     def _check(self) -> Distribution:
@@ -136,9 +136,10 @@ class Distribution(_Strict):
 
 class OptunaSearch(_Strict):
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    n_trials: int = Field(ge=1)
-    seed: int | None = 0
-    space: dict[str, Distribution]
+    n_trials: int = Field(ge=1, description="configurations to ask for (each runs once per seed)")
+    seed: int | None = Field(0, description="the sampler's seed")
+    space: dict[str, Distribution] = Field(description="search key -> distribution, e.g. "
+                                                       "space: {eps: {type: log_uniform, low: 0.1, high: 10}}")
 
     @field_validator("space")
     @classmethod
@@ -157,8 +158,10 @@ class OptunaSearch(_Strict):
 
 
 class Search(_Strict):
-    grid: list[dict[str, list[Any]]] | None = None
-    optuna: OptunaSearch | None = None
+    grid: list[dict[str, list[Any]]] | None = Field(
+        None, description="a list of grid blocks, each {key: [values]} expanded as a cartesian product; several "
+                          "blocks in one study, a point in two blocks runs once: grid: [{eps: [1, 2]}]")
+    optuna: OptunaSearch | None = Field(None, description="a search Optuna's sampler chooses the points of")
 
     @model_validator(mode="after")
     def _one(self) -> Search:
@@ -174,14 +177,15 @@ class Search(_Strict):
 
 
 class Metric(_Strict):
-    name: str = "val_error"
-    mode: Literal["min", "max"] = "min"
+    name: str = Field("val_error", description="a final metric every trial reports (val_error, test_error, rvadv, "
+                                               "...): what 'best' means and what Optuna optimizes")
+    mode: Literal["min", "max"] = Field("min", description="min: lower is better")
     allow_test_selection: bool = Field(False, description="let a test-set metric (test_*) choose hyperparameters; "
                                                           "off: such a study is refused (spec_checks)")
 
 
 class PerTrial(_Strict):
-    cpu: float = Field(1.0, gt=0)
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial; also its torch threads")
     gpu: float | Literal["auto"] = Field(
         "auto", description="GPUs per trial (a fraction packs several trials on one GPU); 'auto': "
                             "auto_gpu when the Ray cluster has GPUs, 0 when it has none")
@@ -196,10 +200,11 @@ class PerTrial(_Strict):
 
 
 class Executor(_Strict):
-    kind: Literal["ray", "local"] = "ray"
+    kind: Literal["ray", "local"] = Field("ray", description="ray: Ray Tune; local: in-process, one trial after another")
     per_trial: PerTrial = PerTrial()
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
-    address: str | None = None
+    address: str | None = Field(None, description="a Ray cluster to join ('auto': the one ray start runs here); "
+                                                  "default: a fresh local Ray")
     trial_timeout: float | None = Field(None, gt=0, description="seconds; a trial past it is stopped, FAILED (timeout)")
     max_failures: int = Field(2, ge=0, description="ray: retries of a trial whose worker process died")
     batch_seeds: int = Field(1, ge=1, le=64, description="train up to this many seeds of a configuration as one "
@@ -257,22 +262,74 @@ class Sequential(_Strict):
         return v
 
 
+class PaperValue(_Strict):
+    """One value the paper reports, compared with the 95 % t interval over seeds of the study's
+    configuration chosen on metric.name among the trials of ``method`` that match ``where``."""
+
+    method: str = Field(description="a method name, or an implementation variant as the report names it "
+                                    "('rpt (clean_stochastic=false)')")
+    metric: str = Field("test_error", description="the final metric compared")
+    value: float = Field(description="the paper's value; in percent for a metric ending in _error")
+    sd: float | None = Field(None, ge=0, description="the paper's SD, shown beside it")
+    where: dict[str, Any] = Field(default_factory=dict, description="only trials with these values, e.g. "
+                                                                    "{power_iterations: 1}")
+    label: str | None = Field(None, description="what the paper calls it (default: the method)")
+
+    _fin = field_validator("value")(_finite)
+
+
+class PaperOrdering(_Strict):
+    """A comparison the paper makes: ``lower`` has the lower ``metric`` than ``higher`` (or,
+    with ``tie: true``, the two do not differ), checked as a paired difference by seed with its
+    95 % t interval."""
+
+    lower: str = Field(description="the method (variant) the paper finds lower, e.g. vat")
+    higher: str = Field(description="the method (variant) it is compared with, e.g. rpt")
+    metric: str = "test_error"
+    where_lower: dict[str, Any] = Field(default_factory=dict, description="filter of lower's trials")
+    where_higher: dict[str, Any] = Field(default_factory=dict, description="filter of higher's trials")
+    tie: bool = Field(False, description="the paper finds no difference (e.g. K = 2 against K = 1)")
+
+
+class Paper(_Strict):
+    """The paper's values and orderings for a study (``paper:``): the report computes every
+    verdict (agrees / does not, with the CI) from the trials, never from pasted text."""
+
+    source: str = Field(description="where the values are in the paper, e.g. 'Table 1, supervised MNIST'")
+    steps: int | None = Field(None, ge=1, description="the paper's budget in updates, shown beside ours")
+    values: list[PaperValue] = Field(default_factory=list)
+    orderings: list[PaperOrdering] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> Paper:
+        if not self.values and not self.orderings:
+            raise ValueError("give values or orderings, e.g. values: [{method: vat, value: 0.64, sd: 0.05}]")
+        return self
+
+
 class StudySpec(_Strict):
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
-    name: str
-    description: str | None = None
+    name: str = Field(description="the study's identifier in the store and its report folder results/<name>/")
+    description: str | None = Field(None, description="free text about the study (what it reproduces, its budget); "
+                                                      "kept with the study, shown by nothing else")
     task: dict[str, Any] = Field(default_factory=dict)
     method: dict[str, Any] = Field(default_factory=lambda: {"name": "vat"})
-    search: Search | None = None
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    search: Search | None = Field(None, description="null: one configuration; else exactly one of grid or optuna")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="every configuration runs once per seed, "
+                                                                       "e.g. seeds: [0, 1, 2]")
     metric: Metric = Metric()
     probes: dict[str, Any] | None = None
     executor: Executor = Executor()
-    storage: str = DEFAULT_STORAGE
-    sequential: Sequential | None = None  # add paired seeds until each comparison is decided
-    save_models: bool = False  # keep each trial's trained weights (needed by Fig. 1, 5, 6)
-    models_dir: str | None = None  # default: results/<name>/models
+    storage: str = Field(DEFAULT_STORAGE, description="SQLAlchemy URL of the store (sqlite:///FILE or "
+                                                      "postgresql+psycopg://user@host:5432/db)")
+    sequential: Sequential | None = Field(None, description="add paired seeds until each comparison is decided")
+    save_models: bool = Field(False, description="keep each trial's trained weights (a state_dict; needed by "
+                                                 "Fig. 1, 5, 6)")
+    models_dir: str | None = Field(None, description="where save_models writes them (one file per configuration "
+                                                     "and seed); default: results/<name>/models")
+    paper: Paper | None = Field(None, description="the paper's values for this study: the report's 'Against the "
+                                                  "paper' section computes each verdict from the trials")
 
     @field_validator("name")
     @classmethod
@@ -381,6 +438,43 @@ MODEL_FILE = "{config_key}-s{seed}.pt"
 
 # -------------------------------------------------------------------- loading and validation
 
+SHAPES: dict[tuple[str, ...], str] = {
+    ("search",): "search holds one of grid or optuna: search: {grid: [{eps: [1, 2]}]}",
+    ("search", "grid"): "grid is a list of blocks, each mapping a key to its values: grid: [{eps: [1, 2]}]",
+    ("search", "grid", "*"): "each grid block maps a key to its values: grid: [{eps: [1, 2], alpha: [1]}]",
+    ("search", "grid", "*", "*"): "a grid key takes a list of values: grid: [{eps: [1, 2]}]",
+    ("search", "optuna"): "optuna: {sampler: tpe, n_trials: 20, space: {eps: {type: log_uniform, low: 0.1, high: 10}}}",
+    ("search", "optuna", "space"): "space maps a key to a distribution: "
+                                   "space: {eps: {type: log_uniform, low: 0.1, high: 10}}",
+    ("search", "optuna", "space", "*"): "a distribution, e.g. {type: log_uniform, low: 0.1, high: 10} or, for a "
+                                        "list of values, {type: choice, choices: [1, 2]}",
+    ("seeds",): "seeds is a list of integers: seeds: [0, 1, 2]",
+    ("metric",): "metric: {name: val_error, mode: min}",
+    ("task",): "task is a mapping of settings: task: {dataset: digits, steps: 500}",
+    ("method",): "method is a mapping with the method's name: method: {name: vat, eps: 2.0}",
+    ("probes",): "probes is a mapping: probes: {rvadv: {eps: 2.0}}",
+    ("executor",): "executor: {kind: local} or executor: {kind: ray, per_trial: {cpu: 1}}",
+    ("executor", "per_trial"): "per_trial: {cpu: 1, gpu: auto}",
+    ("sequential",): "sequential: {compare: [[baseline, vat]], max_seeds: 12}",
+    ("sequential", "compare"): "compare is a list of pairs: compare: [[baseline, vat], [rpt, vat]]",
+    ("sequential", "compare", "*"): "compare is a list of pairs: compare: [[baseline, vat], [rpt, vat]]",
+    ("paper", "values"): "values is a list: values: [{method: vat, value: 0.64, sd: 0.05}]",
+    ("paper", "values", "*"): "a paper value: {method: vat, metric: test_error, value: 0.64, sd: 0.05}",
+    ("paper", "orderings"): "orderings is a list: orderings: [{lower: vat, higher: rpt}]",
+}
+"""The right shape of a study-file field, shown with an error that the value is of the wrong kind."""
+
+
+def _shape(loc: tuple[str, ...]) -> str | None:
+    """The ``SHAPES`` entry of a field location (``*``: any list index or key)."""
+    if loc[:1] == ("search",) and len(loc) == 2 and loc[1] not in ("grid", "optuna"):  # search: {eps: [...]}
+        return SHAPES[("search",)]
+    for pattern, text in SHAPES.items():
+        if len(pattern) == len(loc) and all(p in ("*", x) for p, x in zip(pattern, loc)):
+            return text
+    return None
+
+
 
 def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: str = "study") -> StudySpec:
     if not isinstance(data, Mapping):
@@ -391,7 +485,7 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(e), source) from None
+        raise SpecError(format_validation_error(e, shapes=_shape), source) from None
     from .spec_checks import validate_trials
 
     validate_trials(spec)

@@ -9,7 +9,7 @@ separate batch from the unlabeled pool (which includes the labeled images) for R
 BN running statistics are updated only by the labeled forward pass; every other pass (the
 clean pass, the power iteration, the perturbed pass) leaves them alone, as the official code
 does. Which statistics those passes normalize with, and whether dropout / noise act in each of
-them, is ``cfg.method.implementation`` (methods.Implementation; README "Implementation choices").
+them, is ``cfg.method.implementation`` (methods.Implementation; docs/science.md, "Implementation choices").
 """
 
 from __future__ import annotations

@@ -1,0 +1,111 @@
+"""The docs agree with the code: the generated references with the schema, README's studies table
+with studies/, links with files that exist; common shape mistakes get the right shape in the error."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from vat_study.spec import SpecError, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reference():
+    spec = importlib.util.spec_from_file_location("reference", ROOT / "scripts" / "reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generated_references_match_the_schema():
+    """docs/cli.md and docs/study-file.md are what scripts/reference.py generates from the schema
+    today (regenerate with `python scripts/reference.py` after changing a model or a command)."""
+    for path, text in _reference().render().items():
+        committed = (ROOT / path).read_text(encoding="utf-8")
+        assert committed == text, f"{path} is out of date with the schema: run python scripts/reference.py"
+
+
+def test_study_file_reference_names_every_field():
+    """Every field of the study file, the task, each method and the probes has its row (so the
+    comparison above cannot pass on a generator that drops fields)."""
+    from vat_study import config, methods, spec
+
+    text = (ROOT / "docs" / "study-file.md").read_text(encoding="utf-8")
+    for name in spec.StudySpec.model_fields:
+        assert f"| `{name}` |" in text, name
+    for name in config.Task.model_fields:
+        assert f"| `task.{name}` |" in text, name
+    for entry in methods.REGISTRY.values():
+        for name in entry.settings.model_fields:
+            assert f"| `method.{name}` |" in text, (entry.name, name)
+    for name in config.Probes.model_fields:
+        assert f"| `probes.{name}` |" in text, name
+    assert "models_dir" in text and "description" in text
+
+
+def test_reference_check_mode_detects_a_stale_file(tmp_path, monkeypatch):
+    ref = _reference()
+    for path, text in ref.render().items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text, encoding="utf-8")
+    monkeypatch.setattr(ref, "ROOT", tmp_path)
+    assert ref.main(["--check"]) == 0
+    (tmp_path / "docs" / "study-file.md").write_text("stale\n", encoding="utf-8")
+    assert ref.main(["--check"]) == 1
+
+
+def test_readme_lists_every_shipped_study():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for study in sorted((ROOT / "studies").glob("*.yaml")):
+        assert f"`{study.name}`" in readme, f"README's studies table omits studies/{study.name}"
+
+
+def test_readme_is_a_short_manual_with_working_links():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) < 12_000
+    assert "## Contents" in readme
+    assert readme.index("make demo") < 600 and readme.index("make test") < 600
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme):
+        if "://" in target:
+            continue
+        assert not target.startswith("../"), f"README links outside the repository: {target}"
+        assert (ROOT / target).exists(), f"README links a missing file: {target}"
+
+
+@pytest.mark.parametrize("path", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_docs_speak_of_the_project_only(path):
+    text = (ROOT / path).read_text(encoding="utf-8")
+    for bad in (r"/work/", r"\bsessions?\b", r"\blent\b", r"\.\./shared", r"no GPU lent"):
+        assert not re.search(bad, text), f"{path} mentions {bad!r}"
+
+
+def test_gitignore_names_only_existing_exceptions():
+    """Each kept path exists, or is the report folder of a study `make reproduce-mnist` writes."""
+    reproduced = (ROOT / "scripts" / "reproduce_mnist_cpu.sh").read_text()
+    for line in (ROOT / ".gitignore").read_text().splitlines():
+        if line.startswith("!"):
+            path = line[1:].rstrip("/")
+            study = path.removeprefix("results/")
+            written = path.startswith("results/") and (ROOT / "studies" / f"{study}.yaml").exists() \
+                and f"[{study}]" in reproduced
+            assert (ROOT / path).exists() or written, f".gitignore keeps {line[1:]}, which does not exist"
+
+
+@pytest.mark.parametrize("study, hint", [
+    ({"search": {"grid": {"eps": [1, 2]}}}, "grid is a list of blocks, each mapping a key to its values: grid: [{eps: [1, 2]}]"),
+    ({"search": {"grid": [{"eps": 1}]}}, "a grid key takes a list of values: grid: [{eps: [1, 2]}]"),
+    ({"search": {"eps": [1, 2]}}, "search: {grid: [{eps: [1, 2]}]}"),
+    ({"search": [{"eps": [1, 2]}]}, "search: {grid: [{eps: [1, 2]}]}"),
+    ({"seeds": 3}, "seeds: [0, 1, 2]"),
+    ({"method": "vat"}, "method: {name: vat, eps: 2.0}"),
+    ({"search": {"optuna": {"n_trials": 3, "space": {"eps": [1, 2]}}}}, "{type: choice, choices: [1, 2]}"),
+])
+def test_shape_mistakes_show_the_right_shape(study, hint):
+    with pytest.raises(SpecError) as e:
+        parse_spec({"name": "x", **study})
+    assert len(e.value.problems) == 1
+    assert hint in e.value.problems[0], e.value.problems[0]
