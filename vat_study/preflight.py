@@ -67,7 +67,8 @@ def _model_takes(config: Mapping[str, Any], ds: Any, seen: dict[str, str | None]
         where = f"{_field(params, 'model')}: {task['model']!r}"
         what = f"the {task['dataset']!r} inputs of shape {list(ds.input_shape)}"
         try:
-            model = build_for(config, ds).eval()
+            model = build_for(config, ds)
+            model.eval()
             with torch.no_grad():
                 model(ds.x_train[:2].float())
             seen[key] = None
