@@ -337,6 +337,13 @@ class Task(_Strict):
     device: str = Field("cpu", description="cpu (deterministic for a seed), cuda, cuda:N, or auto (a GPU if "
                                            "there is one)")
     dtype: Literal["float32", "float64"] = "float32"
+    precision: Literal["float32", "bfloat16", "mixed"] = Field(
+        "float32", json_schema_extra={"legacy": "float32"},
+        description="arithmetic of the training passes: float32 (every pass in task.dtype, no autocast); bfloat16: "
+                    "every forward pass of an update under torch.autocast in bfloat16 (weights, Adam and every "
+                    "measurement stay float32); mixed: bfloat16 but for the power iteration (Eq. 12) and the clean "
+                    "pass it starts from, which run in float32 so the finite difference keeps the direction "
+                    "(docs/performance.md: step times and the direction's cosine per precision)")
 
     _fin = field_validator("noise_sigma")(_finite)
 
@@ -378,6 +385,9 @@ class Task(_Strict):
         if self.augment is None:
             self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
                                    flip=self.dataset == "cifar10")
+        if self.precision != "float32" and self.dtype != "float32":
+            raise ValueError(f"precision: {self.precision!r} runs autocast from float32 weights; with dtype "
+                             f"{self.dtype!r} precision must be 'float32'")
         if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
             raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self
@@ -418,6 +428,14 @@ class TrialConfig(_Strict):
         if self.task.mode == "supervised" and impl is not None and impl.regularizer_batch != "unlabeled":
             raise ValueError("method.implementation.regularizer_batch: 'labeled_and_unlabeled' applies to mode "
                              "'semi_supervised' only (supervised learning has one batch); allowed here: 'unlabeled'")
+        if (self.task.precision == "bfloat16" and self.k > 0
+                and getattr(self.method, "direction", "finite_difference") == "finite_difference"):
+            raise ValueError(
+                "task.precision: 'bfloat16' loses the power iteration's direction: the finite difference of "
+                "Eq. 12 is rounded away (cosine of d to the exact H d about 0.0 at every xi from 1e-6 to 1, "
+                "against 0.997 in float32 at xi 1e-2, paper MLP; python -m benchmarks.step_time --precision "
+                "bfloat16); allowed with a power iteration: 'mixed' (the power iteration in float32), "
+                "'float32', or method.direction 'hvp'")
         return self
 
     @property

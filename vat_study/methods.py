@@ -229,7 +229,7 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         lds_x, logits = regularizer_lds(
             s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=m.k, method=power_method(m)["method"],
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
-            clean_grad=entropy, **impl.passes())
+            clean_grad=entropy, power_iteration_float32=s.cfg.task.precision == "mixed", **impl.passes())
         r = per_seed(lds_x, s.n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
         if entropy:
             r = r + per_seed(entropy_loss(logits, reduction="none"), s.n_seeds)  # + R_cent, Eq. 18

@@ -174,20 +174,44 @@ def power_iteration_fidelity(
     method: DirectionMethod = "finite_difference",
     reference_iterations: int = 50,
     seed: int = 0,
+    precision: str = "float32",
 ) -> float:
     """Mean over x of |cos(d, u)|: d the direction of the given setting, u the dominant
-    eigenvector of H from ``reference_iterations`` exact HVP iterations (eval mode)."""
+    eigenvector of H from ``reference_iterations`` exact HVP iterations (eval mode, float32).
+    ``precision`` (``task.precision``): the arithmetic d is computed in, as training computes it
+    (bfloat16: under a bfloat16 autocast; mixed: the power iteration in float32)."""
     with _mode(model, False):
         u = dominant_eigenvector(model, x, iterations=reference_iterations, seed=seed + 1)
         gen = torch.Generator().manual_seed(seed)
-        d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
-                                          method=method, generator=gen)
-    return float((d.flatten(1) * u.flatten(1)).sum(1).abs().mean())
+        with working_precision(precision, x.device):
+            d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
+                                              method=method, generator=gen)
+    return float((d.float().flatten(1) * u.flatten(1)).sum(1).abs().mean())
 
 
+def hd_cosine(model: nn.Module, x: Tensor, *, xi: float, precision: str = "float32", seed: int = 0) -> float:
+    """Mean over x of cos(d_1, H d_0 / ||H d_0||): one finite-difference power iteration (Eq. 12-13)
+    from a random unit d_0, computed in ``precision`` as training computes it, against the exact
+    H d_0 from the same d_0 (double back-propagation, float32), eval mode. 1: Eq. 12 gives H d_0;
+    about 0: the finite difference is lost in rounding (xi too small for the precision)."""
+    with _mode(model, False):
+        d0 = random_unit_direction(x, torch.Generator().manual_seed(seed))
+        exact = virtual_adversarial_direction(model, x, power_iterations=1, method="hvp", d0=d0)
+        with working_precision(precision, x.device):
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0)
+    return float((d1.float().flatten(1) * exact.flatten(1)).sum(1).mean())
 
 
-def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int = 0) -> dict[str, float]:
+def working_precision(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """The arithmetic of the power iteration under ``task.precision``: a bfloat16 autocast for
+    bfloat16, none for float32 and mixed (mixed runs the power iteration in float32)."""
+    if precision == "bfloat16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int = 0,
+                precision: str = "float32") -> dict[str, float]:
     """The diagnostics probe's metrics for one network on the images ``x`` (``DIAGNOSTICS``):
 
     * ``entropy_*``: mean entropy of p(y|x) (nats; log 10 = 2.30 is uniform over 10 classes),
@@ -202,7 +226,12 @@ def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int
       pass lost in rounding);
     * ``power_cosine``: |cos(d_1, d_2)| of two successive power iterates (1: converged);
     * ``xi_underflow``: the share of the components of xi d that vanish in x + xi d at the
-      working precision (x + xi d == x).
+      working precision (x + xi d == x; in bfloat16: as the first layer's input is rounded);
+    * ``hd_cosine``: cos of one finite-difference iteration to the exact H d from the same start
+      (``hd_cosine``), in the working precision.
+
+    ``precision`` (``task.precision``): the arithmetic of the power iteration as training runs it
+    (``working_precision``); the entropies and histograms are measured in float32.
     """
     out: dict[str, float] = {}
     gen = torch.Generator().manual_seed(seed)
@@ -219,18 +248,21 @@ def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int
             out[f"classes_{name}"] = float((hist >= 0.01).sum())
             for k, v in enumerate(hist.tolist()):
                 out[f"pred_{name}_c{k}"] = v
-        with _mode(model, False):
+        with _mode(model, False), working_precision(precision, x.device):
             d0 = random_unit_direction(x, gen)
-            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0)
-            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1)
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0).float()
+            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1).float()
             with torch.no_grad():
                 kl_xi = float(lds(model, x, xi * d1).double().mean())
                 kl_eps = float(lds(model, x, eps * d1).double().mean())
+        out["hd_cosine"] = hd_cosine(model, x, xi=xi, precision=precision, seed=seed)
     out["kl_xi"], out["kl_eps"] = kl_xi, kl_eps
     out["quadratic_ratio"] = (kl_eps / eps**2) / (kl_xi / xi**2) if kl_xi > 0 else float("nan")
     out["power_cosine"] = float((d1.flatten(1) * d2.flatten(1)).sum(1).abs().mean())
     r = xi * d1
-    out["xi_underflow"] = float((((x + r) - x) == 0)[r != 0].double().mean()) if bool((r != 0).any()) else 1.0
+    rounded = (lambda v: v.bfloat16()) if precision == "bfloat16" else (lambda v: v)  # noqa: E731
+    lost = rounded(x + r) == rounded(x)
+    out["xi_underflow"] = float(lost[r != 0].double().mean()) if bool((r != 0).any()) else 1.0
     return out
 
 
@@ -317,7 +349,8 @@ class FidelityHook(_Scheduled):
     def measure(self, model: nn.Module, lanes: list[Lane], alive: list[int]) -> dict[int, dict[str, float]]:
         return {i: {FIDELITY: power_iteration_fidelity(
             lanes[i].net(), lanes[i].x_fid, power_iterations=self.cfg.k, **power_method(lanes[i].cfg.method),
-            reference_iterations=self.fid.reference_iterations, seed=lanes[i].cfg.seed)}
+            reference_iterations=self.fid.reference_iterations, seed=lanes[i].cfg.seed,
+            precision=lanes[i].cfg.task.precision)}
             for i in alive}
 
 
@@ -357,7 +390,8 @@ class DiagnosticsHook(_Scheduled):
             m = lanes[i].cfg.method
             eps = getattr(m, "eps", None) or self.cfg.probes.rvadv.eps  # baseline: the probe's eps
             out[i] = diagnostics(lanes[i].net(), lanes[i].x_rvadv[: self.dg.size], eps=eps,
-                                 xi=power_method(m)["xi"], seed=lanes[i].cfg.seed)
+                                 xi=power_method(m)["xi"], seed=lanes[i].cfg.seed,
+                                 precision=lanes[i].cfg.task.precision)
         return out
 
 

@@ -274,6 +274,7 @@ def regularizer_lds(
     d0: Tensor | None = None,
     generator: torch.Generator | None = None,
     clean_grad: bool = False,
+    power_iteration_float32: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """LDS at r = eps * d_K per sample (Eq. 5, 7; K = 0: RPT, Eq. 16) as training computes it, each
     of its three passes in the mode ``methods.Implementation`` names (``regularizer_pass``):
@@ -290,14 +291,28 @@ def regularizer_lds(
     Returns (LDS [N], clean logits [N, C]). With a model in eval mode every pass is the
     deterministic eval-mode pass, whatever the settings. ``eps`` and ``xi`` may be one value per
     sample (tensors [N]: lanes).
+
+    ``power_iteration_float32`` (``task.precision: mixed``): under a bfloat16 autocast, the power
+    iteration and the clean pass it starts from run in float32 (autocast off). The finite
+    difference of Eq. 12 subtracts two passes whose logits differ by O(xi): in bfloat16 (8 bits of
+    mantissa) their rounding, and xi d itself rounded away in the bfloat16 input of the first layer,
+    swamp that difference; a bfloat16 reference with a float32 perturbed pass would add their
+    mismatch as a first-order term. Outside an autocast it changes nothing.
     """
     noisy = has_stochastic_layers(model)  # without dropout/noise layers "stochastic" changes nothing
+    exact = power_iteration_float32 and power_iterations > 0 and torch.is_autocast_enabled(x.device.type)
+
+    def in_float32() -> contextlib.AbstractContextManager:
+        return torch.autocast(x.device.type, enabled=False) if exact else contextlib.nullcontext()
+
+    given = logits is not None  # the caller's pass: under the caller's precision
     if logits is None:
-        with regularizer_pass(model, stochastic=clean_stochastic, bn=bn), torch.set_grad_enabled(clean_grad):
+        with regularizer_pass(model, stochastic=clean_stochastic, bn=bn), torch.set_grad_enabled(clean_grad), \
+                in_float32():
             logits = model(x)
-    same_mode = power_iteration_stochastic == clean_stochastic or not noisy
-    with regularizer_pass(model, stochastic=power_iteration_stochastic, bn=bn):
-        d = virtual_adversarial_direction(model, x, logits.detach() if same_mode else None, d0=d0, xi=xi,
+    same_mode = (power_iteration_stochastic == clean_stochastic or not noisy) and not (exact and given)
+    with regularizer_pass(model, stochastic=power_iteration_stochastic, bn=bn), in_float32():
+        d = virtual_adversarial_direction(model, x, logits.detach().float() if same_mode else None, d0=d0, xi=xi,
                                           power_iterations=power_iterations, method=method,
                                           generator=generator, divergence=divergence, deterministic=False)
     with regularizer_pass(model, stochastic=lds_stochastic, bn=bn):

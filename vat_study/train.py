@@ -166,6 +166,16 @@ def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, lo
                                                     lanes.eps, lanes.xi))
 
 
+def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """``task.precision``: float32 runs every pass as it is (no autocast); bfloat16 and mixed run the
+    update's forward passes under ``torch.autocast`` in bfloat16 (matrix products in bfloat16,
+    weights, gradients and Adam in float32); mixed also takes the power iteration out of it
+    (``regularizers.regularizer_lds``, ``power_iteration_float32``). The same on CPU and CUDA."""
+    if cfg.task.precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,
                x_reg: Tensor | None, n_seeds: int = 1,
                random_start: Callable[[Tensor], Tensor] | None = None,
@@ -176,9 +186,12 @@ def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x
     holds the eps / alpha / xi of each network where they differ. No value is read back to the
     host here: the step never waits for the device."""
     model.train()
-    logits_l = model(x_l)  # the only pass that updates BN running statistics
-    nll = per_seed(F.cross_entropy(logits_l, y_l, reduction="none"), n_seeds)
-    reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start, lanes)
+    with precision_context(cfg, x_l.device):  # task.precision: the forward passes in bfloat16 or not
+        logits_l = model(x_l)  # the only pass that updates BN running statistics
+        nll = per_seed(F.cross_entropy(logits_l, y_l, reduction="none"), n_seeds)
+        reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start, lanes)
+    if cfg.task.precision != "float32":  # the objective and its sums in float32, as the weights
+        nll, reg = nll.float(), reg.float()
     alpha = getattr(cfg.method, "alpha", 1.0)  # baseline: R = 0, no weight to set
     loss = nll + (alpha if lanes.alpha is None else lanes.alpha) * reg
     opt.zero_grad(set_to_none=True)
