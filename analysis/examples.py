@@ -20,7 +20,7 @@ import pandas as pd
 from vat_study.surface import methods
 
 from .data import Skip, StudyData, best_config
-from .plotting import percent, plt, save
+from .plotting import axis_label, percent, plt, save
 
 
 def _torch_side():
@@ -185,7 +185,7 @@ def draw_fig5(f: Fig5, stem: Path) -> list[Path]:
         axes[0][i].imshow(f.clean[i], cmap="gray", vmin=0, vmax=1)
         for j, (_, imgs) in enumerate(f.rows, 1):
             axes[j][i].imshow(imgs[i], cmap="gray", vmin=0, vmax=1)
-    for j, label in enumerate(["clean"] + [f"eps = {e:g}" for e, _ in f.rows]):
+    for j, label in enumerate(["clean"] + [f"trained with ε = {e:g}" for e, _ in f.rows]):
         axes[j][0].set_ylabel(label, fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -240,7 +240,7 @@ def draw_fig6(t: pd.DataFrame, stem: Path) -> list[Path]:
         for cls, g in t[t["generated_by"] == gen].groupby("classified_by"):
             ax.plot(g["eps"], g["rate"], marker="o", label=f"classified by the model {cls}")
         ax.set_xscale("log")
-        ax.set_xlabel("eps (L2 norm of the perturbation, log scale)")
+        ax.set_xlabel(axis_label("eps", log=True))
         ax.set_title(title, fontsize=9)
         percent(ax)
         ax.legend(fontsize=8)
