@@ -144,16 +144,58 @@ def _load_study(path: Path, set_: list[str], executor: Optional[str], storage: O
     from .spec import SpecError, load_spec, parse_set
 
     try:
-        overrides = parse_set(set_)
+        overrides = _study_overrides(parse_set(set_))
         if address is not None:
             overrides["executor.address"] = address
         if executor is not None:
             overrides["executor.kind"] = executor
         if storage is not None:
             overrides["storage"] = storage
-        return load_spec(path, overrides)
+        spec = load_spec(path, overrides)
+        _warn_shadowed(spec, {k: v for k, v in overrides.items() if k.split(".")[0] in ("task", "method", "probes")})
+        return spec
     except SpecError as e:
         _fail(str(e))
+
+
+def _study_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``--set`` for a study file in the shorthand ``trial`` takes too: a key that is no study
+    field is the trial setting it names (``eps`` is ``method.eps``, ``steps`` is ``task.steps``,
+    ``method=vat`` is ``method.name``); study fields (``seeds``, ``executor.kind``, ...) stay."""
+    from .spec import SpecError, StudySpec, canonical
+    from .surface import param_path
+
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for key, value in overrides.items():
+        head, written = key.split(".")[0], key
+        if key == "method" and not isinstance(value, Mapping):
+            key = "method.name"
+        elif head not in StudySpec.model_fields and head != "seed":
+            key = param_path(key) or key
+        if key in out and canonical(out[key]) != canonical(value):
+            raise SpecError([f"--set {given[key]} and --set {written} are one setting ({key}) with two values; give "
+                             "it once"], "--set")
+        out[key], given[key] = value, written
+    return out
+
+
+def _warn_shadowed(spec, overrides: Mapping[str, Any]) -> None:
+    """Warn about each ``--set`` of a trial setting that the study's search also sets: the grid's
+    (or Optuna's) value wins for the points that have it."""
+    from .surface import param_path
+
+    search = spec.search
+    blocks = (search.grid or []) if search is not None else []
+    keys = [(f"grid block {i + 1}", k) for i, g in enumerate(blocks) for k in g]
+    if search is not None and search.optuna is not None:
+        keys += [("optuna space", k) for k in search.optuna.space]
+    for key in overrides:
+        for where, k in keys:
+            path = param_path(k) or k
+            if key == path or key.startswith(path + ".") or path.startswith(key + "."):
+                err.print(f"warning: --set {key}: the study's {where} sets {k} too, and its values win for the "
+                          f"points that have it (edit the search, or leave out --set {key})", highlight=False)
 
 
 def _summary_table(name: str, metric: Mapping[str, Any], store) -> Table:
@@ -302,6 +344,9 @@ def run(
         for i, t in enumerate(trials, 1):
             table.add_row(str(i), json.dumps(t.params), str(t.seed), t.key)
         out.print(table)
+        if spec.collapsed():
+            out.print(f"{spec.collapsed()} grid point(s) left out: each trains the same trial config as an earlier "
+                      "point (a repeated point, or a setting its method does not have)", highlight=False)
         batching = ""
         if spec.executor.lanes > 1 or spec.executor.batch_seeds > 1:
             from .executors.planning import lane_groups

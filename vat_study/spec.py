@@ -384,22 +384,38 @@ class StudySpec(_Strict):
         return cfg
 
     def configurations(self) -> list[dict[str, Any]]:
-        """Grid points (duplicates across grids removed, first occurrence kept); [{}] without search.
-        Optuna studies have no fixed list (their points come from the sampler)."""
+        """Grid points, each once: a point that resolves to the same trial config as an earlier
+        one is left out (first occurrence kept), whether written twice across grids or inert
+        where it lands (``{method: [baseline], eps: [1, 2]}``: baseline has no eps, so one
+        baseline). [{}] without search. Optuna studies have no fixed list (their points come
+        from the sampler)."""
+        return self._grid_points()[0]
+
+    def collapsed(self) -> int:
+        """How many grid points ``configurations`` left out as the same trial as an earlier one."""
+        return self._grid_points()[1]
+
+    def _grid_points(self) -> tuple[list[dict[str, Any]], int]:
         if self.search is None:
-            return [{}]
+            return [{}], 0
         if self.search.grid is None:
-            return []
-        seen, out = set(), []
+            return [], 0
+        from .surface import resolve_config
+
+        seen, out, n = set(), [], 0
         for g in self.search.grid:
             keys = list(g)
             for values in itertools.product(*(g[k] for k in keys)):
                 point = dict(zip(keys, values))
-                key = canonical(point)
+                n += 1
+                try:  # the trial it trains (but the seed)
+                    key = canonical({k: v for k, v in resolve_config(self.trial_config(point, 0)).items() if k != "seed"})
+                except ValueError:  # an invalid point: kept, and refused by validate_trials with its field
+                    key = canonical(point)
                 if key not in seen:
                     seen.add(key)
                     out.append(point)
-        return out
+        return out, n - len(out)
 
     def expand(self) -> list[PlannedTrial]:
         """Every (configuration, seed) trial of a grid study, in order; configurations x seeds."""

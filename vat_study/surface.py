@@ -4,8 +4,9 @@ reaches the science through.
 Importing it loads pydantic and the trial-config models, never torch: the configs, the method
 registry (``methods``: names, families, settings models), the settings metadata (lane settings,
 legacy values, what takes part in a study's identity) and the metric names are here at once;
-``run_trial``, ``run_lanes``, ``run_seeds``, ``load_trained``, ``DataError`` and the two
-regularizer functions the example figures draw with load torch on first use (module
+``run_trial``, ``run_lanes``, ``run_seeds``, ``load_trained``, ``DataError``, mid-trial
+``checkpoints`` and the two regularizer functions the example figures draw with load torch on
+first use (module
 ``__getattr__``). ``tests/test_import_boundary.py`` checks that the platform imports nothing
 else from the science modules.
 """
@@ -51,7 +52,7 @@ from .vocabulary import (  # noqa: F401
 _LAZY = {  # name -> the science module that defines it (imports torch)
     "run_trial": "objective", "run_lanes": "objective", "run_seeds": "objective", "LanesResult": "objective",
     "SeedsResult": "objective", "load_trained": "objective", "DataError": "data",
-    "lds": "regularizers", "virtual_adversarial_direction": "regularizers",
+    "lds": "regularizers", "virtual_adversarial_direction": "regularizers", "checkpoints": "train",
 }
 
 

@@ -140,7 +140,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
     when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
     import torch
 
-    from ..train import checkpoints
+    from ..surface import checkpoints
     from ..trial_output import captured_output
 
     batched = len(trials) > 1
