@@ -6,6 +6,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -83,3 +84,17 @@ def test_a_store_without_provenance_still_reports():
     assert provenance_lines({}) == ["- provenance: none recorded"]
     old = provenance_lines({"python": "3.11.2", "vat-study": "0.2.0", "torch": "2.4.0"})
     assert old == ["- code: vat-study 0.2.0", "- versions: python 3.11.2, torch 2.4.0"]
+
+
+@pytest.mark.platform
+def test_ray_workers_record_the_command_that_started_them(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    spec = tiny("prov_ray", url, seeds=[0], executor={"kind": "ray", "per_trial": {"cpu": 1}})
+    spec["search"] = {"grid": [{"method": ["baseline"]}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(spec))
+    r = subprocess.run([sys.executable, "-m", "vat_study.cli", "run", "r.yaml", "--set", "task.steps=3",
+                        "--no-progress"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    v = Store(url).latest_versions("prov_ray")
+    assert v["argv"] == ["run", "r.yaml", "--set", "task.steps=3", "--no-progress"]
+    assert v["overrides"] == {"task.steps": 3} and v["torch_threads"] == 1 and v["torch"] == version("torch")
