@@ -1,6 +1,6 @@
 """A study's budget, for the dry run: how many updates its trials make, and about how long they
 take on this device, from a few timed updates of the study's own model on its own data (a second
-or two at most: a large model on a CPU is timed on a small batch and scaled to the real one)."""
+or two at most: an update slower than 0.3 s is timed once)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,13 @@ from .spec import StudySpec
 class Timing:
     seconds_per_update: float
     updates_timed: int
-    batch_timed: int  # the labeled batch the timed updates used
-    batch: int  # the study's labeled batch
+    batch: int  # the labeled batch (the study's)
     device: str
     threads: int
 
     def describe(self) -> str:
-        how = (f"{self.updates_timed} update(s) timed" if self.batch_timed == self.batch else
-               f"{self.updates_timed} update(s) timed at batch {self.batch_timed}, scaled to {self.batch}")
-        return f"{_duration(self.seconds_per_update)} per update on {self.device} ({how}, {self.threads} thread(s))"
+        return (f"{_duration(self.seconds_per_update)} per update on {self.device} ({self.updates_timed} update(s) "
+                f"of batch {self.batch} timed, {self.threads} thread(s))")
 
 
 def _duration(s: float) -> str:
@@ -61,7 +59,7 @@ def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s:
                  most: int = 5) -> Timing:
     """Seconds per update of ``config``'s model on its device with ``threads`` torch threads,
     timed on the first images of ``ds`` after one warm-up update (at most ``most`` updates or
-    ``budget_s`` seconds); an update estimated at over 0.3 s is timed at a batch of 4 and scaled."""
+    ``budget_s`` seconds); an update over 0.3 s is timed once (the estimate costs about one update)."""
     import torch
 
     from .config import TrialConfig
@@ -90,19 +88,13 @@ def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s:
                     torch.cuda.synchronize(device)
                 return time.perf_counter() - t0
 
-            small_l, small_u = min(4, full_l), min(4, full_u)
-            update(small_l, small_u)  # warm-up: allocations, kernels
-            scale = max(full_l + (full_u if semi else 0), 1) / max(small_l + (small_u if semi else 0), 1)
-            guess = update(small_l, small_u) * scale
-            if guess > 0.3:  # a large model on a slow device: the small batch's time, scaled
-                return Timing(guess, 1, small_l, full_l, str(device), threads)
-            update(full_l, full_u)  # warm-up at the real batch
-            times: list[float] = []
+            update(min(4, full_l), min(4, full_u))  # warm-up on a small batch: allocations, kernels, lazy imports
+            times = [update(full_l, full_u)]
             deadline = time.perf_counter() + budget_s
-            while len(times) < most and time.perf_counter() < deadline:
-                times.append(update(full_l, full_u))
+            while times[0] < 0.3 and len(times) < most and time.perf_counter() < deadline:
+                times.append(update(full_l, full_u))  # a slow update is timed once: the estimate stays cheap
             times.sort()
-            return Timing(times[len(times) // 2], len(times), full_l, full_l, str(device), threads)
+            return Timing(times[len(times) // 2], len(times), full_l, str(device), threads)
     finally:
         torch.set_num_threads(previous)
 
