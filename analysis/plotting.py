@@ -73,6 +73,10 @@ def percent(ax, axis: str = "y") -> None:
             return f"{100 * x:.{percent_decimals(target.get_majorticklocs())}f} %"
 
     target.set_major_formatter(_Percent())
+    if axis == "y":  # an error rate is never below 0: a wide t interval at few seeds does not move the axis there
+        lo, hi = ax.get_ylim()
+        if lo < 0 < hi:
+            ax.set_ylim(0, hi)
 
 
 LABELS = {"val_error": "validation error (%)", "test_error": "test error (%)", "rvadv": "R_vadv (nats)",
