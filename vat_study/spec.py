@@ -307,6 +307,32 @@ class Paper(_Strict):
         return self
 
 
+class Tracking(_Strict):
+    """Experiment trackers each trial's config and per-step metrics go to (``vat_study.tracking``),
+    beside the store."""
+
+    tensorboard: str | None = Field(None, description="a folder: TensorBoard event files in DIR/<study>/<trial>/ "
+                                                      "(tensorboardX)")
+    mlflow: str | bool | None = Field(None, description="true: the local MLflow store sqlite:///results/mlflow.db; "
+                                                        "or a tracking URI, or a folder (MLflow's file store); one "
+                                                        "run per trial in the experiment named after the study")
+    wandb: str | None = Field(None, description="a Weights & Biases project (needs the wandb package)")
+
+    @field_validator("tensorboard", "mlflow", "wandb")
+    @classmethod
+    def _installed(cls, v: Any, info: ValidationInfo) -> Any:
+        from .tracking import missing_packages
+
+        if v is False or (isinstance(v, str) and not v.strip()):
+            if v is False:
+                return None
+            raise ValueError("must name a folder, URI or project (or be left out)")
+        missing = missing_packages({info.field_name: v})
+        if missing:
+            raise ValueError(missing[0].split(": ", 1)[1])
+        return v
+
+
 class StudySpec(_Strict):
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
@@ -330,6 +356,8 @@ class StudySpec(_Strict):
                                                      "and seed); default: results/<name>/models")
     paper: Paper | None = Field(None, description="the paper's values for this study: the report's 'Against the "
                                                   "paper' section computes each verdict from the trials")
+    tracking: Tracking | None = Field(None, description="experiment trackers: {tensorboard: DIR, mlflow: true | URI, "
+                                                        "wandb: PROJECT}")
 
     @field_validator("name")
     @classmethod

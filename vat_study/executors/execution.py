@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..failpoints import failpoint
-from .. import surface
+from .. import provenance, surface
 from ..surface import resolve_config
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
@@ -129,7 +129,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
                   threads: int = 1, timeout: float | None = None, node: str | None = None,
                   log_dir: str | None = None, checkpoint_every: int | None = None,
-                  checkpoint_dir: str | None = None) -> list[dict[str, Any] | None]:
+                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial]], Any] | None = None
+                  ) -> list[dict[str, Any] | None]:
     """Run trials that differ only in lane settings (``planning.lane_groups``); two or more train
     as lanes of one batched model (``run_lanes``, see vat_study.batched) and are stored as
     ordinary trials sharing a ``batch_group``. Returns each trial's final metrics (None where it
@@ -145,18 +146,23 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
 
     batched = len(trials) > 1
     group = digest([t.key for t in trials]) if batched else None
+    threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the trials started
     leases = [store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
                                 config=resolve_config(t.config), optuna_number=t.optuna_number, batch_group=group,
                                 node=node)
               for t in trials]
+    provenance.planned_threads.reset(threads_noted)
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
+    trackers = track(trials) if track is not None else None  # the study's tracking: (vat_study.tracking)
 
     def report(step: int, metrics: Mapping[str, float]) -> None:
         m = dict(metrics)
         lane = int(m.pop("lane")) if batched else 0
         with timer.store_call():
             store.report(leases[lane], step, m)
+            if trackers is not None:
+                trackers.step(lane, step, m)
         if report_hook is not None:
             report_hook(step, m)
 
@@ -176,6 +182,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases:
             store.fail_trial(lease, text, kind=kind)
+        if trackers is not None:
+            trackers.close("FAILED")
         if isinstance(e, KeyboardInterrupt):
             raise  # its checkpoint is kept: the next run goes on from it
         if ck_path is not None:
@@ -190,6 +198,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
         else:  # a lane whose loss turned NaN/inf (the others trained on)
             store.fail_trial(lease, f"FloatingPointError: {failed[i]}", kind="diverged")
             out.append(None)
+        if trackers is not None:
+            trackers.finish(i, metrics[i], "COMPLETE" if out[-1] is not None else "FAILED")
         failpoint("trial.finished")
     if ck_path is not None:
         ck_path.unlink(missing_ok=True)
@@ -220,7 +230,18 @@ def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedT
 
     return execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout,
                          node=node, log_dir=str(trial_log_dir(spec)), checkpoint_every=checkpoint_interval(spec, group),
-                         checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"))
+                         checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"), track=tracking_for(spec))
+
+
+def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial]], Any] | None:
+    """The study's trackers (``tracking:``, ``vat_study.tracking.Trackers``) for a group of its
+    trials; None without a tracking block."""
+    if spec.tracking is None:
+        return None
+    from ..tracking import Trackers
+
+    blocks = spec.tracking.model_dump(exclude_none=True)
+    return lambda trials: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials])
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial],

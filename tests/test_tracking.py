@@ -1,0 +1,131 @@
+"""tracking: TensorBoard event files and MLflow runs, read back with the libraries' own formats
+and client. (W&B goes through the same hook; its package is not installed here, so only its
+missing-package refusal is tested.)"""
+
+import logging
+import struct
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from test_executors import tiny
+from vat_study import tracking
+from vat_study.executors import run_local
+from vat_study.spec import SpecError, parse_spec
+from vat_study.store import Store
+
+
+def read_events(path: Path):
+    """The events of one TensorBoard event file (TFRecord framing: length, its CRC, the Event
+    proto, its CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    data, i = path.read_bytes(), 0
+    while i < len(data):
+        (n,) = struct.unpack("<Q", data[i:i + 8])
+        yield event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+        i += 12 + n + 4
+
+
+def scalars_and_hparams(run_dir: Path):
+    from tensorboardX.proto import plugin_hparams_pb2
+
+    scalars, hparams = {}, {}
+    for f in run_dir.glob("events.out.tfevents.*"):
+        for e in read_events(f):
+            for v in e.summary.value:
+                if v.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_hparams_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                    for k, x in data.session_start_info.hparams.items():
+                        hparams[k] = x.string_value or x.number_value or x.bool_value
+                elif v.HasField("simple_value"):
+                    scalars.setdefault(v.tag, {})[e.step] = v.simple_value
+    return scalars, hparams
+
+
+def _study(tmp_path, **track):
+    spec = tiny("tracked", f"sqlite:///{tmp_path}/t.db", seeds=[0], tracking=track)
+    spec["task"].update(steps=4, eval_every=2)
+    return spec
+
+
+def test_tensorboard_and_mlflow_get_each_trials_config_and_per_step_metrics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # mlflow: true is a store under results/, where the run starts
+    spec = parse_spec(_study(tmp_path, tensorboard="tb", mlflow=True))
+    assert run_local(spec, progress=False).ran == 3
+    store = Store(spec.storage)
+    trials = store.trials_frame("tracked").set_index("key")
+    steps = store.metrics_frame("tracked")
+    val = {(r.trial_id, r.step): r.value for r in steps[steps["name"] == "val_error"].itertuples()}
+
+    runs = sorted((tmp_path / "tb" / "tracked").iterdir())
+    assert len(runs) == 3
+    for run_dir in runs:
+        key = next(k for k in trials.index if run_dir.name.endswith(k[:8]))
+        scalars, hparams = scalars_and_hparams(run_dir)
+        tid = trials.loc[key, "trial_id"]
+        assert scalars["val_error"] == pytest.approx({2: val[(tid, 2)], 4: val[(tid, 4)]})
+        assert {"loss", "nll", "reg", "rvadv"} <= set(scalars)
+        assert scalars["final/test_error"][0] == pytest.approx(trials.loc[key, "test_error"])
+        assert hparams["method.name"] == trials.loc[key, "method"] and hparams["task.steps"] == 4
+        assert hparams["seed"] == 0 and hparams["task.dataset"] == "digits"
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking.mlflow_uri(True))
+    assert (tmp_path / "results" / "mlflow.db").is_file()
+    experiment = client.get_experiment_by_name("tracked")
+    found = client.search_runs([experiment.experiment_id])
+    assert len(found) == 3 and {r.info.status for r in found} == {"FINISHED"}
+    for r in found:
+        key = r.data.tags["vat_study.trial_key"]
+        tid = trials.loc[key, "trial_id"]
+        assert r.data.params["method.name"] == trials.loc[key, "method"] and r.data.params["task.steps"] == "4"
+        history = {m.step: m.value for m in client.get_metric_history(r.info.run_id, "val_error")}
+        assert history == pytest.approx({2: val[(tid, 2)], 4: val[(tid, 4)]})
+        assert r.data.metrics["final.test_error"] == pytest.approx(trials.loc[key, "test_error"])
+
+
+def test_a_missing_tracker_package_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    from vat_study.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(SpecError, match=r"tracking\.mlflow: needs the 'mlflow-skinny' package"):
+        parse_spec(_study(tmp_path, mlflow=True))
+    with pytest.raises(SpecError, match=r"tracking\.wandb: needs the 'wandb' package") if real("wandb") is None \
+            else pytest.raises(SpecError, match="tracking.tensorboard: must name a folder"):
+        parse_spec(_study(tmp_path, wandb="p", tensorboard=" "))
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(_study(tmp_path, mlflow=True)))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--executor", "local"])
+    assert r.exit_code == 2 and "mlflow-skinny" in r.output
+    assert not (tmp_path / "t.db").exists()
+
+
+def test_a_failing_tracker_never_fails_the_trial(tmp_path, caplog):
+    (tmp_path / "blocked").write_text("a file where the event folder would go")
+    spec = _study(tmp_path, tensorboard=str(tmp_path / "blocked"))
+    spec["search"] = {"grid": [{"method": ["baseline"]}]}
+    with caplog.at_level(logging.WARNING, logger="vat_study.tracking"):
+        summary = run_local(parse_spec(spec), progress=False)
+    assert (summary.ran, summary.failed) == (1, 0)
+    assert "tracking.tensorboard: not recording trial" in caplog.text
+
+
+@pytest.mark.platform
+def test_ray_workers_write_the_event_files_too(tmp_path, monkeypatch):
+    from vat_study.executors import run_ray
+
+    monkeypatch.chdir(tmp_path)  # Ray's workers keep the driver's folder: a relative DIR lands here
+    spec = _study(tmp_path, tensorboard="tb")
+    spec["search"] = {"grid": [{"method": ["baseline"]}]}
+    spec["executor"] = {"kind": "ray", "per_trial": {"cpu": 1}}
+    assert run_ray(parse_spec(spec), progress=False).ran == 1
+    (run_dir,) = (tmp_path / "tb" / "tracked").iterdir()
+    scalars, hparams = scalars_and_hparams(run_dir)
+    assert sorted(scalars["val_error"]) == [2, 4] and hparams["method.name"] == "baseline"
