@@ -30,6 +30,9 @@ def test_trial_provenance_names_code_machine_and_every_library():
         assert p[lib], lib
     assert p["torch"] == version("torch") and p["scikit-learn"] == version("scikit-learn")
     assert p["vat-study"].startswith(version("vat-study"))
+    import vat_study
+
+    assert vat_study.__version__ == p["vat-study"]  # no static version string
     if (ROOT / ".git").exists():  # a checkout: the commit and whether tracked files differ from it
         assert p["git_commit"] == _git("rev-parse", "HEAD")
         assert p["git_dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no"))

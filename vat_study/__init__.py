@@ -13,13 +13,16 @@ import importlib
 from typing import Any
 
 __all__ = ["ConfigError", "LanesResult", "SeedsResult", "TrialConfig", "run_lanes", "run_seeds", "run_trial"]
-__version__ = "0.3.0"
 
 _WHERE = {"ConfigError": "config", "TrialConfig": "config", "LanesResult": "objective", "SeedsResult": "objective",
           "run_lanes": "objective", "run_seeds": "objective", "run_trial": "objective"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed release, with the git commit (and .dirty) in a checkout
+        from .provenance import package_version
+
+        return package_version()
     if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value
@@ -28,4 +31,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | {"__version__"})
