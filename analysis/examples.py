@@ -20,7 +20,7 @@ import pandas as pd
 from vat_study.surface import methods
 
 from .data import Skip, StudyData, best_config
-from .plotting import axis_label, percent, plt, save
+from .plotting import STABLE_METADATA, axis_label, percent, plt, save
 
 
 def _torch_side():
@@ -141,7 +141,7 @@ def _save_fig1(fig, stem: Path) -> list[Path]:
              "p(y = 1 | x) = 0.5", fontsize=8, color="0.3")
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p, bbox_inches="tight", metadata=STABLE_METADATA[p.suffix])
     plt.close(fig)
     return paths
 

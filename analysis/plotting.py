@@ -34,6 +34,10 @@ def log_ticks_at(ax, values) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
+STABLE_METADATA = {".pdf": {"CreationDate": None}, ".png": {}}
+"""No creation time in a PDF: a report rewritten from the same store is byte for byte the same."""
+
+
 def save(fig, stem: Path, note: str | None = None) -> list[Path]:
     """Write stem.png and stem.pdf (with an optional footnote under the axes); returns both paths."""
     import textwrap
@@ -47,7 +51,7 @@ def save(fig, stem: Path, note: str | None = None) -> list[Path]:
         fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")  # legends placed beside the axes are kept
+        fig.savefig(p, bbox_inches="tight", metadata=STABLE_METADATA[p.suffix])  # legends beside the axes kept
     plt.close(fig)
     return paths
 

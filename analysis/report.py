@@ -146,6 +146,8 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
 
     versions = Store(url).latest_versions(study)
     head = [f"# Study `{study}`", "",
+            f"<!-- written by vat-study report from the store, and rewritten by every run of it: hand-written "
+            f"text goes in {paper.NOTES} beside this file, which the report includes and never writes -->", "",
             f"- study file: `{data.spec.get('name')}` as stored ({'search: ' + ('optuna' if (data.spec.get('search') or {}).get('optuna') else 'grid' if data.spec.get('search') else 'none')})",
             f"- storage: `{_shown_url(safe_url(url))}`",
             f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",

@@ -23,7 +23,7 @@ BLOCK = {"source": "Table 1", "steps": 60000,
 def _values(p, s):
     k = p["power_iterations"]
     e = {0: 0.08, 1: 0.05, 2: 0.05}[k] + 0.001 * s + (0.0005 * s * (k == 2))
-    return {"val_error": e, "test_error": e}, {}
+    return {"val_error": e, "test_error": e}, {st: {"val_error": e, "rvadv": 0.1 + k + 0.01 * s} for st in (10, 20)}
 
 
 def _store(tmp_path, block=BLOCK):
@@ -65,12 +65,16 @@ def test_report_includes_notes_and_never_writes_them(tmp_path):
     out.mkdir()
     notes = "\n## Against the paper (written after the run)\n\n- a sentence only a person wrote.\n"
     (out / "PAPER.md").write_text(notes)
+    written = []
     for _ in range(2):
         path, _ = write_report(url, "kp", out)
         text = path.read_text()
         assert "## Against the paper (written after the run)" in text and "a sentence only a person wrote." in text
         assert "## Against the paper\n" in text and "reproduced: the CI excludes 0" in text
+        written.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert (out / "PAPER.md").read_text() == notes
+    assert written[0] == written[1]  # a report rewritten from the same store is byte for byte the same (PDFs too)
+    assert any(name.endswith(".pdf") for name in written[0])
     assert (out / "against_paper.csv").exists()
 
 
