@@ -401,7 +401,9 @@ def run(
 
         study_id = store.study_id(spec.name)
         if study_id is not None:  # trials this run had started: FAILED (interrupted), redone by the next run
-            store.fail_running(study_id, INTERRUPTED_BY_USER, "interrupted")
+            from .store.claims import process_drivers  # (never those of other drivers of the study)
+
+            store.fail_running(study_id, INTERRUPTED_BY_USER, "interrupted", drivers=process_drivers())
         why = f"stopped by {stop_of(stop).name}" if stop_of(stop) else "interrupted"
         err.print(f"{why}: every finished trial is in {safe_url(spec.storage)}; run the same command "
                   "again to continue the study", highlight=False)
@@ -417,6 +419,8 @@ def run(
     out.print(_summary_table(spec.name, spec.metric.model_dump(), store))
     if summary.interrupted_marked:
         out.print(f"{summary.interrupted_marked} trial(s) left RUNNING by an earlier, interrupted run were redone.")
+    if summary.by_others:
+        out.print(f"{summary.by_others} trial(s) of this run were run by other drivers of {spec.name!r} at the same time.")
     if summary.ran == 0:
         out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already COMPLETE "
                   f"in {safe_url(spec.storage)}.")

@@ -21,7 +21,8 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                  max_failures (ray: retries of a trial whose worker process died; default 2),
                  lanes (train up to this many trials differing only in seed, eps, alpha, xi,
                  noise_sigma as one batched model), batch_seeds (the same for the seeds of one
-                 configuration only)}
+                 configuration only), heartbeat_every (s, default 5), stale_after (s, default 60:
+                 a driver silent that long is dead, and other drivers redo its RUNNING trials)}
     storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
     sequential  {compare: [[a, b], ...], max_seeds, batch, alpha, metric, mode}: add paired
                 seeds until each comparison is decided (vat_study.sequential)
@@ -212,6 +213,19 @@ class Executor(_Strict):
                                                          "restricted to the seeds of one configuration")
     lanes: int = Field(1, ge=1, le=256, description="train up to this many trials that differ only in seed, eps, "
                                                     "alpha, xi, noise_sigma as one batched model (1: off)")
+    heartbeat_every: float = Field(5.0, gt=0, le=3600, description="seconds between two heartbeats of a driver "
+                                                                   "(several drivers share a study's trials)")
+    stale_after: float = Field(60.0, gt=0, description="seconds without a heartbeat after which a driver is dead "
+                                                       "and its RUNNING trials are redone by another driver")
+
+    @field_validator("stale_after")
+    @classmethod
+    def _stale_after_beats(cls, v: float, info: ValidationInfo) -> float:
+        every = info.data.get("heartbeat_every") or 5.0
+        if v < 3 * every:
+            raise ValueError(f"must be at least 3 x heartbeat_every ({3 * every:g} s), or a live driver's missed "
+                             f"beat would read as dead; got {v:g}")
+        return v
 
     @field_validator("lanes")
     @classmethod

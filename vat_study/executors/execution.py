@@ -7,9 +7,11 @@ import contextlib
 import math
 import statistics
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from .. import provenance, surface
 from ..surface import resolve_config
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
+from ..store.claims import STALE_AFTER, Driver
 from .planning import lane_groups
 
 
@@ -100,7 +103,7 @@ def failure_kind(exc: BaseException) -> str:
     return "error"
 
 
-INTERRUPTED_BY_USER = "interrupted: stopped by the user (Ctrl-C) before this trial finished"
+from ..store.claims import INTERRUPTED_BY_USER  # noqa: E402,F401  (re-exported: the CLI's Ctrl-C path)
 
 
 def stopped_text(exc: KeyboardInterrupt) -> str:
@@ -125,18 +128,29 @@ def _failure_text(exc: BaseException, timeout: float | None, url: str, lanes: in
     return clean_text(text + (f"\nstore or disk fault: {line}" if line else ""))
 
 
-def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
+@dataclass(frozen=True)
+class Claim:
+    """What a driver claims trials with (picklable: Ray workers claim for their driver): its
+    token, the attempts it saw of each trial (0: none recorded), and when another driver is dead."""
+
+    driver: str
+    seen: Mapping[str, int]
+    stale_after: float = STALE_AFTER
+
+
+def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
                   threads: int = 1, timeout: float | None = None, node: str | None = None,
                   log_dir: str | None = None, checkpoint_every: int | None = None,
                   checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial]], Any] | None = None
-                  ) -> list[dict[str, Any] | None]:
-    """Run trials that differ only in lane settings (``planning.lane_groups``); two or more train
-    as lanes of one batched model (``run_lanes``, see vat_study.batched) and are stored as
-    ordinary trials sharing a ``batch_group``. Returns each trial's final metrics (None where it
-    failed). The time limit of a group is ``timeout`` times the number of lanes. ``node``: the Ray
-    node running it, recorded with each trial. ``log_dir``: the trials' own output goes to a
-    capped log file there (``trial_output``), not to the driver's terminal.
+                  ) -> dict[str, dict[str, Any] | None]:
+    """Claim and run trials that differ only in lane settings (``planning.lane_groups``); two or
+    more claimed train as lanes of one batched model (``run_lanes``, see vat_study.batched) and
+    are stored as ordinary trials sharing a ``batch_group``. Trials another driver holds or has
+    finished are left out. Returns key -> final metrics (None where it failed) of the trials this
+    call claimed. The time limit of a group is ``timeout`` times the number of lanes. ``node``:
+    the Ray node running it, recorded with each trial. ``log_dir``: the trials' own output goes
+    to a capped log file there (``trial_output``), not to the driver's terminal.
     ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
     when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
     import torch
@@ -144,14 +158,22 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
     from ..surface import checkpoints
     from ..trial_output import captured_output
 
-    batched = len(trials) > 1
-    group = digest([t.key for t in trials]) if batched else None
-    threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the trials started
-    leases = [store.start_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                config=resolve_config(t.config), optuna_number=t.optuna_number, batch_group=group,
-                                node=node)
-              for t in trials]
+    threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the claimed trials
+    claimed = []
+    for t in trials:
+        lease = store.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
+                                  config=resolve_config(t.config), optuna_number=t.optuna_number, node=node,
+                                  driver=claim.driver, seen=int(claim.seen.get(t.key, 0)),
+                                  stale_after=claim.stale_after)
+        if lease is not None:
+            claimed.append((t, lease))
     provenance.planned_threads.reset(threads_noted)
+    if not claimed:
+        return {}
+    trials, leases = [t for t, _ in claimed], [lease for _, lease in claimed]
+    batched = len(trials) > 1
+    if batched:
+        store.set_batch_group(leases, digest([t.key for t in trials]))
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
     trackers = track(trials) if track is not None else None  # the study's tracking: (vat_study.tracking)
@@ -188,18 +210,18 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial],
             raise  # its checkpoint is kept: the next run goes on from it
         if ck_path is not None:
             ck_path.unlink(missing_ok=True)
-        return [None] * len(trials)
+        return {t.key: None for t in trials}
     finally:
         torch.set_num_threads(previous)
-    out: list[dict[str, Any] | None] = []
-    for i, lease in enumerate(leases):
+    out: dict[str, dict[str, Any] | None] = {}
+    for i, (t, lease) in enumerate(claimed):
         if metrics[i] is not None:
-            out.append(metrics[i] if store.finish_trial(lease, metrics[i]) else None)
+            out[t.key] = metrics[i] if store.finish_trial(lease, metrics[i]) else None
         else:  # a lane whose loss turned NaN/inf (the others trained on)
             store.fail_trial(lease, f"FloatingPointError: {failed[i]}", kind="diverged")
-            out.append(None)
+            out[t.key] = None
         if trackers is not None:
-            trackers.finish(i, metrics[i], "COMPLETE" if out[-1] is not None else "FAILED")
+            trackers.finish(i, metrics[i], "COMPLETE" if out[t.key] is not None else "FAILED")
         failpoint("trial.finished")
     if ck_path is not None:
         ck_path.unlink(missing_ok=True)
@@ -222,14 +244,15 @@ def threads_for(spec: StudySpec) -> int:
     return max(int(spec.executor.per_trial.cpu), 1)
 
 
-def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedTrial],
-              node: str | None = None) -> list[dict[str, Any] | None]:
+def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedTrial], claim: Claim,
+              node: str | None = None) -> dict[str, dict[str, Any] | None]:
     """``execute_group`` with the study's threads and time limit, for one group of
     ``planning.lane_groups``."""
     from ..trial_output import trial_log_dir
 
-    return execute_group(store, study_id, group, threads=threads_for(spec), timeout=spec.executor.trial_timeout,
-                         node=node, log_dir=str(trial_log_dir(spec)), checkpoint_every=checkpoint_interval(spec, group),
+    return execute_group(store, study_id, group, claim, threads=threads_for(spec),
+                         timeout=spec.executor.trial_timeout, node=node, log_dir=str(trial_log_dir(spec)),
+                         checkpoint_every=checkpoint_interval(spec, group),
                          checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"), track=tracking_for(spec))
 
 
@@ -244,14 +267,48 @@ def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial]], Any] | None:
     return lambda trials: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials])
 
 
-def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial],
-                node: str | None = None) -> list[dict[str, Any] | None]:
-    """Run ``trials`` in order, grouped into lanes by ``planning.lane_groups``; returns each
-    trial's final metrics (None where it failed), in the order given."""
+def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,
+                node: str | None = None) -> dict[str, dict[str, Any] | None]:
+    """Claim and run ``trials`` in order, grouped into lanes by ``planning.lane_groups``; returns
+    key -> final metrics (None where it failed) of those this driver claimed."""
     results: dict[str, dict[str, Any] | None] = {}
     for group in lane_groups(trials, spec):
-        results.update({t.key: m for t, m in zip(group, run_group(spec, store, study_id, group, node))})
-    return [results[t.key] for t in trials]
+        results.update(run_group(spec, store, study_id, group, claim, node))
+    return results
+
+
+def run_shared(store: Store, study_id: int, todo: list[PlannedTrial], driver: Driver,
+               run: Callable[[list[PlannedTrial], Claim], Mapping[str, dict[str, Any] | None] | None]
+               ) -> tuple[dict[str, dict[str, Any] | None], int]:
+    """Run ``todo`` together with any other drivers of the study: ``run(trials, claim)`` claims
+    and trains what it can (``run_planned``, or a Ray Tune run) and returns what it ran (None:
+    read it from the store). Trials another driver holds are waited for, and taken over once
+    that driver is dead (``store.claims``). Returns (key -> final metrics of the trials this
+    driver ran, how many trials of ``todo`` other drivers finished)."""
+    mine: dict[str, dict[str, Any] | None] = {}
+    pending, missed = list(todo), set()
+    poll = min(max(driver.heartbeat_every / 2, 0.2), 2.0)
+    while True:
+        if pending:
+            seen = {k: a for k, (_, a, _) in store.trial_states(study_id).items()}
+            claim = Claim(driver.token, {t.key: seen.get(t.key, 0) for t in pending}, driver.stale_after)
+            ran = run(pending, claim)
+            if ran is None:  # the runner returns nothing: what this driver ran, read back (COMPLETE or not)
+                states = store.trial_states(study_id)
+                ran = {t.key: {} if states[t.key][0] == "COMPLETE" else None for t in pending
+                       if t.key in states and states[t.key][2] == driver.token and states[t.key][1] > claim.seen[t.key]}
+            mine.update(ran)
+        states = store.trial_states(study_id)
+        # held by another driver, or never recorded (a runner that stopped short: tried once more)
+        rest = [t for t in todo if t.key not in mine and (states[t.key][0] == "RUNNING" if t.key in states
+                                                          else t.key not in missed)]
+        missed |= {t.key for t in rest if t.key not in states}
+        if not rest:
+            return mine, sum(1 for t in todo if t.key not in mine and t.key in states)
+        dead = store.dead_drivers(study_id, driver.stale_after)
+        pending = [t for t in rest if t.key not in states or states[t.key][2] is None or states[t.key][2] in dead]
+        if not pending:
+            time.sleep(poll)
 
 
 def pending_trials(spec: StudySpec, store: Store, study_id: int, points: list[Mapping[str, Any]],
@@ -277,11 +334,3 @@ def configuration_value(spec: StudySpec, store: Store, study_id: int, params: Ma
             raise RuntimeError(f"seed {t.seed} {why}")
         values[t.seed] = float(value)
     return statistics.fmean(values.values())
-
-
-def run_configuration(spec: StudySpec, store: Store, study_id: int, params: Mapping[str, Any],
-                      optuna_number: int | None = None, node: str | None = None) -> float:
-    """All seeds of one configuration (an Optuna point); returns the mean metric over seeds.
-    Seeds already COMPLETE in the store are reused, not re-run. Raises if any seed failed."""
-    run_planned(spec, store, study_id, pending_trials(spec, store, study_id, [params], [optuna_number]), node)
-    return configuration_value(spec, store, study_id, params)

@@ -1,4 +1,5 @@
-"""The in-process executor: the same study, trial after trial, in this Python process."""
+"""The in-process executor: the same study, trial after trial, in this Python process. Several
+such drivers (and Ray drivers) of one study on one store share its trials (``store.claims``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import time
 
 from ..spec import StudySpec
 from ..store import Store
+from ..store.claims import Driver
 from ..display import Progress
-from .execution import run_planned
+from .execution import run_planned, run_shared
 from .planning import RunSummary, plan
-from .search import ask_batch, ask_run_tell, begin_optuna
+from .search import optuna_loop
 from .sequential import run_sequential
+
+
+def driver_for(spec: StudySpec, store: Store, study_id: int) -> Driver:
+    """This run as a driver of the study, with the study's heartbeat settings."""
+    return Driver(store, study_id, spec.executor.heartbeat_every, spec.executor.stale_after)
 
 
 def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
@@ -18,23 +25,23 @@ def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool =
     p = plan(spec, store, spec_path)
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
     t0 = time.time()
-    if not spec.is_optuna:
-        summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
-        with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-            results = run_planned(spec, store, p.study_id, p.todo)
-        summary.ran, summary.failed = len(results), sum(m is None for m in results)
-        if spec.sequential is not None:  # more paired seeds until each comparison is decided
-            n, problems = run_sequential(spec, store, p.study_id, lambda todo: run_planned(spec, store, p.study_id, todo))
-            summary.ran += n
-            summary.errors += problems
-    else:
-        study, remaining = begin_optuna(spec, summary)
-        total = summary.planned * len(spec.seeds)
-        with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
-            while remaining > 0:  # with lanes, several configurations per ask (search.ask_batch)
-                k = min(ask_batch(spec), remaining)
-                ask_run_tell(spec, store, p.study_id, study, k,
-                             lambda todo: run_planned(spec, store, p.study_id, todo), summary)
-                remaining -= k
+    with driver_for(spec, store, p.study_id) as driver:
+        def run_todo(todo):
+            return run_shared(store, p.study_id, todo, driver,
+                              lambda trials, claim: run_planned(spec, store, p.study_id, trials, claim))
+
+        if not spec.is_optuna:
+            summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
+            with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
+                results, summary.by_others = run_todo(p.todo)
+            summary.ran, summary.failed = len(results), sum(m is None for m in results.values())
+            if spec.sequential is not None:  # more paired seeds until each comparison is decided
+                n, problems = run_sequential(spec, store, p.study_id, lambda todo: run_todo(todo))
+                summary.ran += n
+                summary.errors += problems
+        else:
+            total = spec.search.optuna.n_trials * len(spec.seeds)  # type: ignore[union-attr]
+            with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
+                optuna_loop(spec, store, p.study_id, driver, run_todo, summary)
     summary.seconds = time.time() - t0
     return summary

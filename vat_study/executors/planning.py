@@ -22,6 +22,7 @@ class RunSummary:
     ran: int = 0
     failed: int = 0
     interrupted_marked: int = 0  # RUNNING rows of a killed run, marked FAILED and redone
+    by_others: int = 0  # trials this run planned that other drivers of the study ran meanwhile
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -122,8 +123,9 @@ def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
 
 
 def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
-    """Register the study, mark trials a killed run left RUNNING as FAILED, and split the grid
-    into trials still to run and trials already COMPLETE."""
+    """Register the study, mark trials a killed run left RUNNING as FAILED (those whose driver is
+    dead: ``store.claims``), and split the grid into trials still to run and trials already
+    COMPLETE (or PRUNED)."""
     check_same_study(spec, store)
     from ..store import safe_url
 
@@ -133,11 +135,11 @@ def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
     stored = spec.model_dump(mode="json")
     stored["storage"] = safe_url(spec.storage)  # never keep a database password in the results
     study_id = store.get_or_create_study(spec.name, stored, spec_path)
-    interrupted = store.fail_interrupted(study_id)
+    interrupted = store.fail_stale(study_id, spec.executor.stale_after)  # a live driver's trials are left alone
     statuses = store.trial_statuses(study_id)
     trials = spec.expand() if not spec.is_optuna else []
-    done = [t for t in trials if statuses.get(t.key) == "COMPLETE"]
-    todo = [t for t in trials if statuses.get(t.key) != "COMPLETE"]
+    done = [t for t in trials if statuses.get(t.key) in ("COMPLETE", "PRUNED")]
+    todo = [t for t in trials if statuses.get(t.key) not in ("COMPLETE", "PRUNED")]
     failpoint("study.planned")
     return Plan(study_id, todo, done, interrupted)
 

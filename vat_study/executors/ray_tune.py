@@ -1,11 +1,14 @@
-"""The Ray Tune executor (the default): trials as Tune trials, Optuna through ``OptunaSearch``.
+"""The Ray Tune executor (the default): trials as Tune trials.
 
-* Grid studies: the trials still to run are one ``tune.grid_search`` over planned trials; what
-  is COMPLETE in the store is never handed to Tune (resume is driven by our store, not by Tune's
-  experiment state: ``Tuner.restore`` with an RDB Optuna study re-runs finished trials).
-* Optuna studies: ``OptunaSearch`` with a define-by-run space over the study's Optuna study in
-  the same database (so it continues across runs); each Tune trial runs every seed of one
-  configuration and reports the mean metric.
+* Grid studies: the trials still to run are one ``tune.grid_search`` over lane groups of planned
+  trials; what is COMPLETE in the store is never handed to Tune (resume is driven by our store,
+  not by Tune's experiment state). Each worker claims its trials for this driver
+  (``store.claims``), so several drivers of one study share its trials; those another driver
+  holds are waited for, and taken over once that driver is dead.
+* Optuna studies: rounds of ask, run, tell on the study's Optuna study in the same database (so
+  it continues across runs and is shared by several drivers, as Optuna's RDB workers do): each
+  round asks as many configurations as fill every worker slot and trains all their seeds as one
+  Tune run.
 * Resources: ``tune.with_resources`` (cpu, fractional gpu per trial); ``max_concurrent_trials``
   is always set (with a searcher Tune otherwise runs one trial at a time).
 * Lean: ``reuse_actors=True``, no TensorBoard/CSV/JSON loggers, Ray's own output off; progress
@@ -18,9 +21,8 @@
   folder is removed after the run.
 * ``executor.lanes`` / ``batch_seeds``: each Tune trial trains one lane group (trials differing
   only in seed, eps, alpha, xi, noise_sigma; or the seeds of one configuration) as one batched
-  model (see vat_study.batched). Optuna with lanes: each round asks Optuna for as many
-  configurations as fill every worker slot with a lane group, runs them as one Tune run, and
-  tells each its result.
+  model (see vat_study.batched); with Optuna a round then asks for as many configurations as
+  fill every worker slot with a lane group.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from typing import Any
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from ..display import Progress
-from .execution import run_configuration, run_group
+from .execution import Claim, run_group, run_shared
 from .planning import RunSummary, lane_groups, plan
-from .search import ask_run_tell, begin_optuna, suggest
+from .search import optuna_loop
 from .sequential import needed_trials, run_sequential
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -68,43 +70,18 @@ def _node_id() -> str | None:
         return None
 
 
-def _grid_trainable(config: dict[str, Any], storage: str) -> None:
-    """A Tune function trainable: one group of planned trials (one seed, or several seeds of one
-    configuration trained batched), recorded in the store by the worker."""
+def _grid_trainable(config: dict[str, Any], storage: str, claim: Claim) -> None:
+    """A Tune function trainable: one group of planned trials (one seed, or several trained as
+    lanes of one batched model), claimed for the driver and recorded in the store by the worker;
+    trials another driver holds are left out."""
     from ray import tune
 
     spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     trials = [PlannedTrial(**t) for t in config["trials"]]
     store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
-    results = run_group(spec, store, config["study_id"], trials, _node_id())
-    ok = [m for m in results if m is not None]
-    tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok)})
-
-
-def _optuna_trainable(config: dict[str, Any], storage: str) -> None:
-    """A Tune function trainable: every seed of one Optuna configuration; reports the mean metric."""
-    from ray import tune
-
-    spec = StudySpec.model_validate({**config["spec"], "storage": storage})
-    params = {k: config[k] for k in spec.search.optuna.space}  # type: ignore[union-attr]
-    store = Store(storage)
-    try:
-        value = run_configuration(spec, store, config["study_id"], params, node=_node_id())
-    except RuntimeError:
-        tune.report({"ok": 0})
-        raise
-    tune.report({"ok": 1, spec.metric.name: value})
-
-
-class _DefineByRun:
-    """The Optuna define-by-run space as a picklable callable (Tune may checkpoint the searcher)."""
-
-    def __init__(self, spec_json: dict[str, Any]) -> None:
-        self.spec_json = spec_json
-
-    def __call__(self, trial) -> None:
-        suggest(trial, StudySpec.model_validate(self.spec_json))
-        return None
+    results = run_group(spec, store, config["study_id"], trials, claim, _node_id())
+    ok = [m for m in results.values() if m is not None]
+    tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok), "claimed": len(results)})
 
 
 def _init_ray(spec: StudySpec) -> None:
@@ -222,12 +199,13 @@ def _public_spec(spec: StudySpec) -> dict[str, Any]:
     return {**spec.model_dump(mode="json"), "storage": safe_url(spec.storage)}
 
 
-def _mark_dead_workers(store: Store, study_id: int, results) -> None:
-    """Trials a dead worker left RUNNING (after Tune's retries) become FAILED, with Ray's error."""
+def _mark_dead_workers(store: Store, study_id: int, results, driver: str) -> None:
+    """Trials of this driver a dead worker left RUNNING (after Tune's retries) become FAILED,
+    with Ray's error."""
     errors = [str(r.error) for r in results if r.error is not None]
     if errors:
         text = "worker_died: the Ray worker running this trial died; Ray said:\n" + "\n".join(errors)[-5000:]
-        store.fail_running(study_id, text, "worker_died")
+        store.fail_running(study_id, text, "worker_died", drivers=[driver])
 
 
 def _resources(spec: StudySpec) -> dict[str, float]:
@@ -235,20 +213,23 @@ def _resources(spec: StudySpec) -> dict[str, float]:
     return {"cpu": spec.executor.per_trial.cpu, "gpu": gpu_per_trial(spec)}
 
 
-def _fit_groups(spec: StudySpec, store: Store, study_id: int, groups: list[list[PlannedTrial]], run_config) -> None:
-    """One Tune run over lane groups (one Tune trial each); the workers record the trials."""
+def _fit_groups(spec: StudySpec, store: Store, study_id: int, groups: list[list[PlannedTrial]], run_config,
+                claim: Claim) -> None:
+    """One Tune run over lane groups (one Tune trial each); the workers claim and record the trials."""
     from ray import tune
 
-    trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage), _resources(spec))
+    trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage, claim=claim),
+                                    _resources(spec))
     space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
              "spec": _public_spec(spec), "study_id": study_id}
     tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_max_concurrent(spec)))
-    _mark_dead_workers(store, study_id, tuner.fit())
+    _mark_dead_workers(store, study_id, tuner.fit(), claim.driver)
 
 
 def _round_size(spec: StudySpec) -> int:
-    """Optuna configurations asked for per Tune run with lanes: one lane group per worker slot."""
+    """Optuna configurations asked for per Tune run: one lane group (or, without lanes, one
+    configuration's seeds) per worker slot."""
     from .search import ask_batch
 
     return ask_batch(spec) * _max_concurrent(spec)
@@ -256,6 +237,8 @@ def _round_size(spec: StudySpec) -> int:
 
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
     from ray import tune
+
+    from .local import driver_for
 
     # Ctrl-C: Tune's own handler would end fit() quietly and leave the running trials RUNNING with
     # exit 0; without it KeyboardInterrupt reaches the CLI (trials marked interrupted, exit 130).
@@ -268,74 +251,38 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
     experiment_dir = tempfile.mkdtemp(prefix="vat-study-ray-")
     run_config = tune.RunConfig(name=spec.name, storage_path=experiment_dir, verbose=0, log_to_file=False,
                                 failure_config=tune.FailureConfig(max_failures=spec.executor.max_failures))
+    fits = itertools.count()
+
+    def fit(trials: list[PlannedTrial], claim: Claim) -> None:  # one Tune run (own name) over lane groups
+        config = dataclasses.replace(run_config, name=f"{spec.name}-{next(fits)}")
+        _fit_groups(spec, store, p.study_id, lane_groups(trials, spec), config, claim)
+
     try:
-        if not spec.is_optuna:
-            summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
-            if not p.todo and (spec.sequential is None or not needed_trials(spec, store, p.study_id)):
-                return summary
-            _init_ray(spec)
-            _check_gpus(spec)
-            groups = lane_groups(p.todo, spec)
-            if groups:
-                with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-                    _fit_groups(spec, store, p.study_id, groups, run_config)
-            statuses = store.trial_statuses(p.study_id)
-            summary.ran = sum(len(g) for g in groups)
-            summary.failed = sum(statuses.get(t.key) != "COMPLETE" for g in groups for t in g)
-            if spec.sequential is not None:  # more paired seeds until each comparison is decided
-                looks = itertools.count()
+        with driver_for(spec, store, p.study_id) as driver:
+            def run_todo(todo: list[PlannedTrial]):
+                return run_shared(store, p.study_id, todo, driver, fit)
 
-                def fit(todo: list[PlannedTrial]) -> None:
-                    look_config = dataclasses.replace(run_config, name=f"{spec.name}-seq{next(looks)}")
-                    _fit_groups(spec, store, p.study_id, lane_groups(todo, spec), look_config)
-
-                n, problems = run_sequential(spec, store, p.study_id, fit)
-                summary.ran += n
-                summary.errors += problems
-        elif spec.executor.lanes > 1:  # Optuna with lanes: batch ask, one Tune run per batch, tell each
-            study, remaining = begin_optuna(spec, summary)
-            if remaining == 0:
-                return summary
-            _init_ray(spec)
-            _check_gpus(spec)
-            total = summary.planned * len(spec.seeds)
-            with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
-                for round_ in itertools.count():
-                    k = min(remaining, _round_size(spec))
-                    if k == 0:
-                        break
-                    round_config = dataclasses.replace(run_config, name=f"{spec.name}-{round_}")
-                    ask_run_tell(spec, store, p.study_id, study, k, lambda todo, rc=round_config: _fit_groups(
-                        spec, store, p.study_id, lane_groups(todo, spec), rc), summary)
-                    remaining -= k
-        else:
-            from ray.tune.search.optuna import OptunaSearch
-
-            from .search import optuna_storage
-
-            study, remaining = begin_optuna(spec, summary)
-            if remaining == 0:
-                return summary
-            _init_ray(spec)
-            _check_gpus(spec)
-            searcher = OptunaSearch(space=_DefineByRun(_public_spec(spec)), metric=spec.metric.name,
-                                    mode=spec.metric.mode, sampler=study.sampler, study_name=spec.name,
-                                    storage=optuna_storage(spec.storage))
-            trainable = tune.with_resources(tune.with_parameters(_optuna_trainable, storage=spec.storage),
-                                            _resources(spec))
-            space = {"spec": _public_spec(spec), "study_id": p.study_id}
-            tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
-                               tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
-                                                           reuse_actors=True,
-                                                           max_concurrent_trials=_max_concurrent(spec)))
-            total = summary.planned * len(spec.seeds)
-            with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):
-                results = tuner.fit()
-            _mark_dead_workers(store, p.study_id, results)
-            for r in results:
-                summary.ran += 1
-                if r.error is not None or not (r.metrics or {}).get("ok"):
-                    summary.failed += 1
+            if not spec.is_optuna:
+                summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
+                if not p.todo and (spec.sequential is None or not needed_trials(spec, store, p.study_id)):
+                    return summary
+                _init_ray(spec)
+                _check_gpus(spec)
+                if p.todo:
+                    with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
+                        results, summary.by_others = run_todo(p.todo)
+                    summary.ran, summary.failed = len(results), sum(m is None for m in results.values())
+                if spec.sequential is not None:  # more paired seeds until each comparison is decided
+                    n, problems = run_sequential(spec, store, p.study_id, run_todo)
+                    summary.ran += n
+                    summary.errors += problems
+            else:  # Optuna: rounds of as many configurations as fill every worker slot, one Tune run each
+                _init_ray(spec)
+                _check_gpus(spec)
+                total = spec.search.optuna.n_trials * len(spec.seeds)  # type: ignore[union-attr]
+                with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)),
+                              enabled=progress):
+                    optuna_loop(spec, store, p.study_id, driver, run_todo, summary, batch=_round_size(spec))
         return summary
     finally:
         summary.seconds = time.time() - t0

@@ -1,4 +1,6 @@
-"""Optuna plumbing shared by both executors: sampler, suggestions, storage, resuming a study."""
+"""Optuna plumbing shared by both executors: sampler, suggestions, storage, several drivers of
+one study (each asks, runs and tells, as Optuna's RDB workers do), resuming a study. Only
+Optuna's public API."""
 
 from __future__ import annotations
 
@@ -11,27 +13,138 @@ from ..spec import StudySpec
 from .planning import RunSummary
 
 
-def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo, summary: RunSummary) -> None:
-    """One batch of an Optuna study: ask for ``k`` configurations, train the seeds of theirs not
-    yet COMPLETE with ``run_todo(trials)`` (which groups them into lanes), tell each configuration
-    its mean over seeds (or FAIL, with the reason in ``summary``)."""
+def _counts(t, retried: set[int]) -> bool:
+    """Whether an Optuna trial takes a place of ``n_trials``: all but a FAIL another trial
+    retries (its driver died) or one asked beyond the budget by a racing driver."""
+    from optuna.trial import TrialState
+
+    return not (t.state == TrialState.FAIL and (t.number in retried or t.user_attrs.get("vat_surplus")
+                                                or t.system_attrs.get("vat_interrupted")))
+
+
+def _retried(trials) -> set[int]:
+    return {t.user_attrs["vat_retry_of"] for t in trials if "vat_retry_of" in t.user_attrs}
+
+
+def _surplus(study, trial, n_trials: int) -> bool:
+    """Drivers asking at once may ask past ``n_trials``; Optuna numbers trials in order, so a trial
+    with ``n_trials`` counted trials before it is one too many."""
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried(trials)
+    return sum(1 for t in trials if t.number < trial.number and _counts(t, retried)) >= n_trials
+
+
+def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo, summary: RunSummary,
+                 driver) -> None:
+    """One batch of an Optuna study: ask for ``k`` configurations (each tagged with this driver),
+    train the seeds of theirs not yet COMPLETE with ``run_todo(trials)`` (which groups them into
+    lanes and shares them with other drivers), tell each configuration its mean over seeds (or
+    FAIL, with the reason in ``summary``)."""
     import optuna
 
     from .execution import configuration_value, pending_trials
 
-    asked = [study.ask() for _ in range(k)]
-    points = [suggest(trial, spec) for trial in asked]
+    n_trials = spec.search.optuna.n_trials  # type: ignore[union-attr]
+    asked, points = [], []
+    for _ in range(k):
+        trial = study.ask()
+        trial.set_user_attr("vat_driver", driver.token)
+        if _surplus(study, trial, n_trials):
+            trial.set_user_attr("vat_surplus", True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        study.sampler = optuna_sampler(spec, offset=trial.number)  # drivers asking at once get distinct points
+        asked.append(trial)
+        points.append(suggest(trial, spec))
     todo = pending_trials(spec, store, study_id, points, [t.number for t in asked])
     if todo:
         run_todo(todo)
     for trial, params in zip(asked, points):
         try:
-            study.tell(trial, configuration_value(spec, store, study_id, params))
+            value = configuration_value(spec, store, study_id, params)
         except RuntimeError as e:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _tell(study, trial, summary, state=optuna.trial.TrialState.FAIL)
             summary.failed += 1
             summary.errors.append(f"optuna trial {trial.number}: {e}")
+        else:
+            _tell(study, trial, summary, value)
         summary.ran += 1
+
+
+def _tell(study, trial, summary: RunSummary, value=None, state=None) -> None:
+    try:
+        study.tell(trial, value, state=state)
+    except (ValueError, RuntimeError) as e:  # another driver took it over (this one was presumed dead)
+        summary.errors.append(f"optuna trial {trial.number}: not told ({e})")
+
+
+def reap_stale(spec: StudySpec, store, study_id: int, study, driver) -> int:
+    """RUNNING Optuna trials of dead drivers (``store.claims``; or, written before drivers were
+    recorded, older than ``executor.stale_after``) become FAIL and their parameters are enqueued
+    again (user attribute ``vat_retry_of``), by exactly one live driver. Returns how many."""
+    import datetime as dt
+
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return 0
+    stale_after = spec.executor.stale_after
+    dead = store.dead_drivers(study_id, stale_after)
+    known = set(store.drivers_frame(study_id).token)
+    old = dt.datetime.now() - dt.timedelta(seconds=stale_after)  # Optuna's times: naive, local
+    by: dict[str | None, list] = {}
+    for t in running:
+        token = t.user_attrs.get("vat_driver")
+        if token in dead or (token is not None and token not in known) or \
+                (token is None and t.datetime_start is not None and t.datetime_start < old):
+            by.setdefault(token if token in known else None, []).append(t)
+    n = 0
+    for token, trials in by.items():
+        if token is not None and not store.reap_driver(token, driver.token):
+            continue  # another driver is taking these over
+        for t in trials:
+            try:
+                study.tell(t.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):
+                continue  # finished or failed by another driver meanwhile
+            study.enqueue_trial(t.params, user_attrs={"vat_retry_of": t.number}, skip_if_exists=False)
+            n += 1
+    return n
+
+
+def optuna_loop(spec: StudySpec, store, study_id: int, driver, run_todo, summary: RunSummary,
+                batch: int | None = None) -> None:
+    """Drive the study's Optuna study until it has ``n_trials`` configurations, together with any
+    other drivers (as Optuna's own RDB workers do: each asks, runs and tells; the budget is
+    shared): ask ``batch`` configurations at a time (default ``ask_batch``), take over the
+    trials of dead drivers, and wait for those live drivers still run."""
+    import time
+
+    from optuna.trial import TrialState
+
+    n_trials = spec.search.optuna.n_trials  # type: ignore[union-attr]
+    study = open_study(spec)
+    summary.planned = n_trials
+    batch = batch or ask_batch(spec)
+    poll = min(max(spec.executor.heartbeat_every / 2, 0.2), 2.0)
+    first = True
+    while True:
+        summary.interrupted_marked += reap_stale(spec, store, study_id, study, driver)
+        trials = study.get_trials(deepcopy=False)
+        retried = _retried(trials)
+        counted = [t for t in trials if t.state != TrialState.WAITING and _counts(t, retried)]
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if first:
+            summary.skipped = min(sum(t.state.is_finished() for t in counted), n_trials)
+            first = False
+        k = min(batch, max(n_trials - len(counted), 0) + waiting)
+        if k > 0:
+            ask_run_tell(spec, store, study_id, study, k, run_todo, summary, driver)
+        elif any(t.state == TrialState.RUNNING for t in trials):
+            time.sleep(poll)  # another driver's configurations: wait, and take them over if it dies
+        else:
+            return
 
 
 def optuna_sampler(spec: StudySpec, offset: int = 0):
@@ -80,36 +193,22 @@ def optuna_storage(url: str):
                                       if url.startswith("sqlite") else {"pool_pre_ping": True})
 
 
-def begin_optuna(spec: StudySpec, summary: RunSummary) -> tuple[Any, int]:
-    """prepare_optuna, with the counts recorded in ``summary``. Returns (study, remaining)."""
-    study, remaining, interrupted = prepare_optuna(spec)
-    summary.interrupted_marked += interrupted
-    summary.planned = spec.search.optuna.n_trials  # type: ignore[union-attr]
-    summary.skipped = summary.planned - remaining
-    return study, remaining
+def open_study(spec: StudySpec):
+    """Load or create the study's Optuna study in the store's database (several drivers may
+    create it at once: the loser of the race loads it)."""
+    import time
 
-
-def prepare_optuna(spec: StudySpec) -> tuple[Any, int, int]:
-    """Load or create the Optuna study in the store's database; trials a killed run left RUNNING
-    become FAIL and their parameters are enqueued again. Returns (study, remaining, interrupted);
-    ``study.sampler`` is seeded for this run (see ``optuna_sampler``)."""
     import optuna
-    from optuna.trial import TrialState
+    from sqlalchemy.exc import DBAPIError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "minimize" if spec.metric.mode == "min" else "maximize"
-    study = optuna.create_study(storage=optuna_storage(spec.storage), study_name=spec.name,
-                                sampler=optuna_sampler(spec), direction=direction, load_if_exists=True)
-    interrupted = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        if t.state == TrialState.RUNNING:
-            study._storage.set_trial_system_attr(t._trial_id, "vat_interrupted", True)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            study.enqueue_trial(t.params, skip_if_exists=False)
-            interrupted += 1
-    counted = [t for t in study.get_trials(deepcopy=False)
-               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (t.state == TrialState.FAIL and not t.system_attrs.get("vat_interrupted"))]
-    remaining = max(spec.search.optuna.n_trials - len(counted), 0)  # type: ignore[union-attr]
-    study.sampler = optuna_sampler(spec, offset=len(study.get_trials(deepcopy=False)))
-    return study, remaining, interrupted
+    for attempt in range(6):
+        try:
+            return optuna.create_study(storage=optuna_storage(spec.storage), study_name=spec.name,
+                                       sampler=optuna_sampler(spec), direction=direction, load_if_exists=True)
+        except DBAPIError:  # two drivers creating Optuna's tables at the same moment
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")

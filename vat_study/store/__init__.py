@@ -21,6 +21,12 @@ Reliability (what the tests in tests/test_reliability.py inject faults against):
   or is no longer RUNNING: a zombie worker of a killed run can never overwrite the rerun's trial.
   ``finish_trial`` writes the final metrics and COMPLETE in one transaction: a kill leaves either
   a finished trial or a RUNNING one (redone by the next run), never a half-finished one.
+* Claims. Several drivers (``vat-study run`` processes) may run one study on one store at once.
+  Each registers in ``vat_drivers`` and keeps a heartbeat from a background thread; each trial is
+  claimed with one conditional INSERT / UPDATE that exactly one racing driver wins
+  (``claim_trial``), and a RUNNING trial is only failed or taken over once its driver is dead
+  (heartbeat older than ``executor.stale_after``, or its process gone from this machine); see
+  ``vat_study.store.claims``. A takeover is a new attempt, so the lease fences the old one off.
 """
 
 from .engine import _alembic_config, make_engine, schema_revision, upgrade_schema  # noqa: F401
@@ -34,6 +40,7 @@ from .schema import (
     STATUSES,
     VERSION_TABLE,
     Base,
+    DriverRow,
     FinalMetricRow,
     Lease,
     MetricRow,
@@ -44,6 +51,6 @@ from .schema import (
 from .urls import mask_secrets, safe_url
 
 __all__ = ["CONFIG_COLUMNS", "FAILURE_KINDS", "MIGRATIONS", "NAMING", "SCHEMA_REVISION", "STATUSES", "VERSION_TABLE",
-           "Base", "FinalMetricRow", "Lease", "MetricRow", "Store", "StoreError", "StudyRow", "TrialRow",
+           "Base", "DriverRow", "FinalMetricRow", "Lease", "MetricRow", "Store", "StoreError", "StudyRow", "TrialRow",
            "load_study_frame", "make_engine", "mask_secrets", "package_versions", "safe_url", "schema_revision",
            "upgrade_schema"]

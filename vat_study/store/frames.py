@@ -31,7 +31,7 @@ def _columns(config: dict) -> dict[str, Any]:
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
     """One row per trial: id, key, config_key, seed, status, error, failure_kind, times, host,
-    node (the Ray node that ran it), attempts, batch_group, one column per search parameter (``param.<name>``) and per final metric."""
+    node (the Ray node that ran it), driver (the token of the driver that claimed it), attempts, batch_group, one column per search parameter (``param.<name>``) and per final metric."""
     with store.session() as s:
         sid = s.scalar(select(StudyRow.id).where(StudyRow.name == study))
         if sid is None:
@@ -46,7 +46,7 @@ def trials_frame(store: Store, study: str) -> pd.DataFrame:
                    error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
                    optuna_number=t.optuna_number, batch_group=t.batch_group,
                    started_at=t.started_at, finished_at=t.finished_at, host=t.host, node=t.node,
-                   **_columns(t.config))
+                   driver=t.driver, **_columns(t.config))
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
     df = pd.DataFrame(rows)

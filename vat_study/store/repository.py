@@ -6,14 +6,15 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, exists, or_, select, true, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..surface import upgrade_stored_config
 from ..failpoints import failpoint
@@ -21,6 +22,7 @@ from .engine import make_engine, upgrade_schema
 from .faults import clean_text, retry_store_methods
 from .schema import (
     Base,
+    DriverRow,
     FinalMetricRow,
     Lease,
     MetricRow,
@@ -50,6 +52,21 @@ def _finite_or_none(v: Any) -> float | None:
 def _numeric_rows(metrics: Mapping[str, Any], **fixed: Any) -> list[dict[str, Any]]:
     return [{**fixed, "name": str(k), "value": _finite_or_none(v)}
             for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _insert(s: Session):
+    """The dialect's INSERT (with ON CONFLICT)."""
+    if s.get_bind().dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
+
+
+def _pg_now():
+    from sqlalchemy import func
+
+    return func.now()
 
 
 class Store:
@@ -89,11 +106,15 @@ class Store:
         return Session(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite), committed at the end of the block."""
+    def _write(self, bookkeeping: bool = False) -> Iterator[Session]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite), committed at the end of the block.
+        ``bookkeeping``: a driver's registration and heartbeats, which do not pass the
+        ``store.commit`` failpoint (heartbeats come at times of their own: the failpoint counts
+        stay those of the study's writes, deterministic)."""
         with Session(self.engine.execution_options(vat_write=True), expire_on_commit=False) as s, s.begin():
             yield s
-            failpoint("store.commit")
+            if not bookkeeping:
+                failpoint("store.commit")
 
     # ------------------------------------------------------------------ studies
 
@@ -137,13 +158,17 @@ class Store:
                              .where(TrialRow.study_id == study_id, TrialRow.status == status)).all()
         return {k: (p, seed, upgrade_stored_config(c)) for k, p, seed, c in rows}
 
-    def fail_running(self, study_id: int, error: str, kind: str, keys: list[str] | None = None) -> int:
-        """RUNNING trials of the study (or those of ``keys``) become FAILED. Returns how many."""
+    def fail_running(self, study_id: int, error: str, kind: str, keys: list[str] | None = None,
+                     drivers: Collection[str] | None = None) -> int:
+        """RUNNING trials of the study (or those of ``keys``; or those claimed by ``drivers``)
+        become FAILED. Returns how many."""
         error = clean_text(error)
         with self._write() as s:
             q = select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.status == "RUNNING")
             if keys is not None:
                 q = q.where(TrialRow.key.in_(keys))
+            if drivers is not None:
+                q = q.where(TrialRow.driver.in_(list(drivers)))
             rows = list(s.scalars(q.with_for_update()))
             for r in rows:
                 r.status, r.error, r.failure_kind, r.finished_at = "FAILED", error, kind, utcnow()
@@ -152,6 +177,154 @@ class Store:
     def fail_interrupted(self, study_id: int) -> int:
         """Trials left RUNNING by a killed run become FAILED (to be redone). Returns how many."""
         return self.fail_running(study_id, "interrupted: the run stopped before this trial finished", "interrupted")
+
+    # ------------------------------------------------------------------ drivers and claims
+
+    @staticmethod
+    def _now(s: Session) -> datetime:
+        """The database's clock on PostgreSQL (drivers on several hosts compare heartbeats on one
+        clock); this machine's for a SQLite file (which lives on it)."""
+        if s.get_bind().dialect.name == "postgresql":
+            return s.scalar(select(_pg_now()))
+        return utcnow()
+
+    def register_driver(self, study_id: int, token: str, host: str, machine: str, pid: int) -> None:
+        with self._write(bookkeeping=True) as s:
+            now = self._now(s)
+            s.add(DriverRow(study_id=study_id, token=token, host=host[:255], machine=machine[:255], pid=pid,
+                            started_at=now, heartbeat_at=now))
+
+    def heartbeat(self, token: str) -> bool:
+        """Renew the driver's heartbeat. False if another driver has taken its trials over."""
+        with self._write(bookkeeping=True) as s:
+            now = self._now(s)
+            s.execute(update(DriverRow).where(DriverRow.token == token).values(heartbeat_at=now)
+                      .execution_options(synchronize_session=False))
+            return s.scalar(select(DriverRow.reaped_by).where(DriverRow.token == token)) is None
+
+    def finish_driver(self, token: str) -> None:
+        with self._write(bookkeeping=True) as s:
+            now = self._now(s)
+            s.execute(update(DriverRow).where(DriverRow.token == token).values(finished_at=now, heartbeat_at=now)
+                      .execution_options(synchronize_session=False))
+
+    def drivers_frame(self, study_id: int) -> pd.DataFrame:
+        """The study's drivers: token, host, machine, pid, started_at, heartbeat_at, finished_at, reaped_by."""
+        cols = ["token", "host", "machine", "pid", "started_at", "heartbeat_at", "finished_at", "reaped_by"]
+        with self.session() as s:
+            rows = s.execute(select(*(getattr(DriverRow, c) for c in cols)).where(DriverRow.study_id == study_id)
+                             .order_by(DriverRow.id)).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+
+    def _pid_dead(self, s: Session, study_id: int) -> list[str]:
+        """Tokens of the study's unfinished drivers on this machine whose process is gone."""
+        from .claims import machine, process_alive
+
+        rows = s.execute(select(DriverRow.token, DriverRow.pid).where(
+            DriverRow.study_id == study_id, DriverRow.finished_at.is_(None), DriverRow.machine == machine())).all()
+        return [t for t, pid in rows if pid != os.getpid() and not process_alive(pid)]
+
+    def _live(self, s: Session, study_id: int, stale_after: float):
+        """SQL: the trial's driver is alive (see ``claims``)."""
+        cutoff = self._now(s) - timedelta(seconds=float(stale_after))
+        dead = self._pid_dead(s, study_id)
+        d = aliased(DriverRow)
+        return and_(TrialRow.driver.is_not(None), TrialRow.driver.not_in(dead) if dead else true(),
+                    exists().where(d.token == TrialRow.driver, d.heartbeat_at >= cutoff, d.finished_at.is_(None)))
+
+    def dead_drivers(self, study_id: int, stale_after: float) -> set[str]:
+        """Tokens of the study's drivers that are dead (finished, stale heartbeat, or on this
+        machine with their process gone)."""
+        with self.session() as s:
+            cutoff = self._now(s) - timedelta(seconds=float(stale_after))
+            dead = set(self._pid_dead(s, study_id))
+            dead |= set(s.scalars(select(DriverRow.token).where(
+                DriverRow.study_id == study_id,
+                or_(DriverRow.finished_at.is_not(None), DriverRow.heartbeat_at < cutoff))))
+        return dead
+
+    def reap_driver(self, token: str, by: str) -> bool:
+        """Take a dead driver's work over (its Optuna trials): True for exactly one caller (and
+        again for that caller: a retried call after a lost connection)."""
+        with self._write() as s:
+            r = s.execute(update(DriverRow).where(DriverRow.token == token,
+                                                  or_(DriverRow.reaped_by.is_(None), DriverRow.reaped_by == by))
+                          .values(reaped_by=by).execution_options(synchronize_session=False))
+            return r.rowcount == 1
+
+    def trial_states(self, study_id: int) -> dict[str, tuple[str, int, str | None]]:
+        """key -> (status, attempts, driver token) for every trial the study has recorded."""
+        with self.session() as s:
+            return {k: (st, a, d) for k, st, a, d in s.execute(
+                select(TrialRow.key, TrialRow.status, TrialRow.attempts, TrialRow.driver)
+                .where(TrialRow.study_id == study_id)).all()}
+
+    def fail_stale(self, study_id: int, stale_after: float) -> int:
+        """RUNNING trials of the study whose driver is dead (or unknown: written before drivers
+        were recorded) become FAILED (interrupted), each naming its driver. Returns how many."""
+        with self._write() as s:
+            rows = s.execute(select(TrialRow.id, TrialRow.attempts, DriverRow.host, DriverRow.pid,
+                                    DriverRow.heartbeat_at)
+                             .outerjoin(DriverRow, DriverRow.token == TrialRow.driver)
+                             .where(TrialRow.study_id == study_id, TrialRow.status == "RUNNING",
+                                    ~self._live(s, study_id, stale_after))).all()
+            now = utcnow()
+            n = 0
+            for tid, attempts, host, pid, beat in rows:
+                who = f" (its driver, pid {pid} on {host}, last heartbeat {beat:%Y-%m-%d %H:%M:%S} UTC, stopped)" \
+                    if host is not None else ""
+                n += s.execute(update(TrialRow).where(TrialRow.id == tid, TrialRow.attempts == attempts,
+                                                      TrialRow.status == "RUNNING")
+                               .values(status="FAILED", failure_kind="interrupted", finished_at=now,
+                                       error=f"interrupted: the run stopped before this trial finished{who}")
+                               .execution_options(synchronize_session=False)).rowcount
+            return n
+
+    def claim_trial(self, study_id: int, *, key: str, config_key: str, params: Mapping[str, Any], seed: int,
+                    config: Mapping[str, Any], driver: str, seen: int, stale_after: float = 60.0,
+                    optuna_number: int | None = None, batch_group: str | None = None,
+                    node: str | None = None) -> Lease | None:
+        """Claim a trial for ``driver``: a Lease for exactly one of any number of racing drivers,
+        None for the others. ``seen``: the attempts the caller saw (0: no row). The claim wins
+        when the trial is still as seen and is new, FAILED, or RUNNING under a dead driver (a
+        conditional INSERT / UPDATE: atomic on SQLite and PostgreSQL). A won claim of a recorded
+        trial is a new attempt: its old metrics are dropped, the old lease is fenced off."""
+        with self._write() as s:
+            common = dict(status="RUNNING", error=None, failure_kind=None, started_at=utcnow(), finished_at=None,
+                          host=socket.gethostname(), versions=package_versions(), config=dict(config),
+                          optuna_number=optuna_number, batch_group=batch_group, node=node, driver=driver)
+            if seen == 0:
+                stmt = _insert(s)(TrialRow).values(study_id=study_id, key=key, config_key=config_key,
+                                                    params=dict(params), seed=seed, attempts=1, **common)
+                tid = s.scalar(stmt.on_conflict_do_nothing(index_elements=["study_id", "key"])
+                               .returning(TrialRow.id))
+                if tid is not None:
+                    return Lease(tid, 1)
+            tid = s.scalar(select(TrialRow.id).where(TrialRow.study_id == study_id, TrialRow.key == key))
+            if tid is None:
+                return None
+            claimable = or_(
+                and_(TrialRow.attempts == seen,
+                     or_(TrialRow.status == "FAILED",
+                         and_(TrialRow.status == "RUNNING", ~self._live(s, study_id, stale_after)))),
+                # this driver's own RUNNING trial: its worker died and Ray Tune retries the trial
+                and_(TrialRow.status == "RUNNING", TrialRow.driver == driver))
+            attempt = s.scalar(update(TrialRow).where(TrialRow.id == tid, claimable)
+                               .values(attempts=TrialRow.attempts + 1, **common)
+                               .returning(TrialRow.attempts).execution_options(synchronize_session=False))
+            if attempt is None:
+                return None
+            s.execute(delete(MetricRow).where(MetricRow.trial_id == tid))
+            s.execute(delete(FinalMetricRow).where(FinalMetricRow.trial_id == tid))
+            return Lease(tid, attempt)
+
+    def set_batch_group(self, leases: list[Lease], group: str) -> None:
+        """The batch group of trials claimed one by one and trained as one batched model."""
+        with self._write() as s:
+            for lease in leases:
+                row = self._holds(s, lease)
+                if row is not None:
+                    row.batch_group = group
 
     def start_trial(self, study_id: int, *, key: str, config_key: str, params: Mapping[str, Any], seed: int,
                     config: Mapping[str, Any], optuna_number: int | None = None,
@@ -204,12 +377,7 @@ class Store:
 
     @staticmethod
     def _upsert(s: Session, model: type[Base], rows: list[dict[str, Any]], keys: list[str]) -> None:
-        dialect = s.get_bind().dialect.name
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        stmt = insert(model).values(rows)
+        stmt = _insert(s)(model).values(rows)
         s.execute(stmt.on_conflict_do_update(index_elements=keys, set_={"value": stmt.excluded.value}))
 
     def finish_trial(self, lease: Lease, metrics: Mapping[str, Any], status: str = "COMPLETE") -> bool:

@@ -25,7 +25,7 @@ STATUSES = ("RUNNING", "COMPLETE", "FAILED", "PRUNED")
 FAILURE_KINDS = ("error", "diverged", "timeout", "interrupted", "worker_died")
 """Why a trial is FAILED: it raised; its loss became NaN/inf; it ran past executor.trial_timeout;
 the run stopped (Ctrl-C, kill) before it finished; its Ray worker process died."""
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The newest migration (vat_study/migrations/versions); a fresh store is created at it."""
 VERSION_TABLE = "vat_alembic_version"
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
@@ -85,8 +85,27 @@ class TrialRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     host: Mapped[str] = mapped_column(String(255))
     node: Mapped[str | None] = mapped_column(String(64))  # the Ray node that ran it (0003); None: in-process
+    driver: Mapped[str | None] = mapped_column(String(64), index=True)  # DriverRow.token of its claim (0004)
     versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     study: Mapped[StudyRow] = relationship(back_populates="trials")
+
+
+class DriverRow(Base):
+    """One ``vat-study run`` process (a driver) of a study, and its heartbeat (schema 0004). A
+    RUNNING trial belongs to the driver whose ``token`` it holds in ``TrialRow.driver``; while that
+    driver's heartbeat is fresh, no other driver touches the trial (see ``claims``)."""
+
+    __tablename__ = "vat_drivers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("vat_studies.id", ondelete="CASCADE"), index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    machine: Mapped[str] = mapped_column(String(255))  # host and process namespace: where ``pid`` means this process
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reaped_by: Mapped[str | None] = mapped_column(String(64))  # the driver that took its trials over
 
 
 class MetricRow(Base):
