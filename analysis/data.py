@@ -117,14 +117,71 @@ def varied_params(df: pd.DataFrame, plotted: tuple[str, ...] = ()) -> list[str]:
     return out
 
 
-def with_setting(df: pd.DataFrame, plotted: tuple[str, ...] = ()) -> pd.DataFrame:
+def _resolved(df: pd.DataFrame, param_col: str) -> str:
+    """The trials-frame column holding the resolved value of a search parameter (``xi`` for
+    ``param.method.xi``): it has the default where a grid block left the key out, and is empty
+    where the trial's method has no such setting; else the ``param.*`` column itself."""
+    setting = _setting(param_col.removeprefix("param."))
+    for c in df.columns:
+        if not str(c).startswith("param.") and _setting(str(c)) == setting:
+            return c
+    return param_col
+
+
+def _defaults(spec: dict[str, Any] | None, method: str, settings: list[str]) -> dict[str, Any]:
+    """What a trial of ``method`` in this study has for each setting a grid block left out: the
+    study's task / method blocks resolved (defaults filled in); None where it is no setting of it."""
+    from vat_study.surface import ConfigError, get_path, resolve_config
+
+    spec = spec or {}
+    try:
+        cfg = resolve_config({"task": dict(spec.get("task") or {}),
+                              "method": {**dict(spec.get("method") or {}), "name": method}})
+    except (ConfigError, ValueError):
+        return {}
+    return {s: get_path(cfg, s) for s in settings}
+
+
+def with_setting(df: pd.DataFrame, plotted: tuple[str, ...] = (), broadcast: bool = False,
+                 spec: dict[str, Any] | None = None) -> pd.DataFrame:
     """``df`` with a ``setting`` column: the values of every varied search parameter but the
     plotted ones (``varied_params``), e.g. ``lr=0.001, steps=500``; '' where none varies. Group by
-    (variant, setting, the plotted keys) and no group mixes configurations."""
+    (variant, setting, the plotted keys) and no group mixes configurations. A trial whose method
+    has no such setting (RPT has no xi) has none in its label; ``broadcast``: it is repeated
+    under each level of the others instead (RPT, K = 0, as the reference in each xi group)."""
     cols = varied_params(df, plotted)
-    labels = [", ".join(f"{c.removeprefix('param.')}={_shown(r[c])}" for c in cols if pd.notna(r[c]))
-              for _, r in df[cols].iterrows()] if cols else [""] * len(df)
-    return df.assign(setting=labels)
+    if not cols:
+        return df.assign(setting="")
+    resolved = {c: _resolved(df, c) for c in cols}
+    unresolved = [c for c in cols if resolved[c] == c]  # left out of a block: the study's value, from its spec
+    defaults = {m: _defaults(spec, m, [_setting(c.removeprefix("param.")) for c in unresolved])
+                for m in (df["method"].dropna().unique() if unresolved and "method" in df else [])}
+
+    def value(r: pd.Series, c: str) -> str | None:
+        v = r[resolved[c]]
+        if pd.isna(v) and resolved[c] == c:
+            v = defaults.get(r.get("method"), {}).get(_setting(c.removeprefix("param.")))
+        return None if v is None or (isinstance(v, float) and v != v) else _shown(v)
+
+    parts = [[(c.removeprefix("param."), value(r, c)) for c in cols] for _, r in df.iterrows()]
+    labels = [", ".join(f"{k}={v}" for k, v in p if v is not None) for p in parts]
+    out = df.assign(setting=labels)
+    if not broadcast:
+        return out
+    complete = {lab for lab, p in zip(labels, parts) if all(v is not None for _, v in p)}
+    rows = []
+    for (_, r), p in zip(out.iterrows(), parts):
+        if all(v is not None for _, v in p) or not complete:
+            rows.append(r)
+            continue
+        known = {k: v for k, v in p if v is not None}
+        for lab in sorted(complete):  # each level whose known values agree with this trial's
+            kv = dict(x.split("=", 1) for x in lab.split(", "))
+            if all(kv.get(k) == v for k, v in known.items()):
+                q = r.copy()
+                q["setting"] = lab
+                rows.append(q)
+    return pd.DataFrame(rows).reset_index(drop=True)
 
 
 def is_continuous(spec: dict[str, Any], key: str) -> bool:

@@ -34,7 +34,7 @@ def compute(data: StudyData) -> pd.DataFrame:
     df = df[df["method"].isin(VAT_METHODS)]
     if df["eps"].nunique() < 2 and df["alpha"].nunique() < 2:
         raise Skip("needs VAT trials at two or more eps or alpha values")
-    df = with_setting(df, ("eps", "alpha"))
+    df = with_setting(df, ("eps", "alpha"), spec=data.spec)
     t = summarize(df, ["variant", "setting", "alpha", "eps"], data.metric).rename(columns={"variant": "method"})
     return t.sort_values(["method", "setting", "alpha", "eps"]).reset_index(drop=True)
 

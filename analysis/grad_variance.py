@@ -18,7 +18,7 @@ def compute(data: StudyData) -> pd.DataFrame:
     """Per (method variant, setting, K, step): mean / SD / 95 % t half-width / n over the seeds of
     grad_sd_norm_k<K>."""
     m = data.metrics[data.metrics["name"].str.startswith(GRAD_SD_NORM_PREFIX)]
-    trials = with_setting(data.complete)
+    trials = with_setting(data.complete, spec=data.spec)
     m = m.merge(trials[["trial_id", "variant", "setting", "config_key", "seed"]], on="trial_id")
     if m.empty:
         raise Skip("no gradient-variance probe in this study (probes.grad_variance)")

@@ -16,12 +16,12 @@ from . import paper
 from .plotting import axis_label, legend_beside, log_y, percent, plt, reference_line, save, t_band
 
 
-def _with_k(df: pd.DataFrame) -> pd.DataFrame:
+def _with_k(df: pd.DataFrame, spec: dict | None = None) -> pd.DataFrame:
     df = df[df["method"].isin(methods.names(family="virtual_adversarial"))].copy()  # RPT: K = 0 (methods.k)
     df["K"] = [methods.get(m).k(k) for m, k in zip(df["method"], df["power_iterations"])]
     # the implementation variant without the method's name: RPT (K = 0) and VAT share a line family
     df["implementation"] = [v[len(m):].strip(" ()") for v, m in zip(df["variant"].astype(str), df["method"])]
-    return with_setting(df, ("power_iterations", "method", "eps"))
+    return with_setting(df, ("power_iterations", "method", "eps"), broadcast=True, spec=spec)
 
 
 GROUP = ["eps", "setting", "implementation"]
@@ -37,7 +37,7 @@ def _same_eps(df: pd.DataFrame) -> pd.DataFrame:
 def compute_table(data: StudyData) -> pd.DataFrame:
     """Table 6: per (eps, setting, implementation, K), mean / SD / 95 % t half-width / n over
     seeds of the final test_error and rvadv."""
-    df = _same_eps(_with_k(data.complete))
+    df = _same_eps(_with_k(data.complete, data.spec))
     if df.empty:
         raise Skip("needs complete VAT/RPT trials at two or more K (power_iterations) for the same eps")
     by = [*GROUP, "K"]
@@ -55,7 +55,7 @@ def compute_table(data: StudyData) -> pd.DataFrame:
 def compute_curves(data: StudyData) -> pd.DataFrame:
     """Fig. 4: per (eps, setting, implementation, K) and step, mean / SD / 95 % t half-width over
     seeds of the R_vadv probe."""
-    c = _same_eps(_with_k(data.curves("rvadv")))
+    c = _same_eps(_with_k(data.curves("rvadv"), data.spec))
     if c.empty or c["step"].nunique() < 2:
         raise Skip("needs R_vadv measured at two or more steps for two or more K at the same eps")
     return summarize(c, [*GROUP, "K", "step"], "value")

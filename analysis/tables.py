@@ -36,7 +36,7 @@ def xi_table(data: StudyData) -> pd.DataFrame:
     if df.empty or df.groupby(["direction", "xi"]).ngroups < 2:
         raise Skip("needs VAT trials with two or more (direction, xi) settings")
     df.loc[df["direction"] == "hvp", "xi"] = float("nan")  # xi is unused by the exact HVP
-    df = with_setting(df, ("direction", "xi", "power_iterations")).rename(columns={"variant": "method_variant"})
+    df = with_setting(df, ("direction", "xi", "power_iterations"), spec=data.spec).rename(columns={"variant": "method_variant"})
     by = ["method_variant", "setting", "direction", "xi", "power_iterations"]  # nothing else averaged over
     cols = [c for c in ("fidelity", "val_error", "test_error") if c in df]
     out = None

@@ -53,8 +53,11 @@ def test_fig3_keeps_implementations_and_learning_rates_apart(grid_store):
     t = eps_alpha.compute(data)
     _one_configuration_per_group(t)
     assert {"vat", "vat (lds_stochastic=false)"} <= set(t["method"])
-    row = t[(t["method"] == "vat (lds_stochastic=false)") & (t["eps"] == 1.0) & (t["setting"].str.contains("lr=0.002"))
-            & ~t["setting"].str.contains("power_iterations=")]
+    # a block that leaves a key out has the study's value (lr 0.002, K = 1), not a wildcard
+    assert set(t["setting"]) == {"task.optimizer.lr=0.002, power_iterations=1", "task.optimizer.lr=0.004, power_iterations=1",
+                                 "task.optimizer.lr=0.002, power_iterations=2", "task.optimizer.lr=0.002, power_iterations=4"}
+    row = t[(t["method"] == "vat (lds_stochastic=false)") & (t["eps"] == 1.0)
+            & (t["setting"] == "task.optimizer.lr=0.002, power_iterations=1")]
     assert len(row) == 1
     ref = truth[(truth["implementation.lds_stochastic"] == False) & (truth["eps"] == 1.0)  # noqa: E712
                 & (truth["task.optimizer.lr"] == 0.002)]["val_error"].mean()
@@ -67,8 +70,10 @@ def test_k_ablation_and_grad_variance_keep_implementations_apart(grid_store):
     t6 = k_ablation.compute_table(data)
     assert set(t6["implementation"]) == {"", "lds_stochastic=false"}
     assert (t6["test_error_n"] == len(SEEDS)).all() and (t6["configurations"] == 1).all()
-    off = t6[(t6["implementation"] == "lds_stochastic=false") & (t6["eps"] == 2.0) & (t6["setting"] == "")]
-    assert sorted(off["K"]) == [0, 2, 4]
+    off = t6[(t6["implementation"] == "lds_stochastic=false") & (t6["eps"] == 2.0)
+             & (t6["setting"] == "task.optimizer.lr=0.002")]
+    assert sorted(off["K"]) == [0, 1, 2, 4]
+    assert set(t6["setting"]) == {"task.optimizer.lr=0.002"}  # lr 0.004 was run at K = 1 only: nothing to compare
     c = k_ablation.compute_curves(data)
     _one_configuration_per_group(c)
     g = grad_variance.compute(data)
@@ -123,3 +128,20 @@ def test_best_configuration_tables_name_their_n(grid_store):
     assert (t["n"] == len(SEEDS)).all()
     c = curves.compute(data)
     _one_configuration_per_group(c)
+
+
+def test_a_setting_the_method_lacks_is_a_reference_in_each_level(tmp_path):
+    """RPT has no xi: in a grid of RPT and VAT at two xi, RPT (K = 0) is the reference in each xi
+    group of Fig. 4 / Table 6; VAT's xi levels stay apart, and a grid block that leaves xi out has
+    the default (0.01), not a wildcard."""
+    url = f"sqlite:///{tmp_path}/xi.db"
+    level = {("rpt", None): 0.15, ("vat", 1e-6): 0.03, ("vat", 0.01): 0.05}
+    fill(url, "xi", [{"method": "rpt"}, {"method": "vat", "xi": 1e-6}, {"method": "vat"}],
+         lambda p, s: ({"val_error": level[(p["method"], p.get("xi", 0.01 if p["method"] == "vat" else None))]
+                        + 0.001 * s, "test_error": level[(p["method"], p.get("xi", 0.01 if p["method"] == "vat" else None))]
+                        + 0.001 * s, "rvadv": 1.0}, {}),
+         spec_extra={"method": {"name": "vat", "eps": 5.0}})
+    t6 = k_ablation.compute_table(load(url, "xi")).set_index(["setting", "K"])["test_error_mean"]
+    assert set(t6.index) == {("xi=1e-06", 0), ("xi=1e-06", 1), ("xi=0.01", 0), ("xi=0.01", 1)}
+    assert t6[("xi=1e-06", 0)] == t6[("xi=0.01", 0)] == pytest.approx(0.1515)
+    assert t6[("xi=1e-06", 1)] == pytest.approx(0.0315) and t6[("xi=0.01", 1)] == pytest.approx(0.0515)
