@@ -94,13 +94,15 @@ def axis_label(name: str, log: bool = False) -> str:
     return f"{text}, log scale" if log else text
 
 
-def t_band(ax, x, mean, ci, color, alpha: float = 0.15) -> None:
-    """A 95 % t confidence band over seeds around a mean line (none where it is undefined: one seed)."""
+def t_band(ax, x, mean, ci, color, alpha: float = 0.15, floor: float | None = 0.0) -> None:
+    """A 95 % t confidence band over seeds around a mean line (none where it is undefined: one
+    seed), cut at ``floor`` (0: errors, R_vadv and SD norms are never negative; None: uncut)."""
     import numpy as np
 
     ci = np.nan_to_num(np.asarray(ci, float), nan=0.0)
     mean = np.asarray(mean, float)
-    ax.fill_between(x, mean - ci, mean + ci, alpha=alpha, color=color, linewidth=0)
+    low = mean - ci if floor is None else np.maximum(mean - ci, floor)
+    ax.fill_between(x, low, mean + ci, alpha=alpha, color=color, linewidth=0)
 
 
 def log_y(ax) -> None:
