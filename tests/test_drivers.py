@@ -182,6 +182,10 @@ def assert_each_trial_once(url: str, results, trials: int, evaluations: int = 2)
     drivers = store.drivers_frame(int(store.study_id("shared")))
     assert len(drivers) == len(results) and drivers.finished_at.notna().all()
     assert set(df.driver) <= set(drivers.token)
+    import optuna  # each configuration recorded once in the study's Optuna study, whichever driver saw it
+
+    records = optuna.load_study(study_name="shared", storage=url).get_trials()
+    assert len(records) == 4 and {t.user_attrs["vat_config_key"] for t in records} == set(df.config_key)
 
 
 @pytest.mark.parametrize("storage_url", ["sqlite", "postgresql"], indirect=True)

@@ -9,7 +9,8 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                 method and its settings (vat_study.methods: each method's own settings model)
     search      null (one configuration), {grid: [{key: [values]}, ...]} (each grid expanded as a
                 cartesian product; several grids in one study, duplicates run once), or
-                {optuna: {sampler: tpe|random|grid, n_trials, seed, space: {key: distribution}}}
+                {optuna: {sampler: tpe|random|grid, n_trials, seed, pruner: median|hyperband,
+                space: {key: distribution}}}
                 with distributions {type: uniform|log_uniform|int|choice, low, high | choices}
     seeds       every configuration runs once per seed (the seeded repeats)
     metric      {name: val_error, mode: min|max, allow_test_selection: false}: what "best" means
@@ -135,12 +136,26 @@ class Distribution(_Strict):
         return [self.low, self.high]
 
 
+PRUNERS = ("median", "hyperband")
+"""``search.optuna.pruner``: Optuna's MedianPruner and HyperbandPruner, with Optuna's defaults."""
+
+
 class OptunaSearch(_Strict):
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     n_trials: int = Field(ge=1, description="configurations to ask for (each runs once per seed)")
     seed: int | None = Field(0, description="the sampler's seed")
     space: dict[str, Distribution] = Field(description="search key -> distribution, e.g. "
                                                        "space: {eps: {type: log_uniform, low: 0.1, high: 10}}")
+    pruner: str | None = Field(None, description="median | hyperband: stop configurations whose intermediate "
+                                                 "values (metric.name at each evaluation, mean over seeds) trail "
+                                                 "(Optuna's MedianPruner / HyperbandPruner); null: none")
+
+    @field_validator("pruner")
+    @classmethod
+    def _known_pruner(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRUNERS:
+            raise ValueError(f"must be one of {', '.join(PRUNERS)} (or null: no pruning)")
+        return v
 
     @field_validator("space")
     @classmethod

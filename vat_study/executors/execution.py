@@ -24,6 +24,11 @@ from ..store.claims import STALE_AFTER, Driver
 from .planning import lane_groups
 
 
+class LeaseLost(RuntimeError):
+    """Every trial of a group lost its lease (pruned, or taken over by another driver): training
+    stops, as nothing it writes would be kept."""
+
+
 class TrialTimeout(BaseException):
     """A trial ran past ``executor.trial_timeout``. A BaseException, like KeyboardInterrupt, so no
     ``except Exception`` inside the training code swallows it."""
@@ -178,11 +183,17 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
     trackers = track(trials) if track is not None else None  # the study's tracking: (vat_study.tracking)
 
+    lost: set[int] = set()
+
     def report(step: int, metrics: Mapping[str, float]) -> None:
         m = dict(metrics)
         lane = int(m.pop("lane")) if batched else 0
         with timer.store_call():
-            store.report(leases[lane], step, m)
+            if not store.report(leases[lane], step, m):  # pruned, or taken over by another driver
+                lost.add(lane)
+                if len(lost) == len(leases):
+                    raise LeaseLost(f"trial {trials[lane].key} is no longer this run's (pruned, or taken over "
+                                    "by another driver): training stopped")
             if trackers is not None:
                 trackers.step(lane, step, m)
         if report_hook is not None:
@@ -268,12 +279,16 @@ def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial]], Any] | None:
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,
-                node: str | None = None) -> dict[str, dict[str, Any] | None]:
+                node: str | None = None, after_group: Callable[[list[PlannedTrial]], object] | None = None
+                ) -> dict[str, dict[str, Any] | None]:
     """Claim and run ``trials`` in order, grouped into lanes by ``planning.lane_groups``; returns
-    key -> final metrics (None where it failed) of those this driver claimed."""
+    key -> final metrics (None where it failed) of those this driver claimed. ``after_group``:
+    called with each group once it is done."""
     results: dict[str, dict[str, Any] | None] = {}
     for group in lane_groups(trials, spec):
         results.update(run_group(spec, store, study_id, group, claim, node))
+        if after_group is not None:
+            after_group(group)
     return results
 
 

@@ -1,5 +1,6 @@
 """The in-process executor: the same study, trial after trial, in this Python process. Several
-such drivers (and Ray drivers) of one study on one store share its trials (``store.claims``)."""
+such drivers (and Ray drivers) of one study on one store share its trials (``store.claims``).
+Every study is also an Optuna study in the store's database (``records``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from ..store.claims import Driver
 from ..display import Progress
 from .execution import run_planned, run_shared
 from .planning import RunSummary, plan
-from .search import optuna_loop
+from .records import sync_grid
+from .search import open_study, optuna_loop
 from .sequential import run_sequential
 
 
@@ -26,9 +28,16 @@ def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool =
     summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
     t0 = time.time()
     with driver_for(spec, store, p.study_id) as driver:
+        opened: list = []
+
+        def record(group=None):  # grid studies: finished configurations into the Optuna study, as they finish
+            if not spec.is_optuna:
+                opened[:] = opened or [open_study(spec)]
+                sync_grid(spec, store, p.study_id, None if group is None else [t.params for t in group], opened[0])
+
         def run_todo(todo):
-            return run_shared(store, p.study_id, todo, driver,
-                              lambda trials, claim: run_planned(spec, store, p.study_id, trials, claim))
+            return run_shared(store, p.study_id, todo, driver, lambda trials, claim: run_planned(
+                spec, store, p.study_id, trials, claim, after_group=record))
 
         if not spec.is_optuna:
             summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
@@ -39,6 +48,7 @@ def run_local(spec: StudySpec, *, spec_path: str | None = None, progress: bool =
                 n, problems = run_sequential(spec, store, p.study_id, lambda todo: run_todo(todo))
                 summary.ran += n
                 summary.errors += problems
+            record()  # every configuration finished by any driver, this run's or an earlier one's
         else:
             total = spec.search.optuna.n_trials * len(spec.seeds)  # type: ignore[union-attr]
             with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)), enabled=progress):

@@ -42,6 +42,7 @@ from ..store import Store
 from ..display import Progress
 from .execution import Claim, run_group, run_shared
 from .planning import RunSummary, lane_groups, plan
+from .records import sync_grid
 from .search import optuna_loop
 from .sequential import needed_trials, run_sequential
 
@@ -265,6 +266,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
             if not spec.is_optuna:
                 summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
                 if not p.todo and (spec.sequential is None or not needed_trials(spec, store, p.study_id)):
+                    sync_grid(spec, store, p.study_id)  # a store from before every study had Optuna records
                     return summary
                 _init_ray(spec)
                 _check_gpus(spec)
@@ -276,6 +278,7 @@ def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = T
                     n, problems = run_sequential(spec, store, p.study_id, run_todo)
                     summary.ran += n
                     summary.errors += problems
+                sync_grid(spec, store, p.study_id)  # finished configurations into the Optuna study (records)
             else:  # Optuna: rounds of as many configurations as fill every worker slot, one Tune run each
                 _init_ray(spec)
                 _check_gpus(spec)

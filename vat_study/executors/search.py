@@ -4,6 +4,7 @@ Optuna's public API."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..spec import StudySpec
@@ -38,11 +39,13 @@ def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo,
                  driver) -> None:
     """One batch of an Optuna study: ask for ``k`` configurations (each tagged with this driver),
     train the seeds of theirs not yet COMPLETE with ``run_todo(trials)`` (which groups them into
-    lanes and shares them with other drivers), tell each configuration its mean over seeds (or
-    FAIL, with the reason in ``summary``)."""
+    lanes and shares them with other drivers) while a reporter gives Optuna their intermediate
+    values (and with a pruner, prunes), then record each configuration (``records``) and tell it
+    its mean over seeds, PRUNED, or FAIL (with the reason in ``summary``)."""
     import optuna
 
     from .execution import configuration_value, pending_trials
+    from .records import configuration_record
 
     n_trials = spec.search.optuna.n_trials  # type: ignore[union-attr]
     asked, points = [], []
@@ -57,9 +60,19 @@ def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo,
         asked.append(trial)
         points.append(suggest(trial, spec))
     todo = pending_trials(spec, store, study_id, points, [t.number for t in asked])
+    reporter = _Reporter(spec, store, study_id, list(zip(asked, points)))
     if todo:
-        run_todo(todo)
+        with reporter:
+            run_todo(todo)
     for trial, params in zip(asked, points):
+        rec = configuration_record(spec, store, study_id, params)
+        reporter.report(trial, rec)
+        for name, value in rec["user_attrs"].items():
+            trial.set_user_attr(name, value)
+        if rec["status"] == "PRUNED":
+            _tell(study, trial, summary, state=optuna.trial.TrialState.PRUNED)
+            summary.ran += 1
+            continue
         try:
             value = configuration_value(spec, store, study_id, params)
         except RuntimeError as e:
@@ -69,6 +82,68 @@ def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo,
         else:
             _tell(study, trial, summary, value)
         summary.ran += 1
+
+
+class _Reporter:
+    """While the seeds of asked configurations train: polls the store every ``every`` seconds,
+    reports each configuration's new intermediate values (mean over seeds, ``records``) to its
+    Optuna trial, and with a pruner prunes a configuration the pruner stops: its seeds become
+    PRUNED in the store (a running seed stops at its next evaluation, the rest never start)."""
+
+    def __init__(self, spec: StudySpec, store, study_id: int, asked, every: float = 0.5) -> None:
+        import threading
+
+        self.spec, self.store, self.study_id, self.every = spec, store, study_id, every
+        self.asked = asked  # [(trial, params)]
+        self.reported: dict[int, set[int]] = {t.number: set() for t, _ in asked}
+        self.pruned: set[int] = set()
+        self.prune = spec.search.optuna.pruner is not None  # type: ignore[union-attr]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="vat-study-optuna-reporter", daemon=True)
+
+    def __enter__(self) -> _Reporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        import logging
+
+        while not self._stop.wait(self.every):
+            try:
+                self.poll()
+            except Exception as e:  # noqa: BLE001  a missed poll is retried; training goes on
+                logging.getLogger(__name__).warning("reporting intermediate values failed (%s)", e)
+
+    def report(self, trial, rec) -> None:
+        done = self.reported[trial.number]
+        for step in sorted(rec["intermediate"]):
+            if step not in done:
+                trial.report(rec["intermediate"][step], step)
+                done.add(step)
+
+    def poll(self) -> None:
+        from ..spec import PlannedTrial
+        from ..surface import resolve_config
+        from .records import configuration_record
+
+        for trial, params in self.asked:
+            if trial.number in self.pruned:
+                continue
+            rec = configuration_record(self.spec, self.store, self.study_id, params)
+            before = len(self.reported[trial.number])
+            self.report(trial, rec)
+            if self.prune and len(self.reported[trial.number]) > before and rec["status"] != "COMPLETE" \
+                    and trial.should_prune():
+                planned = [PlannedTrial.make(self.spec, params, seed, trial.number) for seed in self.spec.seeds]
+                if self.store.prune_trials(self.study_id, [{**dataclasses.asdict(t), "config": resolve_config(t.config)}
+                                                           for t in planned
+                                                           if rec["user_attrs"]["per_seed"].get(str(t.seed), {})
+                                                           .get("status") != "COMPLETE"]):
+                    self.pruned.add(trial.number)  # (none changed: its seeds finished meanwhile, it is COMPLETE)
 
 
 def _tell(study, trial, summary: RunSummary, value=None, state=None) -> None:
@@ -152,6 +227,8 @@ def optuna_sampler(spec: StudySpec, offset: int = 0):
     resumed seeded sampler does not replay the points it proposed in the first run."""
     import optuna
 
+    if not spec.is_optuna:  # a grid study's Optuna records are added whole, never sampled
+        return optuna.samplers.RandomSampler(seed=0)
     o = spec.search.optuna  # type: ignore[union-attr]
     seed = None if o.seed is None else o.seed + offset
     if o.sampler == "random":
@@ -193,9 +270,23 @@ def optuna_storage(url: str):
                                       if url.startswith("sqlite") else {"pool_pre_ping": True})
 
 
+def optuna_pruner(spec: StudySpec):
+    """The study's pruner (``search.optuna.pruner``); Optuna's NopPruner without one (and for
+    grid studies, whose configurations are recorded once finished)."""
+    import optuna
+
+    name = spec.search.optuna.pruner if spec.is_optuna else None  # type: ignore[union-attr]
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
 def open_study(spec: StudySpec):
     """Load or create the study's Optuna study in the store's database (several drivers may
-    create it at once: the loser of the race loads it)."""
+    create it at once: the loser of the race loads it). Every study has one: grid studies'
+    configurations are recorded in it too (``records``)."""
     import time
 
     import optuna
@@ -206,7 +297,8 @@ def open_study(spec: StudySpec):
     for attempt in range(6):
         try:
             return optuna.create_study(storage=optuna_storage(spec.storage), study_name=spec.name,
-                                       sampler=optuna_sampler(spec), direction=direction, load_if_exists=True)
+                                       sampler=optuna_sampler(spec), pruner=optuna_pruner(spec),
+                                       direction=direction, load_if_exists=True)
         except DBAPIError:  # two drivers creating Optuna's tables at the same moment
             if attempt == 5:
                 raise

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, delete, exists, or_, select, true, update
+from sqlalchemy import and_, delete, exists, or_, select, text, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 
@@ -357,7 +357,7 @@ class Store:
         """The trial row if ``lease`` is its current, RUNNING attempt (row-locked), else None."""
         row = s.scalar(select(TrialRow).where(TrialRow.id == lease.trial_id).with_for_update())
         if row is None or row.attempts != lease.attempt or row.status != "RUNNING":
-            log.warning("dropped a write for trial %s attempt %s: the trial has moved on (attempt %s, %s)",
+            (log.info if getattr(row, "status", None) == "PRUNED" else log.warning)("dropped a write for trial %s attempt %s: the trial has moved on (attempt %s, %s)",
                         lease.trial_id, lease.attempt, getattr(row, "attempts", None), getattr(row, "status", None))
             return None
         return row
@@ -400,6 +400,79 @@ class Store:
                 return False
             row.status, row.finished_at, row.error, row.failure_kind = status, utcnow(), clean_text(error), kind
         return True
+
+    # ------------------------------------------------------------------ Optuna records
+
+    def trial_records(self, study_id: int, keys: list[str], metric: str) -> dict[str, dict[str, Any]]:
+        """key -> {trial_id, status, seed, batch_group, final: {name: value}, curve: {step: value
+        of ``metric``}} for the study's trials of ``keys`` (those recorded)."""
+        with self.session() as s:
+            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group)
+                             .where(TrialRow.study_id == study_id, TrialRow.key.in_(list(keys)))).all()
+            ids = {r.id: r.key for r in rows}
+            finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
+                               .where(FinalMetricRow.trial_id.in_(list(ids)))).all() if ids else []
+            steps = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
+                              .where(MetricRow.trial_id.in_(list(ids)), MetricRow.name == metric)).all() if ids else []
+        out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "batch_group": r.batch_group,
+                       "final": {}, "curve": {}} for r in rows}
+        for tid, name, value in finals:
+            out[ids[tid]]["final"][name] = value
+        for tid, step, value in steps:
+            out[ids[tid]]["curve"][int(step)] = value
+        return out
+
+    def prune_trials(self, study_id: int, trials: list[Mapping[str, Any]]) -> int:
+        """The trials (dicts of key, config_key, params, seed, config) become PRUNED: RUNNING ones
+        at once (their driver's next write is refused, and its training stops), those not yet
+        recorded as PRUNED rows, so no driver trains them. Returns how many changed."""
+        n = 0
+        with self._write() as s:
+            now = utcnow()
+            for t in trials:
+                n += s.execute(update(TrialRow).where(TrialRow.study_id == study_id, TrialRow.key == t["key"],
+                                                      TrialRow.status.in_(("RUNNING", "FAILED")))
+                               .values(status="PRUNED", finished_at=now, error=None, failure_kind=None)
+                               .execution_options(synchronize_session=False)).rowcount
+                stmt = _insert(s)(TrialRow).values(
+                    study_id=study_id, key=t["key"], config_key=t["config_key"], params=dict(t["params"]),
+                    seed=t["seed"], config=dict(t["config"]), status="PRUNED", attempts=0, started_at=now,
+                    finished_at=now, host=socket.gethostname(), versions={})
+                n += s.execute(stmt.on_conflict_do_nothing(index_elements=["study_id", "key"])).rowcount
+        return n
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """One holder at a time, across processes, of the lock ``name`` of this database: a
+        PostgreSQL advisory lock; for a SQLite file, flock on the file (SQLite's own locks are
+        fcntl locks, which flock does not touch)."""
+        import zlib
+
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        import fcntl
+
+        path = self.engine.url.database
+        if not path or path == ":memory:":
+            yield
+            return
+        # the store's folder, not the file: closing any descriptor of the database file would
+        # drop SQLite's own (POSIX) locks on it held by this process
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     # ------------------------------------------------------------------ reading
 
