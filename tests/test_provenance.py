@@ -75,7 +75,7 @@ def test_a_run_records_argv_overrides_and_threads_per_trial_and_with_the_study(t
     from vat_study.analysis.report import write_report
 
     path, _ = write_report(url, "prov", tmp_path / "rep")
-    head = path.read_text().split("\n\n")[1]  # the header list, below the title
+    head = path.read_text()
     assert f"- code: vat-study {v['vat-study']}" in head
     assert "- command: `vat-study run p.yaml --set task.steps=3 --no-progress`; overrides {'task.steps': 3}" in head
     assert "torch threads 1" in head and f"torchvision {v['torchvision']}" in head and "scikit-learn" in head
