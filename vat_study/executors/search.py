@@ -264,10 +264,10 @@ def ask_batch(spec: StudySpec) -> int:
 
 
 def optuna_storage(url: str):
-    import optuna
+    from ..store.faults import retrying_optuna_storage  # a lost connection is retried, as the Store's are
 
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
-                                      if url.startswith("sqlite") else {"pool_pre_ping": True})
+    return retrying_optuna_storage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                   if url.startswith("sqlite") else {"pool_pre_ping": True})
 
 
 def optuna_pruner(spec: StudySpec):

@@ -6,6 +6,7 @@
   ``RETRY_SECONDS`` (each call is one short transaction, rolled back when it fails, so running
   it again is safe). Only the outermost store call retries. SQLite's "database is locked" is not
   retried: it comes after the 60 s busy timeout already waited.
+* ``retrying_optuna_storage``: Optuna's RDBStorage with the same retries.
 * ``describe``: the one line a user sees for a store or disk fault (disk full, locked, read-only,
   damaged, unreachable), naming the file or database; None for anything else.
 * ``clean_text``: an error text as the store can keep it: NUL bytes and lone surrogates replaced
@@ -39,8 +40,7 @@ _state = threading.local()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def transient(e: BaseException) -> bool:
-    """Whether ``e`` is a lost or refused database connection, which a retry can outlive."""
+def _lost_connection(e: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(e, DBAPIError) and e.connection_invalidated:
@@ -49,6 +49,12 @@ def transient(e: BaseException) -> bool:
         text = str(getattr(e, "orig", None) or e).lower()
         return any(w in text for w in _TRANSIENT)
     return False
+
+
+def transient(e: BaseException) -> bool:
+    """Whether ``e`` is a lost or refused database connection, which a retry can outlive (also
+    as the cause of another error: Optuna raises its StorageInternalError from SQLAlchemy's)."""
+    return _lost_connection(e) or any(c is not None and _lost_connection(c) for c in (e.__cause__, e.__context__))
 
 
 def retry_transient(fn: F) -> F:
@@ -69,9 +75,10 @@ def retry_transient(fn: F) -> F:
                     raise
                 reason = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0][:200]
                 log.warning("store: %s; retrying %s in %.1f s", reason, fn.__name__, delay)
-                store = args[0] if args else None
-                if hasattr(store, "_engine") and store._engine is not None:
-                    store._engine.dispose()  # every pooled connection is suspect now
+                owner = vars(args[0]) if args and hasattr(args[0], "__dict__") else {}
+                engine = owner.get("_engine") or owner.get("engine")  # Store's, or Optuna's RDBStorage's
+                if engine is not None and hasattr(engine, "dispose"):
+                    engine.dispose()  # every pooled connection is suspect now
             finally:
                 _state.depth = 0
             time.sleep(delay)
@@ -86,6 +93,19 @@ def retry_store_methods(cls: type) -> type:
         if not name.startswith("_") and callable(value) and not isinstance(value, (staticmethod, classmethod, type)):
             setattr(cls, name, retry_transient(value))
     return cls
+
+
+def retrying_optuna_storage(url: str, **kwargs: Any):
+    """Optuna's RDBStorage for ``url`` whose every call (and its creation) outlives a lost
+    connection as the Store's do (``retry_transient``)."""
+    import optuna
+
+    base = optuna.storages.RDBStorage
+    methods = {name: retry_transient(getattr(base, name)) for name in dir(base)
+               if not name.startswith("_") and callable(getattr(base, name))
+               and not isinstance(vars(base).get(name), (staticmethod, classmethod))}
+    cls = type("RetryingRDBStorage", (base,), methods)
+    return retry_transient(cls)(url, **kwargs)
 
 
 def clean_text(text: str, most: int = MAX_ERROR_CHARS) -> str:
@@ -138,5 +158,5 @@ def describe(e: BaseException, url: str | None = None) -> str | None:
     if "malformed" in low or "not a database" in low or "disk i/o error" in low:
         return f"{where} is damaged or unreadable ({first}): restore it from a copy, or give another storage"
     if transient(e):
-        return f"{where} stayed unreachable for {RETRY_SECONDS:g} s ({first}); run the same command again when it is back"
+        return f"{where} is unreachable ({first}; retried for up to {RETRY_SECONDS:g} s); run the same command again when it is back"
     return None
