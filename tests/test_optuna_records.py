@@ -138,6 +138,7 @@ def pruned_search(url: str, pruner: str) -> dict:
     return spec
 
 
+@pytest.mark.platform  # about a minute each
 @pytest.mark.parametrize("pruner", ["median", "hyperband"])
 def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_them(tmp_path, pruner):
     import optuna
