@@ -367,7 +367,7 @@ def run(
     from .executors import run_local, run_ray
     from .store import Store
 
-    from .executors.execution import INTERRUPTED_BY_USER
+    from .executors.execution import stopped_text
     from .executors.planning import check_same_study
 
     if spec.executor.kind == "ray" and spec.executor.address:
@@ -403,7 +403,7 @@ def run(
         if study_id is not None:  # trials this run had started: FAILED (interrupted), redone by the next run
             from .store.claims import process_drivers  # (never those of other drivers of the study)
 
-            store.fail_running(study_id, INTERRUPTED_BY_USER, "interrupted", drivers=process_drivers())
+            store.fail_running(study_id, stopped_text(stop), "interrupted", drivers=process_drivers())
         why = f"stopped by {stop_of(stop).name}" if stop_of(stop) else "interrupted"
         err.print(f"{why}: every finished trial is in {safe_url(spec.storage)}; run the same command "
                   "again to continue the study", highlight=False)

@@ -59,3 +59,10 @@ def exit_code(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 128 + the signal for SIGTERM / SIGHUP."""
     stop = stop_of(exc)
     return stop.exit_code if stop is not None else 130
+
+
+def interrupted_text(exc: BaseException | None, ctrl_c: str) -> str:
+    """What a trial stopped by ``exc`` records: the signal named for SIGTERM / SIGHUP, ``ctrl_c``
+    for Ctrl-C."""
+    stop = stop_of(exc) if isinstance(exc, KeyboardInterrupt) else None
+    return f"interrupted: the run got {stop.name} before this trial finished" if stop is not None else ctrl_c

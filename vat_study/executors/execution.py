@@ -113,11 +113,9 @@ from ..store.claims import INTERRUPTED_BY_USER  # noqa: E402,F401  (re-exported:
 
 def stopped_text(exc: KeyboardInterrupt) -> str:
     """What a trial stopped by Ctrl-C, SIGTERM or SIGHUP records."""
-    from ..signals import Stopped
+    from ..signals import interrupted_text
 
-    if isinstance(exc, Stopped):
-        return f"interrupted: the run got {exc.name} before this trial finished"
-    return INTERRUPTED_BY_USER
+    return interrupted_text(exc, INTERRUPTED_BY_USER)
 
 
 def _failure_text(exc: BaseException, timeout: float | None, url: str, lanes: int = 1) -> str:

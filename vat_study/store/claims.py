@@ -111,7 +111,9 @@ class Driver:
             self._thread.join(timeout=self.heartbeat_every + 60)
         try:
             if exc_type is not None:
-                text = INTERRUPTED_BY_USER if issubclass(exc_type, KeyboardInterrupt) else \
+                from ..signals import interrupted_text  # Ctrl-C, or the SIGTERM / SIGHUP named
+
+                text = interrupted_text(exc, INTERRUPTED_BY_USER) if issubclass(exc_type, KeyboardInterrupt) else \
                     f"interrupted: the run stopped ({exc_type.__name__}) before this trial finished"
                 self.store.fail_running(self.study_id, text, "interrupted", drivers=[self.token])
         finally:
