@@ -96,7 +96,8 @@ def test_default_pass_modes_are_the_anchors_noise_on_in_every_pass():
 
 
 def test_a_stored_config_without_the_new_settings_reads_with_their_legacy_values():
-    assert added_settings() == {"task.eval_bn": "running", "probes.test_curve": False, "probes.diagnostics": None}
+    assert added_settings() == {"task.eval_bn": "running", "task.precision": "float32", "probes.test_curve": False,
+                                "probes.diagnostics": None, "method.alpha_rampup": 0}
     now = TrialConfig.from_mapping(TINY).model_dump(mode="json")
     old = {**now, "task": {k: v for k, v in now["task"].items() if k != "eval_bn"},
            "probes": {k: v for k, v in now["probes"].items() if k not in ("test_curve", "diagnostics")}}

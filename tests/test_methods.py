@@ -30,7 +30,8 @@ def test_each_entry_computes_the_papers_loss(name):
     x_l, y_l, x_u = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)), torch.rand(16, 1, 8, 8)
     d0 = F.normalize(torch.randn_like(x_u).flatten(1), dim=1).view_as(x_u)
     logits_l = model(x_l)
-    got = methods.get(name).regularizer(methods.Step(cfg, model, x_l, y_l, logits_l, x_u, 1, lambda x: d0))
+    got = methods.get(name).regularizer(methods.Step(settings=cfg.method, model=model, x_l=x_l, y_l=y_l,
+                                                     logits_l=logits_l, x_reg=x_u, random_start=lambda x: d0))
     with torch.no_grad():
         clean = model(x_u)
     if name == "baseline":
@@ -59,7 +60,7 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
     def input_gradient_penalty(s: methods.Step) -> torch.Tensor:
         x = s.x_l.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(F.cross_entropy(s.model(x), s.y_l, reduction="sum"), x, create_graph=True)
-        return methods.per_seed(g.flatten(1).pow(2).sum(1), s.n_seeds)
+        return methods.per_lane(g.flatten(1).pow(2).sum(1), s.n_lanes)
 
     class InputGradient(methods.MethodSettings):
         alpha: float = 1.0

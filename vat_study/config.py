@@ -192,10 +192,12 @@ def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
 def added_settings() -> dict[str, Any]:
     """Settings added after configs were first stored, with the value a stored config that lacks
     one had in effect: declared on the field itself (``json_schema_extra={"legacy": value}``), for
-    the sections ``task`` and ``probes``; ``upgrade_stored_config`` fills them in, so a new setting
-    with a default never makes an old study refuse to resume."""
+    the sections ``task``, ``probes`` and ``method`` (the settings models of the registry's
+    entries; a method that lacks one drops it again); ``upgrade_stored_config`` fills them in, so a
+    new setting with a default never makes an old study refuse to resume."""
     out: dict[str, Any] = {}
-    for section, model in (("task", Task), ("probes", Probes)):
+    models = [("task", Task), ("probes", Probes)] + [("method", m.settings) for m in methods.REGISTRY.values()]
+    for section, model in models:
         for name, field in model.model_fields.items():
             extra = field.json_schema_extra
             if isinstance(extra, dict) and "legacy" in extra:

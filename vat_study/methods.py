@@ -35,7 +35,6 @@ from .vocabulary import DEFAULT_XI
 if TYPE_CHECKING:  # torch is imported where a regularizer runs, so the settings and the registry load without it
     from torch import Tensor, nn
 
-    from .config import TrialConfig
     from .regularizers import adversarial_loss, entropy_loss, has_stochastic_layers, regularizer_lds
 
 _REGULARIZERS = ("adversarial_loss", "entropy_loss", "has_stochastic_layers", "regularizer_lds")
@@ -133,6 +132,11 @@ class VirtualAdversarial(Perturbation):
     xi: float = Field(DEFAULT_XI, gt=0, description="finite-difference step of the power iteration (Eq. 12)")
     power_iterations: int = Field(1, ge=0, le=1000, description="K (Section 3.3; Fig. 4)")
     direction: Literal["finite_difference", "hvp"] = "finite_difference"
+    alpha_rampup: int = Field(
+        0, ge=0, json_schema_extra={"legacy": 0},
+        description="ramp alpha up over the first N updates: alpha * exp(-5 (1 - min(t, N) / N)^2) at update t "
+                    "(the sigmoid-shaped ramp-up of Laine & Aila 2017, as USB and realistic-ssl-evaluation use); "
+                    "0: off, alpha from the first update (the paper)")
     implementation: Implementation = Implementation()
 
     _fin_xi = field_validator("xi")(_finite)
@@ -158,70 +162,108 @@ RandomStart = Callable[["Tensor"], "Tensor"]
 Family = Literal["none", "virtual_adversarial", "adversarial"]
 
 
-def per_seed(v: Tensor, n_seeds: int) -> Tensor:
-    """Per-sample values [S * B] -> the mean of each seed's block [S]."""
-    return v.view(n_seeds, -1).mean(1)
+def per_lane(v: Tensor, n_lanes: int) -> Tensor:
+    """Per-sample values [S * B] -> the mean of each lane's block [S]."""
+    return v.view(n_lanes, -1).mean(1)
 
 
-def join_per_seed(a: Tensor, b: Tensor, n_seeds: int) -> Tensor:
-    """Two seed-blocked batches [S * A, ...] and [S * B, ...] -> [S * (A + B), ...], seed i's
+per_seed = per_lane  # deprecated name (a lane was called a seed)
+
+
+def join_per_lane(a: Tensor, b: Tensor, n_lanes: int) -> Tensor:
+    """Two lane-blocked batches [S * A, ...] and [S * B, ...] -> [S * (A + B), ...], lane i's
     block being its A samples of ``a`` followed by its B samples of ``b``."""
     import torch
 
-    return torch.cat([a.view(n_seeds, -1, *a.shape[1:]), b.view(n_seeds, -1, *b.shape[1:])], 1).flatten(0, 1)
+    return torch.cat([a.view(n_lanes, -1, *a.shape[1:]), b.view(n_lanes, -1, *b.shape[1:])], 1).flatten(0, 1)
 
 
-@dataclass(frozen=True)
+join_per_seed = join_per_lane  # deprecated name
+
+
+@dataclass(frozen=True, kw_only=True)
 class Step:
-    """What a regularizer sees at one update (S seeds laid end to end, see ``batched``)."""
+    """What a regularizer and a weight see at one update: the method's settings, the update index,
+    the batches and the model (S lanes laid end to end, see ``batched``). Built with keywords."""
 
-    cfg: TrialConfig
+    settings: MethodSettings  # the trial's ``method:`` block
     model: nn.Module
     x_l: Tensor  # labeled batch [S * B_l, ...]
     y_l: Tensor
     logits_l: Tensor  # the labeled pass (the one that updates BN running statistics)
     x_reg: Tensor | None  # the unlabeled batch [S * B_u, ...]; None: supervised
-    n_seeds: int = 1
+    step: int = 1  # this update, 1-based
+    steps: int = 1  # the updates training runs (task.steps)
+    n_lanes: int = 1
     random_start: RandomStart | None = None  # d0 for the samples x (default: the global RNG)
-    lane_eps: Tensor | None = None  # one eps per seed block [S] (lanes); None: cfg.eps for all
-    lane_xi: Tensor | None = None  # one xi per seed block [S] (lanes); None: cfg.xi for all
+    power_iteration_float32: bool = False  # task.precision mixed: the power iteration out of the autocast
+    lane_eps: Tensor | None = None  # one eps per lane block [S] (lanes); None: the settings' eps for all
+    lane_xi: Tensor | None = None  # one xi per lane block [S] (lanes); None: the settings' xi for all
+    lane_alpha: Tensor | None = None  # one alpha per lane block [S] (lanes); None: the settings' alpha for all
+
+    @property
+    def n_seeds(self) -> int:
+        """Deprecated name of ``n_lanes``."""
+        return self.n_lanes
 
     def eps(self, x: Tensor) -> float | Tensor:
-        """eps for the samples of x (seed-blocked): the method's eps, or each lane's per sample [N]."""
-        return self.cfg.method.eps if self.lane_eps is None else per_lane_sample(self.lane_eps, x, self.n_seeds)
+        """eps for the samples of x (lane-blocked): the method's eps, or each lane's per sample [N]."""
+        return self.settings.eps if self.lane_eps is None else per_lane_sample(self.lane_eps, x, self.n_lanes)
 
     def xi(self, x: Tensor) -> float | Tensor:
         """xi for the samples of x, as ``eps`` (the default where the method has none: RPT, K = 0)."""
-        xi = power_method(self.cfg.method)["xi"]
-        return xi if self.lane_xi is None else per_lane_sample(self.lane_xi, x, self.n_seeds)
+        xi = power_method(self.settings)["xi"]
+        return xi if self.lane_xi is None else per_lane_sample(self.lane_xi, x, self.n_lanes)
+
+    def alpha(self) -> float | Tensor:
+        """The weight of R (Eq. 8): the method's alpha (1 where it has none: baseline, R = 0), or
+        each lane's [S]."""
+        return getattr(self.settings, "alpha", 1.0) if self.lane_alpha is None else self.lane_alpha
 
 
-def per_lane_sample(values: Tensor, x: Tensor, n_seeds: int) -> Tensor:
-    """One value per seed block [S] -> one per sample of the seed-blocked batch x [S * B]."""
-    return values.repeat_interleave(x.shape[0] // n_seeds)
+def per_lane_sample(values: Tensor, x: Tensor, n_lanes: int) -> Tensor:
+    """One value per lane block [S] -> one per sample of the lane-blocked batch x [S * B]."""
+    return values.repeat_interleave(x.shape[0] // n_lanes)
+
+
+def rampup(step: int, length: int) -> float:
+    """The sigmoid-shaped ramp-up exp(-5 (1 - min(t, N) / N)^2) at update t of N (Laine & Aila
+    2017; Tarvainen & Valpola 2017): exp(-5) at t = 0, 1 from t = N on; N = 0: 1 (no ramp-up)."""
+    if length <= 0:
+        return 1.0
+    return math.exp(-5.0 * (1.0 - min(step, length) / length) ** 2)
+
+
+def ramped_alpha(s: Step) -> float | Tensor:
+    """The weight of a method with an ``alpha_rampup`` setting: alpha * rampup(t, N); exactly
+    alpha (the same number) where N = 0 or the ramp-up is over."""
+    n = getattr(s.settings, "alpha_rampup", 0)
+    if n <= 0 or s.step >= n:
+        return s.alpha()
+    return s.alpha() * rampup(s.step, n)
 
 
 def _none(s: Step) -> Tensor:
-    return s.logits_l.new_zeros(s.n_seeds)
+    return s.logits_l.new_zeros(s.n_lanes)
 
 
 def _adversarial(norm: Literal["l2", "linf"]) -> Callable[[Step], Tensor]:
     def reg(s: Step) -> Tensor:  # L_adv on the labeled batch (Eq. 1, r_adv from Eq. 3 or 4)
         _bind_regularizers()
-        return per_seed(adversarial_loss(s.model, s.x_l, s.y_l, eps=s.eps(s.x_l), norm=norm, reduction="none"),
-                        s.n_seeds)
+        return per_lane(adversarial_loss(s.model, s.x_l, s.y_l, eps=s.eps(s.x_l), norm=norm, reduction="none"),
+                        s.n_lanes)
     return reg
 
 
 def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
     def reg(s: Step) -> Tensor:
         _bind_regularizers()
-        m = s.cfg.method
+        m = s.settings
         impl = m.implementation
         if s.x_reg is None:  # supervised: R on the labeled batch
             x = s.x_l
         elif impl.regularizer_batch == "labeled_and_unlabeled":
-            x = join_per_seed(s.x_l, s.x_reg, s.n_seeds)
+            x = join_per_lane(s.x_l, s.x_reg, s.n_lanes)
         else:  # Appendix C: a separate batch from the unlabeled pool (which holds the labeled images too)
             x = s.x_reg
         # The labeled pass already is the clean pass when R uses the labeled batch and the modes agree.
@@ -229,10 +271,10 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         lds_x, logits = regularizer_lds(
             s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=m.k, method=power_method(m)["method"],
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
-            clean_grad=entropy, power_iteration_float32=s.cfg.task.precision == "mixed", **impl.passes())
-        r = per_seed(lds_x, s.n_seeds)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
+            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32, **impl.passes())
+        r = per_lane(lds_x, s.n_lanes)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
         if entropy:
-            r = r + per_seed(entropy_loss(logits, reduction="none"), s.n_seeds)  # + R_cent, Eq. 18
+            r = r + per_lane(entropy_loss(logits, reduction="none"), s.n_lanes)  # + R_cent, Eq. 18
         return r
     return reg
 
@@ -242,9 +284,15 @@ class Method:
     name: str
     family: Family
     summary: str
-    regularizer: Callable[[Step], Tensor]  # R of Eq. 8 per seed, shape [S]
+    regularizer: Callable[[Step], Tensor]  # R of Eq. 8 per lane, shape [S]
     settings: type[MethodSettings]  # its ``method:`` block
     entropy: bool = False
+    weight: Callable[[Step], float | Tensor] | None = None  # alpha of Eq. 8 at this step; None: Step.alpha()
+
+    def weight_at(self, s: Step) -> float | Tensor:
+        """The weight of R at this update (a number, or one per lane [S]): the entry's schedule
+        (e.g. ``ramped_alpha``), or the settings' alpha (each lane's) where it has none."""
+        return s.alpha() if self.weight is None else self.weight(s)
 
     @property
     def uses_eps(self) -> bool:
@@ -271,9 +319,9 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("rpt", "virtual_adversarial", "random perturbation training, R^(0) (Eq. 16)", _virtual_adversarial(False),
            RandomPerturbation),
     Method("vat", "virtual_adversarial", "virtual adversarial training, R_vadv (Eq. 7)", _virtual_adversarial(False),
-           VirtualAdversarial),
+           VirtualAdversarial, weight=ramped_alpha),
     Method("vat_entmin", "virtual_adversarial", "VAT + conditional entropy (Eq. 18)", _virtual_adversarial(True),
-           VirtualAdversarial, entropy=True),
+           VirtualAdversarial, entropy=True, weight=ramped_alpha),
     Method("at_l2", "adversarial", "adversarial training, L2 (Eq. 3)", _adversarial("l2"), Perturbation),
     Method("at_linf", "adversarial", "adversarial training, L-inf (Eq. 4)", _adversarial("linf"), Perturbation),
 )}

@@ -29,7 +29,7 @@ from . import methods
 from . import probes as P
 from .config import TrialConfig
 from .data import Splits, augment
-from .methods import Step, per_seed
+from .methods import Step, per_lane
 from .passes import deterministic_layers
 from .regularizers import random_unit_direction, unit_vector
 
@@ -157,13 +157,25 @@ class LaneValues:
 NO_LANES = LaneValues()
 
 
+def step_of(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
+            x_reg: Tensor | None, n_lanes: int = 1, random_start: Callable[[Tensor], Tensor] | None = None,
+            lanes: LaneValues = NO_LANES, step: int = 1) -> Step:
+    """What the method's registry entry sees at update ``step``: the trial's method settings and the
+    few task facts a regularizer needs, not the trial config."""
+    return Step(settings=cfg.method, model=model, x_l=x_l, y_l=y_l, logits_l=logits_l, x_reg=x_reg,
+                step=step, steps=cfg.task.steps, n_lanes=n_lanes, random_start=random_start,
+                power_iteration_float32=cfg.task.precision == "mixed",
+                lane_eps=lanes.eps, lane_xi=lanes.xi, lane_alpha=lanes.alpha)
+
+
 def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
-                x_reg: Tensor | None, n_seeds: int = 1,
-                random_start: Callable[[Tensor], Tensor] | None = None, lanes: LaneValues = NO_LANES) -> Tensor:
-    """R of Eq. 8 for this step, one value per seed: shape [S], as the method's registry entry
+                x_reg: Tensor | None, n_lanes: int = 1,
+                random_start: Callable[[Tensor], Tensor] | None = None, lanes: LaneValues = NO_LANES,
+                step: int = 1) -> Tensor:
+    """R of Eq. 8 for this step, one value per lane: shape [S], as the method's registry entry
     computes it (``methods``). ``x_reg`` is the unlabeled batch (None: supervised)."""
-    return methods.get(cfg.method.name).regularizer(Step(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start,
-                                                    lanes.eps, lanes.xi))
+    s = step_of(cfg, model, x_l, y_l, logits_l, x_reg, n_lanes, random_start, lanes, step)
+    return methods.get(cfg.method.name).regularizer(s)
 
 
 def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -177,23 +189,25 @@ def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextli
 
 
 def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,
-               x_reg: Tensor | None, n_seeds: int = 1,
+               x_reg: Tensor | None, n_lanes: int = 1,
                random_start: Callable[[Tensor], Tensor] | None = None,
-               lanes: LaneValues = NO_LANES) -> tuple[Tensor, Tensor, Tensor]:
-    """One update on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R), one value per
-    seed (shape [S]; S = 1 for a plain network). With S seeds (lanes) the update minimizes the sum
-    of the S objectives, i.e. gives each network's weights its own run's gradient; ``lanes``
-    holds the eps / alpha / xi of each network where they differ. No value is read back to the
-    host here: the step never waits for the device."""
+               lanes: LaneValues = NO_LANES, step: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Update ``step`` (1-based) on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R),
+    one value per lane (shape [S]; S = 1 for a plain network). With S lanes the update minimizes
+    the sum of the S objectives, i.e. gives each network's weights its own run's gradient;
+    ``lanes`` holds the eps / alpha / xi of each network where they differ. The weight alpha is the
+    method's registry entry's (``Method.weight_at``: e.g. a ramp-up over the first updates). No
+    value is read back to the host here: the step never waits for the device."""
     model.train()
+    method = methods.get(cfg.method.name)
     with precision_context(cfg, x_l.device):  # task.precision: the forward passes in bfloat16 or not
         logits_l = model(x_l)  # the only pass that updates BN running statistics
-        nll = per_seed(F.cross_entropy(logits_l, y_l, reduction="none"), n_seeds)
-        reg = regularizer(cfg, model, x_l, y_l, logits_l, x_reg, n_seeds, random_start, lanes)
+        nll = per_lane(F.cross_entropy(logits_l, y_l, reduction="none"), n_lanes)
+        s = step_of(cfg, model, x_l, y_l, logits_l, x_reg, n_lanes, random_start, lanes, step)
+        reg = method.regularizer(s)
     if cfg.task.precision != "float32":  # the objective and its sums in float32, as the weights
         nll, reg = nll.float(), reg.float()
-    alpha = getattr(cfg.method, "alpha", 1.0)  # baseline: R = 0, no weight to set
-    loss = nll + (alpha if lanes.alpha is None else lanes.alpha) * reg
+    loss = nll + method.weight_at(s) * reg  # baseline: R = 0, alpha 1
     opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     opt.step()
@@ -421,7 +435,7 @@ def train_lanes(
             x_l, y_l = x_train[idx_l], y_train[idx_l]
             x_reg = x_train[cat([u for _, u in idx])] if semi else None
 
-        losses = train_step(cfg, model, opt, x_l, y_l, x_reg, n, random_start, values)
+        losses = train_step(cfg, model, opt, x_l, y_l, x_reg, n, random_start, values, step=step)
         sums += torch.stack(losses)
         n_sum += 1
 
