@@ -186,7 +186,7 @@ def power_iteration_fidelity(
         with working_precision(precision, x.device):
             d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
                                               method=method, generator=gen)
-    return float((d.float().flatten(1) * u.flatten(1)).sum(1).abs().mean())
+    return float((d.to(u.dtype).flatten(1) * u.flatten(1)).sum(1).abs().mean())
 
 
 def hd_cosine(model: nn.Module, x: Tensor, *, xi: float, precision: str = "float32", seed: int = 0) -> float:
@@ -199,7 +199,7 @@ def hd_cosine(model: nn.Module, x: Tensor, *, xi: float, precision: str = "float
         exact = virtual_adversarial_direction(model, x, power_iterations=1, method="hvp", d0=d0)
         with working_precision(precision, x.device):
             d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0)
-    return float((d1.float().flatten(1) * exact.flatten(1)).sum(1).mean())
+    return float((d1.to(exact.dtype).flatten(1) * exact.flatten(1)).sum(1).mean())
 
 
 def working_precision(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -250,8 +250,8 @@ def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int
                 out[f"pred_{name}_c{k}"] = v
         with _mode(model, False), working_precision(precision, x.device):
             d0 = random_unit_direction(x, gen)
-            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0).float()
-            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1).float()
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0).to(x.dtype)
+            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1).to(x.dtype)
             with torch.no_grad():
                 kl_xi = float(lds(model, x, xi * d1).double().mean())
                 kl_eps = float(lds(model, x, eps * d1).double().mean())

@@ -312,7 +312,7 @@ def regularizer_lds(
             logits = model(x)
     same_mode = (power_iteration_stochastic == clean_stochastic or not noisy) and not (exact and given)
     with regularizer_pass(model, stochastic=power_iteration_stochastic, bn=bn), in_float32():
-        d = virtual_adversarial_direction(model, x, logits.detach().float() if same_mode else None, d0=d0, xi=xi,
+        d = virtual_adversarial_direction(model, x, logits.detach() if same_mode else None, d0=d0, xi=xi,
                                           power_iterations=power_iterations, method=method,
                                           generator=generator, divergence=divergence, deterministic=False)
     with regularizer_pass(model, stochastic=lds_stochastic, bn=bn):
