@@ -77,6 +77,10 @@ def _grid_trainable(config: dict[str, Any], storage: str, claim: Claim) -> None:
     trials another driver holds are left out."""
     from ray import tune
 
+    # The driver's folder, where relative paths (results/, tracking:, data) mean what they mean on
+    # the local executor: a worker Ray started earlier from elsewhere (a reused runtime) has its own.
+    if config.get("cwd") and os.path.isdir(config["cwd"]):
+        os.chdir(config["cwd"])
     spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     trials = [PlannedTrial(**t) for t in config["trials"]]
     store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
@@ -222,7 +226,7 @@ def _fit_groups(spec: StudySpec, store: Store, study_id: int, groups: list[list[
     trainable = tune.with_resources(tune.with_parameters(_grid_trainable, storage=spec.storage, claim=claim),
                                     _resources(spec))
     space = {"trials": tune.grid_search([[dataclasses.asdict(t) for t in g] for g in groups]),
-             "spec": _public_spec(spec), "study_id": study_id}
+             "spec": _public_spec(spec), "study_id": study_id, "cwd": os.getcwd()}
     tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=_max_concurrent(spec)))
     _mark_dead_workers(store, study_id, tuner.fit(), claim.driver)
