@@ -24,7 +24,7 @@ def test_run_on_ray_with_a_relative_store_then_status_export_report_and_rerun(tm
     again = cli("run", str(study), "--executor", "local", cwd=tmp_path)
     assert again.returncode == 0 and "Nothing new to train" in again.stdout
     edited = cli("run", str(study), "--executor", "local", "--set", "task.steps=7", cwd=tmp_path)
-    assert edited.returncode == 2 and "task.steps: 3 in the stored study 'clistudy', 7 in this file" in edited.stderr  # never mixes results
+    assert edited.returncode == 2 and "task.steps: 6 in the stored study 'clistudy', 7 in this file" in edited.stderr  # never mixes results
     grown = cli("run", str(study), "--executor", "local", "--set", "seeds=[0, 1]", cwd=tmp_path)
     assert grown.returncode == 0 and "Ran 3 (0 failed), skipped 3" in grown.stdout, grown.stdout
     rep = cli("report", "clistudy", "--storage", url, cwd=tmp_path)

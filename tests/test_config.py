@@ -29,7 +29,7 @@ def test_the_config_is_nested_as_a_study_file_is_written():
     assert set(resolve_config({"method": {"name": "baseline"}})["method"]) == {"name"}
     assert set(resolve_config({"method": {"name": "at_l2"}})["method"]) == {"name", "eps", "alpha"}
     assert set(resolve_config({})["method"]) == {"name", "eps", "alpha", "xi", "power_iterations", "direction",
-                                                 "implementation"}
+                                                 "implementation", "alpha_rampup"}
 
 
 def test_the_flat_vocabulary_reads_the_same_nested():
