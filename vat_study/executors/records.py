@@ -102,12 +102,19 @@ def sync_grid(spec: StudySpec, store, study_id: int, only: list[Mapping[str, Any
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from .search import open_study
+    from .search import open_study, optuna_storage
 
     with store.exclusive(f"optuna-sync:{spec.name}"):
         study = study or open_study(spec)
-        recorded = {t.user_attrs.get("vat_config_key") for t in study.get_trials(deepcopy=False)}
         choices = grid_choices(spec)
+        wanted = {k: CategoricalDistribution(v) for k, v in choices.items()}
+        if any(t.distributions.get(k, d) != d for t in study.get_trials(deepcopy=False)
+               for k, d in wanted.items()):
+            # The grid grew (a study may gain grid points between runs) and Optuna keeps one value
+            # space per parameter: rebuild the records from the store, their source, with the new one.
+            optuna.delete_study(study_name=spec.name, storage=optuna_storage(spec.storage))
+            study, only = open_study(spec), None
+        recorded = {t.user_attrs.get("vat_config_key") for t in study.get_trials(deepcopy=False)}
         added = 0
         for params in spec.configurations() if only is None else only:
             if digest(dict(params)) in recorded:
