@@ -317,9 +317,6 @@ def run_shared(store: Store, study_id: int, todo: list[PlannedTrial], driver: Dr
                                                           else t.key not in missed)]
         missed |= {t.key for t in rest if t.key not in states}
         if not rest:
-            for t in todo:  # never recorded, tried twice (e.g. a Ray node died under its group): not run
-                if t.key not in mine and t.key not in states:
-                    mine[t.key] = None
             return mine, sum(1 for t in todo if t.key not in mine and t.key in states)
         dead = store.dead_drivers(study_id, driver.stale_after)
         pending = [t for t in rest if t.key not in states or states[t.key][2] is None or states[t.key][2] in dead]
