@@ -66,6 +66,29 @@ def test_exactly_one_of_eight_racing_drivers_claims_a_trial(storage_url):
     assert len(df) == 1 and df.attempts.iloc[0] == 2 and df.status.iloc[0] == "RUNNING"
 
 
+def _study_racer(url: str, barrier, ids) -> None:
+    store = Store(url)
+    store.study_names()  # connect before the race
+    barrier.wait(timeout=60)
+    ids.put(store.get_or_create_study("new", {"n": 1}))
+
+
+def test_racing_drivers_of_a_new_study_all_get_its_one_row(storage_url):
+    """Drivers started at once on a study the store has not seen: one creates it, the others find
+    it (on PostgreSQL the losers' INSERT used to raise an IntegrityError and exit 1)."""
+    Store(storage_url).study_names()  # the schema exists before the race
+    ctx = mp.get_context("fork")
+    barrier, ids = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_study_racer, args=(storage_url, barrier, ids)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 8
+    got = [ids.get(timeout=5) for _ in range(8)]
+    assert len(set(got)) == 1 and Store(storage_url).study_names() == ["new"]
+
+
 def test_a_live_drivers_trial_is_left_alone_until_its_heartbeat_is_stale(storage_url):
     """Driver A on another machine (its pid means nothing here) claims a trial and stops beating;
     B cannot claim or fail it until A's heartbeat is ``stale_after`` old, then takes it over once;

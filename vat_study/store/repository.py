@@ -119,16 +119,20 @@ class Store:
     # ------------------------------------------------------------------ studies
 
     def get_or_create_study(self, name: str, spec: Mapping[str, Any], spec_path: str | None = None) -> int:
+        stored = json.loads(json.dumps(spec, default=str))
         with self._write() as s:
-            row = s.scalar(select(StudyRow).where(StudyRow.name == name))
+            row = s.scalar(select(StudyRow).where(StudyRow.name == name).with_for_update())
             if row is None:
-                row = StudyRow(name=name, spec=json.loads(json.dumps(spec, default=str)), spec_path=spec_path)
-                s.add(row)
-                s.flush()
-            else:
-                row.spec = json.loads(json.dumps(spec, default=str))
-                row.spec_path = spec_path or row.spec_path
-                row.updated_at = utcnow()
+                # several drivers may start one new study at once (PostgreSQL has no BEGIN IMMEDIATE):
+                # one INSERT wins, the others' do nothing and they update the winner's row below
+                now = utcnow()
+                s.execute(_insert(s)(StudyRow).values(name=name, spec=stored, spec_path=spec_path, created_at=now,
+                                                      updated_at=now).on_conflict_do_nothing(index_elements=["name"]))
+                row = s.scalar(select(StudyRow).where(StudyRow.name == name).with_for_update()
+                               .execution_options(populate_existing=True))
+            row.spec = stored
+            row.spec_path = spec_path or row.spec_path
+            row.updated_at = utcnow()
             return row.id
 
     def study_id(self, name: str) -> int | None:
