@@ -152,3 +152,41 @@ def test_a_run_whose_stderr_is_a_file_logs_one_plain_line_per_finished_trial(tmp
     assert "6 complete of 6" in lines[-1]
     again = cli("run", str(study), cwd=tmp_path)
     assert " plainlog trial " not in again.stderr  # what finished before is not logged again
+
+
+def test_a_display_poll_still_running_when_the_run_ends_loses_no_trial_line(monkeypatch, capsys):
+    """A new study whose first trials finish before the first poll (their lines were taken for
+    news from before the run, and dropped), and a poll of the display's thread that outlives the
+    run's join (it had marked a trial seen, the last poll skipped it, the exit lost it): each
+    finished trial is printed exactly once."""
+    import threading
+    import time
+
+    from vat_study import display
+
+    rows = pd.DataFrame({"trial_id": [1, 2], "status": ["COMPLETE", "COMPLETE"], "finished_at": ["t1", "t2"],
+                         "seed": [0, 1], "val_error": [0.5, 0.4], "error": [None, None], "failure_kind": [None, None]})
+    release, stalled = threading.Event(), threading.Event()
+    frames = iter([rows.iloc[:0]])  # nothing had finished when the run began
+
+    class Store:
+        def trials_frame(self, name):
+            return next(frames, rows)
+
+    clock = time.strftime
+
+    def strftime(fmt):  # called once a trial is marked seen, before its line is kept
+        if threading.current_thread() is not threading.main_thread() and not stalled.is_set():
+            stalled.set()
+            release.wait(10)  # the thread's poll stalls here, past the end of the run's join
+        return clock(fmt)
+
+    monkeypatch.setattr(display.time, "strftime", strftime)
+    monkeypatch.setattr(display.Progress, "join_timeout", 0.05)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    spec = type("S", (), {"name": "s", "metric": type("M", (), {"name": "val_error", "mode": "min"})()})()
+    with display.Progress(spec, Store(), 1, 2, 0):
+        assert stalled.wait(10)
+        threading.Timer(0.3, release.set).start()
+    err = capsys.readouterr().err
+    assert err.count(" trial 1 ") == 1 and err.count(" trial 2 ") == 1, err

@@ -16,6 +16,8 @@ class Progress:
     """A live display (done / running / failed, best so far, elapsed and ETA) fed by polling the
     store, so it works the same for in-process trials and Ray workers."""
 
+    join_timeout = 5.0  # how long the end of a run waits for a display poll still under way
+
     def __init__(self, spec: StudySpec, store: Store, study_id: int, total: int, baseline_done: int,
                  enabled: bool = True) -> None:
         self.spec, self.store, self.study_id = spec, store, study_id
@@ -24,6 +26,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = None
+        self._print_lock = threading.Lock()  # a line is marked seen and printed in one step
 
     def line(self) -> str:
         df = self.store.trials_frame(self.spec.name)
@@ -51,7 +54,8 @@ class Progress:
         """One plain line for each trial that finished (COMPLETE, FAILED, PRUNED) since the last
         call: what a log file, ``nohup`` or a batch scheduler shows instead of the live display."""
         df = self.store.trials_frame(self.spec.name)
-        if df.empty:
+        if df.empty:  # (a new study: nothing finished before this run, so everything after is news)
+            self._primed = True
             return []
         ended = df[df["status"].isin(["COMPLETE", "FAILED", "PRUNED"])]
         lines = []
@@ -77,6 +81,13 @@ class Progress:
         self._primed = True
         return lines
 
+    def _print_finished(self) -> None:
+        import sys
+
+        with self._print_lock:
+            for line in self.finished_lines():
+                print(line, file=sys.stderr, flush=True)
+
     def __enter__(self) -> Progress:
         if not self.enabled:
             return self
@@ -93,8 +104,7 @@ class Progress:
             def plain() -> None:
                 while not self._stop.wait(2.0):
                     try:
-                        for line in self.finished_lines():
-                            print(line, file=sys.stderr, flush=True)
+                        self._print_finished()
                     except Exception:  # noqa: BLE001  a display hiccup never stops a study
                         pass
 
@@ -122,12 +132,11 @@ class Progress:
             return
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self.join_timeout)
         if getattr(self, "_plain", False):
-            import sys
-
-            for line in self.finished_lines():
-                print(line, file=sys.stderr, flush=True)
+            # under the lock: a poll still running when the join timed out has either printed its
+            # lines or not yet marked them seen, so no finished trial goes unlogged
+            self._print_finished()
             return
         try:
             self._live.update(self.line())
