@@ -169,7 +169,7 @@ def start_drivers(tmp_path, spec: dict, n: int, env_extra=None) -> list[subproce
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, **(env_extra or {})}
     return [subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env, start_new_session=True) for _ in range(n)]
+                             text=True, env=env, start_new_session=True, cwd=str(path.parent)) for _ in range(n)]
 
 
 def finish(procs, timeout=600) -> list[tuple[int, str, str]]:
@@ -264,8 +264,8 @@ def test_a_killed_drivers_trial_is_taken_over_only_once_its_heartbeat_is_stale(t
     path.write_text(yaml.safe_dump(grid_study(url, "local", stale_after=stale)))
     run = CLI + ["run", str(path), "--no-progress"]
     a = subprocess.Popen(_other_machine(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@3=kill"}, start_new_session=True)
-    b = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         env={**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@3=kill"}, start_new_session=True, cwd=str(path.parent))
+    b = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(path.parent))
     (_, _, a_err), (b_rc, b_out, b_err) = finish([a, b])
     assert b_rc == 0 and "Traceback" not in b_err, (b_out[-2000:], b_err[-3000:])
     store = Store(url)

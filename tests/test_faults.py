@@ -324,7 +324,7 @@ def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path, executor, sig, code
     path = write(tmp_path, spec)
     env = {**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@1=sleep:120"}
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env)
+                            text=True, start_new_session=True, cwd=str(path.parent), env=env)
     try:
         assert _wait_for(proc, url, "sig", lambda df: (df.status == "RUNNING").any())
         time.sleep(1.0)  # inside the trial's first report (the failpoint sleeps there)
@@ -360,6 +360,7 @@ def test_a_lost_connection_is_retried_and_no_trial_is_trained_twice(tmp_path, mo
 
     url = f"sqlite:///{tmp_path}/r.db"
     monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "store.commit@6=disconnect")
+    monkeypatch.chdir(tmp_path)  # the trials' logs (results/<study>/logs) stay out of the repository
     summary = run_local(parse_spec(two_trials(tmp_path, url)), progress=False)
     monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
     assert (summary.ran, summary.failed) == (2, 0)
@@ -384,7 +385,7 @@ def test_postgresql_down_for_5_s_mid_study_is_survived(tmp_path):
         spec["task"].update(steps=60, eval_every=10)
         path = write(tmp_path, spec)
         proc = subprocess.Popen(CLI + ["run", str(path), "--executor", "local", "--no-progress"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(path.parent))
         try:
             assert _wait_complete(proc, server.url, "pgdown", 1)
             server.stop()

@@ -49,8 +49,14 @@ def snapshot(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The same study, uninterrupted."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db"
-    summary = run_local(parse_spec(ten_trials(url)), progress=False)
+    folder = tmp_path_factory.mktemp("ref")
+    url = f"sqlite:///{folder}/ref.db"
+    here = os.getcwd()
+    os.chdir(folder)  # the trials' logs (results/<study>/logs) stay out of the repository
+    try:
+        summary = run_local(parse_spec(ten_trials(url)), progress=False)
+    finally:
+        os.chdir(here)
     assert (summary.ran, summary.failed) == (10, 0)
     return snapshot(url)
 
@@ -77,7 +83,7 @@ def write_study(tmp_path, spec: dict):
 def run_cli(path, env_extra=None, timeout=300):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(CLI + ["run", str(path), "--no-progress"], capture_output=True, text=True,
-                          timeout=timeout, env=env, start_new_session=True)
+                          timeout=timeout, env=env, start_new_session=True, cwd=str(path.parent))
 
 
 def signal_when(proc, url: str, ready, sig: int, timeout: float) -> pd.DataFrame | None:
@@ -150,7 +156,7 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_pa
     # the third trial sleeps at its first report, so the Ctrl-C surely lands mid-study, however loaded the machine
     env = {**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@7=sleep:60"}
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(path.parent), env=env)
     try:
         signal_when(proc, url, lambda df: (df.status == "COMPLETE").sum() >= 2, signal.SIGINT, timeout=120)
         out, err = proc.communicate(timeout=60)
@@ -174,7 +180,7 @@ def test_ray_driver_killed_mid_study_then_rerun(tmp_path, reference):
     url = f"sqlite:///{tmp_path}/r.db"
     path = write_study(tmp_path, ten_trials(url, "ray"))
     proc = subprocess.Popen(CLI + ["run", str(path), "--no-progress"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, cwd=str(path.parent))
     try:
         killed_with = signal_when(proc, url, lambda df: 2 <= (df.status == "COMPLETE").sum() < 8, signal.SIGKILL,
                                   timeout=180)
