@@ -16,12 +16,13 @@ declare -A BUDGET=(
   [mnist100_curves]=""
   [vat_small_eps_diagnostics]=""
   [vat_implementation_choices_anchors]=""
+  [precision_mnist]=""
   [eps_alpha_mnist]="--set task.steps=1000 --set task.eval_every=250 --set probes.rvadv.size=500 --set executor.batch_seeds=3"
   [k_ablation_mnist]="--set task.steps=1000 --set task.eval_every=250 --set probes.rvadv.every=250 --set probes.rvadv.size=500 --set executor.batch_seeds=3"
   [grad_variance_mnist]="--set task.steps=1000 --set task.eval_every=100 --set probes.rvadv.size=500 --set probes.grad_variance.every=100 --set executor.batch_seeds=3"
 )
 studies=("$@")
-[ ${#studies[@]} -eq 0 ] && studies=(mnist100_curves vat_small_eps_diagnostics vat_implementation_choices_anchors vat_implementation_choices eps_alpha_mnist k_ablation_mnist grad_variance_mnist)
+[ ${#studies[@]} -eq 0 ] && studies=(mnist100_curves vat_small_eps_diagnostics vat_implementation_choices_anchors vat_implementation_choices precision_mnist eps_alpha_mnist k_ablation_mnist grad_variance_mnist)
 status=0
 for name in "${studies[@]}"; do
   cmd="$VAT run studies/$name.yaml --storage $STORE --no-progress ${BUDGET[$name]:-}"
