@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vat_study.surface import methods
+from vat_study.surface import POWER_ITERATION_ONLY, methods
 
 from .data import Skip, StudyData, best_config, paired_test
 from .plotting import plt, save
@@ -23,8 +23,9 @@ from .plotting import plt, save
 CENTRE = "centre"
 
 
-DIRECTION_ONLY = ("xi", "direction", "power_iterations", "power_iteration_stochastic")
-"""Settings that only shape the power iteration: a method without one (RPT, K = 0) is unchanged by them."""
+DIRECTION_ONLY = POWER_ITERATION_ONLY
+"""Settings that only shape the power iteration (declared on their fields: ``power_iteration_only``):
+a method without one (RPT, K = 0) is unchanged by them."""
 
 
 def _params(row: pd.Series) -> dict:

@@ -18,7 +18,8 @@ from vat_study.config import (LEGACY_IMPLEMENTATION, ConfigError, Implementation
 from vat_study.data import DataError, load_dataset
 from vat_study.models import GaussianNoise, build_model
 from vat_study.probes import rvadv_seeds
-from vat_study.regularizers import divergence, kl_divergence, regularizer_lds, virtual_adversarial_direction
+from vat_study.regularizers import (NOISE_FREE_PASSES, divergence, kl_divergence, regularizer_lds,
+                                    virtual_adversarial_direction)
 from vat_study.methods import join_per_seed
 
 
@@ -45,8 +46,8 @@ def watched_mlp():
 def test_each_pass_has_the_noise_and_bn_statistics_it_is_set_to(clean, power, perturbed, bn):
     model, passes = watched_mlp()
     x = torch.rand(32, 1, 8, 8)
-    regularizer_lds(model, x, eps=1.0, power_iterations=2, clean_stochastic=clean, power_iteration_stochastic=power,
-                    lds_stochastic=perturbed, bn=bn)
+    regularizer_lds(model, x, eps=1.0, power_iterations=2, implementation=Implementation(
+        clean_stochastic=clean, power_iteration_stochastic=power, lds_stochastic=perturbed, bn=bn))
     batch_stats = bn == "batch"
     # clean pass; a reference pass in the iteration's mode when the modes differ; K = 2 iterations; LDS
     expected = [(clean, batch_stats)] + ([(power, batch_stats)] if power != clean else []) \
@@ -62,7 +63,8 @@ def test_running_bn_statistics_are_the_eval_mode_ones_and_are_never_updated():
         model(torch.rand(64, 1, 8, 8) * 3)  # move the running statistics away from their start
     before = copy.deepcopy(model.state_dict())
     d0 = F.normalize(torch.randn_like(x).flatten(1), dim=1).view_as(x)
-    got, logits = regularizer_lds(model, x, eps=1.0, bn="running", d0=d0)
+    got, logits = regularizer_lds(model, x, eps=1.0, implementation=NOISE_FREE_PASSES.model_copy(update={"bn": "running"}),
+                                  d0=d0)
     ev = copy.deepcopy(model).eval()  # eval mode: running statistics, no noise, the reference
     ref, ref_logits = regularizer_lds(ev, x, eps=1.0, d0=d0)
     torch.testing.assert_close(logits, ref_logits)
@@ -75,13 +77,16 @@ def test_stochastic_perturbed_pass_draws_noise_and_deterministic_one_does_not():
     model, _ = watched_mlp()
     x = torch.rand(32, 1, 8, 8)
     d0 = F.normalize(torch.randn_like(x).flatten(1), dim=1).view_as(x)
-    a = [regularizer_lds(model, x, eps=1.0, power_iterations=0, d0=d0, lds_stochastic=s)[0] for s in (False, False)]
+    def passes(noisy: bool):
+        return NOISE_FREE_PASSES.model_copy(update={"lds_stochastic": noisy})
+
+    a = [regularizer_lds(model, x, eps=1.0, power_iterations=0, d0=d0, implementation=passes(s))[0] for s in (False, False)]
     torch.testing.assert_close(a[0], a[1])  # one deterministic function of theta
-    b = [regularizer_lds(model, x, eps=1.0, power_iterations=0, d0=d0, lds_stochastic=True)[0] for _ in range(2)]
+    b = [regularizer_lds(model, x, eps=1.0, power_iterations=0, d0=d0, implementation=passes(True))[0] for _ in range(2)]
     assert not torch.allclose(b[0], b[1])
     # Noise in the perturbed pass alone adds a consistency term: LDS stays large even at r -> 0.
-    small = regularizer_lds(model, x, eps=1e-4, power_iterations=0, d0=d0, lds_stochastic=True)[0]
-    zero = regularizer_lds(model, x, eps=1e-4, power_iterations=0, d0=d0, lds_stochastic=False)[0]
+    small = regularizer_lds(model, x, eps=1e-4, power_iterations=0, d0=d0, implementation=passes(True))[0]
+    zero = regularizer_lds(model, x, eps=1e-4, power_iterations=0, d0=d0, implementation=passes(False))[0]
     assert small.mean() > 100 * zero.mean()
 
 
@@ -104,7 +109,8 @@ def test_reverse_lds_is_the_reverse_kl_and_its_gradient_reaches_theta_through_bo
     model = tanh_mlp().double()
     x = 0.3 * torch.randn(16, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     d0 = F.normalize(torch.randn_like(x), dim=1)
-    got, logits = regularizer_lds(model, x, eps=0.5, power_iterations=0, d0=d0, divergence="reverse")
+    got, logits = regularizer_lds(model, x, eps=0.5, power_iterations=0, d0=d0,
+                                  implementation=NOISE_FREE_PASSES.model_copy(update={"divergence": "reverse"}))
     q_logits = model(x + 0.5 * d0)
     torch.testing.assert_close(got, kl_divergence(q_logits, logits.detach()))
     (g,) = torch.autograd.grad(got.sum(), model[2].weight)
@@ -159,7 +165,10 @@ def test_settings_are_validated_with_the_field_named():
         TrialConfig.from_mapping({"implementation": {"lds_noise": True}})
     with pytest.raises(ConfigError, match=r"regularizer_batch: 'labeled_and_unlabeled' applies to mode"):
         TrialConfig.from_mapping({"mode": "supervised", "implementation": {"regularizer_batch": "labeled_and_unlabeled"}})
-    assert set(Implementation().passes()) == set(Implementation.model_fields) - {"regularizer_batch"}
+    import inspect
+
+    params = inspect.signature(regularizer_lds).parameters  # the block reaches the regularizer whole
+    assert "implementation" in params and not set(params) & set(Implementation.model_fields)
 
 
 def _flat_without_implementation(nested: dict) -> dict:
@@ -196,10 +205,10 @@ def test_train_mode_rvadv_probe_sees_the_noise_the_eval_mode_probe_hides():
     x = torch.rand(64, 1, 8, 8)
     rng = torch.get_rng_state()
     # At a tiny eps the perturbation itself does nothing: what is left is the noise in the passes.
-    quiet = {**Implementation().passes(), **{k: False for k in Implementation().passes() if k.endswith("stochastic")}}
+    quiet = NOISE_FREE_PASSES
     ev = rvadv_seeds(model, [x], eps=1e-3, xi=1e-2, seeds=[0])[0]
     calm = rvadv_seeds(model, [x], eps=1e-3, xi=1e-2, seeds=[0], chunk=64, train_mode=quiet)[0]
-    noisy = rvadv_seeds(model, [x], eps=1e-3, xi=1e-2, seeds=[0], chunk=64, train_mode={**quiet, "lds_stochastic": True})[0]
+    noisy = rvadv_seeds(model, [x], eps=1e-3, xi=1e-2, seeds=[0], chunk=64, train_mode=quiet.model_copy(update={"lds_stochastic": True}))[0]
     assert torch.equal(rng, torch.get_rng_state())  # the training run's random stream is untouched
     assert model.training
     assert max(ev, calm) < 1e-4 and noisy > 1e-2

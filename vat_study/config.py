@@ -178,9 +178,15 @@ def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
         stored = {**stored, "implementation": dict(LEGACY_IMPLEMENTATION.get(mode, LEGACY_IMPLEMENTATION["semi_supervised"]))}
     out = nest(stored)
     for path, legacy in added_settings().items():  # settings newer than the stored config
-        section, _, key = path.partition(".")
-        if isinstance(out.get(section), Mapping) and key not in out[section]:
-            out[section] = {**out[section], key: legacy}
+        *parents, key = path.split(".")
+        block = out
+        for part in parents:  # a copy of each block on the way, so the stored config is untouched
+            if not isinstance(block.get(part), Mapping):
+                break
+            block[part] = dict(block[part])
+            block = block[part]
+        else:
+            block.setdefault(key, copy.deepcopy(legacy))
     method = out.get("method")
     if isinstance(method, Mapping) and method.get("name") in methods.REGISTRY:
         entry = methods.REGISTRY[method["name"]]  # settings of other methods dropped, as validation does
@@ -189,20 +195,54 @@ def upgrade_stored_config(stored: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def added_settings() -> dict[str, Any]:
-    """Settings added after configs were first stored, with the value a stored config that lacks
-    one had in effect: declared on the field itself (``json_schema_extra={"legacy": value}``), for
-    the sections ``task``, ``probes`` and ``method`` (the settings models of the registry's
-    entries; a method that lacks one drops it again); ``upgrade_stored_config`` fills them in, so a
-    new setting with a default never makes an old study refuse to resume."""
+SETTING_FLAGS: tuple[str, ...] = ("legacy", "lane", "power_iteration_only", "identity", "column")
+"""What a setting declares about itself, on its pydantic field (``json_schema_extra``), so that
+every place that treats settings differently derives from the field and a new setting is written
+in one place:
+
+- ``legacy``: the value a stored config that lacks the setting had in effect (it is newer than
+  the config): ``upgrade_stored_config`` fills it in, so an old study still resumes;
+- ``lane: True``: lanes of one batched model may differ in it (``LANE_SETTINGS``);
+- ``power_iteration_only: True``: it shapes only the power iteration (Eq. 12), so a method without
+  one (RPT, K = 0) is unchanged by it (``POWER_ITERATION_ONLY``; the factor analyses);
+- ``identity: False``: bookkeeping, not what a trial learns (``BOOKKEEPING_SETTINGS``);
+- ``column: True``: a task setting copied into the trials frame's columns (``store.frames``;
+  every method and implementation setting gets one anyway)."""
+
+
+def _setting_models() -> list[tuple[str, type[BaseModel]]]:
+    """(dotted prefix, settings model): the task, the probes, every registered method's settings
+    and the implementation block nested in them."""
+    out: list[tuple[str, type[BaseModel]]] = [("task", Task), ("probes", Probes)]
+    for entry in methods.REGISTRY.values():
+        out.append(("method", entry.settings))
+        for name, field in entry.settings.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                out.append((f"method.{name}", field.annotation))
+    return out
+
+
+def declared(flag: str) -> dict[str, Any]:
+    """{dotted path: declared value} of every setting whose field declares ``flag``
+    (``SETTING_FLAGS``), in the order of the models' fields; a setting several methods share
+    appears once."""
+    if flag not in SETTING_FLAGS:
+        raise KeyError(f"{flag!r} is not one of {SETTING_FLAGS}")
     out: dict[str, Any] = {}
-    models = [("task", Task), ("probes", Probes)] + [("method", m.settings) for m in methods.REGISTRY.values()]
-    for section, model in models:
+    for prefix, model in _setting_models():
         for name, field in model.model_fields.items():
             extra = field.json_schema_extra
-            if isinstance(extra, dict) and "legacy" in extra:
-                out[f"{section}.{name}"] = extra["legacy"]
+            if isinstance(extra, dict) and flag in extra:
+                out.setdefault(f"{prefix}.{name}", extra[flag])
     return out
+
+
+def added_settings() -> dict[str, Any]:
+    """Settings added after configs were first stored, with the value a stored config that lacks
+    one had in effect (``declared("legacy")``): task, probes, method settings and the
+    implementation block; a method that lacks one drops it again. ``upgrade_stored_config`` fills
+    them in, so a new setting with a default never makes an old study refuse to resume."""
+    return declared("legacy")
 
 
 def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,14 +260,6 @@ def comparable_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return identity_config(out)
 
 
-BOOKKEEPING_SETTINGS: tuple[str, ...] = ("task.data_root", "task.download", "task.device", "task.eval_every")
-"""Settings that say where the data lies, whether to fetch it, where to train and how often to
-measure, not what a trial learns: no part of a study's identity (``identity_config``), so a study
-resumes after they change. ``task.eval_every`` changes no update (the probes draw from their own
-generators and ``eval_bn: recompute`` restores training's statistics), only when measurements are
-taken and the window of the training-loss means reported with them (``WINDOWED_METRICS``): a
-study that selects on one of those keeps it in its identity (``executors.planning``)."""
-
 WINDOWED_METRICS: tuple[str, ...] = ("loss", "nll", "reg")
 """Final metrics that are means over the updates since the previous evaluation."""
 
@@ -241,12 +273,6 @@ def identity_config(config: Mapping[str, Any], keep: tuple[str, ...] = ()) -> di
         if path not in keep and isinstance(out.get(section), Mapping) and key in out[section]:
             out[section] = {k: v for k, v in out[section].items() if k != key}
     return out
-
-
-LANE_SETTINGS: tuple[str, ...] = ("seed", "method.eps", "method.alpha", "method.xi", "task.noise_sigma")
-"""The settings lanes may differ in (``train.train_lanes``, ``objective.run_lanes``): each lane's
-own initialization, splits and batches (seed), and its eps, alpha, xi as per-lane tensors; the
-noise SD per network where the model has noise (whether it has noise is structural)."""
 
 
 def settings_paths(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -302,33 +328,33 @@ class Task(_Strict):
 
     # --- data ---
     dataset: Literal[DATASET_NAMES] = Field(  # type: ignore[valid-type]
-        "digits", description="digits (offline), moons (2-D, Fig. 1), mnist, fashion_mnist (the four standard "
+        "digits", json_schema_extra={"column": True}, description="digits (offline), moons (2-D, Fig. 1), mnist, fashion_mnist (the four standard "
                               "files in data_root), cifar10, svhn (torchvision), idx (idx_paths: MNIST-format files)")
-    data_root: str | None = Field(None, description="where the data files are; default: $VAT_STUDY_DATA, then data/")
-    download: bool = Field(False, description="download a missing dataset once, before any trial")
+    data_root: str | None = Field(None, json_schema_extra={"identity": False}, description="where the data files are; default: $VAT_STUDY_DATA, then data/")
+    download: bool = Field(False, json_schema_extra={"identity": False}, description="download a missing dataset once, before any trial")
     idx_paths: dict[str, str] | None = Field(None, description="dataset idx: the four files (train_images, "
                                                                "train_labels, test_images, test_labels)")
     mode: Literal["supervised", "semi_supervised"] = Field(
-        "semi_supervised", description="semi_supervised: n_labeled class-balanced labels, the rest unlabeled")
-    n_labeled: int | None = Field(None, ge=1, description="semi-supervised default 100; supervised default: all")
+        "semi_supervised", json_schema_extra={"column": True}, description="semi_supervised: n_labeled class-balanced labels, the rest unlabeled")
+    n_labeled: int | None = Field(None, ge=1, json_schema_extra={"column": True}, description="semi-supervised default 100; supervised default: all")
     validation: int | None = Field(None, ge=0, description="default: min(1000, 20% of the training set)")
     zca: bool | None = Field(None, description="ZCA whitening fitted on the training images; default: on for "
                                                "cifar10 (Appendix B, D)")
     augment: Augment | None = Field(None, description="default: translate 2 for cifar10 / svhn, flip for cifar10")
     # --- model ---
     model: Literal[MODEL_NAMES] | None = Field(  # type: ignore[valid-type]
-        None, description="default by dataset: small_mlp (moons), conv_large (cifar10), conv_small_svhn (svhn), "
+        None, json_schema_extra={"column": True}, description="default by dataset: small_mlp (moons), conv_large (cifar10), conv_small_svhn (svhn), "
                           "mlp (784-1200-600-300-150-10 with BN)")
     hidden: list[int] | None = Field(None, description="the MLP's hidden widths (default: the model's)")
-    noise_sigma: float = Field(0.0, ge=0, description="SD of Gaussian noise on the MLP's hidden activations "
+    noise_sigma: float = Field(0.0, ge=0, json_schema_extra={"lane": True, "column": True}, description="SD of Gaussian noise on the MLP's hidden activations "
                                                       "(Appendix C: 0.5)")
     top_bn: bool | None = Field(None, description="BN on the logits; default: off on cifar10 (Table 7), else on")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout of the conv models")
     # --- optimization ---
-    steps: int = Field(1000, ge=1, description="parameter updates")
+    steps: int = Field(1000, ge=1, json_schema_extra={"column": True}, description="parameter updates")
     batch: Batch = Batch()
     optimizer: Optimizer = Optimizer()
-    eval_every: int = Field(100, ge=1, description="steps between validation (and probe) measurements")
+    eval_every: int = Field(100, ge=1, json_schema_extra={"identity": False}, description="steps between validation (and probe) measurements")
     eval_bn: Literal["running", "recompute"] = Field(
         "running", json_schema_extra={"legacy": "running"},
         description="BN statistics for every validation / test measurement: the running averages training "
@@ -336,7 +362,7 @@ class Task(_Strict):
                     "set) just before, a cumulative average in train mode without gradient and with dropout / "
                     "noise off, as the official MNIST code does; training's own statistics are restored after")
     # --- execution ---
-    device: str = Field("cpu", description="cpu (deterministic for a seed), cuda, cuda:N, or auto (a GPU if "
+    device: str = Field("cpu", json_schema_extra={"identity": False}, description="cpu (deterministic for a seed), cuda, cuda:N, or auto (a GPU if "
                                            "there is one)")
     dtype: Literal["float32", "float64"] = "float32"
     precision: Literal["float32", "bfloat16", "mixed"] = Field(
@@ -393,6 +419,26 @@ class Task(_Strict):
         if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
             raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self
+
+
+BOOKKEEPING_SETTINGS: tuple[str, ...] = tuple(p for p, v in declared("identity").items() if v is False)
+"""Settings that say where the data lies, whether to fetch it, where to train and how often to
+measure, not what a trial learns (``identity: False`` on the field): no part of a study's identity
+(``identity_config``), so a study resumes after they change. ``task.eval_every`` changes no update
+(the probes draw from their own generators and ``eval_bn: recompute`` restores training's
+statistics), only when measurements are taken and the window of the training-loss means reported
+with them (``WINDOWED_METRICS``): a study that selects on one of those keeps it in its identity
+(``executors.planning``)."""
+
+LANE_SETTINGS: tuple[str, ...] = ("seed", *sorted(declared("lane"), key=lambda p: not p.startswith("method.")))
+"""The settings lanes may differ in (``lane: True`` on the field; ``train.train_lanes``,
+``objective.run_lanes``): each lane's own initialization, splits and batches (seed), and its eps,
+alpha, xi as per-lane tensors; the noise SD per network where the model has noise (whether it
+has noise is structural)."""
+
+POWER_ITERATION_ONLY: tuple[str, ...] = tuple(p.rsplit(".", 1)[-1] for p in declared("power_iteration_only"))
+"""Settings (by their short name, as a search key ends) that shape only the power iteration
+(``power_iteration_only: True``): a method without one (RPT, K = 0) is unchanged by them."""
 
 
 class TrialConfig(_Strict):

@@ -79,7 +79,7 @@ class Implementation(_Strict):
 
     clean_stochastic: bool = Field(True, description="dropout / Gaussian noise on in the clean (target) pass "
                                                      "(default: on, as vat_tf, vat_chainer, VAT-pytorch and USB)")
-    power_iteration_stochastic: bool = Field(True, description="dropout / noise on in the power iteration's passes "
+    power_iteration_stochastic: bool = Field(True, json_schema_extra={"power_iteration_only": True}, description="dropout / noise on in the power iteration's passes "
                                                                "(default: on, as the anchors)")
     lds_stochastic: bool = Field(True, description="dropout / noise on in the perturbed (LDS) pass")
     divergence: Literal["forward", "reverse"] = Field(
@@ -89,10 +89,6 @@ class Implementation(_Strict):
     regularizer_batch: Literal["unlabeled", "labeled_and_unlabeled"] = Field(
         "unlabeled", description="semi-supervised: R on the unlabeled batch (Appendix C), or on the labeled "
                                  "and unlabeled batches joined")
-
-    def passes(self) -> dict[str, Any]:
-        """The keyword arguments of ``regularizers.regularizer_lds`` (every setting but the batch)."""
-        return self.model_dump(exclude={"regularizer_batch"})
 
 
 class MethodSettings(_Strict):
@@ -113,8 +109,8 @@ class NoSettings(MethodSettings):
 class Perturbation(MethodSettings):
     """A regularizer at a perturbation of norm eps, weighted by alpha (Eq. 8)."""
 
-    eps: float = Field(1.0, gt=0, description="||r|| of the perturbation (Eq. 7)")
-    alpha: float = Field(1.0, ge=0, description="weight of R in the objective (Eq. 8)")
+    eps: float = Field(1.0, gt=0, json_schema_extra={"lane": True}, description="||r|| of the perturbation (Eq. 7)")
+    alpha: float = Field(1.0, ge=0, json_schema_extra={"lane": True}, description="weight of R in the objective (Eq. 8)")
 
     _fin = field_validator("eps", "alpha")(_finite)
 
@@ -129,9 +125,11 @@ class RandomPerturbation(Perturbation):
 class VirtualAdversarial(Perturbation):
     """vat, vat_entmin: R_vadv (Eq. 7) with r_vadv from K power iterations (Eq. 12, Algorithm 1)."""
 
-    xi: float = Field(DEFAULT_XI, gt=0, description="finite-difference step of the power iteration (Eq. 12)")
-    power_iterations: int = Field(1, ge=0, le=1000, description="K (Section 3.3; Fig. 4)")
-    direction: Literal["finite_difference", "hvp"] = "finite_difference"
+    xi: float = Field(DEFAULT_XI, gt=0, json_schema_extra={"lane": True, "power_iteration_only": True}, description="finite-difference step of the power iteration (Eq. 12)")
+    power_iterations: int = Field(1, ge=0, le=1000, json_schema_extra={"power_iteration_only": True}, description="K (Section 3.3; Fig. 4)")
+    direction: Literal["finite_difference", "hvp"] = Field(
+        "finite_difference", json_schema_extra={"power_iteration_only": True},
+        description="the power iteration's product: a finite difference of gradients (Eq. 12) or an exact Hessian-vector product")
     alpha_rampup: int = Field(
         0, ge=0, json_schema_extra={"legacy": 0},
         description="ramp alpha up over the first N updates: alpha * exp(-5 (1 - min(t, N) / N)^2) at update t "
@@ -271,7 +269,7 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         lds_x, logits = regularizer_lds(
             s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=m.k, method=power_method(m)["method"],
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
-            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32, **impl.passes())
+            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32, implementation=impl)
         r = per_lane(lds_x, s.n_lanes)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
         if entropy:
             r = r + per_lane(entropy_loss(logits, reduction="none"), s.n_lanes)  # + R_cent, Eq. 18

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from .methods import implementation_of, power_method
+from .methods import Implementation, implementation_of, power_method
 from .regularizers import (
     DirectionMethod,
     frozen_batch_stats,
@@ -70,7 +70,7 @@ def rvadv_seeds(
     method: DirectionMethod = "finite_difference",
     seeds: list[int],
     chunk: int = 500,
-    train_mode: dict | None = None,
+    train_mode: Implementation | None = None,
 ) -> list[float]:
     """Mean LDS(x, theta) at r = eps * d_K over ``xs[i]`` (Eq. 5, 7), model in eval mode, for each
     seed's network of a ``SeedBatch`` at once (one plain network: one seed), with the random
@@ -80,7 +80,7 @@ def rvadv_seeds(
     network (lanes).
 
     ``train_mode``: measure R_vadv as training sees it instead: the model in train mode, each
-    pass in the mode these ``regularizer_lds`` settings (``Implementation.passes()``) give it
+    pass in the mode this implementation block (``regularizer_lds``'s ``implementation``) gives it
     (dropout / noise, BN on each ``chunk``'s own statistics or the running ones), noise drawn from
     a forked RNG seeded by ``seeds[0]`` (the training run's stream is untouched)."""
     n = len(xs[0])
@@ -100,7 +100,7 @@ def rvadv_seeds(
             xi_b = xi if xi_per_net is None else xi_per_net.repeat_interleave(len(blocks[0]))
             if train_mode is not None:
                 values, _ = regularizer_lds(model, xb, eps=eps, xi=xi_b, power_iterations=power_iterations,
-                                            method=method, d0=d0, **train_mode)
+                                            method=method, d0=d0, implementation=train_mode)
                 totals += values.detach().double().view(len(xs), -1).sum(1)
                 continue
             d = virtual_adversarial_direction(model, xb, xi=xi_b, power_iterations=power_iterations, method=method,
@@ -333,7 +333,7 @@ class RvadvHook(_Scheduled):
                                       seeds=[lane.cfg.seed for lane in lanes])
         xs = [lane.x_rvadv for lane in lanes]
         evals = rvadv_seeds(model, xs, **common)
-        trains = rvadv_seeds(model, xs, **common, train_mode=implementation_of(cfg.method).passes(),
+        trains = rvadv_seeds(model, xs, **common, train_mode=implementation_of(cfg.method),
                              chunk=_regularizer_batch(cfg))
         return {i: {RVADV: evals[i], RVADV_TRAIN: trains[i]} for i in alive}
 

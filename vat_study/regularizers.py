@@ -53,6 +53,7 @@ from .passes import (  # noqa: F401  (re-exported: the modes every pass below ru
     regularizer_pass,
 )
 
+from .methods import Implementation
 from .vocabulary import DEFAULT_XI  # noqa: F401  (finite-difference step of Eq. 12; faithful in float32, see above)
 
 PAPER_XI = 1e-6
@@ -62,6 +63,11 @@ DirectionMethod = Literal["finite_difference", "hvp"]
 DIRECTION_METHODS: tuple[str, ...] = ("finite_difference", "hvp")
 Divergence = Literal["forward", "reverse"]
 DIVERGENCES: tuple[str, ...] = ("forward", "reverse")
+
+NOISE_FREE_PASSES = Implementation(clean_stochastic=False, power_iteration_stochastic=False, lds_stochastic=False)
+"""The pass modes of ``regularizer_lds`` when it is given none: dropout / noise off in every pass
+(a model in eval mode runs every pass deterministically whatever the modes), the batch's own BN
+statistics, the forward KL of Eq. 17. Training passes its method's ``implementation`` block."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,11 +271,7 @@ def regularizer_lds(
     xi: Scalar = DEFAULT_XI,
     power_iterations: int = 1,
     method: DirectionMethod = "finite_difference",
-    clean_stochastic: bool = False,
-    power_iteration_stochastic: bool = False,
-    lds_stochastic: bool = False,
-    divergence: Divergence = "forward",
-    bn: BNStatistics = "batch",
+    implementation: Implementation | None = None,
     logits: Tensor | None = None,
     d0: Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -277,16 +279,20 @@ def regularizer_lds(
     power_iteration_float32: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """LDS at r = eps * d_K per sample (Eq. 5, 7; K = 0: RPT, Eq. 16) as training computes it, each
-    of its three passes in the mode ``methods.Implementation`` names (``regularizer_pass``):
+    of its three passes in the mode its ``implementation`` (a ``methods.Implementation``, the
+    method's block; None: ``NOISE_FREE_PASSES``) names (``regularizer_pass``), with its ``bn``
+    statistics and its ``divergence``:
 
     1. the clean target p(y|x, theta_hat): ``logits`` if given (the caller's pass already is
-       this one), else a pass with ``clean_stochastic`` / ``bn`` (with gradient if ``clean_grad``,
-       for EntMin);
+       this one), else a pass with ``clean_stochastic`` (with gradient if ``clean_grad``, for
+       EntMin);
     2. the direction d by power iteration (Eq. 9-13), passes with ``power_iteration_stochastic``;
        its reference point is the clean target when both passes have one mode, else a pass in
        the iteration's own mode;
     3. the perturbed pass at x + eps d with ``lds_stochastic``: the only one whose gradient
        reaches theta.
+
+    ``implementation.regularizer_batch`` (which batch R is on) is the caller's: ``x`` is that batch.
 
     Returns (LDS [N], clean logits [N, C]). With a model in eval mode every pass is the
     deterministic eval-mode pass, whatever the settings. ``eps`` and ``xi`` may be one value per
@@ -299,6 +305,9 @@ def regularizer_lds(
     swamp that difference; a bfloat16 reference with a float32 perturbed pass would add their
     mismatch as a first-order term. Outside an autocast it changes nothing.
     """
+    modes = NOISE_FREE_PASSES if implementation is None else implementation
+    clean_stochastic, power_iteration_stochastic = modes.clean_stochastic, modes.power_iteration_stochastic
+    bn, divergence = modes.bn, modes.divergence
     noisy = has_stochastic_layers(model)  # without dropout/noise layers "stochastic" changes nothing
     exact = power_iteration_float32 and power_iterations > 0 and torch.is_autocast_enabled(x.device.type)
 
@@ -315,7 +324,7 @@ def regularizer_lds(
         d = virtual_adversarial_direction(model, x, logits.detach() if same_mode else None, d0=d0, xi=xi,
                                           power_iterations=power_iterations, method=method,
                                           generator=generator, divergence=divergence, deterministic=False)
-    with regularizer_pass(model, stochastic=lds_stochastic, bn=bn):
+    with regularizer_pass(model, stochastic=modes.lds_stochastic, bn=bn):
         return lds(model, x, per_sample(eps, x) * d, logits, divergence=divergence), logits
 
 

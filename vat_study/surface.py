@@ -2,8 +2,9 @@
 reaches the science through.
 
 Importing it loads pydantic and the trial-config models, never torch: the configs, the method
-registry (``methods``: names, families, settings models), the settings metadata (lane settings,
-legacy values, what takes part in a study's identity) and the metric names are here at once;
+registry (``methods``: names, families, settings models), the settings metadata (declared on
+each setting's field, ``config.SETTING_FLAGS``: lane settings, legacy values, what takes part in a
+study's identity, what shapes only the power iteration) and the metric names are here at once;
 ``run_trial``, ``run_lanes``, ``run_seeds``, ``load_trained``, ``DataError``, mid-trial
 ``checkpoints`` and the two regularizer functions the example figures draw with load torch on
 first use (module
@@ -22,11 +23,14 @@ from .config import (  # noqa: F401
     WINDOWED_METRICS,
     LANE_SETTINGS,
     LEGACY_IMPLEMENTATION,
+    POWER_ITERATION_ONLY,
+    SETTING_FLAGS,
     ConfigError,
     Implementation,
     TrialConfig,
     added_settings,
     comparable_config,
+    declared,
     get_path,
     identity_config,
     lane_structure,

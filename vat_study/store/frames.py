@@ -7,26 +7,29 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from ..surface import get_path, methods, param_path, upgrade_stored_config
+from ..surface import Implementation, declared, get_path, methods, param_path, upgrade_stored_config
 from .repository import Store
 from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
 
-CONFIG_COLUMNS = ("dataset", "mode", "n_labeled", "model", "method", "eps", "alpha", "power_iterations", "xi",
-                  "direction", "steps", "noise_sigma", "model_path",
-                  "implementation.clean_stochastic", "implementation.power_iteration_stochastic",
-                  "implementation.lds_stochastic", "implementation.divergence", "implementation.bn",
-                  "implementation.regularizer_batch")
+def _config_columns() -> tuple[str, ...]:
+    task = [p.removeprefix("task.") for p, on in declared("column").items() if on and p.startswith("task.")]
+    impl = [f"implementation.{k}" for k in Implementation.model_fields]
+    own = sorted(methods.setting_names() - {"name", "implementation"})
+    return (*task, "method", *own, "model_path", *impl)
+
+
+CONFIG_COLUMNS = _config_columns()
 """Resolved config values copied into trials_frame columns (the analyses group by them), named as
-search keys are (``config.param_path``: ``eps`` is ``method.eps``, ``method`` is ``method.name``);
-None where the trial's method has no such setting (eps of baseline). Configs stored by older
-versions are read upgraded (``config.upgrade_stored_config``). Every other setting of a registered
-method gets a column too, so a new method's settings show without editing this list."""
+search keys are (``config.param_path``: ``eps`` is ``method.eps``, ``method`` is ``method.name``):
+the task settings whose field declares ``column: True``, every setting of every registered method
+and of the implementation block (so a new one shows without editing a list here), and
+``model_path``; None where the trial's method has no such setting (eps of baseline). Configs
+stored by older versions are read upgraded (``config.upgrade_stored_config``)."""
 
 
 def _columns(config: dict) -> dict[str, Any]:
     config = upgrade_stored_config(config)
-    extra = sorted(methods.setting_names() - {"name", "implementation"} - set(CONFIG_COLUMNS))  # a new method's
-    return {k: get_path(config, param_path(k) or k) for k in (*CONFIG_COLUMNS, *extra)}
+    return {k: get_path(config, param_path(k) or k) for k in CONFIG_COLUMNS}
 
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
