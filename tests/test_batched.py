@@ -9,7 +9,7 @@ import torch
 
 from test_executors import tiny
 from vat_study import run_seeds, run_trial
-from vat_study.batched import SeedBatch
+from vat_study.batched import LaneBatch
 from vat_study.executors import run_local, run_ray
 from vat_study.models import build_model
 from vat_study.spec import parse_spec
@@ -23,14 +23,14 @@ def _run(cfg):
     """run_seeds when the config names seeds (its per-seed metrics), else run_trial."""
     steps = []
 
-    def report(step, m):
-        steps.append((m.get("seed", cfg.get("seed")), step, dict(m)))
+    def report(seed, step, m):
+        steps.append((seed, step, dict(m)))
 
     if "seeds" in cfg:
         cfg = dict(cfg)
         res = run_seeds(cfg, cfg.pop("seeds"), report)
         return {"seeds": res.metrics, "failed": res.failed}, steps
-    return run_trial(cfg, report), steps
+    return run_trial(cfg, lambda step, m: report(cfg.get("seed"), step, m)), steps
 
 
 @pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "baseline"])
@@ -81,13 +81,13 @@ def test_seed_batch_forward_is_each_networks_own(name, shape):
     for s in range(3):
         torch.manual_seed(s)
         models.append(build_model(name, shape, 10, hidden=[16], dropout=0.0).double())
-    batch = SeedBatch([m for m in models])
+    batch = LaneBatch([m for m in models])
     x = torch.randn(3 * 5, *shape, dtype=torch.float64)
     out = batch(x)
     for i, m in enumerate(models):
         torch.testing.assert_close(out[5 * i:5 * (i + 1)], m(x[5 * i:5 * (i + 1)]))
         for k, v in m.state_dict().items():
-            torch.testing.assert_close(batch.seed_state_dict(i)[k], v)  # the running statistics too
+            torch.testing.assert_close(batch.lane_state_dict(i)[k], v)  # the running statistics too
     batch.eval()
     for m in models:
         m.eval()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vat_study import run_trial
-from vat_study.batched import SeedBatch
+from vat_study.batched import LaneBatch
 from vat_study.config import TrialConfig, added_settings, upgrade_stored_config
 from vat_study.methods import Implementation
 from vat_study.models import build_model
@@ -44,7 +44,7 @@ def test_recomputed_bn_statistics_are_the_pool_average_and_training_statistics_c
 def test_recomputed_bn_statistics_agree_between_a_lane_and_its_own_network():
     torch.manual_seed(1)
     nets = [build_model("mlp", [64], 10, hidden=[32, 16], noise_sigma=0.5) for _ in range(2)]
-    batch = SeedBatch([nets[0], nets[1]])
+    batch = LaneBatch([nets[0], nets[1]])
     pools = [torch.randn(1200, 64), torch.randn(1200, 64)]
     x = torch.randn(50, 64)
     with evaluation_bn(nets[0], [pools[0]]):
@@ -84,7 +84,7 @@ def test_test_curve_probe_reports_the_test_error_at_every_evaluation_and_ends_at
 def test_lanes_report_the_test_curve_per_lane():
     cfgs = [{**TINY, "seed": s, "probes": {"rvadv": {"size": 50}, "test_curve": True}} for s in (0, 1)]
     rows = []
-    r = run_lanes(cfgs, lambda s, x: rows.append(dict(x)))
+    r = run_lanes(cfgs, lambda lane, s, x: rows.append({**x, "lane": lane}))
     assert {x["lane"] for x in rows} == {0, 1}
     last = {x["lane"]: x["test_error_curve"] for x in rows[-2:]}
     assert [last[0], last[1]] == [r.metrics[0]["test_error"], r.metrics[1]["test_error"]]

@@ -23,7 +23,7 @@ KEYS = ("val_error", "test_error", "rvadv", "rvadv_train", "loss", "nll", "reg")
 
 def _lanes(cfg, lanes):
     steps = []
-    res = run_lanes([{**cfg, **lane} for lane in lanes], lambda step, m: steps.append((m["lane"], step, dict(m))))
+    res = run_lanes([{**cfg, **lane} for lane in lanes], lambda lane, step, m: steps.append((lane, step, dict(m))))
     return res, steps
 
 
@@ -57,21 +57,21 @@ def test_lane_probes_use_each_lanes_own_eps_and_xi():
 
 def test_lanes_with_different_noise_sd_draw_each_lanes_own_noise():
     """noise_sigma is a lane setting: each network's noise layer uses its lane's SD."""
-    from vat_study.batched import SeedBatch
+    from vat_study.batched import LaneBatch
     from vat_study.models import build_model
 
     from vat_study.models import GaussianNoise
 
-    batch = SeedBatch([nn.Sequential(nn.Identity(), GaussianNoise(s)).double() for s in (0.1, 1.0, 3.0)]).train()
+    batch = LaneBatch([nn.Sequential(nn.Identity(), GaussianNoise(s)).double() for s in (0.1, 1.0, 3.0)]).train()
     x = torch.randn(3 * 4000, 5, dtype=torch.float64)
     noise = (batch(x) - x).view(3, -1)
     assert [float(v) for v in noise.std(1)] == pytest.approx([0.1, 1.0, 3.0], rel=0.03)
-    assert float(batch.seed_model(2)[1].sigma_t) == 3.0 and set(batch.seed_state_dict(2)) == set()
+    assert float(batch.lane_model(2)[1].sigma_t) == 3.0 and set(batch.lane_state_dict(2)) == set()
     models = []
     for sigma in (0.1, 1.0):
         torch.manual_seed(0)
         models.append(build_model("mlp", [1, 8, 8], 10, hidden=[16], noise_sigma=sigma).double())
-    assert SeedBatch(models).seed_state_dict(1).keys() == models[1].state_dict().keys()  # loadable as saved
+    assert LaneBatch(models).lane_state_dict(1).keys() == models[1].state_dict().keys()  # loadable as saved
     res = run_lanes([{**TASK, "dtype": "float32", "noise_sigma": s, "steps": 10} for s in (0.1, 0.5)])
     assert not res.failed and len(res.metrics) == 2
 

@@ -329,7 +329,7 @@ def test_a_diverging_seed_in_a_batch_fails_alone():
     import torch
 
     from vat_study import run_trial
-    from vat_study.batched import SeedBatch
+    from vat_study.batched import LaneBatch
     from vat_study.config import TrialConfig
     from vat_study.objective import _build, prepare_data, seed_splits
     from vat_study.train import train_lanes
@@ -345,11 +345,12 @@ def test_a_diverging_seed_in_a_batch_fails_alone():
         models.append(_build(cfg, data.dataset).double())
     with torch.no_grad():
         models[1].net[1].weight.fill_(float("nan"))  # seed 1 is broken from the start
-    batch = SeedBatch(models)
+    batch = LaneBatch(models)
     with torch.random.fork_rng():
         torch.manual_seed(1)
         out = train_lanes([cfg, cfg.model_copy(update={"seed": 1})], data.x_train, data.y_train,
                           [data.splits, seed_splits(cfg, data.dataset, 1)], batch, None)
-    assert "diverged" in out[1] and "diverged" not in out[0]
+    assert "diverged" in out[1].diverged and out[0].diverged is None
+    assert "diverged" not in out[0].metrics and "diverged" not in out[1].metrics  # no message among the metrics
     for k in ("val_error", "rvadv", "loss", "nll"):
-        assert out[0][k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), k
+        assert out[0].metrics[k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), k

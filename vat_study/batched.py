@@ -1,8 +1,8 @@
-"""Seeded repeats trained as one model: S copies of a network, each with its own initialization,
-stacked and evaluated together with ``torch.func`` (``stack_module_state`` + ``vmap`` over
+"""Lanes trained as one model: S copies of a network (a lane each: its own seed's initialization,
+and its own eps, alpha, xi, noise SD), stacked and evaluated together with ``torch.func`` (``stack_module_state`` + ``vmap`` over
 ``functional_call``).
 
-``SeedBatch(models)`` behaves like one network whose batch is the S seeds' batches laid end to
+``LaneBatch(models)`` behaves like one network whose batch is the S seeds' batches laid end to
 end: input [S * B, ...], the first B samples for seed 0's network, the next B for seed 1's, and
 so on; output [S * B, C]. Every sample still sees only its own seed's weights, and BN normalizes
 each seed's block with that block's statistics and updates that seed's running statistics only,
@@ -43,15 +43,15 @@ def _flat(name: str) -> str:
     return name.replace(".", "__")
 
 
-class SeedBatch(nn.Module):
+class LaneBatch(nn.Module):
     """S networks of one architecture as one module; see the module docstring."""
 
     def __init__(self, models: list[nn.Module]) -> None:
         super().__init__()
         if not models:
-            raise ValueError("SeedBatch needs at least one model")
+            raise ValueError("LaneBatch needs at least one model")
         params, buffers = stack_module_state(models)  # name -> [S, ...]
-        self.n_seeds = len(models)
+        self.n_lanes = len(models)
         self._param_names = list(params)
         self._buffer_names = list(buffers)
         for k, v in params.items():
@@ -79,7 +79,7 @@ class SeedBatch(nn.Module):
                 {k: getattr(self, _flat(k)) for k in self._buffer_names})
 
     def forward(self, x: Tensor) -> Tensor:  # [S * B, ...] -> [S * B, C]
-        s = self.n_seeds
+        s = self.n_lanes
         if x.shape[0] % s:
             raise ValueError(f"batch of {x.shape[0]} is not {s} equal seed blocks")
         xs = x.reshape(s, x.shape[0] // s, *x.shape[1:])
@@ -128,19 +128,23 @@ class SeedBatch(nn.Module):
     def _one_seed(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,), tie_weights=False)
 
-    def seed_state_dict(self, i: int) -> dict[str, Tensor]:
-        """Seed i's weights and BN statistics, keyed as the plain network's ``state_dict``."""
+    def lane_state_dict(self, i: int) -> dict[str, Tensor]:
+        """Lane i's weights and BN statistics, keyed as the plain network's ``state_dict``."""
         params, buffers = self._stacked()
         return {k: v[i].detach().clone() for k, v in {**params, **buffers}.items() if k in self._saved}
 
-    def seed_model(self, i: int) -> nn.Module:
-        """Seed i's network as a plain module (a copy, in this module's train/eval mode), for the
+    def lane_model(self, i: int) -> nn.Module:
+        """Lane i's network as a plain module (a copy, in this module's train/eval mode), for the
         probes, which measure one network at a time."""
         plain = self._plain[0]
         _, buffers = self._stacked()
         with torch.no_grad():
-            plain.load_state_dict(self.seed_state_dict(i))
+            plain.load_state_dict(self.lane_state_dict(i))
             for k in self._buffer_names:
                 if k not in self._saved:  # per-lane settings (a noise layer's SD)
                     plain.get_buffer(k).copy_(buffers[k][i])
         return plain.train(self.training)
+
+
+SeedBatch = LaneBatch
+"""The name vat-study 0.3 gave ``LaneBatch`` (a lane was called a seed)."""

@@ -26,7 +26,7 @@ class GaussianNoise(nn.Module):
     """Adds N(0, sigma^2) noise in train mode (Appendix C); the identity in eval mode.
 
     The SD the forward pass uses is a buffer (``sigma_t``, not saved in the state_dict), so that
-    lanes (``batched.SeedBatch``) can give each network its own; ``sigma`` (a number) says
+    lanes (``batched.LaneBatch``) can give each network its own; ``sigma`` (a number) says
     whether the layer adds noise at all."""
 
     def __init__(self, sigma: float) -> None:

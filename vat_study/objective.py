@@ -16,6 +16,7 @@ before anything is loaded or trained.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,11 +29,16 @@ import torch
 from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure, upgrade_stored_config
 from .config import reported_metrics, resolve_config  # noqa: F401  (re-exported: torch-free, defined with the config)
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
-from .batched import SeedBatch
+from .batched import LaneBatch
 from .models import build_model
 from .train import train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
+"""``report(step, metrics)``: what ``run_trial`` calls at every evaluation."""
+
+LaneReport = Callable[[int, int, Mapping[str, float]], None]
+"""``report(lane, step, metrics)``: what ``run_lanes`` calls at every evaluation of each lane
+(``lane``: the config's index), and ``run_seeds`` for each seed (``lane``: the seed)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,7 +70,7 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     if cfg.seeds is not None:
         raise ConfigError(["seeds: run_trial trains one seed (the config's seed); train several together with "
                            "run_seeds(config, seeds)"])
-    result = _train([cfg], report, batched=False)
+    result = _train([cfg], None if report is None else (lambda _lane, step, m: report(step, m)), batched=False)
     return result.metrics[0]  # type: ignore[return-value]  (one lane raises when it diverges)
 
 
@@ -86,28 +92,27 @@ class LanesResult:
     failed: dict[int, str]
 
 
-def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: Report | None = None) -> SeedsResult:
+def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: LaneReport | None = None) -> SeedsResult:
     """Seeded repeats in one go: the seeds train together as one batched model
     (``vat_study.batched``), each with its own initialization, splits, batches and random starts,
-    exactly as its own ``run_trial`` would (dropout and noise draws aside). ``report`` gets each
-    seed's metrics with a ``seed`` entry. A seed whose loss turns NaN/inf is in ``failed`` while
+    exactly as its own ``run_trial`` would (dropout and noise draws aside). ``report(seed, step,
+    metrics)`` is called for each seed at every evaluation. A seed whose loss turns NaN/inf is in ``failed`` while
     the others train on. ``model_path`` must hold ``{seed}`` (one file per seed)."""
     cfg = TrialConfig.from_mapping({**dict(config or {}), "seeds": list(seeds)})
     lanes = [cfg.model_copy(update={"seed": s, "seeds": None, "model_path": cfg.model_path and
                                     cfg.model_path.replace("{seed}", str(s))}) for s in cfg.seeds or []]
-    each = None if report is None else (lambda step, m: report(step, {**{k: v for k, v in m.items() if k != "lane"},
-                                                                       "seed": lanes[m["lane"]].seed}))
+    each = None if report is None else (lambda lane, step, m: report(lanes[lane].seed, step, m))
     result = _train(lanes, each, batched=True)
     return SeedsResult({lanes[i].seed: m for i, m in enumerate(result.metrics) if m is not None},
                        {lanes[i].seed: text for i, text in result.failed.items()})
 
 
-def run_lanes(configs: list[Mapping[str, Any]], report: Report | None = None) -> LanesResult:
+def run_lanes(configs: list[Mapping[str, Any]], report: LaneReport | None = None) -> LanesResult:
     """Several trials trained together as one batched model, one lane per config: the configs
     agree on everything but their lane settings (``config.LANE_SETTINGS``: seed, eps, alpha, xi,
     noise_sigma), and each lane trains exactly as ``run_trial(configs[i])`` would (dropout and
-    noise draws aside). ``report`` gets each lane's metrics with a ``lane`` entry (its index). A
-    lane whose loss turns NaN/inf is in ``failed`` (its metrics None) while the others train on.
+    noise draws aside). ``report(lane, step, metrics)`` is called for each lane (its index in
+    ``configs``) at every evaluation. A lane whose loss turns NaN/inf is in ``failed`` (its metrics None) while the others train on.
     Raises ConfigError naming the settings where two configs differ structurally."""
     if not configs:
         raise ConfigError(["configs: run_lanes needs at least one trial config"])
@@ -128,7 +133,7 @@ def run_lanes(configs: list[Mapping[str, Any]], report: Report | None = None) ->
     return _train(lanes, report, batched=len(lanes) > 1)
 
 
-def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> LanesResult:
+def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool) -> LanesResult:
     cfg = lanes[0]
     device = resolve_device(cfg.task.device)
     dtype = getattr(torch, cfg.task.dtype)
@@ -153,21 +158,21 @@ def _train(lanes: list[TrialConfig], report: Report | None, batched: bool) -> La
             torch.manual_seed(c.seed)
             np.random.seed(c.seed % 2**32)
             models.append(_build(c, ds).to(device, dtype))
-        model = SeedBatch(models) if batched else models[0]
+        model = LaneBatch(models) if batched else models[0]
         del models
-        reports = None if report is None else [
-            (lambda step, m, i=i: report(step, {**m, "lane": i})) if batched else report for i in range(n)]
+        reports = None if report is None else [functools.partial(report, i) for i in range(n)]
         results = train_lanes(lanes, x_train, y_train, splits, model, reports, test=(x_test, y_test))
     wall = time.perf_counter() - t_start
     out: list[dict[str, Any] | None] = []
     failed: dict[int, str] = {}
-    for i, (c, metrics) in enumerate(zip(lanes, results)):
-        if "diverged" in metrics:
-            failed[i] = str(metrics["diverged"])
+    for i, (c, outcome) in enumerate(zip(lanes, results)):
+        if outcome.diverged is not None:
+            failed[i] = outcome.diverged
             out.append(None)
             continue
+        metrics = outcome.metrics
         if c.model_path:  # weights only (a state_dict): load with torch.load(..., weights_only=True)
-            save_weights(model.seed_state_dict(i) if batched else model.state_dict(), Path(c.model_path))
+            save_weights(model.lane_state_dict(i) if batched else model.state_dict(), Path(c.model_path))
         metrics.update(
             steps=cfg.task.steps,
             wall_seconds=wall / n,

@@ -73,7 +73,7 @@ def rvadv_seeds(
     train_mode: Implementation | None = None,
 ) -> list[float]:
     """Mean LDS(x, theta) at r = eps * d_K over ``xs[i]`` (Eq. 5, 7), model in eval mode, for each
-    seed's network of a ``SeedBatch`` at once (one plain network: one seed), with the random
+    seed's network of a ``LaneBatch`` at once (one plain network: one seed), with the random
     starts of ``seeds[i]`` for seed i (so successive measurements during training differ only
     through the model): the same numbers as for
     each network alone. The sets in ``xs`` have equal sizes. ``xi``: one value, or one per

@@ -36,6 +36,16 @@ from .regularizers import random_unit_direction, unit_vector
 Report = Callable[[int, Mapping[str, float]], None]
 
 
+@dataclass
+class LaneOutcome:
+    """How one lane of ``train_lanes`` ended: its last metrics (empty if it diverged before its
+    first evaluation), and ``diverged``, the message, if its loss turned NaN/inf (the other lanes
+    trained on)."""
+
+    metrics: dict[str, float]
+    diverged: str | None = None
+
+
 class EpochSampler:
     """Mini-batches of indices from ``pool``: a fresh random order every epoch, no repeats within
     one. A batch larger than the pool is the whole pool (e.g. 8 labeled points, batch 64). The
@@ -76,7 +86,7 @@ def learning_rate(cfg: TrialConfig, step: int) -> tuple[float, float]:
 @torch.no_grad()
 def error_rates(model: nn.Module, xs: list[Tensor], ys: list[Tensor], chunk: int = 1000) -> list[float]:
     """Misclassification rate of each seed's network in eval mode (BN running statistics):
-    ``xs[i]`` goes to seed i (a ``SeedBatch``; one plain network takes one set). Each pass feeds
+    ``xs[i]`` goes to seed i (a ``LaneBatch``; one plain network takes one set). Each pass feeds
     every seed an equal block of ``chunk`` images (the sets have equal sizes)."""
     n = len(xs[0])
     if n == 0:
@@ -291,8 +301,8 @@ def _load_checkpoint(ck: Checkpointing, fingerprint: str) -> dict | None:
 
 
 @dataclass
-class SeedData:
-    """What one seed's run draws from: its splits, samplers and random generators."""
+class LaneData:
+    """What one lane's run draws from (its seed's): its splits, samplers and random generators."""
 
     seed: int
     splits: Splits
@@ -308,7 +318,7 @@ class SeedData:
     reg_pool: Tensor
 
     @staticmethod
-    def make(cfg: TrialConfig, seed: int, splits: Splits, x_train: Tensor, y_train: Tensor) -> SeedData:
+    def make(cfg: TrialConfig, seed: int, splits: Splits, x_train: Tensor, y_train: Tensor) -> LaneData:
         device = x_train.device
         semi = cfg.task.mode == "semi_supervised"
         gen = torch.Generator().manual_seed(seed)
@@ -321,7 +331,7 @@ class SeedData:
         probe_order = probe_pool[torch.randperm(len(probe_pool), generator=probe_gen)].to(device)
         fid = cfg.probes.fidelity
         val = splits.validation.to(device)
-        return SeedData(seed, splits, gen, probe_gen, start_gen, labeled, unlabeled, x_train[val], y_train[val],
+        return LaneData(seed, splits, gen, probe_gen, start_gen, labeled, unlabeled, x_train[val], y_train[val],
                         x_train[probe_order[: cfg.probes.rvadv.size]],
                         x_train[probe_order[: fid.size]] if fid else None,
                         x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
@@ -335,25 +345,25 @@ def train_lanes(
     model: nn.Module,
     reports: list[Report] | None = None,
     test: tuple[Tensor, Tensor] | None = None,
-) -> list[dict[str, float]]:
-    """Train S lanes at once: ``model`` is a ``SeedBatch`` of S networks (or, for S = 1, the plain
+) -> list[LaneOutcome]:
+    """Train S lanes at once: ``model`` is a ``LaneBatch`` of S networks (or, for S = 1, the plain
     network); lane i trains as ``lanes[i]`` says, with ``splits[i]``, its own seed's batches,
     augmentation and random starts, its own eps / alpha / xi (and noise SD, built into its
     network), and ``reports[i]``. The lanes agree on everything else (``lane_structure``); the
-    first one's config drives the loop. Returns each lane's last metrics. A lane whose loss turns
-    NaN/inf is dropped (its metrics get ``diverged``: the message) while the others go on: the
+    first one's config drives the loop. Returns how each lane ended (``LaneOutcome``). A lane whose
+    loss turns NaN/inf is dropped (its outcome says ``diverged``, with the message) while the others go on: the
     lanes share no weights, so its NaNs never reach them; with one lane that raises
     FloatingPointError. ``test`` (images, labels): the test set, measured once at the end
     (``test_error``) and, with ``probes.test_curve``, at every evaluation (``test_error_curve``);
     the only use of the test set. Every measurement uses the BN statistics ``task.eval_bn`` names."""
     cfg = lanes[0]
     n = len(lanes)
-    runs = [SeedData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
+    runs = [LaneData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
     values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
-    seed_models = (lambda i: model.seed_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
+    lane_models = (lambda i: model.lane_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
     semi = cfg.task.mode == "semi_supervised"
     probes = P.training_probes(cfg)  # each says when it is due and measures the lanes
-    views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: seed_models(i))
+    views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: lane_models(i))
              for i, (c, r) in enumerate(zip(lanes, runs))]
 
     def eval_due(step: int) -> bool:
@@ -379,6 +389,7 @@ def train_lanes(
     sums = torch.zeros(3, n, dtype=torch.float64, device=x_train.device)  # loss, nll, R per seed, on the device
     last: list[dict[str, float]] = [{} for _ in lanes]
     alive = list(range(n))
+    diverged: dict[int, str] = {}
     ck = _checkpointing.get()
     history: list[list[tuple[int, dict[str, float]]]] = [[] for _ in lanes]  # reports made: replayed on resume
     first = 1
@@ -400,6 +411,8 @@ def train_lanes(
         sums.copy_(saved["sums"].to(sums.device))
         n_sum, train_seconds = int(saved["n_sum"]), float(saved["train_seconds"])
         last, alive, history = saved["last"], list(saved["alive"]), saved["history"]
+        diverged = dict(saved.get("diverged") or  # (a checkpoint of 0.3.0 kept the message among the metrics)
+                        {i: str(m.pop("diverged")) for i, m in enumerate(last) if "diverged" in m})
         for i, h in enumerate(history):
             for step, metrics in h:
                 if reports is not None:
@@ -409,7 +422,7 @@ def train_lanes(
             _save_checkpoint(ck, {
                 "fingerprint": _fingerprint(lanes), "step": step - 1, "model": model.state_dict(),
                 "opt": opt.state_dict(), "sums": sums.cpu(), "n_sum": n_sum, "train_seconds": train_seconds,
-                "last": last, "alive": alive, "history": history, "torch_rng": torch.get_rng_state(),
+                "last": last, "alive": alive, "diverged": diverged, "history": history, "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(x_train.device) if x_train.device.type == "cuda" else None,
                 "runs": [{"gen": r.gen.get_state(), "probe_gen": r.probe_gen.get_state(),
                           "start_gen": r.start_gen.get_state(), "labeled": _sampler_state(r.labeled),
@@ -457,7 +470,7 @@ def train_lanes(
                 if n == 1:
                     raise FloatingPointError(message)
                 alive.remove(i)
-                last[i]["diverged"] = message  # type: ignore[assignment]
+                diverged[i] = message
         measured = [p.measure(model, views, alive) for p in due_now]
         for i in alive:
             metrics = {"loss": means[0][i], "nll": means[1][i], "reg": means[2][i], "lr": lr,
@@ -482,4 +495,4 @@ def train_lanes(
             test_errors = error_rates(model, [test[0]] * n, [test[1]] * n)
         for i in alive:
             last[i]["test_error"] = test_errors[i]
-    return last
+    return [LaneOutcome(m, diverged.get(i)) for i, m in enumerate(last)]

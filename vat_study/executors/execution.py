@@ -4,6 +4,7 @@ writes through the lease, timeouts, failures recorded with their kind."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import statistics
 import threading
@@ -183,9 +184,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
 
     lost: set[int] = set()
 
-    def report(step: int, metrics: Mapping[str, float]) -> None:
+    def report(lane: int, step: int, metrics: Mapping[str, float]) -> None:
         m = dict(metrics)
-        lane = int(m.pop("lane")) if batched else 0
         with timer.store_call():
             if not store.report(leases[lane], step, m):  # pruned, or taken over by another driver
                 lost.add(lane)
@@ -208,7 +208,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                 result = surface.run_lanes([t.config for t in trials], report)
                 metrics, failed = result.metrics, result.failed
             else:
-                metrics, failed = [surface.run_trial(trials[0].config, report)], {}
+                metrics, failed = [surface.run_trial(trials[0].config, functools.partial(report, 0))], {}
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases:

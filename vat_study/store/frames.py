@@ -11,25 +11,27 @@ from ..surface import Implementation, declared, get_path, methods, param_path, u
 from .repository import Store
 from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
 
-def _config_columns() -> tuple[str, ...]:
+def config_columns() -> tuple[str, ...]:
     task = [p.removeprefix("task.") for p, on in declared("column").items() if on and p.startswith("task.")]
     impl = [f"implementation.{k}" for k in Implementation.model_fields]
     own = sorted(methods.setting_names() - {"name", "implementation"})
     return (*task, "method", *own, "model_path", *impl)
 
 
-CONFIG_COLUMNS = _config_columns()
+CONFIG_COLUMNS = config_columns()
 """Resolved config values copied into trials_frame columns (the analyses group by them), named as
 search keys are (``config.param_path``: ``eps`` is ``method.eps``, ``method`` is ``method.name``):
 the task settings whose field declares ``column: True``, every setting of every registered method
 and of the implementation block (so a new one shows without editing a list here), and
 ``model_path``; None where the trial's method has no such setting (eps of baseline). Configs
-stored by older versions are read upgraded (``config.upgrade_stored_config``)."""
+stored by older versions are read upgraded (``config.upgrade_stored_config``). As the registry
+stood at import; ``config_columns()`` is read again for every frame, so a method registered later
+(``methods.register``) gets its columns too."""
 
 
-def _columns(config: dict) -> dict[str, Any]:
+def _columns(config: dict, columns: tuple[str, ...]) -> dict[str, Any]:
     config = upgrade_stored_config(config)
-    return {k: get_path(config, param_path(k) or k) for k in CONFIG_COLUMNS}
+    return {k: get_path(config, param_path(k) or k) for k in columns}
 
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
@@ -44,12 +46,13 @@ def trials_frame(store: Store, study: str) -> pd.DataFrame:
                            .join(TrialRow, TrialRow.id == FinalMetricRow.trial_id)
                            .where(TrialRow.study_id == sid)).all()
     rows = []
+    columns = config_columns()
     for t in trials:
         row = dict(trial_id=t.id, key=t.key, config_key=t.config_key, seed=t.seed, status=t.status,
                    error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
                    optuna_number=t.optuna_number, batch_group=t.batch_group,
                    started_at=t.started_at, finished_at=t.finished_at, host=t.host, node=t.node,
-                   driver=t.driver, **_columns(t.config))
+                   driver=t.driver, **_columns(t.config, columns))
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
     df = pd.DataFrame(rows)
