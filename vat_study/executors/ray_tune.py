@@ -33,18 +33,14 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
-from ..display import Progress
-from .execution import Claim, run_group, run_shared
-from .planning import RunSummary, lane_groups, plan
-from .records import sync_grid
-from .search import optuna_loop
-from .sequential import needed_trials, run_sequential
+from .execution import Claim, run_group
+from .planning import RunSummary, lane_groups
+from .study import run_study
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
@@ -240,57 +236,46 @@ def _round_size(spec: StudySpec) -> int:
     return ask_batch(spec) * _max_concurrent(spec)
 
 
+class RayExecutor:
+    """Lane groups as Tune trials (``_fit_groups``): one Tune run, under its own name, for each
+    list of trials ``run_study`` hands over; Ray is started only once there is a trial to run."""
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.spec = spec
+        self.experiment_dir: str | None = None
+        self._fits = itertools.count()
+
+    def prepare(self) -> None:
+        # Ctrl-C: Tune's own handler would end fit() quietly and leave the running trials RUNNING
+        # with exit 0; without it KeyboardInterrupt reaches the CLI (trials marked interrupted, exit 130).
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        join_cluster(self.spec)  # a cluster: find out its size before anything is written
+
+    def open(self, store: Store, study_id: int) -> None:
+        from ray import tune
+
+        self.store, self.study_id = store, study_id
+        self.experiment_dir = tempfile.mkdtemp(prefix="vat-study-ray-")
+        self.run_config = tune.RunConfig(name=self.spec.name, storage_path=self.experiment_dir, verbose=0,
+                                         log_to_file=False,
+                                         failure_config=tune.FailureConfig(max_failures=self.spec.executor.max_failures))
+
+    def start(self) -> None:
+        _init_ray(self.spec)
+        _check_gpus(self.spec)
+
+    def run(self, trials: list[PlannedTrial], claim: Claim) -> None:
+        config = dataclasses.replace(self.run_config, name=f"{self.spec.name}-{next(self._fits)}")
+        _fit_groups(self.spec, self.store, self.study_id, lane_groups(trials, self.spec), config, claim)
+
+    def round_size(self) -> int | None:  # Optuna: rounds of as many configurations as fill every worker slot
+        return _round_size(self.spec)
+
+    def close(self) -> None:
+        if self.experiment_dir is not None:
+            shutil.rmtree(self.experiment_dir, ignore_errors=True)
+
+
 def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
-    from ray import tune
-
-    from .local import driver_for
-
-    # Ctrl-C: Tune's own handler would end fit() quietly and leave the running trials RUNNING with
-    # exit 0; without it KeyboardInterrupt reaches the CLI (trials marked interrupted, exit 130).
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    join_cluster(spec)  # a cluster: find out its size before anything is written
-    store = Store(spec.storage)
-    p = plan(spec, store, spec_path)
-    summary = RunSummary(spec.name, interrupted_marked=p.interrupted)
-    t0 = time.time()
-    experiment_dir = tempfile.mkdtemp(prefix="vat-study-ray-")
-    run_config = tune.RunConfig(name=spec.name, storage_path=experiment_dir, verbose=0, log_to_file=False,
-                                failure_config=tune.FailureConfig(max_failures=spec.executor.max_failures))
-    fits = itertools.count()
-
-    def fit(trials: list[PlannedTrial], claim: Claim) -> None:  # one Tune run (own name) over lane groups
-        config = dataclasses.replace(run_config, name=f"{spec.name}-{next(fits)}")
-        _fit_groups(spec, store, p.study_id, lane_groups(trials, spec), config, claim)
-
-    try:
-        with driver_for(spec, store, p.study_id) as driver:
-            def run_todo(todo: list[PlannedTrial]):
-                return run_shared(store, p.study_id, todo, driver, fit)
-
-            if not spec.is_optuna:
-                summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
-                if not p.todo and (spec.sequential is None or not needed_trials(spec, store, p.study_id)):
-                    sync_grid(spec, store, p.study_id)  # a store from before every study had Optuna records
-                    return summary
-                _init_ray(spec)
-                _check_gpus(spec)
-                if p.todo:
-                    with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
-                        results, summary.by_others = run_todo(p.todo)
-                    summary.ran, summary.failed = len(results), sum(m is None for m in results.values())
-                if spec.sequential is not None:  # more paired seeds until each comparison is decided
-                    n, problems = run_sequential(spec, store, p.study_id, run_todo)
-                    summary.ran += n
-                    summary.errors += problems
-                sync_grid(spec, store, p.study_id)  # finished configurations into the Optuna study (records)
-            else:  # Optuna: rounds of as many configurations as fill every worker slot, one Tune run each
-                _init_ray(spec)
-                _check_gpus(spec)
-                total = spec.search.optuna.n_trials * len(spec.seeds)  # type: ignore[union-attr]
-                with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)),
-                              enabled=progress):
-                    optuna_loop(spec, store, p.study_id, driver, run_todo, summary, batch=_round_size(spec))
-        return summary
-    finally:
-        summary.seconds = time.time() - t0
-        shutil.rmtree(experiment_dir, ignore_errors=True)
+    """Run ``spec`` on Ray Tune (``study.run_study`` with a ``RayExecutor``)."""
+    return run_study(spec, RayExecutor(spec), spec_path=spec_path, progress=progress)
