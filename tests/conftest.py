@@ -42,10 +42,11 @@ PLATFORM_MODULES = {"test_cli", "test_cluster", "test_concurrency", "test_reliab
 def pytest_collection_modifyitems(config, items):
     """``platform``: tests that start Ray, PostgreSQL or CLI processes, or inject faults.
     ``make test-fast`` leaves them out (science, spec, analyses, the store on SQLite);
-    ``make test`` runs everything."""
+    ``make test`` runs everything. Assigned explicitly: by module (``PLATFORM_MODULES``, or the
+    module's own ``pytestmark``), by a PostgreSQL fixture or parameter (which starts a server),
+    or on the test itself (``@pytest.mark.platform``, ``pytest.param("ray", marks=...)``)."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if (module in PLATFORM_MODULES or "pg_url" in item.fixturenames or params.get("storage_url") == "postgresql"
-                or "ray" in item.name.lower()):
+        if module in PLATFORM_MODULES or "pg_url" in item.fixturenames or params.get("storage_url") == "postgresql":
             item.add_marker(pytest.mark.platform)

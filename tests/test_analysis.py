@@ -4,40 +4,17 @@ pandas/scipy computed directly on the same rows; the report never crashes."""
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
+from helpers import SEEDS, fill
 from vat_study.analysis import compare, eps_alpha, grad_variance, k_ablation, tables
 from vat_study.analysis.data import holm, load
 from vat_study.analysis.report import write_report
-from vat_study.objective import resolve_config
-from vat_study.spec import PlannedTrial, parse_spec
+from vat_study.spec import parse_spec
 from vat_study.store import Store
 
-SEEDS = [0, 1, 2, 3]
 rng = np.random.default_rng(0)
-
-
-def fill(url, name, points, value_fn, spec_extra=None):
-    """One COMPLETE trial per (params, seed) with final metrics from value_fn(params, seed)."""
-    spec = parse_spec({"name": name, "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
-                       "search": {"grid": [{k: [v] for k, v in p.items()} for p in points]},
-                       **(spec_extra or {})})
-    store = Store(url)
-    sid = store.get_or_create_study(name, spec.model_dump(mode="json"))
-    rows = []
-    for p in spec.configurations():
-        for seed in SEEDS:
-            t = PlannedTrial.make(spec, p, seed)
-            tid = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
-                                    config=resolve_config(t.config))
-            finals, curves = value_fn(p, seed)
-            for step, m in curves.items():
-                store.report(tid, step, m)
-            store.finish_trial(tid, finals)
-            rows.append({**p, "seed": seed, **finals})
-    return pd.DataFrame(rows)
 
 
 def test_fig3_means_and_sds_match_pandas(tmp_path):

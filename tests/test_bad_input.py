@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.cli import app
 
 GOOD = "good"

@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study import run_seeds, run_trial
 from vat_study.batched import LaneBatch
 from vat_study.executors import run_local, run_ray
@@ -112,7 +112,7 @@ def _contents(url):
     return df, m
 
 
-@pytest.mark.parametrize("kind", ["local", "ray"])
+@pytest.mark.parametrize("kind", ["local", pytest.param("ray", marks=pytest.mark.platform)])
 def test_a_batched_study_stores_ordinary_trials_equal_to_an_unbatched_one(tmp_path, kind):
     a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
     s1 = run_local(parse_spec(_study(a, 1)), progress=False)

@@ -4,7 +4,7 @@ import sys
 import pandas as pd
 import yaml
 
-from test_executors import tiny
+from helpers import tiny
 
 CLI = [sys.executable, "-m", "vat_study.cli"]
 

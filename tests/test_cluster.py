@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ray_nodes import forget_cluster, free_port, head_address, kill_node, start_node
-from test_executors import tiny
+from helpers import tiny
 from vat_study.store import Store
 
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.cli import app; app()"]

@@ -6,7 +6,7 @@ import multiprocessing as mp
 
 import pytest
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.executors import run_ray
 from vat_study.spec import parse_spec
 from vat_study.store import Store
@@ -44,7 +44,6 @@ def test_eight_writers_at_once_lose_nothing(storage_url):
     assert ((by_trial.value - by_trial.seed - by_trial.step / 1000).round(6).isin(range(NAMES))).all()
 
 
-@pytest.mark.slow
 def test_eight_concurrent_ray_trials_record_every_step(storage_url):
     """The real path: 8 Ray workers at once (a quarter CPU each), every trial reporting at every step."""
     spec = tiny("ray8", storage_url, seeds=[0, 1, 2, 3],

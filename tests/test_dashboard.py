@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.executors import run_local
 from vat_study.spec import parse_spec
 

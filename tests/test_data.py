@@ -1,18 +1,11 @@
-import gzip
-import struct
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import write_idx
 from vat_study.data import ZCA, DataError, augment, load_dataset, make_splits, read_idx
 
-
-def write_idx(path, array, compress=False):
-    codes = {np.uint8: 0x08, np.int32: 0x0C}
-    header = struct.pack(">BBBB", 0, 0, codes[array.dtype.type], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
 
 
 @pytest.mark.parametrize("compress", [False, True])

@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.store import Store
 from vat_study.store.claims import Driver, machine
 

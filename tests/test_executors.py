@@ -3,22 +3,10 @@ test_reliability.py)."""
 
 import pytest
 
+from helpers import tiny
 from vat_study.executors import run_local, run_ray
 from vat_study.spec import parse_spec
 from vat_study.store import Store
-
-TINY_TASK = {"dataset": "digits", "hidden": [16], "steps": 6, "eval_every": 3,
-             "batch": {"labeled": 16, "unlabeled": 32}, "probes": None}
-
-
-def tiny(name, storage, **extra):
-    task = {k: v for k, v in TINY_TASK.items() if k != "probes"}
-    spec = {"name": name, "task": task, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}},
-            "search": {"grid": [{"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}]},
-            "seeds": [0, 1], "storage": storage, "executor": {"kind": "local", "per_trial": {"cpu": 1}}}
-    spec.update(extra)
-    return spec
-
 
 def contents(storage, name):
     store = Store(storage)
@@ -31,6 +19,7 @@ def contents(storage, name):
     )
 
 
+@pytest.mark.platform
 def test_local_and_ray_executors_write_the_same_store_contents(tmp_path):
     a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
     s1 = run_local(parse_spec(tiny("same", a)), progress=False)
@@ -75,6 +64,7 @@ def test_optuna_tpe_study_persists_and_continues_across_runs(tmp_path):
     assert third.ran == 0
 
 
+@pytest.mark.platform
 def test_optuna_through_ray(tmp_path):
     url = f"sqlite:///{tmp_path}/r.db"
     spec = tiny("tpe_ray", url, seeds=[0, 1], executor={"kind": "ray", "per_trial": {"cpu": 1}},

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from test_data import write_idx
-from test_regularizers import exact_hessian_eig, tanh_mlp
+from helpers import write_idx
+from helpers import exact_hessian_eig, tanh_mlp
 from vat_study.config import (LEGACY_IMPLEMENTATION, ConfigError, Implementation, TrialConfig, comparable_config,
                               upgrade_stored_config)
 from vat_study.data import DataError, load_dataset

@@ -107,8 +107,9 @@ def _loaded(args: list[str], cwd: Path) -> dict:
 
 
 @pytest.mark.platform
+@pytest.mark.platform  # CLI processes
 def test_help_version_status_export_and_report_load_neither_torch_nor_ray(tmp_path):
-    from test_executors import tiny
+    from helpers import tiny
     from vat_study.executors import run_local
     from vat_study.spec import parse_spec
 

@@ -117,7 +117,7 @@ def test_lane_structure_ignores_exactly_the_lane_settings():
 
 
 def _lane_study(url, lanes=1, kind="local", **extra):
-    from test_executors import tiny
+    from helpers import tiny
 
     spec = tiny("lanes", url, seeds=[0, 1, 2], executor={"kind": kind, "per_trial": {"cpu": 1}, "lanes": lanes},
                 search={"grid": [{"method": ["baseline"]},
@@ -138,7 +138,7 @@ def _stored(url):
     return df, m, configs
 
 
-@pytest.mark.parametrize("kind", ["local", "ray"])
+@pytest.mark.parametrize("kind", ["local", pytest.param("ray", marks=pytest.mark.platform)])
 def test_a_lane_study_stores_the_same_trials_as_without_lanes(tmp_path, kind):
     from vat_study.executors import run_local, run_ray
     from vat_study.spec import parse_spec
@@ -171,7 +171,7 @@ def test_lanes_and_batch_seeds_together_are_refused():
         parse_spec(_lane_study("sqlite:///x.db", lanes=4, executor={"kind": "local", "lanes": 4, "batch_seeds": 2}))
 
 
-@pytest.mark.parametrize("kind", ["local", "ray"])
+@pytest.mark.parametrize("kind", ["local", pytest.param("ray", marks=pytest.mark.platform)])
 def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path, kind):
     import optuna
 

@@ -62,7 +62,7 @@ def test_a_legacy_sqlite_store_is_upgraded_in_place_with_every_row_kept(tmp_path
 def test_an_upgraded_legacy_study_continues_where_it_stopped(tmp_path):
     """The 0.1.0 study, rerun by this version: finished trials are kept, the one a kill left
     RUNNING is marked FAILED (interrupted), the failed one is retried."""
-    from test_executors import tiny
+    from helpers import tiny
     from vat_study.executors import run_local
     from vat_study.spec import parse_spec
 

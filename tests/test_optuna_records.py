@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.executors import run_local
 from vat_study.spec import SpecError, parse_spec
 from vat_study.store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_analysis import SEEDS, fill
+from helpers import SEEDS, fill
 from vat_study.analysis import paper
 from vat_study.analysis.data import load
 from vat_study.analysis.report import write_report

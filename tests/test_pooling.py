@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from test_analysis import SEEDS, fill
+from helpers import SEEDS, fill
 from vat_study.analysis import curves, eps_alpha, grad_variance, k_ablation, tables
 from vat_study.analysis.data import load, n_text, varied_params
 from vat_study.analysis.report import Report, write_report

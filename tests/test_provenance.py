@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study import provenance
 from vat_study.cli import app
 from vat_study.store import Store

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import exact_hessian_eig, tanh_mlp
 from vat_study.models import GaussianNoise, build_model
 from vat_study.regularizers import (
     DEFAULT_XI,
@@ -24,25 +25,6 @@ from vat_study.regularizers import (
 )
 
 
-def exact_hessian_eig(model: nn.Module, x: torch.Tensor):
-    """Per sample: eigenvalues (descending) and eigenvectors of H = grad grad_r D(r)|_{r=0} (Eq. 9),
-    computed in float64 with torch.autograd.functional.hessian on a copy of the model."""
-    m = copy.deepcopy(model).double().eval()
-    out = []
-    for xi_ in x.double():
-        with torch.no_grad():
-            p = m(xi_[None])
-
-        def dist(r, xi_=xi_, p=p):
-            q = m((xi_ + r)[None])
-            return (F.softmax(p, 1) * (F.log_softmax(p, 1) - F.log_softmax(q, 1))).sum()
-
-        h = torch.autograd.functional.hessian(dist, torch.zeros_like(xi_)).reshape(xi_.numel(), xi_.numel())
-        vals, vecs = torch.linalg.eigh(h)
-        out.append((vals.flip(0), vecs.flip(1)))
-    return out
-
-
 def linear_model(dim=6, classes=4, gaps=(6.0, 1.0, 0.5, 0.2), seed=0):
     """z = W x with W = U diag(gaps) V^T: H = W^T (diag p - p p^T) W has a well-separated top eigenvalue."""
     g = torch.Generator().manual_seed(seed)
@@ -53,14 +35,6 @@ def linear_model(dim=6, classes=4, gaps=(6.0, 1.0, 0.5, 0.2), seed=0):
     with torch.no_grad():
         lin.weight.copy_(w.float())
     return lin
-
-
-def tanh_mlp(dim=5, hidden=8, classes=3, seed=1):
-    torch.manual_seed(seed)
-    first = nn.Linear(dim, hidden)
-    with torch.no_grad():  # one input direction dominates the first layer: a skewed spectrum
-        first.weight[:, 0] *= 6.0
-    return nn.Sequential(first, nn.Tanh(), nn.Linear(hidden, classes))
 
 
 MODELS = {"linear": linear_model, "tanh_mlp": tanh_mlp}

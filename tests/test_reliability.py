@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.executors import run_local
 from vat_study.spec import parse_spec
 from vat_study.store import Store

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from test_executors import tiny
+from helpers import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for d in ("vat_study", "analysis", "benchmarks") for p in (ROOT / d).rglob("*.py"))

@@ -109,6 +109,7 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
     assert again.ran == 0 and len(store.trials_frame("seq")) == n_trials
 
 
+@pytest.mark.platform
 def test_on_ray_the_added_seeds_train_as_tune_trials_and_a_rerun_trains_nothing(tmp_path):
     from vat_study.executors import run_ray
     from vat_study.executors.sequential import study_comparisons

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study import config
 from vat_study.store.frames import CONFIG_COLUMNS
 from vat_study.surface import Implementation

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study.cli import app
 from vat_study.executors import run_local
 from vat_study.spec import SpecError, parse_spec

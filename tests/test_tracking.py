@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from test_executors import tiny
+from helpers import tiny
 from vat_study import tracking
 from vat_study.executors import run_local
 from vat_study.spec import SpecError, parse_spec

@@ -1,0 +1,88 @@
+"""Helpers the test modules share: a tiny study, a store filled with known numbers, IDX files,
+exact Hessians and a small tanh network (``tests/`` is on sys.path: ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import struct
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vat_study.objective import resolve_config
+from vat_study.spec import PlannedTrial, parse_spec
+from vat_study.store import Store
+
+TINY_TASK = {"dataset": "digits", "hidden": [16], "steps": 6, "eval_every": 3,
+             "batch": {"labeled": 16, "unlabeled": 32}, "probes": None}
+
+
+def tiny(name, storage, **extra):
+    task = {k: v for k, v in TINY_TASK.items() if k != "probes"}
+    spec = {"name": name, "task": task, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}},
+            "search": {"grid": [{"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}]},
+            "seeds": [0, 1], "storage": storage, "executor": {"kind": "local", "per_trial": {"cpu": 1}}}
+    spec.update(extra)
+    return spec
+
+
+SEEDS = [0, 1, 2, 3]
+
+
+def fill(url, name, points, value_fn, spec_extra=None):
+    """One COMPLETE trial per (params, seed) with final metrics from value_fn(params, seed)."""
+    spec = parse_spec({"name": name, "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
+                       "search": {"grid": [{k: [v] for k, v in p.items()} for p in points]},
+                       **(spec_extra or {})})
+    store = Store(url)
+    sid = store.get_or_create_study(name, spec.model_dump(mode="json"))
+    rows = []
+    for p in spec.configurations():
+        for seed in SEEDS:
+            t = PlannedTrial.make(spec, p, seed)
+            tid = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
+                                    config=resolve_config(t.config))
+            finals, curves = value_fn(p, seed)
+            for step, m in curves.items():
+                store.report(tid, step, m)
+            store.finish_trial(tid, finals)
+            rows.append({**p, "seed": seed, **finals})
+    return pd.DataFrame(rows)
+
+
+def write_idx(path, array, compress=False):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = struct.pack(">BBBB", 0, 0, codes[array.dtype.type], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def exact_hessian_eig(model: nn.Module, x: torch.Tensor):
+    """Per sample: eigenvalues (descending) and eigenvectors of H = grad grad_r D(r)|_{r=0} (Eq. 9),
+    computed in float64 with torch.autograd.functional.hessian on a copy of the model."""
+    m = copy.deepcopy(model).double().eval()
+    out = []
+    for xi_ in x.double():
+        with torch.no_grad():
+            p = m(xi_[None])
+
+        def dist(r, xi_=xi_, p=p):
+            q = m((xi_ + r)[None])
+            return (F.softmax(p, 1) * (F.log_softmax(p, 1) - F.log_softmax(q, 1))).sum()
+
+        h = torch.autograd.functional.hessian(dist, torch.zeros_like(xi_)).reshape(xi_.numel(), xi_.numel())
+        vals, vecs = torch.linalg.eigh(h)
+        out.append((vals.flip(0), vecs.flip(1)))
+    return out
+
+
+def tanh_mlp(dim=5, hidden=8, classes=3, seed=1):
+    torch.manual_seed(seed)
+    first = nn.Linear(dim, hidden)
+    with torch.no_grad():  # one input direction dominates the first layer: a skewed spectrum
+        first.weight[:, 0] *= 6.0
+    return nn.Sequential(first, nn.Tanh(), nn.Linear(hidden, classes))
