@@ -337,6 +337,30 @@ class LaneData:
                         x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
 
 
+def _draws_state(runs: list[LaneData], device: torch.device) -> dict:
+    """Where every random stream of the loop stands (each lane's generators and samplers, the
+    global RNGs), for a checkpoint."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "runs": [{"gen": r.gen.get_state(), "probe_gen": r.probe_gen.get_state(),
+                      "start_gen": r.start_gen.get_state(), "labeled": _sampler_state(r.labeled),
+                      "unlabeled": _sampler_state(r.unlabeled)} for r in runs]}
+
+
+def _restore_draws(runs: list[LaneData], saved: dict, device: torch.device) -> None:
+    """Every random stream back where ``_draws_state`` saw it."""
+    for r, rs in zip(runs, saved["runs"]):
+        r.gen.set_state(rs["gen"])
+        r.probe_gen.set_state(rs["probe_gen"])
+        r.start_gen.set_state(rs["start_gen"])
+        for sampler, st in ((r.labeled, rs["labeled"]), (r.unlabeled, rs["unlabeled"])):
+            if sampler is not None and st is not None:
+                sampler.order, sampler.pos = st["order"].to(sampler.device), int(st["pos"])
+    torch.set_rng_state(saved["torch_rng"])
+    if device.type == "cuda" and saved.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], device)
+
+
 def train_lanes(
     lanes: list[TrialConfig],
     x_train: Tensor,
@@ -398,16 +422,7 @@ def train_lanes(
         first = int(saved["step"]) + 1
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
-        for r, rs in zip(runs, saved["runs"]):
-            r.gen.set_state(rs["gen"])
-            r.probe_gen.set_state(rs["probe_gen"])
-            r.start_gen.set_state(rs["start_gen"])
-            for sampler, st in ((r.labeled, rs["labeled"]), (r.unlabeled, rs["unlabeled"])):
-                if sampler is not None and st is not None:
-                    sampler.order, sampler.pos = st["order"].to(sampler.device), int(st["pos"])
-        torch.set_rng_state(saved["torch_rng"])
-        if x_train.device.type == "cuda" and saved.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng"], x_train.device)
+        _restore_draws(runs, saved, x_train.device)
         sums.copy_(saved["sums"].to(sums.device))
         n_sum, train_seconds = int(saved["n_sum"]), float(saved["train_seconds"])
         last, alive, history = saved["last"], list(saved["alive"]), saved["history"]
@@ -422,11 +437,8 @@ def train_lanes(
             _save_checkpoint(ck, {
                 "fingerprint": _fingerprint(lanes), "step": step - 1, "model": model.state_dict(),
                 "opt": opt.state_dict(), "sums": sums.cpu(), "n_sum": n_sum, "train_seconds": train_seconds,
-                "last": last, "alive": alive, "diverged": diverged, "history": history, "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(x_train.device) if x_train.device.type == "cuda" else None,
-                "runs": [{"gen": r.gen.get_state(), "probe_gen": r.probe_gen.get_state(),
-                          "start_gen": r.start_gen.get_state(), "labeled": _sampler_state(r.labeled),
-                          "unlabeled": _sampler_state(r.unlabeled)} for r in runs]})
+                "last": last, "alive": alive, "diverged": diverged, "history": history,
+                **_draws_state(runs, x_train.device)})
         lr, beta1 = learning_rate(cfg, step - 1)
         for group in opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.task.optimizer.beta2)
