@@ -118,6 +118,21 @@ def test_a_live_drivers_trial_is_left_alone_until_its_heartbeat_is_stale(storage
     assert (df.status.iloc[0], df.attempts.iloc[0], df.driver.iloc[0]) == ("COMPLETE", 2, "B")
 
 
+def test_a_finished_driver_wins_no_claim(storage_url):
+    """A run that ended (Ctrl-C) while a Ray worker of it still claims: the worker's claim is
+    refused, so no trial is left RUNNING under a driver that has already marked its trials
+    interrupted (seen in CI: the Ray Ctrl-C test left one trial RUNNING)."""
+    store = Store(storage_url)
+    sid = store.get_or_create_study("s", {})
+    store.register_driver(sid, "A", "here", machine(), os.getpid())
+    assert _claim(store, sid, "A", key="before") is not None
+    store.finish_driver("A")
+    assert _claim(store, sid, "A", key="after") is None
+    store.fail_running(sid, "interrupted", "interrupted", drivers=["A"])
+    df = store.trials_frame("s")
+    assert list(df.key) == ["before"] and list(df.status) == ["FAILED"]
+
+
 def test_a_driver_of_this_machine_whose_process_is_gone_is_dead_at_once(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/s.db")
     sid = store.get_or_create_study("s", {})

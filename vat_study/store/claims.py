@@ -110,11 +110,11 @@ class Driver:
         if self._thread is not None:
             self._thread.join(timeout=self.heartbeat_every + 60)
         try:
-            if exc_type is not None:
+            self.store.finish_driver(self.token)  # first: from now on no claim of this driver wins
+        finally:
+            if exc_type is not None:  # so these are all its RUNNING trials, even with Ray workers still claiming
                 from ..signals import interrupted_text  # Ctrl-C, or the SIGTERM / SIGHUP named
 
                 text = interrupted_text(exc, INTERRUPTED_BY_USER) if issubclass(exc_type, KeyboardInterrupt) else \
                     f"interrupted: the run stopped ({exc_type.__name__}) before this trial finished"
                 self.store.fail_running(self.study_id, text, "interrupted", drivers=[self.token])
-        finally:
-            self.store.finish_driver(self.token)

@@ -292,8 +292,14 @@ class Store:
         None for the others. ``seen``: the attempts the caller saw (0: no row). The claim wins
         when the trial is still as seen and is new, FAILED, or RUNNING under a dead driver (a
         conditional INSERT / UPDATE: atomic on SQLite and PostgreSQL). A won claim of a recorded
-        trial is a new attempt: its old metrics are dropped, the old lease is fenced off."""
+        trial is a new attempt: its old metrics are dropped, the old lease is fenced off. A driver
+        that has finished (``finish_driver``: its run ended, e.g. on Ctrl-C, while a Ray worker of
+        it still claims) wins no claim: its row is locked here, so ``finish_driver`` and a claim are
+        serialized and the driver's RUNNING trials, marked after it finished, are all of them."""
         with self._write() as s:
+            finished = s.execute(select(DriverRow.finished_at).where(DriverRow.token == driver).with_for_update()).first()
+            if finished is not None and finished[0] is not None:
+                return None
             common = dict(status="RUNNING", error=None, failure_kind=None, started_at=utcnow(), finished_at=None,
                           host=socket.gethostname(), versions=package_versions(), config=dict(config),
                           optuna_number=optuna_number, batch_group=batch_group, node=node, driver=driver)
