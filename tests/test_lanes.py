@@ -231,3 +231,19 @@ def test_lane_groups_split_by_structure_and_by_seed_under_zca():
     zca = parse_spec(raw)
     groups = lane_groups(zca.expand(), zca)
     assert sorted(len(g) for g in groups) == [2, 2, 2] and all(len({t.seed for t in g}) == 1 for g in groups)
+
+
+@pytest.mark.parametrize("mode", ["semi_supervised", "supervised"])
+def test_augmented_lanes_draw_each_lanes_batches_in_its_own_order(mode):
+    """With augmentation (random translation and flips of the 8x8 digits) each lane draws its
+    batch, its augmentation and the next batch from its own generator, as its own run does."""
+    cfg = {**TASK, "method": "vat", "steps": 12, "eval_every": 6, "mode": mode, "augment": {"translate": 1, "flip": True}}
+    lanes = LANES[:2]
+    res, _ = _lanes(cfg, lanes)
+    assert not res.failed
+    for i, lane in enumerate(lanes):
+        alone = run_trial({**cfg, **lane})
+        for k in ("val_error", "test_error", "loss", "nll", "reg"):
+            assert res.metrics[i][k] == pytest.approx(alone[k], rel=1e-9, abs=1e-12), (i, k)
+    plain = run_trial({**cfg, **lanes[0], "augment": {"translate": 0, "flip": False}})
+    assert plain["loss"] != pytest.approx(res.metrics[0]["loss"], rel=1e-9)  # the augmentation did something

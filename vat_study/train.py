@@ -361,6 +361,33 @@ def _restore_draws(runs: list[LaneData], saved: dict, device: torch.device) -> N
         torch.cuda.set_rng_state(saved["cuda_rng"], device)
 
 
+def _cat(parts: list[Tensor]) -> Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _next_batches(cfg: TrialConfig, runs: list[LaneData], x_train: Tensor, y_train: Tensor,
+                  augmenting: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The update's batches, the lanes' blocks laid end to end: labeled images and labels, and
+    (semi-supervised) the regularizer's batch from the unlabeled pool (Appendix C). With
+    augmentation each lane draws in its own run's order (batch, its augmentation, the next batch);
+    without it, one gather for all lanes."""
+    semi = cfg.task.mode == "semi_supervised"
+    if augmenting:
+        aug = cfg.task.augment
+        xs_l, ys_l, xs_reg = [], [], []
+        for r in runs:
+            idx_l = r.labeled.next()
+            xs_l.append(augment(x_train[idx_l], translate=aug.translate, flip=aug.flip, generator=r.gen))
+            ys_l.append(y_train[idx_l])
+            if r.unlabeled is not None:
+                xs_reg.append(augment(x_train[r.unlabeled.next()], translate=aug.translate, flip=aug.flip,
+                                      generator=r.gen))
+        return _cat(xs_l), _cat(ys_l), _cat(xs_reg) if semi else None
+    idx = [(r.labeled.next(), r.unlabeled.next() if r.unlabeled is not None else None) for r in runs]
+    idx_l = _cat([i for i, _ in idx])
+    return x_train[idx_l], y_train[idx_l], x_train[_cat([u for _, u in idx])] if semi else None
+
+
 def train_lanes(
     lanes: list[TrialConfig],
     x_train: Tensor,
@@ -385,16 +412,12 @@ def train_lanes(
     runs = [LaneData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
     values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
     lane_models = (lambda i: model.lane_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
-    semi = cfg.task.mode == "semi_supervised"
     probes = P.training_probes(cfg)  # each says when it is due and measures the lanes
     views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: lane_models(i))
              for i, (c, r) in enumerate(zip(lanes, runs))]
 
     def eval_due(step: int) -> bool:
         return step % cfg.task.eval_every == 0 or step == cfg.task.steps
-
-    def cat(parts: list[Tensor]) -> Tensor:
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def random_start(x: Tensor) -> Tensor:  # d0 for each lane's block, from that lane's generator
         if n == 1:
@@ -443,22 +466,7 @@ def train_lanes(
         for group in opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.task.optimizer.beta2)
 
-        if augmenting:  # each lane's draws in its own run's order: batch, its augmentation, the next batch
-            xs_l, ys_l, xs_reg = [], [], []
-            for r in runs:
-                idx_l = r.labeled.next()
-                xs_l.append(augment(x_train[idx_l], translate=cfg.task.augment.translate, flip=cfg.task.augment.flip,
-                                    generator=r.gen))
-                ys_l.append(y_train[idx_l])
-                if r.unlabeled is not None:
-                    xs_reg.append(augment(x_train[r.unlabeled.next()], translate=cfg.task.augment.translate,
-                                          flip=cfg.task.augment.flip, generator=r.gen))
-            x_l, y_l, x_reg = cat(xs_l), cat(ys_l), cat(xs_reg) if semi else None
-        else:  # one gather for all lanes
-            idx = [(r.labeled.next(), r.unlabeled.next() if r.unlabeled is not None else None) for r in runs]
-            idx_l = cat([i for i, _ in idx])
-            x_l, y_l = x_train[idx_l], y_train[idx_l]
-            x_reg = x_train[cat([u for _, u in idx])] if semi else None
+        x_l, y_l, x_reg = _next_batches(cfg, runs, x_train, y_train, augmenting)
 
         losses = train_step(cfg, model, opt, x_l, y_l, x_reg, n, random_start, values, step=step)
         sums += torch.stack(losses)
