@@ -9,13 +9,9 @@ the command line) does not import torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __all__ = ["ConfigError", "LanesResult", "SeedsResult", "TrialConfig", "run_lanes", "run_seeds", "run_trial"]
-
-_WHERE = {"ConfigError": "config", "TrialConfig": "config", "LanesResult": "objective", "SeedsResult": "objective",
-          "run_lanes": "objective", "run_seeds": "objective", "run_trial": "objective"}
 
 
 def __getattr__(name: str) -> Any:
@@ -23,8 +19,10 @@ def __getattr__(name: str) -> Any:
         from .provenance import package_version
 
         return package_version()
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    if name in __all__:  # through the surface, which loads torch only for what needs it
+        from . import surface
+
+        value = getattr(surface, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
