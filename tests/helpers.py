@@ -3,6 +3,7 @@ exact Hessians and a small tanh network (``tests/`` is on sys.path: ``from helpe
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import struct
@@ -86,3 +87,49 @@ def tanh_mlp(dim=5, hidden=8, classes=3, seed=1):
     with torch.no_grad():  # one input direction dominates the first layer: a skewed spectrum
         first.weight[:, 0] *= 6.0
     return nn.Sequential(first, nn.Tanh(), nn.Linear(hidden, classes))
+
+
+@contextlib.contextmanager
+def optuna_dashboard(url: str):
+    """optuna-dashboard serving the store ``url`` on a free loopback port; yields ``get(path)``,
+    which returns the JSON the dashboard's API answers at ``path`` (after waiting up to 60 s for
+    it to start). Stopped at the end."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import pytest
+
+    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.fail("optuna-dashboard is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, url, "--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def get(path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310  loopback only
+            return json.loads(r.read())
+
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                get("/api/studies")
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    err = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no answer in 60 s"
+                    pytest.fail(f"optuna-dashboard did not answer: {err}")
+                time.sleep(0.3)
+        yield get
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

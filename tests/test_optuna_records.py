@@ -5,20 +5,15 @@ those values, pruned trials are PRUNED in both records and a rerun does not trai
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import tiny
+from helpers import optuna_dashboard, tiny
 from vat_study.executors import run_local
 from vat_study.spec import SpecError, parse_spec
 from vat_study.store import Store
@@ -90,42 +85,18 @@ def test_a_store_written_before_optuna_records_gets_them_on_the_next_run(tmp_pat
 
 @pytest.mark.platform
 def test_optuna_dashboard_serves_a_grid_study_with_its_curves(tmp_path):
-    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.fail("optuna-dashboard is not installed (it is in the dev extra: pip install -e '.[dev]')")
     url = f"sqlite:///{tmp_path}/q.db"
     spec = quick(url)
     spec["search"]["grid"] = [{"method": ["vat"], "eps": [0.5, 2.0]}]
     run_local(parse_spec(spec), progress=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, url, "--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref", "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def get(path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310  loopback
-            return json.loads(r.read())
-
-    try:
-        deadline, studies = time.time() + 60, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                studies = get("/api/studies")
-                break
-            except OSError:
-                time.sleep(0.3)
-        assert studies is not None, "optuna-dashboard did not answer"
-        sid = {s["study_name"]: s["study_id"] for s in studies["study_summaries"]}["quick"]
+    with optuna_dashboard(url) as get:
+        sid = {s["study_name"]: s["study_id"] for s in get("/api/studies")["study_summaries"]}["quick"]
         detail = get(f"/api/studies/{sid}")
         assert len(detail["trials"]) == 2
         for t in detail["trials"]:
             assert [v["step"] for v in t["intermediate_values"]] == [10, 20, 30]
             attrs = {a["key"] for a in t["user_attrs"]}
             assert {"test_error", "rvadv", "seeds", "vat_trial_ids", "per_seed", "lane_groups"} <= attrs
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def pruned_search(url: str, pruner: str) -> dict:
