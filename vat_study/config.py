@@ -8,12 +8,12 @@ Defaults give the offline default trial: semi-supervised VAT on scikit-learn's d
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from .validation import Strict, finite
 from .errors import format_validation_error
 
 from . import methods
@@ -30,23 +30,14 @@ class ConfigError(ValueError):
         super().__init__("invalid trial config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-class _Strict(BaseModel):
-    # strict: no silent coercion (true is not 1, "3" is not 3); an int is still a valid float.
-    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
-def _finite(v: float | None) -> float | None:
-    if v is not None and not math.isfinite(v):
-        raise ValueError("must be a finite number")
-    return v
-
-
-class Batch(_Strict):
+class Batch(Strict):
     labeled: int = Field(64, ge=1, description="labeled mini-batch (the likelihood term)")
     unlabeled: int = Field(256, ge=1, description="regularizer mini-batch from the unlabeled pool (semi-supervised)")
 
 
-class Decay(_Strict):
+class Decay(Strict):
     """Learning-rate schedule. ``exponential``: lr * rate ** (step // every) (Appendix A).
     ``linear``: constant until ``start`` (default: half of the steps), then linearly to 0 at the
     last step (Appendices B-D); ``beta1_after`` switches Adam's beta1 at ``start``, as the
@@ -59,22 +50,22 @@ class Decay(_Strict):
     beta1_after: float | None = Field(None, ge=0, lt=1)
 
 
-class Optimizer(_Strict):
+class Optimizer(Strict):
     name: Literal["adam"] = "adam"
     lr: float = Field(0.002, gt=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     decay: Decay = Decay()
 
-    _fin = field_validator("lr")(_finite)
+    _fin = field_validator("lr")(finite)
 
 
-class Augment(_Strict):
+class Augment(Strict):
     translate: int = Field(0, ge=0, le=8, description="random translation in pixels (Appendix B, D use 2)")
     flip: bool = False
 
 
-class RvadvProbe(_Strict):
+class RvadvProbe(Strict):
     """R_vadv (Eq. 7) measured in eval mode on a fixed subset at a fixed eps and K (Fig. 2, 4)."""
 
     eps: float = Field(2.0, gt=0, description="evaluation eps (Fig. 2 uses 2.0 on MNIST)")
@@ -83,7 +74,7 @@ class RvadvProbe(_Strict):
     every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
 
 
-class GradVarianceProbe(_Strict):
+class GradVarianceProbe(Strict):
     """Normalized SD norm of grad_theta R^(K) (Eq. 21) from ``samples`` resampled mini-batches and
     perturbations, for each K in ``power_iterations`` (Fig. 7: K = 0 vs 1)."""
 
@@ -102,7 +93,7 @@ class GradVarianceProbe(_Strict):
         return v
 
 
-class FidelityProbe(_Strict):
+class FidelityProbe(Strict):
     """|cos| between the direction training uses and the dominant eigenvector of H (Eq. 9-10),
     estimated by ``reference_iterations`` exact Hessian-vector power iterations, eval mode."""
 
@@ -302,7 +293,7 @@ def lane_structure(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class DiagnosticsProbe(_Strict):
+class DiagnosticsProbe(Strict):
     """Per-step diagnostics of a collapse (docs/science.md, "What happens to VAT at eps 1-2"), on the first
     ``size`` probe images: the entropy of p(y|x) and the histogram of predicted classes (eval mode
     and train mode), KL at xi d against KL at eps d (is the finite difference of Eq. 12 in its
@@ -313,7 +304,7 @@ class DiagnosticsProbe(_Strict):
     every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
 
 
-class Probes(_Strict):
+class Probes(Strict):
     rvadv: RvadvProbe = RvadvProbe()
     grad_variance: GradVarianceProbe | None = None
     fidelity: FidelityProbe | None = None
@@ -323,7 +314,7 @@ class Probes(_Strict):
                                          "test_error_curve, for learning curves; never a study metric)")
 
 
-class Task(_Strict):
+class Task(Strict):
     """What is learned and how: data, model, optimization, device (a study file's ``task:``)."""
 
     # --- data ---
@@ -373,7 +364,7 @@ class Task(_Strict):
                     "pass it starts from, which run in float32 so the finite difference keeps the direction "
                     "(docs/performance.md: step times and the direction's cosine per precision)")
 
-    _fin = field_validator("noise_sigma")(_finite)
+    _fin = field_validator("noise_sigma")(finite)
 
     @model_validator(mode="before")
     @classmethod
@@ -441,7 +432,7 @@ POWER_ITERATION_ONLY: tuple[str, ...] = tuple(p.rsplit(".", 1)[-1] for p in decl
 (``power_iteration_only: True``): a method without one (RPT, K = 0) is unchanged by them."""
 
 
-class TrialConfig(_Strict):
+class TrialConfig(Strict):
     """One trial, nested as a study file is written: ``task`` (data, model, optimization),
     ``method`` (its name and that method's settings, ``methods.REGISTRY``), ``probes``, and the
     seed. The flat vocabulary of vat-study 0.1 (``{"method": "vat", "eps": 1.0, "steps": 300}``)

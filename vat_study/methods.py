@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .validation import Strict, finite
 from .vocabulary import DEFAULT_XI
 
 if TYPE_CHECKING:  # torch is imported where a regularizer runs, so the settings and the registry load without it
@@ -59,18 +60,9 @@ def __getattr__(name: str) -> Any:
 # ------------------------------------------------------------------------ settings
 
 
-class _Strict(BaseModel):
-    # strict: no silent coercion (true is not 1, "3" is not 3); an int is still a valid float.
-    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
-def _finite(v: float) -> float:
-    if not math.isfinite(v):
-        raise ValueError("must be a finite number")
-    return v
-
-
-class Implementation(_Strict):
+class Implementation(Strict):
     """How R_vadv / R^(0) (Eq. 5, 7, 16) is computed where the paper leaves it open. Three passes
     make the regularizer: the clean pass (the target p(y|x, theta_hat) of Eq. 5), the power
     iteration's passes at x + xi d (Eq. 12) and the perturbed LDS pass at x + r_vadv. docs/science.md
@@ -91,7 +83,7 @@ class Implementation(_Strict):
                                  "and unlabeled batches joined")
 
 
-class MethodSettings(_Strict):
+class MethodSettings(Strict):
     """The ``method:`` block of a trial config: ``name`` and the settings of that method."""
 
     name: str
@@ -112,7 +104,7 @@ class Perturbation(MethodSettings):
     eps: float = Field(1.0, gt=0, json_schema_extra={"lane": True}, description="||r|| of the perturbation (Eq. 7)")
     alpha: float = Field(1.0, ge=0, json_schema_extra={"lane": True}, description="weight of R in the objective (Eq. 8)")
 
-    _fin = field_validator("eps", "alpha")(_finite)
+    _fin = field_validator("eps", "alpha")(finite)
 
 
 class RandomPerturbation(Perturbation):
@@ -137,7 +129,7 @@ class VirtualAdversarial(Perturbation):
                     "0: off, alpha from the first update (the paper)")
     implementation: Implementation = Implementation()
 
-    _fin_xi = field_validator("xi")(_finite)
+    _fin_xi = field_validator("xi")(finite)
 
     @property
     def k(self) -> int:

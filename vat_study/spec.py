@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from .validation import Strict, finite
 from .errors import format_validation_error
 from .surface import ConfigError, param_path
 from .store.urls import STORAGE_HELP, absolute_sqlite, check_storage_url  # noqa: F401  (re-exported)
@@ -93,18 +94,9 @@ def _capped(text: str, most: int = MAX_PROBLEM_CHARS) -> str:
     return text if len(text) <= most else text[: most - 40] + f" ... ({len(text) - most + 40:,} characters cut)"
 
 
-class _Strict(BaseModel):
-    # strict: no silent coercion (true is not 1, "3" is not 3); an int is still a valid float.
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _finite(v: float | None) -> float | None:
-    if v is not None and not math.isfinite(v):
-        raise ValueError("must be a finite number")
-    return v
-
-
-class Distribution(_Strict):
+class Distribution(Strict):
     type: Literal["uniform", "log_uniform", "int", "choice"]
     low: float | None = Field(None, description="uniform, log_uniform, int: the lowest value")
     high: float | None = Field(None, description="uniform, log_uniform, int: the highest value")
@@ -140,7 +132,7 @@ PRUNERS = ("median", "hyperband")
 """``search.optuna.pruner``: Optuna's MedianPruner and HyperbandPruner, with Optuna's defaults."""
 
 
-class OptunaSearch(_Strict):
+class OptunaSearch(Strict):
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     n_trials: int = Field(ge=1, description="configurations to ask for (each runs once per seed)")
     seed: int | None = Field(0, description="the sampler's seed")
@@ -173,7 +165,7 @@ class OptunaSearch(_Strict):
         return self
 
 
-class Search(_Strict):
+class Search(Strict):
     grid: list[dict[str, list[Any]]] | None = Field(
         None, description="a list of grid blocks, each {key: [values]} expanded as a cartesian product; several "
                           "blocks in one study, a point in two blocks runs once: grid: [{eps: [1, 2]}]")
@@ -192,7 +184,7 @@ class Search(_Strict):
         return self
 
 
-class Metric(_Strict):
+class Metric(Strict):
     name: str = Field("val_error", description="a final metric every trial reports (val_error, test_error, rvadv, "
                                                "...): what 'best' means and what Optuna optimizes")
     mode: Literal["min", "max"] = Field("min", description="min: lower is better")
@@ -200,7 +192,7 @@ class Metric(_Strict):
                                                           "off: such a study is refused (spec_checks)")
 
 
-class PerTrial(_Strict):
+class PerTrial(Strict):
     cpu: float = Field(1.0, gt=0, description="CPUs per trial; also its torch threads")
     gpu: float | Literal["auto"] = Field(
         "auto", description="GPUs per trial (a fraction packs several trials on one GPU); 'auto': "
@@ -215,7 +207,7 @@ class PerTrial(_Strict):
         return v
 
 
-class Executor(_Strict):
+class Executor(Strict):
     kind: Literal["ray", "local"] = Field("ray", description="ray: Ray Tune; local: in-process, one trial after another")
     per_trial: PerTrial = PerTrial()
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
@@ -262,10 +254,10 @@ class Executor(_Strict):
             raise ValueError("must be a number of updates >= 1, 'auto', or null (no checkpoints)")
         return v
 
-    _fin = field_validator("trial_timeout")(_finite)
+    _fin = field_validator("trial_timeout")(finite)
 
 
-class Sequential(_Strict):
+class Sequential(Strict):
     """Seeded comparisons that decide (``vat_study.sequential``): the study's ``seeds`` are the
     first look; each pair in ``compare`` (method names, each at its configuration chosen on the
     study metric at the first look) gets ``batch`` more paired seeds after every look that
@@ -291,7 +283,7 @@ class Sequential(_Strict):
         return v
 
 
-class PaperValue(_Strict):
+class PaperValue(Strict):
     """One value the paper reports, compared with the 95 % t interval over seeds of the study's
     configuration chosen on metric.name among the trials of ``method`` that match ``where``."""
 
@@ -304,10 +296,10 @@ class PaperValue(_Strict):
                                                                     "{power_iterations: 1}")
     label: str | None = Field(None, description="what the paper calls it (default: the method)")
 
-    _fin = field_validator("value")(_finite)
+    _fin = field_validator("value")(finite)
 
 
-class PaperOrdering(_Strict):
+class PaperOrdering(Strict):
     """A comparison the paper makes: ``lower`` has the lower ``metric`` than ``higher`` (or,
     with ``tie: true``, the two do not differ), checked as a paired difference by seed with its
     95 % t interval."""
@@ -320,7 +312,7 @@ class PaperOrdering(_Strict):
     tie: bool = Field(False, description="the paper finds no difference (e.g. K = 2 against K = 1)")
 
 
-class Paper(_Strict):
+class Paper(Strict):
     """The paper's values and orderings for a study (``paper:``): the report computes every
     verdict (agrees / does not, with the CI) from the trials, never from pasted text."""
 
@@ -336,7 +328,7 @@ class Paper(_Strict):
         return self
 
 
-class Tracking(_Strict):
+class Tracking(Strict):
     """Experiment trackers each trial's config and per-step metrics go to (``vat_study.tracking``),
     beside the store."""
 
@@ -362,7 +354,7 @@ class Tracking(_Strict):
         return v
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
     name: str = Field(description="the study's identifier in the store and its report folder results/<name>/")
