@@ -196,6 +196,11 @@ def _torchvision(name: str, root: Path, download: bool):
     raise AssertionError(name)
 
 
+def data_root(root: str | None) -> Path:
+    """Where the data files are: ``task.data_root``, else $VAT_STUDY_DATA, else ``data/``."""
+    return Path(root or os.environ.get("VAT_STUDY_DATA") or "data").expanduser()
+
+
 def load_dataset(
     name: str,
     *,
@@ -233,7 +238,7 @@ def load_dataset(
         n_classes = int(max(ytr.max(), yte.max())) + 1
         return Dataset(name, xtr, ytr, xte, yte, n_classes)
 
-    root_path = Path(root if root is not None else os.environ.get("VAT_STUDY_DATA", "data")).expanduser()
+    root_path = data_root(root)
     if name in IDX_FOLDERS:
         # The four standard files under root (gzipped or not; torchvision's layout too), or for
         # Fashion-MNIST the Debian package's; torchvision (and its download) only when none holds them.

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .data import DataError, DataFileError, load_dataset, make_splits
+from .data import DataError, DataFileError, data_root, load_dataset, make_splits
 from .objective import ConfigError, build_for, resolve_config
 from .spec import SpecError, StudySpec, canonical
 from .config import param_path
@@ -48,10 +47,7 @@ def _field(params: Mapping[str, Any], key: str) -> str:
 
 
 def _root(cfg: Mapping[str, Any]) -> str:
-    import os
-
-    root = cfg.get("data_root") or os.environ.get("VAT_STUDY_DATA") or "data"
-    return str(Path(root).expanduser().resolve())
+    return str(data_root(cfg.get("data_root")).resolve())
 
 
 def _model_takes(config: Mapping[str, Any], ds: Any, seen: dict[str, str | None],
