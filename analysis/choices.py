@@ -23,11 +23,6 @@ from .plotting import plt, save
 CENTRE = "centre"
 
 
-DIRECTION_ONLY = POWER_ITERATION_ONLY
-"""Settings that only shape the power iteration (declared on their fields: ``power_iteration_only``):
-a method without one (RPT, K = 0) is unchanged by them."""
-
-
 def _params(row: pd.Series) -> dict:
     return {k.removeprefix("param."): v for k, v in row.items()
             if str(k).startswith("param.") and not (isinstance(v, float) and np.isnan(v))}
@@ -98,7 +93,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     gaps = []
     for choice, g in df.groupby("choice", sort=False):
         rpt, vat = g[g["method"] == "rpt"], g[g["method"] == "vat"]
-        if rpt.empty and choice.split("=")[0] in DIRECTION_ONLY:
+        if rpt.empty and choice.split("=")[0] in POWER_ITERATION_ONLY:  # RPT (K = 0) is unchanged by it
             rpt = centres[centres["method"] == "rpt"]
         if rpt.empty or vat.empty:
             continue
