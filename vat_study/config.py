@@ -8,6 +8,7 @@ Defaults give the offline default trial: semi-supervised VAT on scikit-learn's d
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -216,16 +217,23 @@ def _setting_models() -> list[tuple[str, type[BaseModel]]]:
 def declared(flag: str) -> dict[str, Any]:
     """{dotted path: declared value} of every setting whose field declares ``flag``
     (``SETTING_FLAGS``), in the order of the models' fields; a setting several methods share
-    appears once."""
+    appears once. Read once per state of the method registry (``methods.register`` changes it),
+    since every stored config read is upgraded with it."""
     if flag not in SETTING_FLAGS:
         raise KeyError(f"{flag!r} is not one of {SETTING_FLAGS}")
+    registry = tuple((name, entry.settings) for name, entry in methods.REGISTRY.items())
+    return dict(_declared(flag, registry))
+
+
+@functools.lru_cache(maxsize=32)
+def _declared(flag: str, registry: tuple) -> tuple[tuple[str, Any], ...]:
     out: dict[str, Any] = {}
     for prefix, model in _setting_models():
         for name, field in model.model_fields.items():
             extra = field.json_schema_extra
             if isinstance(extra, dict) and flag in extra:
                 out.setdefault(f"{prefix}.{name}", extra[flag])
-    return out
+    return tuple(out.items())
 
 
 def added_settings() -> dict[str, Any]:
