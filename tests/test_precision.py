@@ -137,3 +137,18 @@ def test_lanes_train_in_bfloat16():
         alone = run_trial(c)
         assert final["loss"] == pytest.approx(alone["loss"], rel=0.05)
         assert abs(final["val_error"] - alone["val_error"]) <= 0.05
+
+
+def test_the_gauss_newton_product_is_the_exact_hessian_at_r_0():
+    """benchmarks.gauss_newton_bf16 (docs/performance.md): at r = 0, J^T (diag p - p p^T) J d is
+    H d of Eq. 9 exactly; checked against the Hessian from torch.autograd.functional.hessian."""
+    from benchmarks.gauss_newton_bf16 import gauss_newton_hd
+    from helpers import exact_hessian_eig, tanh_mlp
+
+    model = tanh_mlp().eval()
+    torch.manual_seed(0)
+    x, d = torch.randn(4, 5), torch.randn(4, 5)
+    hd = gauss_newton_hd(model, x, d).double()
+    for n, (vals, vecs) in enumerate(exact_hessian_eig(model, x)):
+        h = vecs @ torch.diag(vals) @ vecs.T
+        assert torch.allclose(hd[n], h @ d[n].double(), rtol=1e-4, atol=1e-6)
