@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
+from benchmarks import interleaved_medians
 from vat_study.models import build_model
 from vat_study.passes import deterministic_layers, frozen_batch_stats
 from vat_study.regularizers import random_unit_direction, virtual_adversarial_direction
@@ -87,24 +86,14 @@ def main() -> None:
         with deterministic_layers(m64):
             exact = virtual_adversarial_direction(m64, x.double(), power_iterations=1, method="hvp", d0=d.double())
         cos = {k: cosines(fn(), exact) for k, fn in variants.items()}
-        for fn in variants.values():  # warm-up
-            for _ in range(3):
-                fn()
-        per_round = {k: [] for k in variants}
-        for _ in range(args.rounds):
-            for name, fn in variants.items():
-                t = time.perf_counter()
-                for _ in range(args.steps):
-                    fn()
-                per_round[name].append((time.perf_counter() - t) / args.steps * 1000)
-    ref = statistics.median(per_round["finite difference float32"])
+        med = interleaved_medians(variants, args.rounds, args.steps)
+    ref = med["finite difference float32"]
     print(f"paper MLP, 256 images, one power iteration; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, {args.rounds} rounds x {args.steps}")
     print(f"{'direction':<28} {'ms':>6} {'vs fd float32':>14} {'cos mean':>9} {'cos min':>8}")
-    for name, times in per_round.items():
-        med = statistics.median(times)
-        print(f"{name:<28} {med:6.1f} {med / ref:13.2f}x {cos[name][0]:9.4f} {cos[name][1]:8.4f}")
-    gn = statistics.median(per_round["gauss-newton bfloat16"])
+    for name, ms in med.items():
+        print(f"{name:<28} {ms:6.1f} {ms / ref:13.2f}x {cos[name][0]:9.4f} {cos[name][1]:8.4f}")
+    gn = med["gauss-newton bfloat16"]
     print(f"gauss-newton bfloat16 = {gn / ref:.2f}x float32 finite difference, cosine {cos['gauss-newton bfloat16'][0]:.4f}")
 
 

@@ -28,12 +28,12 @@ reads ``bf16 step = N.NNx float32 step`` (our VAT step in that precision over ou
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks import interleaved_medians
 from vat_study.config import TrialConfig
 from vat_study.models import build_model
 from vat_study.probes import hd_cosine
@@ -120,27 +120,16 @@ def main() -> None:
             f"ours VAT {p}": ours("vat", p),
             "minimal VAT bfloat16": in_bf16(lambda: minimal_vat_step(bf_model, bf_opt, x_l, y_l, x_ul)),
         })
-    for fn in variants.values():  # warm-up
-        for _ in range(3):
-            fn()
-    per_round = {k: [] for k in variants}
-    for _ in range(args.rounds):
-        for name, fn in variants.items():
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                fn()
-            per_round[name].append((time.perf_counter() - t) / args.steps * 1000)
-    ref = statistics.median(per_round["minimal VAT (K=1)"])
-    base = statistics.median(per_round["ours baseline"])
+    med = interleaved_medians(variants, args.rounds, args.steps)
+    ref, base = med["minimal VAT (K=1)"], med["ours baseline"]
     print(f"{args.model}, batches {n_l}/{n_ul}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds x {args.steps} steps")
     print(f"{'variant':<22} {'ms/step':>8} {'vs minimal VAT':>15} {'vs baseline':>12}")
-    for name, times in per_round.items():
-        med = statistics.median(times)
-        print(f"{name:<22} {med:8.1f} {med / ref:14.2f}x {med / base:11.2f}x")
+    for name, ms in med.items():
+        print(f"{name:<22} {ms:8.1f} {ms / ref:14.2f}x {ms / base:11.2f}x")
     if args.precision:
         p = args.precision
-        ours32, ours_p = statistics.median(per_round["ours VAT (K=1)"]), statistics.median(per_round[f"ours VAT {p}"])
+        ours32, ours_p = med["ours VAT (K=1)"], med[f"ours VAT {p}"]
         if args.model == "mlp":
             floor32, floor16 = matmul_floor(n_ul)
             # mixed: the power iteration (512 of the 1,728 sample-passes) and its clean pass (256) in float32
