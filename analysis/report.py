@@ -2,6 +2,12 @@
 
 Figures as PNG and PDF, tables as Markdown and CSV, and report.md showing them with a few lines
 on what was run. An artifact whose data is missing is skipped with a one-line reason.
+
+The report owns only what it writes: ``MANIFEST`` beside report.md lists those files, and a
+rerun removes the ones an earlier report wrote that this one does not (a figure the grown study
+no longer allows, a comparison renamed), so the folder never shows a stale artifact beside fresh
+ones. Anything else in the folder (the hand-written notes, a COMMAND.txt, the trials' logs) is
+never touched.
 """
 
 from __future__ import annotations
@@ -129,6 +135,24 @@ def provenance_lines(versions: dict) -> list[str]:
     return lines
 
 
+MANIFEST = ".report-files"
+"""Beside report.md: the names of the files the last report wrote, one a line, sorted."""
+
+
+def _remove_stale(out_dir: Path, written: list[Path]) -> None:
+    """Remove what the last report in ``out_dir`` wrote and this one did not (``MANIFEST``), then
+    record this report's files. Names in the manifest that hold a path separator, or are the
+    notes, are ignored: the manifest only ever names files the report itself writes here."""
+    manifest = out_dir / MANIFEST
+    now = sorted({p.name for p in written} | {"report.md"})
+    before = manifest.read_text().split() if manifest.exists() else []
+    for name in set(before) - set(now):
+        if "/" in name or "\\" in name or name in (paper.NOTES, MANIFEST) or name.startswith("."):
+            continue
+        (out_dir / name).unlink(missing_ok=True)
+    manifest.write_text("".join(f"{n}\n" for n in now))
+
+
 def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[Path, list[tuple[str, str]]]:
     """Write the report; returns report.md's path and the (artifact, reason) pairs skipped."""
     data = load(url, study)
@@ -176,4 +200,5 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
         r.sections.append(f"## {title.strip()}\n\n(Hand-written in `{paper.NOTES}` beside this report; "
                           f"`vat-study report` includes it and never writes it.)\n\n{written.strip()}\n")
     (out_dir / "report.md").write_text("\n".join(head) + "\n" + "\n".join(r.sections))
+    _remove_stale(out_dir, r.written)
     return out_dir / "report.md", r.skipped

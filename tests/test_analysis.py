@@ -123,6 +123,30 @@ def test_report_never_crashes_and_skips_with_reasons(tmp_path):
     assert path.exists() and skipped and all(r == "no complete trials yet" for _, r in skipped[:7])
 
 
+def test_a_rerun_removes_what_an_earlier_report_wrote_and_this_one_does_not(tmp_path):
+    """The report owns only the files it writes (``MANIFEST``): a comparison the second report no
+    longer makes is gone, the hand-written notes and any other file in the folder stay."""
+    from vat_study.analysis.report import MANIFEST
+
+    url, out = f"sqlite:///{tmp_path}/r.db", tmp_path / "out"
+    fill(url, "two", [{"method": "rpt"}, {"method": "vat"}],
+         lambda p, s: ({"val_error": 0.1 + s / 100, "test_error": 0.1 + s / 100 + (p["method"] == "rpt") / 50}, {}))
+    fill(url, "one", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1 + s / 100}, {}))
+    write_report(url, "two", out)
+    first = set((out / MANIFEST).read_text().split())
+    compared = {n for n in first if n.startswith("compare_")}
+    assert compared and all((out / n).exists() for n in first)
+    (out / "PAPER.md").write_text("## Notes\n\nmine\n")
+    (out / "COMMAND.txt").write_text("vat-study run ...\n")
+    write_report(url, "one", out)
+    second = set((out / MANIFEST).read_text().split())
+    assert not compared & second
+    assert not any((out / n).exists() for n in first - second)  # stale artifacts removed
+    assert all((out / n).exists() for n in second)
+    assert (out / "PAPER.md").read_text() == "## Notes\n\nmine\n" and (out / "COMMAND.txt").exists()
+    assert "mine" in (out / "report.md").read_text()
+
+
 def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
     """A tiny study with save_models: the model-based figures use the weights training saved."""
     import torch
