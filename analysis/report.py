@@ -135,6 +135,20 @@ def provenance_lines(versions: dict) -> list[str]:
     return lines
 
 
+def _planned_configs(spec: dict) -> set[str] | None:
+    """config_keys of the configurations the stored study file's grid plans now (None: an Optuna
+    study, or a stored file this code cannot read): a FAILED trial outside them is not redone."""
+    from vat_study.spec import PlannedTrial, parse_spec
+
+    try:
+        s = parse_spec(spec)
+        if s.search is not None and s.search.grid is None:
+            return None
+        return {PlannedTrial.make(s, p, s.seeds[0]).config_key for p in s.configurations()}
+    except Exception:  # noqa: BLE001  an old stored file: say nothing rather than something wrong
+        return None
+
+
 MANIFEST = ".report-files"
 """Beside report.md: the names of the files the last report wrote, one a line, sorted."""
 
@@ -182,13 +196,16 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     if not failed.empty:
         kinds = failed["failure_kind"].fillna("error").value_counts().to_dict() if "failure_kind" in failed else {}
         head += [f"Trials that did not complete ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
-                 "`vat-study run` redoes FAILED ones):", ""]
+                 "`vat-study run` redoes FAILED ones that the study's search still holds):", ""]
+        planned = _planned_configs(data.spec)
         for _, t in failed.iterrows():
             last = (t["error"] or "").strip().splitlines()[-1:] or [""]
             params = ", ".join(f"{c.removeprefix('param.')}={t[c]}" for c in trials.columns
                                if c.startswith("param.") and pd.notna(t[c]))
             head.append(f"- trial {t['trial_id']} ({params or 'no search params'}, seed {t['seed']}): {t['status']}, "
-                        f"{t.get('failure_kind') or 'error'}: {last[0][:300]}")
+                        f"{t.get('failure_kind') or 'error'}: {last[0][:300]}"
+                        + ("; no longer in the study's search, so not redone"
+                           if planned is not None and t["config_key"] not in planned else ""))
         head.append("")
     if r.skipped:
         head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]

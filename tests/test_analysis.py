@@ -147,6 +147,31 @@ def test_a_rerun_removes_what_an_earlier_report_wrote_and_this_one_does_not(tmp_
     assert "mine" in (out / "report.md").read_text()
 
 
+def test_a_failed_trial_the_grid_no_longer_holds_is_not_promised_a_rerun(tmp_path):
+    from vat_study.objective import resolve_config
+    from vat_study.spec import PlannedTrial
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    fill(url, "g", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    store = Store(url)
+    wide = parse_spec({"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
+                       "search": {"grid": [{"method": ["vat"]}, {"method": ["vat"], "eps": [9.0]}]}})
+    sid = store.get_or_create_study("g", wide.model_dump(mode="json"))
+    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
+    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
+                              config=resolve_config(t.config))
+    store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
+    text = write_report(url, "g", tmp_path / "wide")[0].read_text()
+    line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
+    assert "no longer in the study's search" not in line  # the grid still holds it: run redoes it
+    narrow = parse_spec({"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
+                         "search": {"grid": [{"method": ["vat"]}]}})
+    store.get_or_create_study("g", narrow.model_dump(mode="json"))  # the study file narrowed
+    text = write_report(url, "g", tmp_path / "narrow")[0].read_text()
+    line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
+    assert line.endswith("no longer in the study's search, so not redone")
+
+
 def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
     """A tiny study with save_models: the model-based figures use the weights training saved."""
     import torch
