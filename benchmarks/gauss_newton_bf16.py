@@ -12,7 +12,7 @@ noise off in the passes, 256 unlabeled images, one power iteration from one rand
 
 * the direction's cosine to the exact H d (double back-propagation in float64), mean and minimum
   over the images, for the finite difference at xi 1e-2 (float32, bfloat16) and the Gauss-Newton
-  product (float32, bfloat16);
+  product (float32, bfloat16, and bfloat16 in the matrix products only);
 * the time of the direction (clean pass + one iteration), interleaved round by round, as ratios
   to the float32 finite difference measured in the same run.
 
@@ -51,6 +51,34 @@ def gauss_newton_hd(model, x, d, dtype=torch.float32):
     return hd.float()
 
 
+def gauss_newton_hd_matmuls(model, x, d, dtype=torch.bfloat16):
+    """The same product with only the matrix products in ``dtype`` and every elementwise step (BN,
+    ReLU, the softmax) in float32: J d by a hand-written forward-mode pass through the paper MLP's
+    layers (Linear, BN on the batch's statistics, ReLU; the noise is off), J^T v by autograd under
+    a ``dtype`` autocast. Tells whether the products' rounding alone loses the direction."""
+    h, th = x.flatten(1), d.flatten(1)
+    with torch.no_grad():
+        for layer in model.net:
+            if isinstance(layer, torch.nn.Linear):  # primal and tangent as one product
+                both = torch.cat([h, th]).to(dtype) @ layer.weight.detach().to(dtype).T
+                h, th = both[: len(h)].float() + layer.bias.detach(), both[len(h):].float()
+            elif isinstance(layer, torch.nn.BatchNorm1d):
+                s = torch.rsqrt(h.var(0, unbiased=False) + layer.eps)
+                xh = (h - h.mean(0)) * s
+                th = (th - th.mean(0) - xh * (th * xh).mean(0)) * s * layer.weight.detach()
+                h = xh * layer.weight.detach() + layer.bias.detach()
+            elif isinstance(layer, torch.nn.ReLU):
+                th = th * (h > 0)
+                h = h.clamp_min(0)
+    p = F.softmax(h, 1)
+    v = p * th - p * (p * th).sum(1, keepdim=True)
+    xr = x.detach().requires_grad_(True)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32), frozen_batch_stats(model):
+        z = model(xr)
+    (hd,) = torch.autograd.grad(z, xr, v.to(z.dtype))
+    return hd.float()
+
+
 def finite_difference(model, x, d, dtype=torch.float32):
     """One iteration of Eq. 12-13 at xi 1e-2 with its clean pass, under a bfloat16 autocast or none."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
@@ -80,6 +108,7 @@ def main() -> None:
         "finite difference bfloat16": lambda: finite_difference(model, x, d, torch.bfloat16),
         "gauss-newton float32": lambda: gauss_newton_hd(model, x, d),
         "gauss-newton bfloat16": lambda: gauss_newton_hd(model, x, d, torch.bfloat16),
+        "gauss-newton bf16 products": lambda: gauss_newton_hd_matmuls(model, x, d),
     }
     with deterministic_layers(model):
         m64 = copy.deepcopy(model).double()

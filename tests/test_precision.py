@@ -3,6 +3,7 @@ the direction's cosine to the exact H d in each precision (against double back-p
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -152,3 +153,22 @@ def test_the_gauss_newton_product_is_the_exact_hessian_at_r_0():
     for n, (vals, vecs) in enumerate(exact_hessian_eig(model, x)):
         h = vecs @ torch.diag(vals) @ vecs.T
         assert torch.allclose(hd[n], h @ d[n].double(), rtol=1e-4, atol=1e-6)
+
+
+def test_the_hand_written_forward_mode_pass_gives_the_same_product_on_the_paper_mlp_layers():
+    """benchmarks.gauss_newton_bf16's J d through Linear / BN (batch statistics) / ReLU by hand, in
+    float32, against autograd's exact H d (double back-propagation in float64)."""
+    from benchmarks.gauss_newton_bf16 import gauss_newton_hd_matmuls
+    from vat_study.passes import deterministic_layers
+    from vat_study.regularizers import virtual_adversarial_direction
+
+    torch.manual_seed(0)
+    model = build_model("mlp", [1, 4, 4], 3, hidden=[12, 8], noise_sigma=0.5).train()
+    x, d = torch.rand(32, 1, 4, 4), torch.randn(32, 1, 4, 4)
+    with deterministic_layers(model):
+        got = gauss_newton_hd_matmuls(model, x, d, torch.float32).double()
+        m64 = copy.deepcopy(model).double()
+        with deterministic_layers(m64):
+            exact = virtual_adversarial_direction(m64, x.double(), power_iterations=1, method="hvp", d0=d.double())
+    cos = (got.flatten(1) * exact.flatten(1)).sum(1) / got.flatten(1).norm(dim=1)
+    assert float(cos.min()) > 0.9999
