@@ -202,8 +202,9 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
             last = (t["error"] or "").strip().splitlines()[-1:] or [""]
             params = ", ".join(f"{c.removeprefix('param.')}={t[c]}" for c in trials.columns
                                if c.startswith("param.") and pd.notna(t[c]))
+            kind, text = t.get("failure_kind") or "error", last[0][:300]
             head.append(f"- trial {t['trial_id']} ({params or 'no search params'}, seed {t['seed']}): {t['status']}, "
-                        f"{t.get('failure_kind') or 'error'}: {last[0][:300]}"
+                        + (text if text.startswith(f"{kind}:") else f"{kind}: {text}")
                         + ("; no longer in the study's search, so not redone"
                            if planned is not None and t["config_key"] not in planned else ""))
         head.append("")

@@ -170,6 +170,7 @@ def test_a_failed_trial_the_grid_no_longer_holds_is_not_promised_a_rerun(tmp_pat
     text = write_report(url, "g", tmp_path / "narrow")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
     assert line.endswith("no longer in the study's search, so not redone")
+    assert "interrupted: interrupted" not in line and ": FAILED, interrupted: stopped by the user" in line
 
 
 def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
