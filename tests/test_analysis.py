@@ -340,3 +340,30 @@ def test_against_the_paper_is_computed_from_the_trials(tmp_path):
     assert "does not agree: ours is higher" in vat  # 5.15 % against the paper's 1.36
     order = next(x for x in lines if x.startswith("- vat < rpt"))
     assert "-1.80 points" in order and "reproduced" in order
+
+
+def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(tmp_path, capsys):
+    """`vat-study run`'s exit status (cli._exit_for_failures): a FAILED trial of a configuration
+    that the grid no longer holds is named in one line and does not make the run exit 1; one the
+    grid holds does."""
+    import typer
+
+    from vat_study.cli import _exit_for_failures
+    from vat_study.objective import resolve_config
+    from vat_study.spec import PlannedTrial
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    fill(url, "g", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    store = Store(url)
+    base = {"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS}
+    wide = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}, {"method": ["vat"], "eps": [9.0]}]}})
+    sid = store.get_or_create_study("g", wide.model_dump(mode="json"))
+    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
+    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
+                              config=resolve_config(t.config))
+    store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
+    with pytest.raises(typer.Exit):  # the grid holds it: exit 1
+        _exit_for_failures(wide, store)
+    narrow = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}]}})
+    _exit_for_failures(narrow, store)  # no longer in the grid: no exit 1
+    assert "no longer in its search" in capsys.readouterr().err

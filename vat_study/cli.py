@@ -476,6 +476,15 @@ def _exit_for_failures(spec, store) -> None:
     if df is None or df.empty:
         return
     bad = df[df["status"] != "COMPLETE"]
+    if spec.search is None or spec.search.grid is not None:  # a grid: trials it no longer holds are not this run's
+        from .spec import PlannedTrial
+
+        planned = {PlannedTrial.make(spec, p, spec.seeds[0]).config_key for p in spec.configurations()}
+        outside = bad[~bad["config_key"].isin(planned)]
+        if not outside.empty:
+            err.print(f"{len(outside)} trial(s) of {spec.name!r} that did not complete are no longer in its search "
+                      "and are left as they are (the report lists them)", highlight=False)
+        bad = bad[bad["config_key"].isin(planned)]
     if bad.empty:
         return
     err.print(f"{len(bad)} of {len(df)} trial(s) of {spec.name!r} did not complete:", highlight=False)
