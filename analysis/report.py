@@ -136,16 +136,13 @@ def provenance_lines(versions: dict) -> list[str]:
 
 
 def _planned_configs(spec: dict) -> set[str] | None:
-    """config_keys of the configurations the stored study file's grid plans now (None: an Optuna
-    study, or a stored file this code cannot read): a FAILED trial outside them is not redone."""
-    from vat_study.spec import PlannedTrial, parse_spec
+    """``StudySpec.planned_config_keys`` of the stored study file; None for one this code cannot
+    read (an old store): then the report says nothing rather than something wrong."""
+    from vat_study.spec import parse_spec
 
     try:
-        s = parse_spec(spec)
-        if s.search is not None and s.search.grid is None:
-            return None
-        return {PlannedTrial.make(s, p, s.seeds[0]).config_key for p in s.configurations()}
-    except Exception:  # noqa: BLE001  an old stored file: say nothing rather than something wrong
+        return parse_spec(spec).planned_config_keys()
+    except (ValueError, TypeError):  # SpecError is a ValueError
         return None
 
 
@@ -180,7 +177,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
     steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
-    from vat_study.store import Store, safe_url
+    from vat_study.store import Store, failure_line, safe_url
 
     versions = Store(url).latest_versions(study)
     head = [f"# Study `{study}`", "",
@@ -199,12 +196,10 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
                  "`vat-study run` redoes FAILED ones that the study's search still holds):", ""]
         planned = _planned_configs(data.spec)
         for _, t in failed.iterrows():
-            last = (t["error"] or "").strip().splitlines()[-1:] or [""]
             params = ", ".join(f"{c.removeprefix('param.')}={t[c]}" for c in trials.columns
                                if c.startswith("param.") and pd.notna(t[c]))
-            kind, text = t.get("failure_kind") or "error", last[0][:300]
             head.append(f"- trial {t['trial_id']} ({params or 'no search params'}, seed {t['seed']}): {t['status']}, "
-                        + (text if text.startswith(f"{kind}:") else f"{kind}: {text}")
+                        + failure_line(t.get("failure_kind"), t["error"])
                         + ("; no longer in the study's search, so not redone"
                            if planned is not None and t["config_key"] not in planned else ""))
         head.append("")

@@ -55,6 +55,23 @@ def fill(url, name, points, value_fn, spec_extra=None):
     return pd.DataFrame(rows)
 
 
+def a_trial_the_grid_no_longer_holds(url):
+    """Study "g" with 4 COMPLETE vat trials and one FAILED (interrupted) at eps 9, as an earlier
+    grid (``wide``) planned it; returns (store, wide, narrow, lease): ``narrow`` is the grid
+    without eps 9, the study file after the user removed that point."""
+    fill(url, "g", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    store = Store(url)
+    base = {"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS}
+    wide = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}, {"method": ["vat"], "eps": [9.0]}]}})
+    narrow = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}]}})
+    sid = store.get_or_create_study("g", wide.model_dump(mode="json"))
+    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
+    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
+                              config=resolve_config(t.config))
+    store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
+    return store, wide, narrow, lease
+
+
 def write_idx(path, array, compress=False):
     codes = {np.uint8: 0x08, np.int32: 0x0C}
     header = struct.pack(">BBBB", 0, 0, codes[array.dtype.type], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

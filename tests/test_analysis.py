@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from helpers import SEEDS, fill
+from helpers import SEEDS, a_trial_the_grid_no_longer_holds, fill
 from vat_study.analysis import compare, eps_alpha, grad_variance, k_ablation, tables
 from vat_study.analysis.data import holm, load
 from vat_study.analysis.report import write_report
@@ -148,24 +148,11 @@ def test_a_rerun_removes_what_an_earlier_report_wrote_and_this_one_does_not(tmp_
 
 
 def test_a_failed_trial_the_grid_no_longer_holds_is_not_promised_a_rerun(tmp_path):
-    from vat_study.objective import resolve_config
-    from vat_study.spec import PlannedTrial
-
     url = f"sqlite:///{tmp_path}/r.db"
-    fill(url, "g", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
-    store = Store(url)
-    wide = parse_spec({"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
-                       "search": {"grid": [{"method": ["vat"]}, {"method": ["vat"], "eps": [9.0]}]}})
-    sid = store.get_or_create_study("g", wide.model_dump(mode="json"))
-    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
-    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
-                              config=resolve_config(t.config))
-    store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
+    store, wide, narrow, lease = a_trial_the_grid_no_longer_holds(url)
     text = write_report(url, "g", tmp_path / "wide")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
     assert "no longer in the study's search" not in line  # the grid still holds it: run redoes it
-    narrow = parse_spec({"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
-                         "search": {"grid": [{"method": ["vat"]}]}})
     store.get_or_create_study("g", narrow.model_dump(mode="json"))  # the study file narrowed
     text = write_report(url, "g", tmp_path / "narrow")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
@@ -341,29 +328,3 @@ def test_against_the_paper_is_computed_from_the_trials(tmp_path):
     order = next(x for x in lines if x.startswith("- vat < rpt"))
     assert "-1.80 points" in order and "reproduced" in order
 
-
-def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(tmp_path, capsys):
-    """`vat-study run`'s exit status (cli._exit_for_failures): a FAILED trial of a configuration
-    that the grid no longer holds is named in one line and does not make the run exit 1; one the
-    grid holds does."""
-    import typer
-
-    from vat_study.cli import _exit_for_failures
-    from vat_study.objective import resolve_config
-    from vat_study.spec import PlannedTrial
-
-    url = f"sqlite:///{tmp_path}/r.db"
-    fill(url, "g", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
-    store = Store(url)
-    base = {"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS}
-    wide = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}, {"method": ["vat"], "eps": [9.0]}]}})
-    sid = store.get_or_create_study("g", wide.model_dump(mode="json"))
-    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
-    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
-                              config=resolve_config(t.config))
-    store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
-    with pytest.raises(typer.Exit):  # the grid holds it: exit 1
-        _exit_for_failures(wide, store)
-    narrow = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}]}})
-    _exit_for_failures(narrow, store)  # no longer in the grid: no exit 1
-    assert "no longer in its search" in capsys.readouterr().err

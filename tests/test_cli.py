@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 
 from helpers import tiny
@@ -190,3 +191,20 @@ def test_a_display_poll_still_running_when_the_run_ends_loses_no_trial_line(monk
         threading.Timer(0.3, release.set).start()
     err = capsys.readouterr().err
     assert err.count(" trial 1 ") == 1 and err.count(" trial 2 ") == 1, err
+
+
+def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(tmp_path, capsys):
+    """`vat-study run`'s exit status (cli._exit_for_failures): a FAILED trial of a configuration
+    that the grid no longer holds is named in one line and does not make the run exit 1; one the
+    grid holds does."""
+    import typer
+
+    from helpers import a_trial_the_grid_no_longer_holds
+    from vat_study.cli import _exit_for_failures
+
+    store, wide, narrow, _ = a_trial_the_grid_no_longer_holds(f"sqlite:///{tmp_path}/r.db")
+    with pytest.raises(typer.Exit):  # the grid holds it: exit 1
+        _exit_for_failures(wide, store)
+    assert "interrupted: interrupted" not in capsys.readouterr().err
+    _exit_for_failures(narrow, store)  # no longer in the grid: no exit 1
+    assert "no longer in its search" in capsys.readouterr().err

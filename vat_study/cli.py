@@ -471,15 +471,15 @@ def _planned_device(spec) -> str:
 
 def _exit_for_failures(spec, store) -> None:
     """Exit 1, naming them, when the study has trials that are not COMPLETE after this run."""
+    from .store import failure_line
+
     study_id = store.study_id(spec.name)
     df = store.trials_frame(spec.name) if study_id is not None else None
     if df is None or df.empty:
         return
     bad = df[df["status"] != "COMPLETE"]
-    if spec.search is None or spec.search.grid is not None:  # a grid: trials it no longer holds are not this run's
-        from .spec import PlannedTrial
-
-        planned = {PlannedTrial.make(spec, p, spec.seeds[0]).config_key for p in spec.configurations()}
+    planned = spec.planned_config_keys()  # a grid: trials it no longer holds are not this run's
+    if planned is not None:
         outside = bad[~bad["config_key"].isin(planned)]
         if not outside.empty:
             err.print(f"{len(outside)} trial(s) of {spec.name!r} that did not complete are no longer in its search "
@@ -489,10 +489,9 @@ def _exit_for_failures(spec, store) -> None:
         return
     err.print(f"{len(bad)} of {len(df)} trial(s) of {spec.name!r} did not complete:", highlight=False)
     for _, t in bad.head(20).iterrows():
-        last = ((t["error"] or "").strip().splitlines() or [""])[-1]
         params = {c.removeprefix("param."): t[c] for c in df.columns if c.startswith("param.") and t[c] == t[c]}
         err.print(f"  trial {t['key']} ({json.dumps(params, default=str)}, seed {t['seed']}): {t['status']}, "
-                  f"{t.get('failure_kind') or 'error'}: {last[:300]}", highlight=False, soft_wrap=True)
+                  + failure_line(t.get("failure_kind"), t["error"]), highlight=False, soft_wrap=True)
     if len(bad) > 20:
         err.print(f"  ... and {len(bad) - 20} more (vat-study status {spec.name})", highlight=False)
     err.print("Run the same command again to redo them.", highlight=False)

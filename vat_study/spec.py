@@ -470,9 +470,20 @@ class StudySpec(Strict):
         """Every (configuration, seed) trial of a grid study, in order; configurations x seeds."""
         return [PlannedTrial.make(self, p, s) for p in self.configurations() for s in self.seeds]
 
+    def planned_config_keys(self) -> set[str] | None:
+        """The config_keys of the configurations this study file plans (a grid's points, or the one
+        configuration of a study without search); None for an Optuna study, whose points come from
+        its sampler. A stored trial outside them is not this study file's to redo."""
+        return None if self.is_optuna else {config_key(p) for p in self.configurations()}
+
     @property
     def is_optuna(self) -> bool:
         return self.search is not None and self.search.optuna is not None
+
+
+def config_key(params: Mapping[str, Any]) -> str:
+    """The hash of a configuration's search parameters: what groups the seeds of one configuration."""
+    return digest(dict(params))
 
 
 @dataclass(frozen=True)
@@ -489,11 +500,11 @@ class PlannedTrial:
         params = dict(params)
         key = digest({"params": params, "seed": seed})
         config = spec.trial_config(params, seed)
-        config_key = digest(params)
+        ck = config_key(params)
         if spec.save_models:
             folder = Path(spec.models_dir or Path("results") / spec.name / "models").resolve()
-            config["model_path"] = str(folder / MODEL_FILE.format(config_key=config_key, seed=seed))
-        return PlannedTrial(key=key, config_key=config_key, params=params, seed=seed, config=config,
+            config["model_path"] = str(folder / MODEL_FILE.format(config_key=ck, seed=seed))
+        return PlannedTrial(key=key, config_key=ck, params=params, seed=seed, config=config,
                             optuna_number=optuna_number)
 
 

@@ -34,6 +34,7 @@ from .frames import CONFIG_COLUMNS, load_study_frame
 from .repository import Store, package_versions
 from .schema import (
     FAILURE_KINDS,
+    failure_line,
     MIGRATIONS,
     NAMING,
     SCHEMA_REVISION,
@@ -50,7 +51,7 @@ from .schema import (
 )
 from .urls import mask_secrets, safe_url
 
-__all__ = ["CONFIG_COLUMNS", "FAILURE_KINDS", "MIGRATIONS", "NAMING", "SCHEMA_REVISION", "STATUSES", "VERSION_TABLE",
+__all__ = ["CONFIG_COLUMNS", "FAILURE_KINDS", "failure_line", "MIGRATIONS", "NAMING", "SCHEMA_REVISION", "STATUSES", "VERSION_TABLE",
            "Base", "DriverRow", "FinalMetricRow", "Lease", "MetricRow", "Store", "StoreError", "StudyRow", "TrialRow",
            "load_study_frame", "make_engine", "mask_secrets", "package_versions", "safe_url", "schema_revision",
            "upgrade_schema"]

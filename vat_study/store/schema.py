@@ -23,6 +23,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 STATUSES = ("RUNNING", "COMPLETE", "FAILED", "PRUNED")
 FAILURE_KINDS = ("error", "diverged", "timeout", "interrupted", "worker_died")
+
+
+def failure_line(kind: str | None, error: str | None, limit: int = 300) -> str:
+    """``kind: last line of the error`` (at most ``limit`` characters), as ``vat-study run`` and the
+    report name a trial that did not complete; a text that already starts with its kind
+    ("interrupted: stopped by the user ...") is not prefixed twice."""
+    kind = kind or "error"
+    last = ((error or "").strip().splitlines() or [""])[-1][:limit]
+    return last if last.startswith(f"{kind}:") else f"{kind}: {last}"
 """Why a trial is FAILED: it raised; its loss became NaN/inf; it ran past executor.trial_timeout;
 the run stopped (Ctrl-C, kill) before it finished; its Ray worker process died."""
 SCHEMA_REVISION = "0004"
