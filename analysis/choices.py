@@ -17,7 +17,7 @@ import pandas as pd
 
 from vat_study.surface import POWER_ITERATION_ONLY, methods
 
-from .data import Skip, StudyData, best_config, paired_test
+from .data import Skip, StudyData, best_config, ci_half, paired_test
 from .plotting import plt, save
 
 CENTRE = "centre"
@@ -63,7 +63,8 @@ def _best(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 
 
 def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(effects, gaps). effects: one row per (method, choice, eps): test error mean/SD over seeds,
+    """(effects, gaps). effects: one row per (method, choice, eps): test error mean, SD and 95 % t
+    half-width (``test_error_ci``) over seeds,
     the paired difference to the same method's centre at the same eps (points of test error:
     choice - centre), final rvadv / rvadv_train means. gaps: per choice, VAT - RPT paired by seed,
     each method at its best eps under that choice by the study metric (validation); a choice that
@@ -82,6 +83,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
         row = {"method": method, "choice": choice, "eps": eps, "seeds": len(g),
                "val_error_mean": g["val_error"].mean() if "val_error" in g else np.nan,
                "test_error_mean": g["test_error"].mean(), "test_error_sd": g["test_error"].std(ddof=1)}
+        row["test_error_ci"] = ci_half(row["test_error_sd"], len(g))
         for m in ("rvadv", "rvadv_train"):
             if m in g:
                 row[f"{m}_final"] = g[m].mean()
@@ -107,7 +109,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
-    """(a) test error of every configuration (mean +- SD); (b) VAT - RPT with its 95 % CI per choice."""
+    """(a) test error of every configuration (mean, 95 % t CI over seeds); (b) VAT - RPT with its 95 % CI per choice."""
     effects = effects.assign(label=[f"{c}, eps {e:g}" if e == e else c for c, e in zip(effects["choice"], effects["eps"])])
     choices = list(dict.fromkeys(effects["label"]))
     y = {c: i for i, c in enumerate(choices)}
@@ -115,9 +117,9 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
     for k, (method, g) in enumerate(effects.groupby("method", sort=False)):
         off = (k - 1) * 0.22
         axes[0].errorbar(100 * g["test_error_mean"], [y[c] + off for c in g["label"]],
-                         xerr=100 * g["test_error_sd"].fillna(0), fmt="o", capsize=3, label=method)
+                         xerr=100 * g["test_error_ci"].fillna(0), fmt="o", capsize=3, label=method)
     axes[0].set_xlabel("test error (%)")
-    axes[0].set_title("(a) test error, mean +- SD over seeds")
+    axes[0].set_title("(a) test error, mean and 95 % t CI over seeds")
     axes[0].legend()
     if not gaps.empty:
         best = {c: f"{c}, eps {e:g}" for c, e in zip(gaps["choice"], gaps["vat_eps"])}

@@ -233,6 +233,9 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
     np.testing.assert_allclose([row.vs_centre_mean_diff, row.vs_centre_ci_high, row.vs_centre_p],
                                [diff.mean(), diff.mean() + half, t.pvalue])
     assert row.rvadv_train_final == 2.0
+    # panel (a)'s bars: the 95 % t half-width over seeds, not the SD
+    vals = b["test_error"].to_numpy()
+    np.testing.assert_allclose(row.test_error_ci, stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals)))
     g = gaps.set_index("choice")
     np.testing.assert_allclose(g.loc["centre", "vat_minus_rpt_mean_diff"], 0.02 + 0.002 * np.mean(SEEDS))
     np.testing.assert_allclose(g.loc["lds_stochastic=False", "vat_minus_rpt_mean_diff"], -0.01 + 0.002 * np.mean(SEEDS))
