@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The committed MNIST reproductions, at the budget a 2-core CPU affords (results/<study>/):
 #   make reproduce-mnist            (or: bash scripts/reproduce_mnist_cpu.sh [STUDY ...])
-# Data: the four MNIST files under $VAT_STUDY_DATA (default: ../shared/data, where this project's
-# machines keep them). Store: $STORE (default sqlite:///results/reproductions.db, not committed).
+# Data: the four MNIST files in $VAT_STUDY_DATA or its mnist/ (default: data/, as task.data_root;
+# the preflight stops a study whose files are missing, before any trial).
+# Store: $STORE (default sqlite:///results/reproductions.db, not committed).
 # Each study runs with the overrides below (the budget), then its report is written to
 # results/<study>/ with the command in results/<study>/COMMAND.txt. Wall times: README.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VAT=${VAT:-.venv/bin/vat-study}
-export VAT_STUDY_DATA=${VAT_STUDY_DATA:-$(cd ../shared/data 2>/dev/null && pwd)}
+export VAT_STUDY_DATA=${VAT_STUDY_DATA:-data}
 STORE=${STORE:-sqlite:///results/reproductions.db}
 
 declare -A BUDGET=(
