@@ -85,6 +85,28 @@ def test_docs_speak_of_the_project_only(path):
         assert not re.search(bad, text), f"{path} mentions {bad!r}"
 
 
+DOC_DIRS = ("studies", "results", "scripts")
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for d in DOC_DIRS for p in (ROOT / d).rglob("*")
+                                        if p.suffix in {".yaml", ".md", ".txt", ".sh", ".py"}))
+def test_study_files_scripts_and_reports_speak_of_the_project_only(path):
+    test_docs_speak_of_the_project_only(path)
+
+
+def test_no_source_file_holds_a_path_of_the_machine_it_was_written_on():
+    words = ["/" + "work/", r"\.\./sh" + "ared"]  # assembled so this file holds none of them
+    tops = [p for p in ROOT.iterdir() if not p.name.startswith(".") and p.name not in {"logs", "data"}
+            and not p.name.endswith(".egg-info")]  # what git tracks: not .venv, .git or local data
+    for p in (q for top in tops for q in ([top] if top.is_file() else top.rglob("*"))):
+        rel = p.relative_to(ROOT)
+        if not p.is_file() or p.suffix not in {".py", ".sql", ".toml", ".yaml", ".md", ".txt", ".sh", ".csv", ""}:
+            continue
+        text = p.read_text(encoding="utf-8", errors="replace")
+        for bad in words:
+            assert not re.search(bad, text), f"{rel} mentions {bad!r}"
+
+
 def test_gitignore_names_only_existing_exceptions():
     """Each kept path exists, or is the report folder of a study `make reproduce-mnist` writes."""
     reproduced = (ROOT / "scripts" / "reproduce_mnist_cpu.sh").read_text()
