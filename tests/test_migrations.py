@@ -3,7 +3,8 @@ newer store is refused, and the migrated schema is exactly what the ORM models d
 
 tests/data/store_v0_legacy.sql is a real store written by vat-study 0.1.0 (commit 7bc4299, before
 schema versions existed): a grid study (3 complete trials, 1 failed, 1 left RUNNING by a kill) and
-an Optuna study, with Optuna's own tables, dumped with sqlite3's iterdump.
+an Optuna study, with Optuna's own tables, dumped with sqlite3's iterdump (the file paths in its
+traceback since rewritten to a neutral /opt/vat-study).
 """
 
 from __future__ import annotations
