@@ -47,6 +47,31 @@ def test_study_file_reference_names_every_field():
     assert "models_dir" in text and "description" in text
 
 
+def test_the_guides_executor_table_agrees_with_the_schema():
+    """docs/guide.md explains the executor keys at length: every key it names is a field of the
+    schema, every field has its row, and each single key's default is the schema's."""
+    import yaml
+
+    from vat_study import spec
+
+    text = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| ([^|]+) \|", text.split("| `executor:` key |")[1], re.M)
+    assert rows, "the executor table of docs/guide.md was not found"
+    fields = spec.Executor.model_fields
+    named = set()
+    for keys, default in rows:
+        keys = re.findall(r"`([a-z_]+)`", keys)
+        named |= set(keys)
+        for key in keys:
+            assert key in fields, f"docs/guide.md names executor.{key}, which the schema does not have"
+        if len(keys) == 1:
+            shown = None if default.strip() == "none" else yaml.safe_load(default.strip().strip("`"))
+            want = fields[keys[0]].default
+            want = want.model_dump() if hasattr(want, "model_dump") else want
+            assert shown == want, f"docs/guide.md: executor.{keys[0]} defaults to {want!r}, not {shown!r}"
+    assert named == set(fields), f"docs/guide.md's executor table lacks {sorted(set(fields) - named)}"
+
+
 def test_reference_check_mode_detects_a_stale_file(tmp_path, monkeypatch):
     ref = _reference()
     for path, text in ref.render().items():
