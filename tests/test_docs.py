@@ -89,6 +89,18 @@ def test_readme_lists_every_shipped_study():
         assert f"`{study.name}`" in readme, f"README's studies table omits studies/{study.name}"
 
 
+def test_readme_commands_table_names_every_command_of_the_cli():
+    import typer.main
+
+    from vat_study.cli import app
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Commands")[1].split("\n## ")[0]
+    listed = set(re.findall(r"^\| `vat-study ([a-z-]+)", table, re.M))
+    commands = set(typer.main.get_command(app).commands)
+    assert listed == commands, f"README's commands table: missing {sorted(commands - listed)}, extra {sorted(listed - commands)}"
+
+
 def test_readme_is_a_short_manual_with_working_links():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.encode()) < 12_000
