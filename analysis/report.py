@@ -137,11 +137,13 @@ def provenance_lines(versions: dict) -> list[str]:
 
 def _planned_configs(spec: dict) -> set[str] | None:
     """``StudySpec.planned_config_keys`` of the stored study file; None for one this code cannot
-    read (an old store): then the report says nothing rather than something wrong."""
+    read (an old store): then the report says nothing rather than something wrong. The stored
+    spec carries the latest run's ``provenance`` beside the study file's keys (``vat-study run``
+    records it there), which is not a study-file key."""
     from vat_study.spec import parse_spec
 
     try:
-        return parse_spec(spec).planned_config_keys()
+        return parse_spec({k: v for k, v in spec.items() if k != "provenance"}).planned_config_keys()
     except (ValueError, TypeError):  # SpecError is a ValueError
         return None
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vat_study.provenance import run_provenance
 from vat_study.objective import resolve_config
 from vat_study.spec import PlannedTrial, parse_spec
 from vat_study.store import Store
@@ -64,7 +65,8 @@ def a_trial_the_grid_no_longer_holds(url):
     base = {"name": "g", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS}
     wide = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}, {"method": ["vat"], "eps": [9.0]}]}})
     narrow = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}]}})
-    sid = store.get_or_create_study("g", wide.model_dump(mode="json"))
+    # as vat-study run stores it: the study file's keys and the run's provenance beside them
+    sid = store.get_or_create_study("g", {**wide.model_dump(mode="json"), "provenance": run_provenance()})
     t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
     lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
                               config=resolve_config(t.config))

@@ -11,6 +11,7 @@ from helpers import SEEDS, a_trial_the_grid_no_longer_holds, fill
 from vat_study.analysis import compare, eps_alpha, grad_variance, k_ablation, tables
 from vat_study.analysis.data import holm, load
 from vat_study.analysis.report import write_report
+from vat_study.provenance import run_provenance
 from vat_study.spec import parse_spec
 from vat_study.store import Store
 
@@ -153,7 +154,8 @@ def test_a_failed_trial_the_grid_no_longer_holds_is_not_promised_a_rerun(tmp_pat
     text = write_report(url, "g", tmp_path / "wide")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
     assert "no longer in the study's search" not in line  # the grid still holds it: run redoes it
-    store.get_or_create_study("g", narrow.model_dump(mode="json"))  # the study file narrowed
+    # the study file narrowed, stored as vat-study run stores it (with its provenance beside it)
+    store.get_or_create_study("g", {**narrow.model_dump(mode="json"), "provenance": run_provenance()})
     text = write_report(url, "g", tmp_path / "narrow")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
     assert line.endswith("no longer in the study's search, so not redone")
