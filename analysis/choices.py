@@ -118,6 +118,9 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
         off = (k - 1) * 0.22
         axes[0].errorbar(100 * g["test_error_mean"], [y[c] + off for c in g["label"]],
                          xerr=100 * g["test_error_ci"].fillna(0), fmt="o", capsize=3, label=method)
+    base = effects[effects["method"] == "baseline"]
+    if not base.empty:  # the reference every regularizer should beat
+        axes[0].axvline(100 * base["test_error_mean"].iloc[0], color="0.35", ls="--", lw=1, label="baseline (mean)")
     axes[0].set_xlabel("test error (%)")
     axes[0].set_title("(a) test error, mean and 95 % t CI over seeds")
     axes[0].legend()
