@@ -137,13 +137,16 @@ def provenance_lines(versions: dict) -> list[str]:
 
 def _planned_configs(spec: dict) -> set[str] | None:
     """``StudySpec.planned_config_keys`` of the stored study file; None for one this code cannot
-    read (an old store): then the report says nothing rather than something wrong. The stored
-    spec carries the latest run's ``provenance`` beside the study file's keys (``vat-study run``
-    records it there), which is not a study-file key."""
-    from vat_study.spec import parse_spec
+    read (an old store): then the report says nothing rather than something wrong. Only the keys
+    that plan trials are read, by the schema alone: the stored spec carries the latest run's
+    ``provenance`` beside them (``vat-study run`` records it there), and the checks against this
+    machine (``spec_checks``: data files that exist, trackers that are installed) are the run's
+    business, not the report's."""
+    from vat_study.spec import StudySpec
 
+    keys = ("name", "task", "method", "search", "seeds", "metric", "probes")
     try:
-        return parse_spec({k: v for k, v in spec.items() if k != "provenance"}).planned_config_keys()
+        return StudySpec.model_validate({k: spec[k] for k in keys if k in spec}).planned_config_keys()
     except (ValueError, TypeError):  # SpecError is a ValueError
         return None
 

@@ -154,8 +154,12 @@ def test_a_failed_trial_the_grid_no_longer_holds_is_not_promised_a_rerun(tmp_pat
     text = write_report(url, "g", tmp_path / "wide")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
     assert "no longer in the study's search" not in line  # the grid still holds it: run redoes it
-    # the study file narrowed, stored as vat-study run stores it (with its provenance beside it)
-    store.get_or_create_study("g", {**narrow.model_dump(mode="json"), "provenance": run_provenance()})
+    # the study file narrowed, stored as vat-study run stores it (with its provenance beside it),
+    # read where the run's files and trackers are not (what the run checked is not the report's business)
+    stored = narrow.model_dump(mode="json")
+    stored["task"]["idx_paths"] = {"train_images": str(tmp_path / "gone.idx")}
+    stored["tracking"] = {"wandb": "a-project-on-another-machine"}
+    store.get_or_create_study("g", {**stored, "provenance": run_provenance()})
     text = write_report(url, "g", tmp_path / "narrow")[0].read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"- trial {lease.trial_id} "))
     assert line.endswith("no longer in the study's search, so not redone")
