@@ -108,19 +108,27 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     return effects, pd.DataFrame(gaps)
 
 
+def baseline_reference(effects: pd.DataFrame) -> float | None:
+    """The baseline centre's mean test error (the figure's reference line); None without one."""
+    base = effects[(effects["method"] == "baseline") & (effects["choice"] == CENTRE)]
+    return float(base["test_error_mean"].iloc[0]) if not base.empty else None
+
+
 def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
     """(a) test error of every configuration (mean, 95 % t CI over seeds); (b) VAT - RPT with its 95 % CI per choice."""
     effects = effects.assign(label=[f"{c}, eps {e:g}" if e == e else c for c, e in zip(effects["choice"], effects["eps"])])
     choices = list(dict.fromkeys(effects["label"]))
     y = {c: i for i, c in enumerate(choices)}
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(choices) + 1.8), sharey=True)
+    colour = {}
     for k, (method, g) in enumerate(effects.groupby("method", sort=False)):
         off = (k - 1) * 0.22
-        axes[0].errorbar(100 * g["test_error_mean"], [y[c] + off for c in g["label"]],
-                         xerr=100 * g["test_error_ci"].fillna(0), fmt="o", capsize=3, label=method)
-    base = effects[effects["method"] == "baseline"]
-    if not base.empty:  # the reference every regularizer should beat
-        axes[0].axvline(100 * base["test_error_mean"].iloc[0], color="0.35", ls="--", lw=1, label="baseline (mean)")
+        bars = axes[0].errorbar(100 * g["test_error_mean"], [y[c] + off for c in g["label"]],
+                                xerr=100 * g["test_error_ci"].fillna(0), fmt="o", capsize=3, label=method)
+        colour[method] = bars[0].get_color()
+    ref = baseline_reference(effects)
+    if ref is not None:  # the reference every regularizer should beat
+        axes[0].axvline(100 * ref, color=colour["baseline"], ls="--", lw=1, label="baseline centre (mean)")
     axes[0].set_xlabel("test error (%)")
     axes[0].set_title("(a) test error, mean and 95 % t CI over seeds")
     axes[0].legend()
@@ -135,7 +143,8 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
     axes[1].set_title("(b) VAT - RPT (each at its best eps), 95 % CI")
     axes[0].set_yticks(range(len(choices)), choices)
     axes[0].invert_yaxis()
-    return save(fig, stem, note="One setting changed at a time from the centre; left of 0 in (b): VAT wins")
+    return save(fig, stem, note="One setting changed at a time from the centre; left of 0 in (b): VAT wins; "
+                                "a point without a bar has one seed")
 
 
 def section(r) -> str:

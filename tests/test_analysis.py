@@ -217,10 +217,12 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
            {"method": "vat", "implementation.lds_stochastic": False},
            {"method": "vat", "xi": 1e-6},
            {"method": "vat", "xi": 1e-6, "eps": 2.0},  # eps is not a choice: a second point of xi=1e-06
-           {"method": "vat", "xi": 1e-6, "implementation.bn": "running"}]  # two changes: left out
+           {"method": "vat", "xi": 1e-6, "implementation.bn": "running"},  # two changes: left out
+           {"method": "baseline", "task.eval_bn": "recompute"}, {"method": "baseline"}]
 
     def value(p, s):
-        base = {"rpt": 0.04, "vat": 0.06}[p["method"]] + noise[s] + (0.002 * s if p["method"] == "vat" else 0)
+        base = {"rpt": 0.04, "vat": 0.06, "baseline": 0.20}[p["method"]] + (0.05 if "task.eval_bn" in p else 0)
+        base = base + noise[s] + (0.002 * s if p["method"] == "vat" else 0)
         if "implementation.lds_stochastic" in p:
             base += effect[p["method"]]
         if "xi" in p:
@@ -229,7 +231,9 @@ def test_implementation_choices_pair_each_choice_with_its_centre_and_vat_with_rp
 
     truth = fill(url, "choices", pts, value)
     effects, gaps = choices.compute(load(url, "choices"))
-    assert sorted(effects["choice"].unique()) == ["centre", "lds_stochastic=False", "xi=1e-06"]
+    assert sorted(effects["choice"].unique()) == ["centre", "lds_stochastic=False", "task.eval_bn=recompute", "xi=1e-06"]
+    # the figure's reference line: the baseline centre, not its variant stored first
+    np.testing.assert_allclose(choices.baseline_reference(effects), 0.20 + np.mean([noise[s] for s in SEEDS]))
     row = effects[(effects.method == "rpt") & (effects.choice == "lds_stochastic=False")].iloc[0]
     a = truth[(truth.method == "rpt") & truth["implementation.lds_stochastic"].isna()].sort_values("seed")
     b = truth[(truth.method == "rpt") & (truth["implementation.lds_stochastic"] == False)].sort_values("seed")  # noqa: E712
