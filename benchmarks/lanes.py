@@ -5,7 +5,7 @@ side in one process, alternating round by round. Whole trials are timed (data, t
 evaluations, probes, test error), so the ratio is what a study gains.
 
     python -m benchmarks.lanes                  # 300 updates, 3 rounds (median), both networks
-    python -m benchmarks.lanes --quick          # 100 updates (paper MLP: 30), 3 rounds: ~5 min here
+    python -m benchmarks.lanes --quick          # 100 updates (paper MLP: 30), 3 rounds: ~5 min on 2 cores
     python -m benchmarks.lanes --device cuda    # on a GPU
     python -m benchmarks.lanes --quick --profile   # + where a step's time goes, both ways
 
