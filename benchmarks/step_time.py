@@ -145,6 +145,8 @@ def main() -> None:
         cos = {q: hd_cosine(model, x_ul[:128], xi=1e-2, precision=q) for q in ("float32", "bfloat16", "mixed")}
         print("cosine of the direction to the exact H d at xi 1e-2 (random images, fresh network): "
               + ", ".join(f"{q} {v:.4f}" for q, v in cos.items()))
+        other = {xi: hd_cosine(model, x_ul[:128], xi=xi, precision="bfloat16") for xi in (1e-6, 1e-1, 1.0, 3.0)}
+        print("bfloat16 at other xi: " + ", ".join(f"xi {xi:g} {v:.4f}" for xi, v in other.items()))
         print(f"bf16 step = {ours_p / ours32:.2f}x float32 step  (ours VAT, {p}: {ours_p:.1f} ms vs {ours32:.1f} ms)")
 
 
