@@ -9,7 +9,7 @@ import pandas as pd
 from vat_study.surface import RVADV_TRAIN
 
 from .data import Skip, StudyData, best_config, n_text, summarize
-from .plotting import axis_label, legend_beside, percent, plt, save, t_band
+from .plotting import axis_label, palette, percent, plt, save, t_band
 
 
 def compute(data: StudyData) -> pd.DataFrame:
@@ -27,22 +27,35 @@ def compute(data: StudyData) -> pd.DataFrame:
 
 
 def draw(table: pd.DataFrame, stem: Path, eval_eps: float | None = None, eval_k: int = 1) -> list[Path]:
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
-    colors = {m: f"C{i}" for i, m in enumerate(sorted(table["method"].unique()))}
+    """(a) validation error, (b) R_vadv in eval mode (solid) and train mode (dashed) over updates;
+    one colour per method, named once in one legend (with the two line styles)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    methods = sorted(table["method"].unique())
+    colors = palette(methods)
+    fig, axes = plt.subplots(1, 2, figsize=(10.5 if len(methods) <= 4 else 12.5, 4.2))
     rvadv_label = "R_vadv (nats)" + (f", evaluation ε = {eval_eps:g}, K = {eval_k}" if eval_eps else "")
     for ax, name, ylabel in ((axes[0], "val_error", axis_label("val_error")), (axes[1], "rvadv", rvadv_label)):
         for method, g in table[table["name"] == name].groupby("method"):
-            ax.plot(g["step"], g["mean"], marker=".", label=method + (" (eval mode)" if name == "rvadv" else ""),
-                    color=colors[method])
+            ax.plot(g["step"], g["mean"], marker=".", color=colors[method])
             t_band(ax, g["step"], g["mean"], g["ci"], colors[method])
         if name == "rvadv":  # beside it, R_vadv as training computes it (train mode: batch BN, noise as configured)
             for method, g in table[table["name"] == RVADV_TRAIN].groupby("method"):
-                ax.plot(g["step"], g["mean"], linestyle="--", label=method + " (train mode)", color=colors[method])
+                ax.plot(g["step"], g["mean"], linestyle="--", color=colors[method])
         ax.set_xlabel(axis_label("step"))
+        ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10], integer=True))
         ax.set_ylabel(ylabel)
         if name == "val_error":
             percent(ax)
-        legend_beside(ax)
+    handles = [Line2D([], [], color=colors[m], marker=".", label=m) for m in methods]
+    if (table["name"] == RVADV_TRAIN).any():
+        handles += [Line2D([], [], color="0.3", label="R_vadv in eval mode (probe)"),
+                    Line2D([], [], color="0.3", linestyle="--", label="R_vadv in train mode (as trained)")]
+    if len(handles) <= 5:
+        axes[1].legend(handles=handles, fontsize=8, loc="best")
+    else:
+        axes[1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
     axes[0].set_title("(a) performance")
     axes[1].set_title("(b) smoothness" + (f" (R_vadv at ε = {eval_eps:g})" if eval_eps else ""))
     return save(fig, stem, note=f"Each method at its best configuration ({n_text(table)} per line); lines: mean "

@@ -24,6 +24,19 @@ def legend_beside(ax, inside: int = 4) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
 
 
+def palette(names) -> dict:
+    """One colour per name, all distinct: matplotlib's 10-colour cycle for up to 10 names, tab20
+    (then evenly spaced hues of a continuous map) beyond, so that no two lines share a colour."""
+    names = list(dict.fromkeys(names))
+    if len(names) <= 10:
+        return {n: f"C{i}" for i, n in enumerate(names)}
+    if len(names) <= 20:
+        cmap = matplotlib.colormaps["tab20"]
+        return {n: cmap(i) for i, n in enumerate(names)}
+    cmap = matplotlib.colormaps["turbo"]
+    return {n: cmap(i / (len(names) - 1)) for i, n in enumerate(names)}
+
+
 def log_ticks_at(ax, values) -> None:
     """Log x-axis with ticks at the values actually run, printed plainly (0.5, 1, 2)."""
     from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator

@@ -3,7 +3,7 @@ plain log ticks, captions that are never cut off."""
 
 from __future__ import annotations
 
-from vat_study.analysis.plotting import percent, percent_decimals, plt, save
+from vat_study.analysis.plotting import palette, percent, percent_decimals, plt, save
 
 
 def test_percent_ticks_get_the_decimals_they_need():
@@ -23,3 +23,11 @@ def test_an_error_axis_stops_at_zero_and_prints_percent(tmp_path):
     note = "a caption long enough to be wrapped: " + "word " * 60
     paths = save(fig, tmp_path / "f", note=note)
     assert all(p.exists() for p in paths)
+
+
+def test_every_line_of_a_figure_gets_a_colour_of_its_own():
+    from matplotlib.colors import to_rgba
+
+    for n in (3, 10, 12, 20, 31):
+        colours = palette([f"variant {i}" for i in range(n)])
+        assert len(colours) == n and len({to_rgba(c) for c in colours.values()}) == n, n
