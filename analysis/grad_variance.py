@@ -10,20 +10,64 @@ import pandas as pd
 
 from vat_study.surface import GRAD_SD_NORM_PREFIX
 
-from .data import Skip, StudyData, n_text, summarize, with_setting
+from .data import Skip, StudyData, n_text, paired_test, summarize, with_setting
 from .plotting import axis_label, legend_beside, plt, save, t_band
 
 
-def compute(data: StudyData) -> pd.DataFrame:
-    """Per (method variant, setting, K, step): mean / SD / 95 % t half-width / n over the seeds of
-    grad_sd_norm_k<K>."""
+def _values(data: StudyData) -> pd.DataFrame:
+    """One row per (trial, K, step): the grad_sd_norm_k<K> value with the trial's variant, setting and seed."""
     m = data.metrics[data.metrics["name"].str.startswith(GRAD_SD_NORM_PREFIX)]
     trials = with_setting(data.complete, spec=data.spec)
     m = m.merge(trials[["trial_id", "variant", "setting", "config_key", "seed"]], on="trial_id")
     if m.empty:
         raise Skip("no gradient-variance probe in this study (probes.grad_variance)")
-    m = m.assign(K=m["name"].str.removeprefix(GRAD_SD_NORM_PREFIX).astype(int))
+    return m.assign(K=m["name"].str.removeprefix(GRAD_SD_NORM_PREFIX).astype(int))
+
+
+def compute(data: StudyData) -> pd.DataFrame:
+    """Per (method variant, setting, K, step): mean / SD / 95 % t half-width / n over the seeds of
+    grad_sd_norm_k<K>."""
+    m = _values(data)
     return summarize(m, ["variant", "setting", "K", "step"], "value").rename(columns={"variant": "trained_with"})
+
+
+def k_gap(data: StudyData) -> pd.DataFrame:
+    """Fig. 7a's comparison: per (method variant, setting, step), K = 1 minus K = 0 paired by seed
+    (the probe measures both on the same network at the same step), mean, 95 % t CI and paired
+    t-test p over the seeds. Empty where a study did not measure both K."""
+    m = _values(data)
+    wide = m.pivot_table(index=["variant", "setting", "trial_id", "seed", "step"], columns="K", values="value").reset_index()
+    if 0 not in wide.columns or 1 not in wide.columns:
+        return pd.DataFrame()
+    rows = []
+    for (variant, setting, step), g in wide.dropna(subset=[0, 1]).groupby(["variant", "setting", "step"]):
+        t = paired_test(g[0].to_numpy(), g[1].to_numpy())
+        rows.append({"trained_with": variant, "setting": setting, "step": int(step), "n": t["n"],
+                     "k1_minus_k0": t["mean_diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"], "p": t["p"]})
+    return pd.DataFrame(rows)
+
+
+def verdict(gap: pd.DataFrame) -> list[str]:
+    """Against Fig. 7a (K = 1 below K = 0 in the early stage of training), one line per line of
+    the figure: how many measured steps have K = 1 below K = 0 with the CI excluding 0, and the
+    first and last step's paired difference."""
+    lines = []
+    several = gap.groupby(["trained_with", "setting"]).ngroups > 1  # name the line only where there are several
+    for (trained, setting), g in gap.groupby(["trained_with", "setting"]):
+        g = g.sort_values("step")
+        below = int((g["ci_high"] < 0).sum())
+        above = int((g["ci_low"] > 0).sum())
+        first, last = g.iloc[0], g.iloc[-1]
+        early = ("agrees: K = 1 is below K = 0 at the first measured step" if first["ci_high"] < 0 else
+                 "does not agree: K = 1 is above K = 0 at the first measured step" if first["ci_low"] > 0 else
+                 "not decided at this n at the first measured step (the CI includes 0)")
+        where = ", ".join(x for x in (trained, setting) if x) if several else ""
+        lines.append(f"- Fig. 7a{f' ({where})' if where else ''}: {early}. K = 1 - K = 0, paired by seed "
+                     f"(n = {int(first['n'])}): {first['k1_minus_k0']:+.2f} [{first['ci_low']:+.2f}, {first['ci_high']:+.2f}] "
+                     f"at {first['step']:,} updates, {last['k1_minus_k0']:+.2f} [{last['ci_low']:+.2f}, {last['ci_high']:+.2f}] "
+                     f"at {last['step']:,}; below with the CI excluding 0 at {below} of {len(g)} measured steps, "
+                     f"above at {above}.")
+    return lines
 
 
 def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
@@ -55,4 +99,11 @@ def section(r) -> str:
     """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
     t = compute(r.data)
     r.table("fig7_grad_variance", t)
-    return r.figure(draw(t, r.out / "fig7_grad_variance"))
+    text = r.figure(draw(t, r.out / "fig7_grad_variance"))
+    gap = k_gap(r.data)
+    if gap.empty:
+        return text
+    return (text + "\n\n### Against the paper (computed from the trials above)\n\n"
+            "The paper (Section 4.5, Fig. 7a): the gradient of R^(1) has a smaller variance than that of "
+            "R^(0) in the early stage of training. K = 1 minus K = 0 of the normalized SD norm, paired by seed:\n\n"
+            + r.table("fig7_k1_minus_k0", gap) + "\n\n" + "\n".join(verdict(gap)))

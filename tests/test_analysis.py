@@ -94,6 +94,18 @@ def test_grad_variance_curves(tmp_path):
     t = grad_variance.compute(load(url, "gv"))
     k0 = t[(t.K == 0) & (t.step == 50)].iloc[0]
     assert k0["mean"] == pytest.approx(np.mean([3, 4, 5, 6])) and k0["sd"] == pytest.approx(np.std([3, 4, 5, 6], ddof=1))
+    # Fig. 7a's verdict, computed: K = 1 - K = 0 paired by seed is -2 - 0.5 s, so below at both steps
+    gap = grad_variance.k_gap(load(url, "gv"))
+    d = np.array([-2 - 0.5 * s for s in SEEDS])
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    row = gap[gap.step == 50].iloc[0]
+    np.testing.assert_allclose([row.k1_minus_k0, row.ci_high], [d.mean(), d.mean() + half])
+    line, = grad_variance.verdict(gap)
+    assert line.startswith("- Fig. 7a: agrees") and "at 2 of 2 measured steps" in line, line
+    fill(url, "gv_up", [{"eps": 1.0}], lambda p, s: ({"test_error": 0.1}, {
+        st: {"grad_sd_norm_k0": 1.0 + s, "grad_sd_norm_k1": 3.0 + 1.1 * s} for st in (50, 100)}))
+    line, = grad_variance.verdict(grad_variance.k_gap(load(url, "gv_up")))
+    assert line.startswith("- Fig. 7a: does not agree") and "above at 2" in line, line
 
 
 def test_methods_table_picks_each_methods_best_config_by_validation(tmp_path):
