@@ -2,9 +2,13 @@
 digits and moons, a probe of each kind, seeds trained batched) against their metrics as recorded
 in tests/data/golden_metrics.json (written by scripts/golden_metrics.py).
 
-On the machine that recorded them the single-trial metrics are bit-identical to those of
-3338447, the code before the structure refactor (method registry, store and executor split,
-probe objects, lanes); the tolerances below only absorb another CPU's float32 rounding."""
+On the machine that recorded them (an Intel Xeon) the single-trial metrics are bit-identical to
+those of 3338447, the code before the structure refactor (method registry, store and executor
+split, probe objects, lanes). The tolerances absorb another CPU's float32 rounding, measured on an
+AMD EPYC (Zen 4) against that recording: what training computes (loss, nll, reg, the gradient SD
+norms) agrees within 1.4e-4 relative, but these tiny networks are near chance, so a rounding
+difference flips a few near-tied predictions (val / test error within 0.02, 5 of 259 validation
+images) and moves the probes that start from a random direction (R_vadv, fidelity: within 6 %)."""
 
 from __future__ import annotations
 
@@ -33,17 +37,24 @@ def _pinned_threads():
     torch.set_num_threads(before)
 
 
-def _check(got: dict, want: dict, errors_abs: float) -> None:
+ERRORS_ABS = 0.03  # val / test error: a few near-tied predictions of a network near chance
+PROBES_REL = 0.10  # R_vadv and fidelity, which start from a random direction
+TRAINING_REL = 1e-3  # everything training computes
+
+
+def _check(got: dict, want: dict, errors_abs: float = ERRORS_ABS) -> None:
     for k, v in want.items():
         if k in ("val_error", "test_error"):
             assert got[k] == pytest.approx(v, abs=errors_abs), k
+        elif k in ("rvadv", "fidelity"):
+            assert got[k] == pytest.approx(v, rel=PROBES_REL), k
         else:
-            assert got[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+            assert got[k] == pytest.approx(v, rel=TRAINING_REL, abs=1e-7), k
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_run_trial_reproduces_its_golden_metrics(name):
-    _check(run_trial(CONFIGS[name]), GOLDEN[name], errors_abs=0.004)
+    _check(run_trial(CONFIGS[name]), GOLDEN[name])
 
 
 def test_batched_seeds_reproduce_their_golden_metrics():
@@ -51,4 +62,4 @@ def test_batched_seeds_reproduce_their_golden_metrics():
     res = run_seeds(cfg, seeds)
     assert not res.failed
     for s in seeds:
-        _check(res.metrics[s], GOLDEN[f"{name}/seed{s}"], errors_abs=0.004)
+        _check(res.metrics[s], GOLDEN[f"{name}/seed{s}"])
