@@ -2,7 +2,7 @@
 digits and moons, a probe of each kind, seeds trained batched) against their metrics as recorded
 in tests/data/golden_metrics.json (written by scripts/golden_metrics.py).
 
-On the machine that recorded them (an Intel Xeon) the single-trial metrics are bit-identical to
+On the machine that recorded them the single-trial metrics are bit-identical to
 those of 3338447, the code before the structure refactor (method registry, store and executor
 split, probe objects, lanes). The tolerances absorb another CPU's float32 rounding, measured on an
 AMD EPYC (Zen 4) against that recording: what training computes (loss, nll, reg, the gradient SD
