@@ -9,7 +9,7 @@ import pandas as pd
 from vat_study.surface import RVADV_TRAIN
 
 from .data import Skip, StudyData, best_config, n_text, summarize
-from .plotting import axis_label, palette, percent, plt, save, t_band
+from .plotting import axis_label, legend_beside, palette, percent, plt, save, t_band
 
 
 def compute(data: StudyData) -> pd.DataFrame:
@@ -52,10 +52,7 @@ def draw(table: pd.DataFrame, stem: Path, eval_eps: float | None = None, eval_k:
     if (table["name"] == RVADV_TRAIN).any():
         handles += [Line2D([], [], color="0.3", label="R_vadv in eval mode (probe)"),
                     Line2D([], [], color="0.3", linestyle="--", label="R_vadv in train mode (as trained)")]
-    if len(handles) <= 5:
-        axes[1].legend(handles=handles, fontsize=8, loc="best")
-    else:
-        axes[1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+    legend_beside(axes[1], inside=5, handles=handles)
     axes[0].set_title("(a) performance")
     axes[1].set_title("(b) smoothness" + (f" (R_vadv at ε = {eval_eps:g})" if eval_eps else ""))
     return save(fig, stem, note=f"Each method at its best configuration ({n_text(table)} per line); lines: mean "

@@ -24,18 +24,18 @@ def _values(data: StudyData) -> pd.DataFrame:
     return m.assign(K=m["name"].str.removeprefix(GRAD_SD_NORM_PREFIX).astype(int))
 
 
-def compute(data: StudyData) -> pd.DataFrame:
+def compute(data: StudyData, values: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (method variant, setting, K, step): mean / SD / 95 % t half-width / n over the seeds of
-    grad_sd_norm_k<K>."""
-    m = _values(data)
+    grad_sd_norm_k<K> (``values``: ``_values(data)``, when the caller has it already)."""
+    m = _values(data) if values is None else values
     return summarize(m, ["variant", "setting", "K", "step"], "value").rename(columns={"variant": "trained_with"})
 
 
-def k_gap(data: StudyData) -> pd.DataFrame:
+def k_gap(data: StudyData, values: pd.DataFrame | None = None) -> pd.DataFrame:
     """Fig. 7a's comparison: per (method variant, setting, step), K = 1 minus K = 0 paired by seed
     (the probe measures both on the same network at the same step), mean, 95 % t CI and paired
     t-test p over the seeds. Empty where a study did not measure both K."""
-    m = _values(data)
+    m = _values(data) if values is None else values
     wide = m.pivot_table(index=["variant", "setting", "trial_id", "seed", "step"], columns="K", values="value").reset_index()
     if 0 not in wide.columns or 1 not in wide.columns:
         return pd.DataFrame()
@@ -97,10 +97,11 @@ def draw(table: pd.DataFrame, stem: Path) -> list[Path]:
 
 def section(r) -> str:
     """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
-    t = compute(r.data)
+    values = _values(r.data)
+    t = compute(r.data, values)
     r.table("fig7_grad_variance", t)
     text = r.figure(draw(t, r.out / "fig7_grad_variance"))
-    gap = k_gap(r.data)
+    gap = k_gap(r.data, values)
     if gap.empty:
         return text
     return (text + "\n\n### Against the paper (computed from the trials above)\n\n"

@@ -13,15 +13,16 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "ax
                      "grid.alpha": 0.3, "legend.fontsize": 9})
 
 
-def legend_beside(ax, inside: int = 4) -> None:
-    """The legend inside the axes for a few lines, else to the right of them, where it hides none."""
-    handles, _ = ax.get_legend_handles_labels()
+def legend_beside(ax, inside: int = 4, handles: list | None = None) -> None:
+    """The legend inside the axes for a few entries, else to the right of them, where it hides none;
+    ``handles``: entries of one's own (default: the axes' labelled artists)."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
     if not handles:
         return
     if len(handles) <= inside:
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(handles=handles, fontsize=8, loc="best")
     else:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
 
 
 def palette(names) -> dict:

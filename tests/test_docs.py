@@ -115,6 +115,10 @@ def test_readme_is_a_short_manual_with_working_links():
 
 @pytest.mark.parametrize("path", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
 def test_docs_speak_of_the_project_only(path):
+    _speaks_of_the_project_only(path)
+
+
+def _speaks_of_the_project_only(path: str) -> None:
     text = (ROOT / path).read_text(encoding="utf-8")
     # words about where the project was built, not what it is; assembled so this file holds none of them
     words = ["/" + "work/", r"\bsess" + r"ions?\b", r"\ble" + r"nt\b", r"\.\./sh" + "ared"]
@@ -141,7 +145,7 @@ TEXT = {".py", ".sql", ".toml", ".yaml", ".md", ".txt", ".sh", ".csv", ".cfg", "
 @pytest.mark.parametrize("path", [n for n in _tracked() if n.split("/")[0] in ("studies", "results", "scripts")
                                   and Path(n).suffix in {".yaml", ".md", ".txt", ".sh", ".py"}])
 def test_study_files_scripts_and_reports_speak_of_the_project_only(path):
-    test_docs_speak_of_the_project_only(path)
+    _speaks_of_the_project_only(path)
 
 
 def test_no_source_file_holds_a_path_of_the_machine_it_was_written_on():

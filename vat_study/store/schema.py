@@ -23,6 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 STATUSES = ("RUNNING", "COMPLETE", "FAILED", "PRUNED")
 FAILURE_KINDS = ("error", "diverged", "timeout", "interrupted", "worker_died")
+"""Why a trial is FAILED: it raised; its loss became NaN/inf; it ran past executor.trial_timeout;
+the run stopped (Ctrl-C, kill) before it finished; its Ray worker process died."""
 
 
 def failure_line(kind: str | None, error: str | None, limit: int = 300) -> str:
@@ -32,8 +34,8 @@ def failure_line(kind: str | None, error: str | None, limit: int = 300) -> str:
     kind = kind or "error"
     last = ((error or "").strip().splitlines() or [""])[-1][:limit]
     return last if last.startswith(f"{kind}:") else f"{kind}: {last}"
-"""Why a trial is FAILED: it raised; its loss became NaN/inf; it ran past executor.trial_timeout;
-the run stopped (Ctrl-C, kill) before it finished; its Ray worker process died."""
+
+
 SCHEMA_REVISION = "0004"
 """The newest migration (vat_study/migrations/versions); a fresh store is created at it."""
 VERSION_TABLE = "vat_alembic_version"
