@@ -111,9 +111,12 @@ def pruned_search(url: str, pruner: str) -> dict:
 
 @pytest.mark.platform  # about a minute each
 @pytest.mark.parametrize("pruner", ["median", "hyperband"])
-def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_them(tmp_path, pruner):
+def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_them(tmp_path, monkeypatch, pruner):
+    """A tiny trial trains its 300 updates in under the reporter's half-second poll, so the
+    pruner could never act on it: every evaluation is slowed (a failpoint) to outlast a poll."""
     import optuna
 
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "trial.report@*=sleep:0.25")
     url = f"sqlite:///{tmp_path}/p.db"
     spec = parse_spec(pruned_search(url, pruner))
     summary = run_local(spec, progress=False)
@@ -129,11 +132,35 @@ def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_the
         assert t.user_attrs["vat_trial_ids"] == [row.trial_id]
         if t.state.name == "PRUNED":  # stopped at its last reported evaluation, before the end
             assert max(t.intermediate_values) < 300 and row.finished_at is not None
+    assert states[5] == states[7] == "PRUNED", states  # lr 1e-5 and 2e-6: at chance at every evaluation
     before = Store(url).trials_frame("pruned")
+    monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
     again = run_local(spec, progress=False)
     assert again.ran == 0 and len(optuna.load_study(study_name="pruned", storage=url).trials) == 8
     after = Store(url).trials_frame("pruned")
     assert (after.attempts.values == before.attempts.values).all()  # nothing trained again
+
+
+def test_the_pruner_is_asked_at_every_evaluation_however_many_one_poll_finds(tmp_path):
+    """A poll that finds evaluations 20 and 40 at once asks the pruner after each: at 20 this
+    configuration is worse than the median of those finished (pruned), at 40 better (it would not
+    be, asked only at its last one)."""
+    import optuna
+
+    from vat_study.executors.search import _Reporter
+
+    spec = parse_spec(pruned_search(f"sqlite:///{tmp_path}/p.db", "median"))
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner())
+    for _ in range(5):
+        done = study.ask()
+        done.report(0.5, 20)
+        done.report(0.9, 40)
+        study.tell(done, 0.9)
+    trial = study.ask()
+    reporter = _Reporter(spec, None, 0, [(trial, {})])
+    assert reporter.report(trial, {"intermediate": {40: 0.5, 20: 0.9}}, prune=True)
+    assert not reporter.report(trial, {"intermediate": {40: 0.5, 20: 0.9}}, prune=True)  # 40: better
+    assert study.trials[-1].intermediate_values == {20: 0.9, 40: 0.5}
 
 
 def test_a_bad_pruner_is_refused_naming_the_field(tmp_path):

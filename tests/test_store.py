@@ -90,6 +90,21 @@ def test_finishing_is_one_transaction(storage_url, monkeypatch):
     assert store.trials_frame("s").loc[0, "test_error"] == pytest.approx(0.2)
 
 
+def test_a_failpoint_fires_at_its_nth_hit_or_at_every_hit(monkeypatch):
+    from vat_study.failpoints import failpoint
+
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "x@2=raise")
+    failpoint("x")
+    with pytest.raises(FailpointError, match="hit 2"):
+        failpoint("x")
+    failpoint("x")  # the 2nd hit only
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "x@*=raise")
+    for n in (1, 2, 3):
+        with pytest.raises(FailpointError, match=f"hit {n}"):
+            failpoint("x")
+    failpoint("y")
+
+
 def test_the_database_refuses_an_unknown_status(storage_url):
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {})

@@ -5,7 +5,8 @@ does nothing (one dictionary lookup). With the environment variable
 
     VAT_STUDY_FAILPOINTS="trial.report@3=kill,store.commit@2=raise"
 
-the n-th time (default: the first) this process passes ``name``, the action runs:
+the n-th time (default: the first) this process passes ``name``, the action runs (``name@*``:
+every time, as ``trial.report@*=sleep:0.2`` to slow every evaluation of a fast trial):
 
     kill        SIGKILL this process (no cleanup, no atexit: what a power cut or OOM kill does)
     raise       raise ``FailpointError`` (an ordinary exception)
@@ -50,11 +51,11 @@ def _table(raw: str) -> dict[str, tuple[int, str]]:
     global _parsed
     if _parsed[0] != raw:
         _hits.clear()
-        table: dict[str, tuple[int, str]] = {}
+        table: dict[str, tuple[int, str]] = {}  # nth 0: every hit
         for item in filter(None, (s.strip() for s in raw.split(","))):
             point, _, action = item.partition("=")
             name, _, nth = point.partition("@")
-            table[name.strip()] = (int(nth) if nth else 1, action.strip() or "raise")
+            table[name.strip()] = (0 if nth.strip() == "*" else int(nth) if nth else 1, action.strip() or "raise")
         _parsed = (raw, table)
     return _parsed[1]
 
@@ -70,7 +71,7 @@ def failpoint(name: str) -> None:
         return
     _hits[name] += 1
     nth, action = entry
-    if _hits[name] != nth:
+    if nth and _hits[name] != nth:
         return
     once = os.environ.get(ONCE_ENV)
     if once:
@@ -99,4 +100,4 @@ def failpoint(name: str) -> None:
 
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"failpoint {name!r}")
     else:
-        raise FailpointError(f"failpoint {name!r} (hit {nth})")
+        raise FailpointError(f"failpoint {name!r} (hit {_hits[name]})")

@@ -118,12 +118,19 @@ class _Reporter:
             except Exception as e:  # noqa: BLE001  a missed poll is retried; training goes on
                 logging.getLogger(__name__).warning("reporting intermediate values failed (%s)", e)
 
-    def report(self, trial, rec) -> None:
+    def report(self, trial, rec, prune: bool = False) -> bool:
+        """Reports the evaluations of ``rec`` not yet reported, in step order; with ``prune``, asks
+        the pruner after each one (as an objective calling ``trial.report`` and
+        ``trial.should_prune`` at every evaluation would), so its decision does not depend on how
+        many evaluations one poll found. True: the pruner stops the configuration."""
         done = self.reported[trial.number]
         for step in sorted(rec["intermediate"]):
             if step not in done:
                 trial.report(rec["intermediate"][step], step)
                 done.add(step)
+                if prune and trial.should_prune():
+                    return True
+        return False
 
     def poll(self) -> None:
         from ..spec import PlannedTrial
@@ -134,10 +141,7 @@ class _Reporter:
             if trial.number in self.pruned:
                 continue
             rec = configuration_record(self.spec, self.store, self.study_id, params)
-            before = len(self.reported[trial.number])
-            self.report(trial, rec)
-            if self.prune and len(self.reported[trial.number]) > before and rec["status"] != "COMPLETE" \
-                    and trial.should_prune():
+            if self.report(trial, rec, prune=self.prune and rec["status"] != "COMPLETE"):
                 planned = [PlannedTrial.make(self.spec, params, seed, trial.number) for seed in self.spec.seeds]
                 if self.store.prune_trials(self.study_id, [{**dataclasses.asdict(t), "config": resolve_config(t.config)}
                                                            for t in planned
