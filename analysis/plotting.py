@@ -14,15 +14,22 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "ax
 
 
 def legend_beside(ax, inside: int = 4, handles: list | None = None) -> None:
-    """The legend inside the axes for a few entries, else to the right of them, where it hides none;
-    ``handles``: entries of one's own (default: the axes' labelled artists)."""
+    """The legend inside the axes for a few short entries, else to the right of them, where it
+    hides none, with the figure widened by the legend's width so that the axes keep theirs (no
+    panel squeezed to make room); ``handles``: entries of one's own (default: the axes' labelled
+    artists). An inside legend wider than half the axes goes beside them too."""
     handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
     if not handles:
         return
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
     if len(handles) <= inside:
-        ax.legend(handles=handles, fontsize=8, loc="best")
-    else:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+        legend = ax.legend(handles=handles, fontsize=8, loc="best")
+        if legend.get_window_extent(renderer).width <= 0.5 * ax.get_window_extent(renderer).width:
+            return
+        legend.remove()
+    legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+    fig.set_figwidth(fig.get_figwidth() + legend.get_window_extent(renderer).width / fig.dpi + 0.2)
 
 
 def palette(names) -> dict:

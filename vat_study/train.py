@@ -406,7 +406,8 @@ def train_lanes(
     lanes share no weights, so its NaNs never reach them; with one lane that raises
     FloatingPointError. ``test`` (images, labels): the test set, measured once at the end
     (``test_error``) and, with ``probes.test_curve``, at every evaluation (``test_error_curve``);
-    the only use of the test set. Every measurement uses the BN statistics ``task.eval_bn`` names."""
+    the only use of the test set. Every error (validation, test, the test curve) is measured with the BN
+    statistics ``task.eval_bn`` names; the probes measure with training's running statistics."""
     cfg = lanes[0]
     n = len(lanes)
     runs = [LaneData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
