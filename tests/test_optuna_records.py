@@ -112,8 +112,9 @@ def pruned_search(url: str, pruner: str) -> dict:
 @pytest.mark.platform  # about a minute each
 @pytest.mark.parametrize("pruner", ["median", "hyperband"])
 def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_them(tmp_path, monkeypatch, pruner):
-    """A tiny trial trains its 300 updates in under the reporter's half-second poll, so the
-    pruner could never act on it: every evaluation is slowed (a failpoint) to outlast a poll."""
+    """A tiny trial trains its 300 updates in about the time of two of the reporter's half-second
+    polls, so whether the pruner acts on it is a matter of timing: every evaluation is slowed (a
+    failpoint) so that each trial outlasts several polls."""
     import optuna
 
     monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "trial.report@*=sleep:0.25")
