@@ -238,17 +238,17 @@ def main() -> None:
         i_l, i_u = labeled.next(), unlabeled.next()
         x_l, y_l, x_u = x_train[i_l], y_train[i_l], x_train[i_u]
 
-        def regularizer() -> torch.Tensor:
+        def regularizer(x: torch.Tensor) -> torch.Tensor:
             if a.method == "baseline":
                 return torch.zeros(())
-            return vat_loss(model, x_u, a.eps, a.xi, k, a.d0, a.bn_update == "labeled+clean", start_gen)
+            return vat_loss(model, x, a.eps, a.xi, k, a.d0, a.bn_update == "labeled+clean", start_gen)
 
         if a.order == "reg-first":
-            r = regularizer()
+            r = regularizer(x_u)
             nll = F.cross_entropy(model(x_l), y_l)
         else:
             nll = F.cross_entropy(model(x_l), y_l)
-            r = regularizer()
+            r = regularizer(x_u)
         loss = nll + a.alpha * r
         opt.zero_grad(set_to_none=True)
         loss.backward()
