@@ -13,7 +13,9 @@ Datasets by name (``load_dataset``):
   ``root/mnist`` (``root/fashion_mnist``) or in torchvision's layout; ``fashion_mnist`` with no
   files under ``root`` reads the Debian package's files in /usr/share/datasets/fashion-mnist.
   With none found, torchvision downloads them into ``root`` if ``download=True``.
-* ``cifar10``, ``svhn``: torchvision, from ``root`` (downloaded there only if ``download=True``).
+* ``cifar10``, ``svhn``: the official distribution files under ``root`` (or its ``cifar10/``,
+  ``svhn/``): CIFAR-10's python version (tar.gz or folder), SVHN's ``*_32x32.mat``
+  (``image_files``); torchvision downloads those files there first only if ``download=True``.
 * ``idx``: any MNIST-format IDX image/label files given by path (gzip or not).
 
 Splits (``make_splits``), by seed: a validation subset, a class-balanced labeled subset of size
@@ -33,18 +35,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import DataError, DataFileError  # noqa: F401  (re-exported)
+from .image_files import locate_cifar10, locate_svhn, read_cifar10, read_svhn
 from .vocabulary import DATASET_NAMES
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
-
-class DataError(ValueError):
-    """A dataset cannot be loaded or split as configured; the message says what to change."""
-
-
-class DataFileError(DataError):
-    """A data file is there but defective (truncated, not the format, empty): downloading again
-    would not help; the message names the file."""
 
 
 @dataclass
@@ -261,8 +257,35 @@ def load_dataset(
                 f"under data_root={str(root_path)!r} (looked in {where}, and torchvision's layout); put them "
                 f"there, set task.data_root (or VAT_STUDY_DATA) to their folder, or set download: true"
                 + (f" (or install Debian's dataset-fashion-mnist: {DEBIAN_FASHION_MNIST})" if name == "fashion_mnist" else ""))
+    if name in ("cifar10", "svhn"):
+        return _official_files(name, root_path, download)
     xtr, ytr, xte, yte = _torchvision(name, root_path, download)
     return Dataset(name, xtr, ytr, xte, yte, 10)
+
+
+OFFICIAL_FILES = {"cifar10": "cifar-10-python.tar.gz or its cifar-10-batches-py/ folder",
+                  "svhn": "train_32x32.mat and test_32x32.mat"}
+"""What each dataset read from its official distribution files needs under ``data_root``."""
+
+
+def locate_official(name: str, root: Path):  # noqa: ANN201
+    """The official files of ``name`` (cifar10, svhn) under ``root`` (or its cifar10/ or svhn/), or None."""
+    return locate_cifar10(root) if name == "cifar10" else locate_svhn(root)
+
+
+def _official_files(name: str, root: Path, download: bool) -> Dataset:
+    """CIFAR-10 / SVHN from the official files under ``root`` (``image_files``); where they are
+    not there and ``download`` is true, torchvision fetches exactly those files into ``root`` first."""
+    found = locate_official(name, root)
+    if found is None and download:
+        _torchvision(name, root, True)  # writes the official files, which are then read as any others
+        found = locate_official(name, root)
+    if found is None:
+        raise DataError(f"dataset {name!r}: {OFFICIAL_FILES[name]} not found under data_root={str(root)!r} (or its "
+                        f"{name}/); put them there, set task.data_root (or VAT_STUDY_DATA) to their folder, or set "
+                        "download: true")
+    xtr, ytr, xte, yte = read_cifar10(found) if name == "cifar10" else read_svhn(found)
+    return Dataset(name, _images(xtr), _labels(ytr), _images(xte), _labels(yte), 10)
 
 
 # --------------------------------------------------------------------------------------------

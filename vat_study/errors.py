@@ -9,6 +9,15 @@ from collections.abc import Callable, Mapping
 from pydantic import ValidationError
 
 
+class DataError(ValueError):
+    """A dataset cannot be loaded or split as configured; the message says what to change."""
+
+
+class DataFileError(DataError):
+    """A data file is there but defective (truncated, not the format, empty): downloading again
+    would not help; the message names the file."""
+
+
 _NAMED = re.compile(r"([A-Za-z_][\w.]*): (.*)", re.S)
 
 
