@@ -30,6 +30,8 @@ def _md_table(df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
         elif pd.api.types.is_float_dtype(shown[c]):
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+        elif shown[c].dtype == object:  # None / NaN among other values: blank (a test not done), not "None"
+            shown[c] = shown[c].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else v)
     head = "| " + " | ".join(map(str, shown.columns)) + " |"
     sep = "|" + "---|" * len(shown.columns)
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]

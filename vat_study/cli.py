@@ -544,8 +544,9 @@ def _sequential_table(study: str, spec_json: dict, df) -> Table:
     for c in cs:
         lk = c.outcome.looks[-1] if c.outcome.looks else None
         f = (lambda v: f"{100 * v:+.2f}") if pct else (lambda v: f"{v:+.4g}")
+        ci = "" if lk is None else lk.note if lk.ci_low != lk.ci_low else f"[{f(lk.ci_low)}, {f(lk.ci_high)}]"
         table.add_row(f"{c.b} - {c.a}", c.decision, str(c.outcome.n), str(len(c.outcome.looks)),
-                      f(lk.mean_diff) if lk else "", f"[{f(lk.ci_low)}, {f(lk.ci_high)}]" if lk else "")
+                      f(lk.mean_diff) if lk else "", ci)
     return table
 
 
