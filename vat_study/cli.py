@@ -211,7 +211,7 @@ def _summary_table(name: str, metric: Mapping[str, Any], store) -> Table:
     columns, rows, best = status_rows(df, m, mode)
     table.add_column("")
     for i, c in enumerate(columns):
-        table.add_column(c, justify="right" if i >= len(columns) - 4 else "left")
+        table.add_column(c, justify="right" if i >= len(columns) - 5 else "left")
     for i, row in enumerate(rows):
         table.add_row("*" if i == best else "", *row, style="bold" if i == best else None)
     return table
@@ -422,8 +422,8 @@ def run(
     if summary.by_others:
         out.print(f"{summary.by_others} trial(s) of this run were run by other drivers of {spec.name!r} at the same time.")
     if summary.ran == 0:
-        out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already COMPLETE "
-                  f"in {safe_url(spec.storage)}.")
+        out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already finished "
+                  f"(COMPLETE or PRUNED) in {safe_url(spec.storage)}.", highlight=False)
     else:
         out.print(f"Ran {summary.ran} ({summary.failed} failed), skipped {summary.skipped} already complete, "
                   f"in {summary.seconds:.1f} s. Results: {safe_url(spec.storage)} (study {spec.name!r}).")
@@ -469,15 +469,27 @@ def _planned_device(spec) -> str:
     return f"cuda ({n} CUDA device(s) here)"
 
 
+FINISHED = ("COMPLETE", "PRUNED")
+"""A trial's finished outcomes: trained to the end, or stopped early by the study's pruner
+(``search.optuna.pruner``), which is how a pruned search is meant to end. Any other status after
+a run (FAILED, or RUNNING left by an interrupted driver) makes ``run`` exit 1."""
+
+
 def _exit_for_failures(spec, store) -> None:
-    """Exit 1, naming them, when the study has trials that are not COMPLETE after this run."""
+    """Say how many trials the pruner stopped; exit 1, naming them, when the study has trials
+    that did not finish (FAILED or interrupted: not COMPLETE or PRUNED) after this run."""
     from .store import failure_line
 
     study_id = store.study_id(spec.name)
     df = store.trials_frame(spec.name) if study_id is not None else None
     if df is None or df.empty:
         return
-    bad = df[df["status"] != "COMPLETE"]
+    pruned = int((df["status"] == "PRUNED").sum())
+    if pruned:
+        out.print(f"{pruned} of {len(df)} trial(s) of {spec.name!r} were pruned (stopped early by "
+                  f"search.optuna.pruner: finished, not failed; vat-study status {spec.name} shows where).",
+                  highlight=False)
+    bad = df[~df["status"].isin(FINISHED)]
     planned = spec.planned_config_keys()  # a grid: trials it no longer holds are not this run's
     if planned is not None:
         outside = bad[~bad["config_key"].isin(planned)]
@@ -488,10 +500,11 @@ def _exit_for_failures(spec, store) -> None:
     if bad.empty:
         return
     err.print(f"{len(bad)} of {len(df)} trial(s) of {spec.name!r} did not complete:", highlight=False)
+    from .display import trial_text
+
     for _, t in bad.head(20).iterrows():
-        params = {c.removeprefix("param."): t[c] for c in df.columns if c.startswith("param.") and t[c] == t[c]}
-        err.print(f"  trial {t['key']} ({json.dumps(params, default=str)}, seed {t['seed']}): {t['status']}, "
-                  + failure_line(t.get("failure_kind"), t["error"]), highlight=False, soft_wrap=True)
+        err.print(f"  {trial_text(t, df)}: {t['status']}, " + failure_line(t.get("failure_kind"), t["error"]),
+                  highlight=False, soft_wrap=True, markup=False)
     if len(bad) > 20:
         err.print(f"  ... and {len(bad) - 20} more (vat-study status {spec.name})", highlight=False)
     err.print("Run the same command again to redo them.", highlight=False)
@@ -507,12 +520,13 @@ def status(
     store = _existing_store(storage)
     if study is None:
         table = Table(title=f"studies in {safe_url(storage)}")
-        for c in ("study", "trials", "complete", "running", "failed"):
+        for c in ("study", "trials", "complete", "pruned", "running", "failed"):
             table.add_column(c)
         for name in store.study_names():
             df = store.trials_frame(name)
             counts = df["status"].value_counts().to_dict() if not df.empty else {}
-            table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "RUNNING", "FAILED")))
+            table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "RUNNING",
+                                                                                "FAILED")))
         out.print(table)
         return
     spec_json = store.study_spec(study)
@@ -521,12 +535,19 @@ def status(
     out.print(_summary_table(study, spec_json.get("metric") or {}, store))
     df = store.trials_frame(study)
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "RUNNING", "FAILED", "PRUNED")))
-    failed = df[df["status"].isin(["FAILED", "PRUNED"])] if not df.empty else df
-    for _, r in failed.iterrows():
+    out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "PRUNED", "RUNNING", "FAILED")))
+    from .display import pruned_text, trial_text
+    from .store.frames import pruned_at
+
+    metric = (spec_json.get("metric") or {}).get("name", "val_error")
+    at = pruned_at(store, study, metric) if counts.get("PRUNED") else {}
+    for _, r in df[df["status"] == "PRUNED"].iterrows() if not df.empty else ():
+        out.print(f"PRUNED {trial_text(r, df)}: {pruned_text(at.get(int(r['trial_id'])), metric)}", highlight=False,
+                  markup=False, soft_wrap=True)
+    for _, r in df[df["status"] == "FAILED"].iterrows() if not df.empty else ():
         last = (r["error"] or "").strip().splitlines()[-1:] or [""]
-        kind = r.get("failure_kind") or "error"
-        err.print(f"{r['status']} trial {r['trial_id']} seed {r['seed']} ({kind}): {last[0]}", highlight=False)
+        err.print(f"FAILED {trial_text(r, df)} ({r.get('failure_kind') or 'error'}): {last[0]}", highlight=False,
+                  markup=False, soft_wrap=True)
     if spec_json.get("sequential"):
         out.print(_sequential_table(study, spec_json, df))
 
