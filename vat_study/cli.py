@@ -323,6 +323,7 @@ def run(
     except SpecError as e:
         _fail(str(e))
     if dry_run:
+        out.print(_stored_checks(spec, write=False), highlight=False, markup=False, soft_wrap=True)
         for label, n in found.datasets.items():
             out.print(f"data: {label}: {n} training images found")
         for label in found.downloads:
@@ -368,7 +369,6 @@ def run(
     from .store import Store
 
     from .executors.execution import stopped_text
-    from .executors.planning import check_same_study
 
     if spec.executor.kind == "ray" and spec.executor.address:
         from .executors.ray_tune import join_cluster
@@ -377,18 +377,8 @@ def run(
             join_cluster(spec)
         except SpecError as e:
             _fail(str(e))
-    from .store import StoreError
-    from .store.health import check_store_file
-
-    try:  # a damaged or read-only SQLite file: one line, before anything is written
-        check_store_file(spec.storage, write=True)
-    except StoreError as e:
-        _fail(f"storage {safe_url(spec.storage)!r}: {e}")
-    store = _reachable(Store(spec.storage), "storage")
-    try:
-        check_same_study(spec, store)
-    except SpecError as e:
-        _fail(str(e))
+    _stored_checks(spec, write=True)
+    store = Store(spec.storage)
     runner = run_ray if spec.executor.kind == "ray" else run_local
     _record_invocation(set_, spec.storage)
     try:
@@ -430,6 +420,51 @@ def run(
     for e in summary.errors:
         err.print(e)
     _exit_for_failures(spec, store)
+
+
+def _stored_checks(spec, write: bool) -> str:
+    """What ``run`` checks against the store before it trains, in the same words and with the same
+    exit status for ``--dry-run`` (``write=False``: nothing is created, upgraded or written): a
+    damaged or read-only SQLite file, a database that cannot be opened or was written by a newer
+    vat-study, and a stored study of this name whose task, method or probes (or any finished
+    trial's resolved config) differ from this file's. Returns a line on what the store holds."""
+    from .executors.planning import check_same_configs, check_same_study
+    from .spec import SpecError
+    from .store import Store, StoreError
+    from .store.engine import check_revision, schema_revision
+    from .store.health import check_store_file, sqlite_file
+
+    where = safe_url(spec.storage)
+    try:  # a damaged or read-only SQLite file: one line, before anything is written
+        check_store_file(spec.storage, write=True)
+    except StoreError as e:
+        _fail(f"storage {where!r}: {e}")
+    path = sqlite_file(spec.storage)
+    if not write and path is not None and not path.exists():
+        return f"storage: no store at {where} yet; the run creates it"
+    store = _reachable(Store(spec.storage, upgrade=write), "storage")
+    if not write:
+        with store.engine.connect() as conn:
+            revision = schema_revision(conn)
+        try:
+            check_revision(revision)
+        except StoreError as e:
+            _fail(f"storage {where!r}: {e}")
+        if revision is None:
+            store.dispose()
+            return f"storage: {where} holds no study yet"
+    try:
+        check_same_study(spec, store)
+        study_id = store.study_id(spec.name)
+        if study_id is not None:
+            check_same_configs(spec, store, study_id)
+    except SpecError as e:
+        _fail(str(e))
+    done = 0 if study_id is None else sum(1 for s in store.trial_statuses(study_id).values() if s in FINISHED)
+    store.dispose()
+    if study_id is None:
+        return f"storage: no study {spec.name!r} in {where} yet"
+    return f"storage: the study {spec.name!r} in {where} matches this file ({done} trial(s) finished there)"
 
 
 def _record_invocation(set_: list[str], storage: str) -> None:

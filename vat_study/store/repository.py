@@ -73,23 +73,25 @@ class Store:
     """All reads and writes of the study database. Cheap to pickle: the engine is made on first
     use, and the first use in a process brings the schema up to date."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, upgrade: bool = True) -> None:
         self.url = url
+        self.upgrade = upgrade  # False: read the schema as it is (a dry run writes nothing)
         self._engine: Engine | None = None
         self._pid: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url}
+        return {"url": self.url, "upgrade": self.upgrade}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"])  # type: ignore[misc]
+        self.__init__(state["url"], state.get("upgrade", True))  # type: ignore[misc]
 
     @property
     def engine(self) -> Engine:
         if self._engine is None or self._pid != os.getpid():
             engine = make_engine(self.url)
             try:
-                upgrade_schema(engine)  # one cheap read when the schema is current
+                if self.upgrade:
+                    upgrade_schema(engine)  # one cheap read when the schema is current
             except BaseException:
                 engine.dispose()
                 raise
