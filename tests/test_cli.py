@@ -208,3 +208,42 @@ def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(
     assert "interrupted: interrupted" not in capsys.readouterr().err
     _exit_for_failures(narrow, store)  # no longer in the grid: no exit 1
     assert "no longer in its search" in capsys.readouterr().err
+
+
+def test_status_report_export_take_a_study_file_and_the_store_from_vat_study_storage(tmp_path, monkeypatch):
+    """Finding 4 of issue 31: with the store named in the study file, `status NAME` said "no store
+    there yet" with no hint and `report FILE.yaml` called the name invalid. Now STUDY may be the
+    study file (its name and storage), VAT_STUDY_STORAGE sets every command's default store, and
+    the "no store there" error names the ways to give it."""
+    from typer.testing import CliRunner
+
+    from helpers import fill
+    from vat_study.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAT_STUDY_STORAGE", raising=False)
+    url = "sqlite:///elsewhere/s.db"  # relative: to where the user stands, as for run
+    fill(url, "addr", [{"eps": 1.0}], lambda p, s: ({"val_error": 0.1 + 0.01 * s, "test_error": 0.2}, {}))
+    (tmp_path / "addr.yaml").write_text(yaml.safe_dump(tiny("addr", url)))
+    run = CliRunner().invoke
+    lost = run(app, ["status", "addr"])
+    assert lost.exit_code == 2 and "no store there yet" in lost.output and "VAT_STUDY_STORAGE" in lost.output
+    assert "--storage" in lost.output and "vat-study status STUDY.yaml" in lost.output, lost.output
+    st = run(app, ["status", "addr.yaml"])
+    assert st.exit_code == 0 and "4 COMPLETE" in st.output, st.output
+    rep = run(app, ["report", "addr.yaml"])
+    assert rep.exit_code == 0 and (tmp_path / "results" / "addr" / "report.md").exists(), rep.output
+    ex = run(app, ["export", "addr.yaml"])
+    assert ex.exit_code == 0 and (tmp_path / "results" / "addr" / "trials.csv").exists(), ex.output
+    monkeypatch.setenv("VAT_STUDY_STORAGE", url)
+    assert "4 COMPLETE" in run(app, ["status", "addr"]).output
+    listed = run(app, ["status"])
+    assert listed.exit_code == 0 and "addr" in listed.output
+    (tmp_path / "nostore.yaml").write_text(yaml.safe_dump({k: v for k, v in tiny("fresh", url).items()
+                                                             if k != "storage"}))
+    dry = run(app, ["run", "nostore.yaml", "--dry-run"])  # a study file without storage: the variable's store
+    assert dry.exit_code == 0 and "storage: no study 'fresh' in" in dry.output and "elsewhere/s.db" in dry.output
+    monkeypatch.setenv("VAT_STUDY_STORAGE", "mysql://x")
+    for args in (["status"], ["run", "nostore.yaml", "--dry-run"]):
+        bad = run(app, args)
+        assert bad.exit_code == 2 and "VAT_STUDY_STORAGE 'mysql://x': must be an SQLAlchemy URL" in bad.output

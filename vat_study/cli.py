@@ -4,6 +4,7 @@
     vat-study status [STUDY] [--storage URL]
     vat-study export STUDY --format csv|parquet [--out FILE] [--storage URL]
     vat-study report STUDY [--storage URL] [--out DIR]
+    vat-study delete STUDY [--yes] / rename OLD NEW [--storage URL]
     vat-study trial [--config FILE.yaml] [--set key=value]...   one run_trial, metrics printed
     vat-study defaults                                          the resolved default trial config
 """
@@ -268,7 +269,64 @@ def _study_folder(study: str, field: str) -> Path:
     return Path("results") / study
 
 
-def _existing_store(storage: str):
+STUDY_HELP = "Study name, or its study file (STUDY.yaml: its name and storage)."
+STORAGE_OPTION_HELP = ("SQLAlchemy URL (default: the study file's storage, else $VAT_STUDY_STORAGE, else "
+                       "sqlite:///results/vat_study.db).")
+
+
+class Addressed:
+    """The study (None: every study) and store a command addresses, and where the store came
+    from, as an error names it: ``--storage``, ``storage (in FILE)``, ``VAT_STUDY_STORAGE``, or
+    ``--storage`` for the default."""
+
+    def __init__(self, study: Optional[str], storage: str, field: str) -> None:
+        self.study, self.storage, self.field = study, storage, field
+
+
+def _addressed(study: Optional[str], storage: Optional[str]) -> Addressed:
+    """STUDY as users give it: a name, or a study file (an existing file: its ``name`` and its
+    ``storage``); the store from ``--storage``, else the file's, else ``VAT_STUDY_STORAGE``, else
+    the default. Only the file's name and storage are read (no data or tracker is checked)."""
+    from .store.urls import STORAGE_ENV, check_storage_url, default_storage
+
+    field = "--storage"
+    if study is not None and Path(study).is_file():
+        from .spec import check_study_name
+
+        path = study
+        try:
+            data = safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            _fail(f"study file {path}: {e}")
+        study = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(study, str):
+            _fail(f"study file {path}: has no name: (give the study's name, or a study file with one)")
+        try:
+            check_study_name(study)
+        except ValueError as e:
+            _fail(f"study file {path}: name {study!r} {e}")
+        if storage is None and data.get("storage") is not None:
+            storage, field = str(data["storage"]), f"storage (in {path})"
+    if storage is None:
+        try:
+            storage = default_storage()
+        except ValueError as e:
+            _fail(str(e))
+        import os
+
+        field = STORAGE_ENV if os.environ.get(STORAGE_ENV, "").strip() else "--storage"
+    try:
+        check_storage_url(storage)
+    except ValueError as e:
+        _fail(f"{field} {safe_url(storage)!r}: {e}")
+    return Addressed(study, storage, field)
+
+
+NO_STORE_HINT = ("run a study first (vat-study run STUDY.yaml), or name the store: --storage URL, the study file "
+                 "(vat-study status STUDY.yaml reads its storage), or VAT_STUDY_STORAGE=URL")
+
+
+def _existing_store(storage: str, field: str = "--storage"):
     """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
     from sqlalchemy.engine import make_url
 
@@ -278,19 +336,30 @@ def _existing_store(storage: str):
     try:
         check_storage_url(storage)
     except ValueError as e:
-        _fail(f"--storage {safe_url(storage)!r}: {e}")
+        _fail(f"{field} {safe_url(storage)!r}: {e}")
     url = make_url(storage)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
-        _fail(f"--storage {safe_url(storage)!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
+        _fail(f"{field} {safe_url(storage)!r}: no store there yet; {NO_STORE_HINT}")
     from .store import StoreError
     from .store.health import check_store_file
 
     try:  # damaged: refused; read-only: opened read-only (no -wal / -shm files made)
         opened = check_store_file(storage, write=False)
     except StoreError as e:
-        _fail(f"--storage {safe_url(storage)!r}: {e}")
-    store = _reachable(Store(opened), "--storage")
+        _fail(f"{field} {safe_url(storage)!r}: {e}")
+    store = _reachable(Store(opened), field)
     return store
+
+
+def _study_store(study: Optional[str] | Addressed, storage: Optional[str] = None):
+    """(study name, its store) for status / report / export / delete / rename (STUDY and --storage
+    as given, or ``_addressed`` already): the study must be in the store (the error lists those
+    that are)."""
+    a = study if isinstance(study, Addressed) else _addressed(study, storage)
+    store = _existing_store(a.storage, a.field)
+    if a.study is not None and store.study_id(a.study) is None:
+        _fail(f"study {a.study!r} is not in {safe_url(a.storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    return a.study, store
 
 
 @app.command()
@@ -548,11 +617,12 @@ def _exit_for_failures(spec, store) -> None:
 
 @app.command()
 def status(
-    study: Optional[str] = typer.Argument(None, help="Study name (default: list all studies)."),
-    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    study: Optional[str] = typer.Argument(None, help="Study name or study file (default: list all studies)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Studies in the store, or one study's trials by status."""
-    store = _existing_store(storage)
+    study, store = _study_store(study, storage)
+    storage = store.url
     if study is None:
         table = Table(title=f"studies in {safe_url(storage)}")
         for c in ("study", "trials", "complete", "pruned", "running", "failed"):
@@ -564,9 +634,7 @@ def status(
                                                                                 "FAILED")))
         out.print(table)
         return
-    spec_json = store.study_spec(study)
-    if spec_json is None:
-        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    spec_json = store.study_spec(study) or {}
     out.print(_summary_table(study, spec_json.get("metric") or {}, store))
     df = store.trials_frame(study)
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
@@ -608,21 +676,20 @@ def _sequential_table(study: str, spec_json: dict, df) -> Table:
 
 @app.command()
 def export(
-    study: str = typer.Argument(..., help="Study name."),
+    study: str = typer.Argument(..., help=STUDY_HELP),
     format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="File (default results/<study>/trials.<fmt>)."),
-    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Write a study's trials (params, seed, status, final metrics) and per-step metrics to files."""
     if format not in ("csv", "parquet"):
         _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
-    target = out_path or _study_folder(study, "--out") / f"trials.{format}"
+    addressed = _addressed(study, storage)
+    target = out_path or _study_folder(addressed.study, "--out") / f"trials.{format}"
     steps_target = target.with_name(target.stem + "_metrics" + target.suffix)
     for path in (target, steps_target):
         _check_target(path, "--out" if out_path else "the export file", folder=False)
-    store = _existing_store(storage)
-    if store.study_id(study) is None:
-        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    study, store = _study_store(addressed)
     trials, metrics = store.trials_frame(study), store.metrics_frame(study)
     if format == "parquet":
         try:
@@ -637,20 +704,79 @@ def export(
 
 @app.command()
 def report(
-    study: str = typer.Argument(..., help="Study name."),
-    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    study: str = typer.Argument(..., help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default results/<study>/)."),
 ) -> None:
     """The paper's figures and tables that the study's data allows, into results/<study>/."""
-    _check_target(out_dir or _study_folder(study, "--out"), "--out" if out_dir else "the report folder", folder=True)
-    store = _existing_store(storage)
-    if store.study_id(study) is None:
-        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    addressed = _addressed(study, storage)
+    _check_target(out_dir or _study_folder(addressed.study, "--out"), "--out" if out_dir else "the report folder",
+                  folder=True)
+    study, store = _study_store(addressed)
     from vat_study.analysis.report import write_report
 
     path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
     out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
                                    if skipped else ""))
+
+
+@app.command()
+def delete(
+    study: str = typer.Argument(..., help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a study from the store: its trials, their metrics, its claims and its Optuna study,
+    in one transaction; nothing else (files under results/ stay)."""
+    import click
+
+    from .store.manage import StudyInUse, delete_study
+
+    study, store = _study_store(study, storage)
+    df = store.trials_frame(study)
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    what = (f"study {study!r} in {safe_url(store.url)}: {len(df)} trial(s)"
+            + (f" ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})" if counts else ""))
+    if not yes:
+        try:
+            confirmed = typer.confirm(f"Delete the {what}, with their metrics and its Optuna study?", default=False)
+        except click.exceptions.Abort:
+            confirmed = False
+        if not confirmed:
+            err.print("nothing deleted", highlight=False)
+            raise typer.Exit(1)
+    try:
+        removed = delete_study(store, study)
+    except StudyInUse as e:
+        _fail(str(e))
+    out.print(f"deleted the {what}; {removed.metric_rows} metric row(s), {removed.optuna_trials} Optuna trial(s). "
+              f"Files under results/{study}/ (reports, models) are left as they are.", highlight=False, markup=False,
+              soft_wrap=True)
+
+
+@app.command()
+def rename(
+    old: str = typer.Argument(..., help="The study's name, or its study file."),
+    new: str = typer.Argument(..., help="Its new name."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
+) -> None:
+    """Rename a study in the store (and its Optuna study), in one transaction; files under
+    results/ are not moved."""
+    from .spec import check_study_name
+    from .store.manage import StudyInUse, rename_study
+
+    try:
+        check_study_name(new)
+    except ValueError as e:
+        _fail(f"NEW {new!r}: {e}")
+    old, store = _study_store(old, storage)
+    try:
+        rename_study(store, old, new)
+    except (StudyInUse, ValueError) as e:
+        _fail(str(e))
+    out.print(f"renamed study {old!r} to {new!r} in {safe_url(store.url)} (its Optuna study too); run its study file "
+              f"with name: {new} to continue it. Files under results/{old}/ are not moved.", highlight=False,
+              markup=False, soft_wrap=True)
 
 
 @app.command()
