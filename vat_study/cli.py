@@ -89,15 +89,17 @@ def trial(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override one setting: --set method.eps=2.0 --set task.optimizer.lr=0.001 (or eps=2.0)"),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON only."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-evaluation lines."),
-    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (default 1: reproducible, and on a "
-                                                           "small model faster than many); recorded in the output."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: VAT_STUDY_THREADS, "
+                                                                         "else 1: reproducible, and on a small model "
+                                                                         "faster than many); recorded in the output."),
 ) -> None:
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
-    import torch
+    from .surface import ConfigError, nest, param_path, resolve_config, run_trial, trial_threads
 
-    from .surface import ConfigError, nest, param_path, resolve_config, run_trial
-
-    torch.set_num_threads(threads)
+    try:
+        threads = trial_threads(threads)
+    except ValueError as e:
+        _fail(str(e))
 
     cfg: dict[str, Any] = {}
     if config is not None:
@@ -124,7 +126,7 @@ def trial(
             err.print(f"step {step:>6}  {shown}", highlight=False, soft_wrap=True)
 
     try:
-        metrics = run_trial(cfg, report)
+        metrics = run_trial(cfg, report, threads=threads)
     except ConfigError as e:
         _fail(str(e))
     metrics["torch_threads"] = threads

@@ -157,8 +157,6 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     to a capped log file there (``trial_output``), not to the driver's terminal.
     ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
     when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
-    import torch
-
     from ..surface import checkpoints
     from ..trial_output import captured_output
 
@@ -199,16 +197,16 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
 
     ck_path = Path(checkpoint_dir) / f"{digest([t.key for t in trials])}.pt" \
         if checkpoint_every and checkpoint_dir else None
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(int(threads), 1))
+    threads = max(int(threads), 1)
     try:
         with timer, captured_output(Path(log_dir) / f"{trials[0].key}.log" if log_dir else None), \
                 (checkpoints(str(ck_path), checkpoint_every) if ck_path else contextlib.nullcontext()):
             if batched:
-                result = surface.run_lanes([t.config for t in trials], report)
+                result = surface.run_lanes([t.config for t in trials], report, threads=threads)
                 metrics, failed = result.metrics, result.failed
             else:
-                metrics, failed = [surface.run_trial(trials[0].config, functools.partial(report, 0))], {}
+                metrics, failed = [surface.run_trial(trials[0].config, functools.partial(report, 0),
+                                                     threads=threads)], {}
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases:
@@ -220,8 +218,6 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         if ck_path is not None:
             ck_path.unlink(missing_ok=True)
         return {t.key: None for t in trials}
-    finally:
-        torch.set_num_threads(previous)
     out: dict[str, dict[str, Any] | None] = {}
     for i, (t, lease) in enumerate(claimed):
         if metrics[i] is not None:
