@@ -37,7 +37,7 @@ def test_run_on_ray_with_a_relative_store_then_status_export_report_and_rerun(tm
     assert ex.returncode == 0, ex.stderr
     trials = pd.read_csv(tmp_path / "results" / "clistudy" / "trials.csv")
     steps = pd.read_csv(tmp_path / "results" / "clistudy" / "trials_metrics.csv")
-    assert len(trials) == 6 and set(trials["status"]) == {"COMPLETE"} and {"val_error", "rvadv"} <= set(steps["name"])
+    assert len(trials) == 6 and set(trials["status"]) == {"COMPLETE"} and {"val_error_pct", "rvadv"} <= set(steps["name"])
 
 
 def test_bad_flags_name_themselves_and_write_nothing(tmp_path):
@@ -247,3 +247,52 @@ def test_status_report_export_take_a_study_file_and_the_store_from_vat_study_sto
     for args in (["status"], ["run", "nostore.yaml", "--dry-run"]):
         bad = run(app, args)
         assert bad.exit_code == 2 and "VAT_STUDY_STORAGE 'mysql://x': must be an SQLAlchemy URL" in bad.output
+
+
+def test_every_message_with_brackets_prints_them_through_rich(tmp_path, monkeypatch, capsys):
+    """Issue 31, point 6: the missing-tracker hint printed `pip install 'vat-study'`, Rich having
+    read `[trackers]` as markup. Every user-facing message holding brackets (tracker hints, the
+    study file's shape examples, spec and store errors, trial lines) now prints exactly, as an
+    error line, a plain line and a table cell."""
+    import importlib.util
+
+    from rich.table import Table
+    from typer.testing import CliRunner
+
+    from vat_study import cli, display, spec, tracking
+    from vat_study.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("wandb", "mlflow", "tensorboardX") else real(name, *a))
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(tiny("tr", f"sqlite:///{tmp_path}/t.db", tracking={"wandb": "p"})))
+    r = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert r.exit_code == 2 and "(pip install 'vat-study[trackers]' or pip install wandb)" in r.output, r.output
+    messages = tracking.missing_packages({"wandb": "p", "mlflow": True, "tensorboard": "tb"})
+    messages += [v for v in spec.SHAPES.values() if "[" in v]
+    messages += ["--set [bold]=1: expected key=value", "study file [red]x[/].yaml: has no name", "[link=x]y[/link]"]
+    row = pd.Series({"number": 3, "trial_id": 9, "seed": 0, "param.hidden": "[64, 32]", "param.act": "[relu]"})
+    messages.append(display.trial_text(row, pd.DataFrame([row])))
+    assert len(messages) > 8 and all("[" in m for m in messages)
+
+    def shown(m, how):
+        capsys.readouterr()
+        if how == "error":
+            with pytest.raises(typer.Exit):
+                cli._fail(m)
+        elif how == "table":
+            t = Table(title=m)
+            t.add_column(m)
+            t.add_row(m)
+            cli.out.print(t)
+        else:
+            (cli.out if how == "out" else cli.err).print(m)
+        got = capsys.readouterr()
+        return "".join((got.out + got.err).split())  # wrapped lines joined: only the characters count
+
+    import typer
+
+    for m in messages:
+        for how in ("error", "out", "err", "table"):
+            assert "".join(m.split()) in shown(m, how), (how, m)

@@ -66,8 +66,8 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Hyperparameter studies and ablations of VAT."""
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False)  # what is printed is text: a bracket in a message or a table cell is never
+out = Console(markup=False)              # Rich markup (only _fail's "error:" prefix is styled, explicitly)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -79,7 +79,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    """One ``error:`` line and exit 2. The message is printed as written: a bracket in it (``pip
+    install 'vat-study[trackers]'``, a grid ``[{eps: [1, 2]}]``) is text, never Rich markup."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(2)
 
 
@@ -683,7 +687,8 @@ def export(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="File (default results/<study>/trials.<fmt>)."),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
-    """Write a study's trials (params, seed, status, final metrics) and per-step metrics to files."""
+    """Write a study's trials (params, seed, status, final metrics, provenance) and per-step metrics
+    to files; error rates in percent (columns ending _pct)."""
     if format not in ("csv", "parquet"):
         _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
     addressed = _addressed(study, storage)
@@ -692,7 +697,12 @@ def export(
     for path in (target, steps_target):
         _check_target(path, "--out" if out_path else "the export file", folder=False)
     study, store = _study_store(addressed)
+    from .store.frames import provenance_frame
+
     trials, metrics = store.trials_frame(study), store.metrics_frame(study)
+    if not trials.empty:
+        trials = trials.merge(provenance_frame(store, study), on="trial_id", how="left")
+    trials, metrics = _errors_in_percent(trials, metrics)
     if format == "parquet":
         try:
             import pyarrow  # noqa: F401
@@ -702,6 +712,26 @@ def export(
     for df, path in ((trials, target), (metrics, steps_target)):
         df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
     out.print(f"wrote {target} ({len(trials)} trials) and {steps_target} ({len(metrics)} metric rows)")
+
+
+def is_error(name: str) -> bool:
+    """An error rate (a fraction in the store): what status, the report and export show in percent."""
+    return name.endswith(("_error", "_error_curve"))
+
+
+def _errors_in_percent(trials, metrics):
+    """The export's frames with every error rate in percent, its name saying so (``test_error_pct``;
+    per-step rows ``val_error_pct``), as status and the report show them; other values as stored."""
+    trials = trials.copy()
+    for c in [c for c in trials.columns if is_error(str(c)) and not str(c).startswith("param.")]:
+        trials[c] = trials[c] * 100
+        trials = trials.rename(columns={c: f"{c}_pct"})
+    if not metrics.empty:
+        metrics = metrics.copy()
+        errors = metrics["name"].map(is_error)
+        metrics.loc[errors, "value"] = metrics.loc[errors, "value"] * 100
+        metrics.loc[errors, "name"] = metrics.loc[errors, "name"] + "_pct"
+    return trials, metrics
 
 
 @app.command()

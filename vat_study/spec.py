@@ -572,7 +572,9 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(e, shapes=_shape), source) from None
+        from .errors import model_keys
+
+        raise SpecError(format_validation_error(e, shapes=_shape, known=model_keys(StudySpec)), source) from None
     from .spec_checks import validate_trials
 
     validate_trials(spec)

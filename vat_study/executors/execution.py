@@ -146,7 +146,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
                   threads: int = 1, timeout: float | None = None, node: str | None = None,
                   log_dir: str | None = None, checkpoint_every: int | None = None,
-                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial]], Any] | None = None
+                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None
                   ) -> dict[str, dict[str, Any] | None]:
     """Claim and run trials that differ only in lane settings (``planning.lane_groups``); two or
     more claimed train as lanes of one batched model (``run_lanes``, see vat_study.batched) and
@@ -169,6 +169,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                                   stale_after=claim.stale_after)
         if lease is not None:
             claimed.append((t, lease))
+    record = provenance.trial_provenance() if track is not None else {}  # as the claims recorded it: for trackers
     provenance.planned_threads.reset(threads_noted)
     if not claimed:
         return {}
@@ -178,7 +179,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         store.set_batch_group(leases, digest([t.key for t in trials]))
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
-    trackers = track(trials) if track is not None else None  # the study's tracking: (vat_study.tracking)
+    trackers = track(trials, record) if track is not None else None  # the study's tracking: (vat_study.tracking)
 
     lost: set[int] = set()
 
@@ -261,15 +262,16 @@ def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedT
                          checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"), track=tracking_for(spec))
 
 
-def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial]], Any] | None:
+def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial], dict], Any] | None:
     """The study's trackers (``tracking:``, ``vat_study.tracking.Trackers``) for a group of its
-    trials; None without a tracking block."""
+    trials and their provenance record; None without a tracking block."""
     if spec.tracking is None:
         return None
     from ..tracking import Trackers
 
     blocks = spec.tracking.model_dump(exclude_none=True)
-    return lambda trials: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials])
+    return lambda trials, record: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials],
+                                           record)
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,

@@ -75,6 +75,21 @@ def metrics_frame(store: Store, study: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["trial_id", "step", "name", "value"])
 
 
+def provenance_frame(store: Store, study: str) -> pd.DataFrame:
+    """One row per trial: trial_id and its provenance record (``versions``: vat-study version, git
+    commit and dirty flag, argv and overrides, CPU, GPU, CUDA, torch threads, library versions)
+    as ``provenance.<key>`` columns; a list or mapping as its JSON."""
+    import json
+
+    with store.session() as s:
+        rows = s.execute(select(TrialRow.id, TrialRow.versions).join(StudyRow, StudyRow.id == TrialRow.study_id)
+                         .where(StudyRow.name == study).order_by(TrialRow.id)).all()
+    out = [{"trial_id": tid, **{f"provenance.{k}": v if v is None or isinstance(v, (str, int, float, bool))
+                                else json.dumps(v, default=str) for k, v in (versions or {}).items()}}
+           for tid, versions in rows]
+    return pd.DataFrame(out, columns=None if out else ["trial_id"])
+
+
 def pruned_at(store: Store, study: str, metric: str) -> dict[int, tuple[int, float | None]]:
     """trial_id -> (the last step, and ``metric`` at it) of each PRUNED trial of ``study`` that
     reported an evaluation: where the pruner stopped it. A PRUNED trial absent here never

@@ -6,8 +6,11 @@ their per-step and final metrics, its drivers' claims) and its Optuna twin in th
 store as it was. Nothing else in the store is touched, and no file: a study's folder under
 ``results/``, saved models and tracker runs stay where they are.
 
-Optuna's tables are found by reflection (every table whose foreign key points at Optuna's
-``trials`` or ``studies``), so a table a later Optuna adds is covered without a list here.
+Optuna's public API deletes a study (``optuna.delete_study``) only in a transaction of its own
+and renames none, so both are done here in SQL on Optuna's RDB schema (its ``studies`` table,
+with ``study_name``, and its ``trials`` table; no Optuna module is imported): every table whose
+foreign key points at those two is found by reflection, so a table a later Optuna adds is
+covered without a list here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .repository import Store
 from .schema import DriverRow, FinalMetricRow, MetricRow, StudyRow, TrialRow
 
 OPTUNA_STUDIES, OPTUNA_TRIALS = "studies", "trials"
-"""Optuna's RDB storage tables of studies and trials (optuna.storages._rdb.models)."""
+"""The tables of Optuna's RDB storage that hold its studies and its trials."""
 
 
 class StudyInUse(RuntimeError):

@@ -416,10 +416,12 @@ class Store:
     # ------------------------------------------------------------------ Optuna records
 
     def trial_records(self, study_id: int, keys: list[str], metric: str) -> dict[str, dict[str, Any]]:
-        """key -> {trial_id, status, seed, batch_group, final: {name: value}, curve: {step: value
-        of ``metric``}} for the study's trials of ``keys`` (those recorded)."""
+        """key -> {trial_id, status, seed, batch_group, versions (its provenance record), final:
+        {name: value}, curve: {step: value of ``metric``}} for the study's trials of ``keys`` (those
+        recorded)."""
         with self.session() as s:
-            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group)
+            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group,
+                                    TrialRow.versions)
                              .where(TrialRow.study_id == study_id, TrialRow.key.in_(list(keys)))).all()
             ids = {r.id: r.key for r in rows}
             finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
@@ -427,7 +429,7 @@ class Store:
             steps = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
                               .where(MetricRow.trial_id.in_(list(ids)), MetricRow.name == metric)).all() if ids else []
         out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "batch_group": r.batch_group,
-                       "final": {}, "curve": {}} for r in rows}
+                       "versions": dict(r.versions or {}), "final": {}, "curve": {}} for r in rows}
         for tid, name, value in finals:
             out[ids[tid]]["final"][name] = value
         for tid, step, value in steps:
