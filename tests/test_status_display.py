@@ -95,3 +95,23 @@ def test_a_pruned_trial_is_a_finished_outcome_with_its_own_column(tmp_path, caps
     text = write_report(url, "pr", tmp_path / "rep")[0].read_text()
     assert "Pruned trials (4;" in text and "- trial 9 (eps=3, seed 0): pruned at step 20, val_error 86.00 % there" in text
     assert "did not complete" not in text
+
+
+def test_progress_lines_count_this_studys_trials_at_readable_precision(tmp_path):
+    """Issue 31, point 7: a new study's first trial was "trial 17" (ids across the whole store),
+    with eps=1.252065381499947. Now each line numbers the trials of its study, parameters at 4
+    significant digits, as status and the report do."""
+    from helpers import fill
+    from vat_study.display import Progress
+    from vat_study.spec import parse_spec
+    from vat_study.store import Store
+
+    url = f"sqlite:///{tmp_path}/p.db"
+    fill(url, "earlier", [{"eps": 1.0}, {"eps": 2.0}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    fill(url, "second", [{"eps": 1.252065381499947}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    spec = parse_spec({"name": "second", "task": {"dataset": "digits", "steps": 100}})
+    progress = Progress(spec, Store(url), 2, 4, 0)
+    progress._seen, progress._primed = set(), True
+    lines = progress.finished_lines()
+    assert len(lines) == 4 and " second trial 1 (eps=1.252, seed 0): COMPLETE" in lines[0], lines
+    assert " second trial 4 (eps=1.252, seed 3)" in lines[3] and "trial 9" not in "".join(lines)
