@@ -6,8 +6,9 @@ A trial trains with ``threads`` torch threads when the caller gives them (the ex
 else with 1; the caller's own setting is restored when the trial returns. One thread because the
 models here are small: torch's default (one per core) spends more on synchronising than it gains,
 and on a machine whose cores are busy with other work it is slower by an order of magnitude
-(a 50-update digits ``run_trial``: 21-29 s with the default on a loaded 2-core machine, 1.5 s with
-one thread), and one thread gives the same numbers on every machine. Give more for a large model
+(a 50-update digits VAT ``run_trial`` on a 2-core machine at load average 11-14: 56-87 s with
+torch's default of 2 threads, 4.7-9.9 s with one), and one thread gives the same numbers on
+every machine. Give more for a large model
 on an idle machine: ``run_trial(config, threads=8)`` or ``VAT_STUDY_THREADS=8``.
 """
 
