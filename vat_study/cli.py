@@ -372,9 +372,12 @@ def _study_store(study: Optional[str] | Addressed, storage: Optional[str] = None
 def run(
     study: Path = typer.Argument(..., help="Study file (YAML)."),
     executor: Optional[str] = typer.Option(None, "--executor", "-e", help="ray (default) or local."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: the study's storage)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: the study's storage, "
+                                                                    "else $VAT_STUDY_STORAGE)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a study field: --set task.steps=3000"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trials; run and write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Make every check the run makes (the data, the store, the "
+                                                         "study stored there) and print the expanded trials; "
+                                                         "train and write nothing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray start --head)."),
 ) -> None:
