@@ -630,8 +630,9 @@ def status(
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Studies in the store, or one study's trials by status."""
-    study, store = _study_store(study, storage)
-    storage = store.url
+    addressed = _addressed(study, storage)
+    study, store = _study_store(addressed)
+    storage = addressed.storage  # (as given: a read-only store is opened through another URL)
     if study is None:
         table = Table(title=f"studies in {safe_url(storage)}")
         for c in ("study", "trials", "complete", "pruned", "running", "failed"):
