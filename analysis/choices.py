@@ -53,7 +53,7 @@ def _pair(a: pd.DataFrame, b: pd.DataFrame, value: str = "test_error") -> dict |
     if len(seeds) < 2:
         return None
     s = paired_test(va.loc[seeds].to_numpy(float), vb.loc[seeds].to_numpy(float))
-    return {"n": len(seeds), **{k: s[k] for k in ("mean_diff", "ci_low", "ci_high", "p")}}
+    return {"n": len(seeds), **{k: s[k] for k in ("mean_diff", "ci_low", "ci_high", "p", "note")}}
 
 
 def _best(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
@@ -136,7 +136,7 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
         best = {c: f"{c}, eps {e:g}" for c, e in zip(gaps["choice"], gaps["vat_eps"])}
         yy = [y.get(best[c], 0) for c in gaps["choice"]]
         mid = 100 * gaps["vat_minus_rpt_mean_diff"]
-        err = [mid - 100 * gaps["vat_minus_rpt_ci_low"], 100 * gaps["vat_minus_rpt_ci_high"] - mid]
+        err = [(mid - 100 * gaps["vat_minus_rpt_ci_low"]).fillna(0), (100 * gaps["vat_minus_rpt_ci_high"] - mid).fillna(0)]
         axes[1].errorbar(mid, yy, xerr=err, fmt="s", color="k", capsize=3)
         axes[1].axvline(0, color="0.5", lw=1)
     axes[1].set_xlabel("VAT - RPT test error (points)")
@@ -144,7 +144,7 @@ def draw(effects: pd.DataFrame, gaps: pd.DataFrame, stem: Path) -> list[Path]:
     axes[0].set_yticks(range(len(choices)), choices)
     axes[0].invert_yaxis()
     return save(fig, stem, note="One setting changed at a time from the centre; left of 0 in (b): VAT wins; "
-                                "a point without a bar has one seed")
+                                "a point without a bar has one seed, or no CI (the table's note says why)")
 
 
 def section(r) -> str:
@@ -152,7 +152,7 @@ def section(r) -> str:
     effects, gaps = compute(r.data)
     return ("Each configuration against its method's centre (search parameters: the method alone), "
             "at the same eps, paired by seed: vs_centre_* is the difference in test error (choice - centre) with its 95 % t "
-            "CI and paired t-test p; rvadv_final / rvadv_train_final: the last R_vadv measured in eval "
+            "CI and paired t-test p (blank where no test is defined: vs_centre_note says why); rvadv_final / rvadv_train_final: the last R_vadv measured in eval "
             "mode / in train mode as training computes it:\n\n"
             + r.table("implementation_choices", effects,
                       ("test_error", "val_error", "vs_centre_mean_diff", "vs_centre_ci_low", "vs_centre_ci_high"))

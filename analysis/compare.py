@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import Skip, StudyData, best_config, holm, label, paired_test
+from .data import MIN_TEST_SEEDS, Skip, StudyData, best_config, holm, interval, label, paired_test
 from .plotting import axis_label, percent, plt, save
 
 MIN_PAIRED_SEEDS = 5
@@ -82,8 +82,9 @@ def compute_grid(data: StudyData, a: str, b: str, value: str = "test_error") -> 
     if len(rows) < 2:
         raise Skip(f"{b} has fewer than two configurations with 2+ seeds shared with {a}")
     out = pd.DataFrame(rows)
-    out["p_holm"] = holm(out["p"].tolist())
-    out["significant"] = out["p_holm"] < 0.05
+    out["p_holm"] = holm(out["p"].tolist())  # over the tests that exist; blank where none was done
+    out["significant"] = [None if p != p else bool(p < 0.05) for p in out["p_holm"]]
+    out = out[[c for c in out.columns if c != "note"] + ["note"]]  # why a row has no test, last
     return out.sort_values("eps").reset_index(drop=True)
 
 
@@ -96,9 +97,10 @@ def draw_pair(per_seed: pd.DataFrame, summary: dict, stem: Path) -> list[Path]:
     ax.set_xlim(-0.3, 1.3)
     ax.set_ylabel(f"{axis_label(summary['value'])}, one line per seed")
     percent(ax)
-    ax.set_title(f"{b} - {a}: {100 * summary['mean_diff']:+.2f} pts "
-                 f"[{100 * summary['ci_low']:+.2f}, {100 * summary['ci_high']:+.2f}]\n"
-                 f"95% CI, paired t-test p = {summary['p']:.3g}, n = {summary['n']} seeds", fontsize=9)
+    ci = interval(100 * summary["ci_low"], 100 * summary["ci_high"])
+    test = f"paired t-test p = {summary['p']:.3g}" if not summary["note"] else f"no test: {summary['note']}"
+    ax.set_title(f"{b} - {a}: {100 * summary['mean_diff']:+.2f} pts {ci}\n"
+                 f"{'95% CI, ' if ci else ''}{test}, n = {summary['n']} seeds", fontsize=9)
     return save(fig, stem)
 
 
@@ -122,14 +124,18 @@ def section(r) -> str:
         try:
             g = compute_grid(r.data, a, b)
             parts.append(f"\nEvery {b} configuration against the best {a}, paired by seed "
-                         "(difference in points of test error; Holm-adjusted p):\n\n"
+                         "(difference in points of test error; p Holm-adjusted over the configurations with a test; "
+                         "t, p and significant blank where no test is defined, the note says why):\n\n"
                          + r.table(name + "_grid", g, ("mean_diff", "sd_diff", "ci_low", "ci_high")))
         except Skip as e:
             parts.append(f"\n(grid comparison skipped: {e})")
     if not rows:
         raise Skip("; ".join(p.removeprefix("- ") for p in parts))
-    summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p"]]
-    head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test:\n\n"
+    summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p",
+                                  "note"]]
+    head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test (blank where "
+            f"it is not defined, the note says why: fewer than {MIN_TEST_SEEDS} seeds, or every seed's difference "
+            "the same):\n\n"
             + r.table("comparison_summary", summary, ("mean_diff", "ci_low", "ci_high")))
     few = summary[summary["n"] < MIN_PAIRED_SEEDS]
     if not few.empty:

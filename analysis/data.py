@@ -221,30 +221,93 @@ def n_text(table: pd.DataFrame) -> str:
     return f"{rng('configurations', 'configuration')} x {rng('seeds', 'seed')}"
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
-    """Paired comparison of b - a (same seeds): mean difference, t-based CI, paired t-test p."""
-    d = np.asarray(b, float) - np.asarray(a, float)
+MIN_TEST_SEEDS = 3
+"""A t-test (t, p, a Holm verdict, a verdict from a CI excluding a value) needs at least this many
+seeds: with two, the one degree of freedom leaves the test with no check of its assumptions and
+an interval 12.7 SDs wide; the report says "n = 2: too few seeds to test" instead."""
+
+EQUAL_RTOL = 1e-9
+"""Values (or paired differences) whose spread is at most this fraction of their magnitude count
+as all equal, so no t statistic is formed from them. A study's metrics move in steps of their
+resolution (one test image: 1 / 500 of the error on digits' test set, 1 / 10,000 on MNIST's),
+and identical steps in every seed leave only float rounding (1e-17 on an error of 0.006) as
+their spread: a "t" of 1e15 and p of 1e-16 from rounding, never from the data. Any real
+difference of a discrete metric is at least one step, far above 1e-9 of the values; continuous
+metrics (R_vadv, gradient norms) have no step and are equal only to rounding too."""
+
+
+def untestable(values, scale: float | None = None, what: str = "differences") -> str:
+    """Why a t-test of ``values`` (paired differences, or one sample) is not defined: too few
+    (``MIN_TEST_SEEDS``), or all equal within ``EQUAL_RTOL`` of ``scale`` (default: the values'
+    own magnitude); '' where it is."""
+    x = np.asarray(values, float)
+    n = len(x)
+    if n < MIN_TEST_SEEDS:
+        return f"n = {n}: too few seeds to test"
+    if all_equal(x, scale):
+        return f"all {n} {what} equal"
+    return ""
+
+
+def all_equal(values, scale: float | None = None) -> bool:
+    """Whether ``values`` are one value up to ``EQUAL_RTOL`` of ``scale`` (their magnitude)."""
+    x = np.asarray(values, float)
+    if len(x) == 0 or not np.isfinite(x).all():
+        return False
+    scale = float(np.max(np.abs(x))) if scale is None else float(scale)
+    return float(np.ptp(x)) <= EQUAL_RTOL * scale
+
+
+def _t_test(d: np.ndarray) -> tuple[float, float]:
+    """The one-sample t statistic of ``d`` against 0 and its two-sided p (``stats.ttest_1samp``,
+    computed here: the caller has ruled out the degenerate cases, so no scipy warning can arise)."""
     n = len(d)
-    mean = float(d.mean()) if n else float("nan")
+    t = float(d.mean() / (d.std(ddof=1) / np.sqrt(n)))
+    return t, float(2 * stats.t.sf(abs(t), n - 1))
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
+    """Paired comparison of b - a (same seeds): mean difference, SD, t confidence interval, and the
+    paired t-test (t, p) where it is defined (``untestable``); ``note`` says why not otherwise,
+    and t and p are NaN. n = 2: the interval is given (wide), the test is not. All differences
+    equal (within ``EQUAL_RTOL``): neither, as an interval of width 0 would claim a certainty
+    that only the metric's resolution made."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = b - a
+    n = len(d)
+    nan = float("nan")
+    mean = float(d.mean()) if n else nan
+    scale = float(max(np.max(np.abs(a)), np.max(np.abs(b)))) if n else None
+    note = untestable(d, scale)
+    out = dict(n=n, mean_diff=mean, sd_diff=nan, ci_low=nan, ci_high=nan, t=nan, p=nan, note=note)
     if n < 2:
-        return dict(n=n, mean_diff=mean, sd_diff=float("nan"), ci_low=float("nan"), ci_high=float("nan"),
-                    t=float("nan"), p=float("nan"))
+        return out
+    if all_equal(d, scale):
+        return {**out, "sd_diff": 0.0}
     sd = float(d.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
-    if sd == 0:
-        t, p = (0.0, 1.0) if mean == 0 else (float("inf") * np.sign(mean), 0.0)
-    else:
-        res = stats.ttest_rel(b, a)
-        t, p = float(res.statistic), float(res.pvalue)
-    return dict(n=n, mean_diff=mean, sd_diff=sd, ci_low=mean - half, ci_high=mean + half, t=t, p=p)
+    out.update(sd_diff=sd, ci_low=mean - half, ci_high=mean + half)
+    if not note:
+        out["t"], out["p"] = _t_test(d)
+    return out
+
+
+def interval(low: float, high: float, fmt: str = "+.2f") -> str:
+    """``[low, high]`` as a report prints a CI; '' where there is none (NaN)."""
+    if low != low or high != high:
+        return ""
+    return f"[{low:{fmt}}, {high:{fmt}}]"
 
 
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (family-wise error), in the input order."""
+    """Holm-Bonferroni adjusted p-values (family-wise error), in the input order, over the tests
+    that exist: a NaN p (a test not done, ``paired_test``'s ``note``) stays NaN and does not
+    count in the family."""
     p = np.asarray(pvalues, float)
-    order = np.argsort(p)
-    m = len(p)
-    adj = np.empty(m)
+    adj = np.full(len(p), np.nan)
+    done = np.flatnonzero(~np.isnan(p))
+    order = done[np.argsort(p[done])]
+    m = len(done)
     running = 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (m - rank) * p[i]))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from vat_study.surface import GRAD_SD_NORM_PREFIX
 
-from .data import Skip, StudyData, n_text, paired_test, summarize, with_setting
+from .data import Skip, StudyData, interval, n_text, paired_test, summarize, with_setting
 from .plotting import axis_label, legend_beside, plt, save, t_band
 
 
@@ -43,7 +43,8 @@ def k_gap(data: StudyData, values: pd.DataFrame | None = None) -> pd.DataFrame:
     for (variant, setting, step), g in wide.dropna(subset=[0, 1]).groupby(["variant", "setting", "step"]):
         t = paired_test(g[0].to_numpy(), g[1].to_numpy())
         rows.append({"trained_with": variant, "setting": setting, "step": int(step), "n": t["n"],
-                     "k1_minus_k0": t["mean_diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"], "p": t["p"]})
+                     "k1_minus_k0": t["mean_diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"], "p": t["p"],
+                     "note": t["note"]})
     return pd.DataFrame(rows)
 
 
@@ -55,18 +56,24 @@ def verdict(gap: pd.DataFrame) -> list[str]:
     several = gap.groupby(["trained_with", "setting"]).ngroups > 1  # name the line only where there are several
     for (trained, setting), g in gap.groupby(["trained_with", "setting"]):
         g = g.sort_values("step")
-        below = int((g["ci_high"] < 0).sum())
-        above = int((g["ci_low"] > 0).sum())
+        tested = g["note"].fillna("") == ""  # a step without a defined test decides nothing
+        below = int((tested & (g["ci_high"] < 0)).sum())
+        above = int((tested & (g["ci_low"] > 0)).sum())
         first, last = g.iloc[0], g.iloc[-1]
-        early = ("agrees: K = 1 is below K = 0 at the first measured step" if first["ci_high"] < 0 else
+        early = (f"not decided at the first measured step ({first['note']})" if first["note"] else
+                 "agrees: K = 1 is below K = 0 at the first measured step" if first["ci_high"] < 0 else
                  "does not agree: K = 1 is above K = 0 at the first measured step" if first["ci_low"] > 0 else
                  "not decided at this n at the first measured step (the CI includes 0)")
         where = ", ".join(x for x in (trained, setting) if x) if several else ""
+
+        def at(r) -> str:
+            ci = interval(r["ci_low"], r["ci_high"])
+            return f"{r['k1_minus_k0']:+.2f}{' ' + ci if ci else ''} at {r['step']:,}"
         lines.append(f"- Fig. 7a{f' ({where})' if where else ''}: {early}. K = 1 - K = 0, paired by seed "
-                     f"(n = {int(first['n'])}): {first['k1_minus_k0']:+.2f} [{first['ci_low']:+.2f}, {first['ci_high']:+.2f}] "
-                     f"at {first['step']:,} updates, {last['k1_minus_k0']:+.2f} [{last['ci_low']:+.2f}, {last['ci_high']:+.2f}] "
-                     f"at {last['step']:,}; below with the CI excluding 0 at {below} of {len(g)} measured steps, "
-                     f"above at {above}.")
+                     f"(n = {int(first['n'])}): {at(first)} updates, {at(last)}; below with the CI excluding 0 at "
+                     f"{below} of {len(g)} measured steps, above at {above}"
+                     + (f" ({int((~tested).sum())} step(s) without a test: {g.loc[~tested, 'note'].iloc[0]})"
+                        if not tested.all() else "") + ".")
     return lines
 
 

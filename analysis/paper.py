@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import Skip, StudyData, best_config, ci_half, paired_test
+from .data import Skip, StudyData, all_equal, best_config, ci_half, interval, paired_test, untestable
 
 NOTES = "PAPER.md"
 """Hand-written notes beside a report (``results/<study>/PAPER.md``): included, never written."""
@@ -94,18 +94,24 @@ def compute(data: StudyData, block: dict[str, Any]) -> tuple[pd.DataFrame, list[
         x = best[metric].to_numpy(float) * _scale(metric)
         n = len(x)
         mean, sd = float(x.mean()), float(x.std(ddof=1)) if n > 1 else float("nan")
-        half = ci_half(sd, n)
-        lo, hi = mean - half, mean + half
-        if n < 2:
-            verdict = "not decided: one seed gives no interval"
+        why = untestable(x, what="seeds' values")
+        if all_equal(x):  # no spread at the metric's resolution: no interval, not one of width 0
+            sd = 0.0 if n > 1 else sd
+            lo = hi = float("nan")
+        else:
+            half = ci_half(sd, n)
+            lo, hi = mean - half, mean + half
+        if why:
+            verdict = f"not decided: {why}"
         elif lo <= v["value"] <= hi:
             verdict = "agrees (the paper's value is inside our 95 % CI)"
         else:
             verdict = f"does not agree: ours is {'higher' if mean > v['value'] else 'lower'}"
         sd_p = f" +- {v['sd']:g}" if v.get("sd") is not None else ""
         u = _unit(metric)
-        lines.append(f"- {name}, {metric}: ours {mean:.2f}{u} [{lo:.2f}, {hi:.2f}] ({config}; n = 1 configuration x "
-                     f"{n} seeds, {ours_budget} updates) vs the paper's {v['value']:g}{sd_p}{u} ({paper_budget}): "
+        ci = interval(lo, hi, ".2f")
+        lines.append(f"- {name}, {metric}: ours {mean:.2f}{u}{' ' + ci if ci else ''} ({config}; n = 1 configuration "
+                     f"x {n} seeds, {ours_budget} updates) vs the paper's {v['value']:g}{sd_p}{u} ({paper_budget}): "
                      f"{verdict}.")
         rows.append({"method": name, "metric": metric, "configuration": config, "ours_mean": mean, "ours_sd": sd,
                      "ci_low": lo, "ci_high": hi, "configurations": 1, "seeds": n, "paper": v["value"],
@@ -131,14 +137,17 @@ def compute(data: StudyData, block: dict[str, Any]) -> tuple[pd.DataFrame, list[
         s = paired_test(vb.loc[seeds].to_numpy(float), va.loc[seeds].to_numpy(float))  # lower - higher
         k = _scale(metric)
         d, lo, hi = k * s["mean_diff"], k * s["ci_low"], k * s["ci_high"]
-        if o.get("tie"):
+        if s["note"]:  # the CI excluding 0 would be a test the data cannot give
+            verdict = f"not decided: {s['note']}"
+        elif o.get("tie"):
             verdict = ("agrees: the CI includes 0" if lo <= 0 <= hi else
                        f"does not agree: {na} is {'lower' if hi < 0 else 'higher'} (the CI excludes 0)")
         else:
             verdict = ("reproduced: the CI excludes 0" if hi < 0 else "reversed: the CI excludes 0 the other way"
                        if lo > 0 else "not decided at this n: the CI includes 0")
         pts = " points" if metric.endswith("_error") else ""
-        lines.append(f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts} [{lo:+.2f}, {hi:+.2f}], "
+        ci = interval(lo, hi)
+        lines.append(f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts}{' ' + ci if ci else ''}, "
                      f"paired by seed, n = {len(seeds)}: {verdict}.")
     return pd.DataFrame(rows), lines
 

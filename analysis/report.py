@@ -30,6 +30,8 @@ def _md_table(df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
         elif pd.api.types.is_float_dtype(shown[c]):
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+        elif shown[c].dtype == object:  # None / NaN among other values: blank (a test not done), not "None"
+            shown[c] = shown[c].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else v)
     head = "| " + " | ".join(map(str, shown.columns)) + " |"
     sep = "|" + "---|" * len(shown.columns)
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -151,6 +153,43 @@ def _planned_configs(spec: dict) -> set[str] | None:
         return None
 
 
+def _pruned_lines(store, data: StudyData) -> list[str]:
+    """The trials the study's pruner stopped early (a finished outcome, never redone), each with
+    the step it was stopped at and the study metric there."""
+    from vat_study.display import pruned_text, trial_text
+    from vat_study.store.frames import pruned_at
+
+    trials = data.trials
+    pruned = trials[trials["status"] == "PRUNED"] if not trials.empty else trials
+    if pruned.empty:
+        return []
+    at = pruned_at(store, data.name, data.metric)
+    return ([f"Pruned trials ({len(pruned)}; stopped early by `search.optuna.pruner`: finished, not failed, never "
+             "redone):", ""]
+            + [f"- {trial_text(t, trials)}: {pruned_text(at.get(int(t['trial_id'])), data.metric)}"
+               for _, t in pruned.iterrows()] + [""])
+
+
+def _failed_lines(data: StudyData) -> list[str]:
+    """The trials that did not finish (FAILED), each with its failure kind and last error line."""
+    from vat_study.display import trial_text
+    from vat_study.store import failure_line
+
+    trials = data.trials
+    failed = trials[trials["status"] == "FAILED"] if not trials.empty else trials
+    if failed.empty:
+        return []
+    kinds = failed["failure_kind"].fillna("error").value_counts().to_dict() if "failure_kind" in failed else {}
+    lines = [f"Trials that did not complete ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
+             "`vat-study run` redoes those that the study's search still holds):", ""]
+    planned = _planned_configs(data.spec)
+    for _, t in failed.iterrows():
+        lines.append(f"- {trial_text(t, trials)}: {t['status']}, " + failure_line(t.get("failure_kind"), t["error"])
+                     + ("; no longer in the study's search, so not redone"
+                        if planned is not None and t["config_key"] not in planned else ""))
+    return lines + [""]
+
+
 MANIFEST = ".report-files"
 """Beside report.md: the names of the files the last report wrote, one a line, sorted."""
 
@@ -182,7 +221,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
     steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
-    from vat_study.store import Store, failure_line, safe_url
+    from vat_study.store import Store, safe_url
 
     versions = Store(url).latest_versions(study)
     head = [f"# Study `{study}`", "",
@@ -194,20 +233,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
             f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
             f"- metric: {data.metric} ({data.mode})",
             *provenance_lines(versions), ""]
-    failed = trials[trials["status"].isin(["FAILED", "PRUNED"])] if not trials.empty else trials
-    if not failed.empty:
-        kinds = failed["failure_kind"].fillna("error").value_counts().to_dict() if "failure_kind" in failed else {}
-        head += [f"Trials that did not complete ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
-                 "`vat-study run` redoes FAILED ones that the study's search still holds):", ""]
-        planned = _planned_configs(data.spec)
-        for _, t in failed.iterrows():
-            params = ", ".join(f"{c.removeprefix('param.')}={t[c]}" for c in trials.columns
-                               if c.startswith("param.") and pd.notna(t[c]))
-            head.append(f"- trial {t['trial_id']} ({params or 'no search params'}, seed {t['seed']}): {t['status']}, "
-                        + failure_line(t.get("failure_kind"), t["error"])
-                        + ("; no longer in the study's search, so not redone"
-                           if planned is not None and t["config_key"] not in planned else ""))
-        head.append("")
+    head += _pruned_lines(Store(url), data) + _failed_lines(data)
     if r.skipped:
         head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]
     written = paper.notes(out_dir)  # hand-written notes beside the report: included, never written

@@ -24,11 +24,12 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "looks": len(c.outcome.looks), "mean_diff": last.mean_diff if last else float("nan"),
                      "rci_low": last.ci_low if last else float("nan"),
                      "rci_high": last.ci_high if last else float("nan"),
-                     "p": last.p if last else float("nan"), "nominal_level": c.outcome.level, "note": c.note})
+                     "p": last.p if last else float("nan"), "nominal_level": c.outcome.level,
+                     "note": c.note or (last.note if last else "")})
         for i, lk in enumerate(c.outcome.looks, 1):
             looks.append({"comparison": f"{c.b} - {c.a}", "look": i, "n_seeds": lk.n, "mean_diff": lk.mean_diff,
                           "rci_low": lk.ci_low, "rci_high": lk.ci_high, "p": lk.p,
-                          "decides": lk.p < c.outcome.level})
+                          "decides": lk.p < c.outcome.level, "note": lk.note})
     return pd.DataFrame(rows), pd.DataFrame(looks)
 
 

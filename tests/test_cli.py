@@ -37,7 +37,7 @@ def test_run_on_ray_with_a_relative_store_then_status_export_report_and_rerun(tm
     assert ex.returncode == 0, ex.stderr
     trials = pd.read_csv(tmp_path / "results" / "clistudy" / "trials.csv")
     steps = pd.read_csv(tmp_path / "results" / "clistudy" / "trials_metrics.csv")
-    assert len(trials) == 6 and set(trials["status"]) == {"COMPLETE"} and {"val_error", "rvadv"} <= set(steps["name"])
+    assert len(trials) == 6 and set(trials["status"]) == {"COMPLETE"} and {"val_error_pct", "rvadv"} <= set(steps["name"])
 
 
 def test_bad_flags_name_themselves_and_write_nothing(tmp_path):
@@ -208,3 +208,91 @@ def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(
     assert "interrupted: interrupted" not in capsys.readouterr().err
     _exit_for_failures(narrow, store)  # no longer in the grid: no exit 1
     assert "no longer in its search" in capsys.readouterr().err
+
+
+def test_status_report_export_take_a_study_file_and_the_store_from_vat_study_storage(tmp_path, monkeypatch):
+    """Finding 4 of issue 31: with the store named in the study file, `status NAME` said "no store
+    there yet" with no hint and `report FILE.yaml` called the name invalid. Now STUDY may be the
+    study file (its name and storage), VAT_STUDY_STORAGE sets every command's default store, and
+    the "no store there" error names the ways to give it."""
+    from typer.testing import CliRunner
+
+    from helpers import fill
+    from vat_study.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAT_STUDY_STORAGE", raising=False)
+    url = "sqlite:///elsewhere/s.db"  # relative: to where the user stands, as for run
+    fill(url, "addr", [{"eps": 1.0}], lambda p, s: ({"val_error": 0.1 + 0.01 * s, "test_error": 0.2}, {}))
+    (tmp_path / "addr.yaml").write_text(yaml.safe_dump(tiny("addr", url)))
+    run = CliRunner().invoke
+    lost = run(app, ["status", "addr"])
+    assert lost.exit_code == 2 and "no store there yet" in lost.output and "VAT_STUDY_STORAGE" in lost.output
+    assert "--storage" in lost.output and "vat-study status STUDY.yaml" in lost.output, lost.output
+    st = run(app, ["status", "addr.yaml"])
+    assert st.exit_code == 0 and "4 COMPLETE" in st.output, st.output
+    rep = run(app, ["report", "addr.yaml"])
+    assert rep.exit_code == 0 and (tmp_path / "results" / "addr" / "report.md").exists(), rep.output
+    ex = run(app, ["export", "addr.yaml"])
+    assert ex.exit_code == 0 and (tmp_path / "results" / "addr" / "trials.csv").exists(), ex.output
+    monkeypatch.setenv("VAT_STUDY_STORAGE", url)
+    assert "4 COMPLETE" in run(app, ["status", "addr"]).output
+    listed = run(app, ["status"])
+    assert listed.exit_code == 0 and "addr" in listed.output
+    (tmp_path / "nostore.yaml").write_text(yaml.safe_dump({k: v for k, v in tiny("fresh", url).items()
+                                                             if k != "storage"}))
+    dry = run(app, ["run", "nostore.yaml", "--dry-run"])  # a study file without storage: the variable's store
+    assert dry.exit_code == 0 and "storage: no study 'fresh' in" in dry.output and "elsewhere/s.db" in dry.output
+    monkeypatch.setenv("VAT_STUDY_STORAGE", "mysql://x")
+    for args in (["status"], ["run", "nostore.yaml", "--dry-run"]):
+        bad = run(app, args)
+        assert bad.exit_code == 2 and "VAT_STUDY_STORAGE 'mysql://x': must be an SQLAlchemy URL" in bad.output
+
+
+def test_every_message_with_brackets_prints_them_through_rich(tmp_path, monkeypatch, capsys):
+    """Issue 31, point 6: the missing-tracker hint printed `pip install 'vat-study'`, Rich having
+    read `[trackers]` as markup. Every user-facing message holding brackets (tracker hints, the
+    study file's shape examples, spec and store errors, trial lines) now prints exactly, as an
+    error line, a plain line and a table cell."""
+    import importlib.util
+
+    from rich.table import Table
+    from typer.testing import CliRunner
+
+    from vat_study import cli, display, spec, tracking
+    from vat_study.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("wandb", "mlflow", "tensorboardX") else real(name, *a))
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(tiny("tr", f"sqlite:///{tmp_path}/t.db", tracking={"wandb": "p"})))
+    r = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert r.exit_code == 2 and "(pip install 'vat-study[trackers]' or pip install wandb)" in r.output, r.output
+    messages = tracking.missing_packages({"wandb": "p", "mlflow": True, "tensorboard": "tb"})
+    messages += [v for v in spec.SHAPES.values() if "[" in v]
+    messages += ["--set [bold]=1: expected key=value", "study file [red]x[/].yaml: has no name", "[link=x]y[/link]"]
+    row = pd.Series({"number": 3, "trial_id": 9, "seed": 0, "param.hidden": "[64, 32]", "param.act": "[relu]"})
+    messages.append(display.trial_text(row, pd.DataFrame([row])))
+    assert len(messages) > 8 and all("[" in m for m in messages)
+
+    def shown(m, how):
+        capsys.readouterr()
+        if how == "error":
+            with pytest.raises(typer.Exit):
+                cli._fail(m)
+        elif how == "table":
+            t = Table(title=m)
+            t.add_column(m)
+            t.add_row(m)
+            cli.out.print(t)
+        else:
+            (cli.out if how == "out" else cli.err).print(m)
+        got = capsys.readouterr()
+        return "".join((got.out + got.err).split())  # wrapped lines joined: only the characters count
+
+    import typer
+
+    for m in messages:
+        for how in ("error", "out", "err", "table"):
+            assert "".join(m.split()) in shown(m, how), (how, m)

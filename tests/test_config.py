@@ -61,7 +61,9 @@ def test_a_method_block_drops_other_methods_settings_and_refuses_unknown_keys():
     assert resolve_config({"method": {"name": "at_linf", **shared}})["method"] == {"name": "at_linf", "eps": 2.0,
                                                                                    "alpha": 0.5}
     assert problems({"method": {"name": "baseline", "epsilon": 1.0}}) == (
-        "method.epsilon: unknown key (not a setting; check its spelling)")
+        "method.epsilon: unknown key (not a setting); did you mean method.eps?")
+    assert problems({"method": {"name": "baseline", "zzz": 1.0}}) == (
+        "method.zzz: unknown key (not a setting; check its spelling)")  # nothing close: no guess
     assert resolve_config({"method": {"name": "baseline", "eps": "x"}})["method"] == {"name": "baseline"}  # not its setting
     assert "method: must be a mapping" in problems({"method": 3})
     assert problems({"task": {"implementation": {}}}).startswith("task.implementation: a setting of the method")
@@ -133,3 +135,19 @@ def test_defaults_command_prints_one_methods_settings():
     assert shown == resolve_config({"method": {"name": "rpt"}}) and "power_iterations" not in shown["method"]
     bad = CliRunner().invoke(app, ["defaults", "--method", "vatt"])
     assert bad.exit_code == 2 and "--method: Input should be 'baseline'" in bad.output
+
+
+def test_an_unknown_key_gets_the_closest_known_one():
+    """Issue 31, point 7: `task.stpes` said only "unknown key"; now the key most likely meant, at
+    every level of a trial config and a study file."""
+    from vat_study.spec import SpecError, parse_spec
+
+    assert problems({"task": {"stpes": 5}}) == "task.stpes: unknown key (not a setting); did you mean task.steps?"
+    assert "task.batch.labled: unknown key (not a setting); did you mean task.batch.labeled?" in problems(
+        {"task": {"batch": {"labled": 32}}})
+    assert "method.implementation.bnn: unknown key (not a setting); did you mean method.implementation.bn?" in \
+        problems({"method": {"name": "vat", "implementation": {"bnn": "running"}}})
+    with pytest.raises(SpecError) as e:
+        parse_spec({"name": "s", "seedz": [0], "executor": {"kind": "local", "lannes": 2}})
+    assert "seedz: unknown key (not a setting); did you mean seeds?" in e.value.problems
+    assert "executor.lannes: unknown key (not a setting); did you mean executor.lanes?" in e.value.problems

@@ -184,3 +184,19 @@ def test_shape_mistakes_show_the_right_shape(study, hint):
         parse_spec({"name": "x", **study})
     assert len(e.value.problems) == 1
     assert hint in e.value.problems[0], e.value.problems[0]
+
+
+def test_readme_and_the_guide_show_one_table_of_exit_statuses():
+    """One table of exit statuses (issue 31): README and docs/guide.md carry the same one, marked
+    by an ``exit-statuses`` comment, and it names every status the CLI exits with."""
+    def table(path):
+        text = (ROOT / path).read_text(encoding="utf-8")
+        start = text.index("<!-- exit-statuses")
+        lines = text[start:].splitlines()[1:]
+        return [x for x in lines[: next(i for i, x in enumerate(lines) if not x.startswith("|"))]]
+
+    readme, guide = table("README.md"), table("docs/guide.md")
+    assert readme == guide and len(readme) >= 6, (readme, guide)
+    shown = {c.strip() for row in readme[2:] for c in row.split("|")[1].split(",")}
+    assert shown == {"0", "1", "2", "130", "143", "129"}, shown
+    assert "PRUNED" in readme[2]

@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIENCE = {"regularizers", "models", "data", "train", "probes", "objective", "methods", "batched", "passes", "config",
-           "vocabulary"}
+           "vocabulary", "threads"}
 """vat_study's science modules (and the plain names they validate against)."""
 PLATFORM = ["vat_study/cli.py", "vat_study/spec.py", "vat_study/spec_checks.py", "vat_study/display.py",
             "vat_study/sequential.py", "vat_study/store/*.py", "vat_study/executors/*.py", "analysis/*.py"]

@@ -130,3 +130,45 @@ def test_cli_trial_and_bad_flags(tmp_path):
     cfg.write_text("- not a mapping\n")
     bad = subprocess.run(cli + ["trial", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "mapping" in bad.stderr
+
+
+def test_one_thread_policy_for_the_api_and_the_executors(tmp_path, monkeypatch):
+    """Finding 5 of issue 31: the README's run_trial trained with torch's default threads (20x
+    slower on a loaded machine) while the CLI set one. Now run_trial, run_seeds and run_lanes
+    train with ``threads``, else VAT_STUDY_THREADS, else 1, and give the caller's count back; the
+    local executor trains with executor.per_trial.cpu. The count is read inside training."""
+    from helpers import TINY_TASK, tiny
+    from vat_study import objective, run_lanes, run_seeds
+    from vat_study.executors import run_local
+    from vat_study.spec import parse_spec
+    from vat_study.surface import ConfigError
+
+    seen = []
+    real = objective.train_lanes
+
+    def counting(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_lanes", counting)
+    monkeypatch.delenv("VAT_STUDY_THREADS", raising=False)
+    cfg = {"task": {k: v for k, v in TINY_TASK.items() if k != "probes"}, "method": {"name": "vat"}}
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # the caller's (a notebook's) own setting
+    try:
+        run_trial(cfg)
+        run_trial(cfg, threads=2)
+        monkeypatch.setenv("VAT_STUDY_THREADS", "2")
+        run_seeds(cfg, [0, 1])
+        run_lanes([cfg, {**cfg, "seed": 1}], threads=1)
+        assert torch.get_num_threads() == 3  # given back after every call
+        monkeypatch.setenv("VAT_STUDY_THREADS", "many")
+        with pytest.raises(ConfigError, match="VAT_STUDY_THREADS='many': must be a positive integer"):
+            run_trial(cfg)
+        monkeypatch.delenv("VAT_STUDY_THREADS")
+        run_local(parse_spec(tiny("thr", f"sqlite:///{tmp_path}/t.db", seeds=[0], search=None,
+                                  executor={"kind": "local", "per_trial": {"cpu": 2}})), progress=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2, 2, 1, 2], seen

@@ -22,7 +22,7 @@ BLOCK = {"source": "Table 1", "steps": 60000,
 
 def _values(p, s):
     k = p["power_iterations"]
-    e = {0: 0.08, 1: 0.05, 2: 0.05}[k] + 0.001 * s + (0.0005 * s * (k == 2))
+    e = {0: 0.08, 1: 0.05, 2: 0.05}[k] + 0.001 * s + (0.0005 * s * (k == 2)) + (0.0004 * (s % 2) * (k == 0))
     return {"val_error": e, "test_error": e}, {st: {"val_error": e, "rvadv": 0.1 + k + 0.01 * s} for st in (10, 20)}
 
 
@@ -42,7 +42,7 @@ def test_verdicts_are_computed_from_the_trials(tmp_path):
     rpt = next(x for x in lines if x.startswith("- RPT"))
     assert "does not agree: ours is higher" in rpt
     order = next(x for x in lines if "< vat (power_iterations=0)" in x)
-    assert "-3.00 points" in order and "reproduced" in order
+    assert "-3.02 points" in order and "reproduced" in order
     tie = next(x for x in lines if " = vat (power_iterations=1)" in x)
     assert "+0.08 points [-0.03, +0.18]" in tie and tie.endswith("agrees: the CI includes 0.")
     assert set(table["seeds"]) == {len(SEEDS)} and len(table) == 2

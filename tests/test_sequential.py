@@ -11,6 +11,7 @@ from vat_study.sequential import (
     RUNNING,
     Design,
     decide,
+    describe,
     nominal_level,
     peeking_rate,
 )
@@ -60,6 +61,25 @@ def test_looks_are_replayed_from_the_values_and_ask_for_the_next_batch():
     assert DESIGN.looks == (3, 5, 7, 9, 11, 13, 15, 17, 19, 20)
     with pytest.raises(ValueError, match="design"):
         Design(1, 5, 1, 0.05)
+
+
+def test_equal_differences_and_two_seeds_decide_nothing():
+    """Finding 2 of issue 31 for the sequential looks: every seed's difference one step of the
+    metric (-3 of 500 test images, equal up to float rounding) gave p = 0 and a decision; two
+    seeds are no test either. Now such a look tests nothing and says why."""
+    import warnings
+
+    same = [(47 + 3 * s) / 500 - (50 + 3 * s) / 500 for s in range(20)]
+    assert np.std(same) > 0  # rounding, not the data, makes them differ
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        o = decide(same, DESIGN)
+    assert o.state == NO_DIFFERENCE and all(np.isnan(lk.p) and np.isnan(lk.ci_low) for lk in o.looks)
+    assert o.looks[-1].note == "all 20 differences equal"
+    assert describe(o, "rpt", "vat") == "not testable at max_seeds (all 20 differences equal)"
+    two = Design(min_seeds=2, max_seeds=4, batch=1, alpha=0.05)
+    first = decide([-5.0, -5.1], two)
+    assert first.state == RUNNING and first.looks[0].note == "n = 2: too few seeds to test" and np.isnan(first.looks[0].p)
 
 
 def test_the_study_block_is_checked_field_by_field():

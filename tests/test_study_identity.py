@@ -79,3 +79,37 @@ def test_set_takes_the_trial_shorthand_for_a_study_and_warns_when_the_grid_shado
     assert r.exit_code == 2 and "are one setting (method.eps) with two values" in r.output
     r = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--set", "bogus=1"])
     assert r.exit_code == 2 and "bogus: unknown key" in r.output
+
+
+def test_the_dry_run_makes_every_check_the_run_makes_before_training(tmp_path):
+    """Finding 3 of issue 31: with task.hidden edited under the same name, --dry-run exited 0 and
+    `run` then refused. Now the dry run checks the study against the store, and the store's health,
+    with the run's message and exit status; it writes nothing (not even a new store)."""
+    spec = _one(tmp_path)
+    assert run_local(parse_spec(spec), progress=False).ran == 1
+    path = tmp_path / "ident.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    spec["task"]["hidden"] = [8]
+    path.write_text(yaml.safe_dump(spec))
+    db = tmp_path / "i.db"
+    before = db.read_bytes()
+    dry = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    real = CliRunner().invoke(app, ["run", str(path), "--executor", "local", "--no-progress"])
+    assert dry.exit_code == real.exit_code == 2 and dry.output == real.output, (dry.output, real.output)
+    assert "task.hidden: [16] in the stored study 'ident', [8] in this file" in dry.output
+    assert db.read_bytes() == before  # neither wrote anything
+    spec["task"]["hidden"] = [16]
+    path.write_text(yaml.safe_dump(spec))
+    fine = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert fine.exit_code == 0 and "storage: the study 'ident' in" in fine.output and "1 trial(s) finished" in fine.output
+    for extra in ("-wal", "-shm"):
+        (tmp_path / f"i.db{extra}").unlink(missing_ok=True)
+    db.write_bytes(b"not a database at all " * 100)  # a damaged store: the same one line from both
+    dry = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    real = CliRunner().invoke(app, ["run", str(path), "--executor", "local", "--no-progress"])
+    assert dry.exit_code == real.exit_code == 2 and dry.output == real.output and "is damaged" in dry.output, dry.output
+    elsewhere = _one(tmp_path)
+    elsewhere["storage"] = f"sqlite:///{tmp_path}/new/n.db"
+    path.write_text(yaml.safe_dump(elsewhere))
+    new = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    assert new.exit_code == 0 and "the run creates it" in new.output and not (tmp_path / "new").exists()

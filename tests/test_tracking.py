@@ -129,3 +129,63 @@ def test_ray_workers_write_the_event_files_too(tmp_path, monkeypatch):
     (run_dir,) = (tmp_path / "tb" / "tracked").iterdir()
     scalars, hparams = scalars_and_hparams(run_dir)
     assert sorted(scalars["val_error"]) == [2, 4] and hparams["method.name"] == "baseline"
+
+
+def test_every_place_a_result_goes_carries_the_trials_provenance(tmp_path, monkeypatch):
+    """Finding 6 of issue 31: git commit, dirty flag, argv, versions and hardware stopped at the
+    store. Now the same record is in the MLflow tags, a TensorBoard text summary, the Optuna
+    trials' user attributes and `export`'s columns; a baseline's run name has no eps."""
+    import json
+
+    import optuna
+    import pandas as pd
+
+    from vat_study import provenance
+    from vat_study.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(provenance.INVOCATION_ENV, json.dumps({"argv": ["run", "tracked.yaml"], "overrides": {}}))
+    raw = _study(tmp_path, tensorboard="tb", mlflow=True)
+    raw["search"] = {"grid": [{"method": ["baseline", "vat"], "eps": [0.5]}]}  # the baseline's point has eps too
+    spec = parse_spec(raw)
+    assert run_local(spec, progress=False).ran == 2
+    store = Store(spec.storage)
+    trials = store.trials_frame("tracked").set_index("key")
+    with store.session() as s:  # each trial's record, as the store keeps it
+        from sqlalchemy import select
+
+        from vat_study.store import TrialRow
+
+        versions = dict(s.execute(select(TrialRow.id, TrialRow.versions)).all())
+    assert all(v.get("argv") == ["run", "tracked.yaml"] and "torch" in v and "cpu" in v for v in versions.values())
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking.mlflow_uri(True))
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    for r in runs:
+        tid = trials.loc[r.data.tags["vat_study.trial_key"], "trial_id"]
+        want = tracking.provenance_text(versions[tid])
+        got = {k.removeprefix("vat_study.provenance."): v for k, v in r.data.tags.items()
+               if k.startswith("vat_study.provenance.")}
+        assert got == want
+        method = trials.loc[r.data.tags["vat_study.trial_key"], "method"]
+        assert ("eps=" in r.info.run_name) == (method == "vat"), r.info.run_name
+    names = sorted(p.name for p in (tmp_path / "tb" / "tracked").iterdir())
+    assert [n.split("-")[0] for n in names] == ["eps=0.5,method=vat", "method=baseline"], names
+    for run_dir in (tmp_path / "tb" / "tracked").iterdir():
+        texts = [v.tensor.string_val[0].decode() for f in run_dir.glob("events.out.tfevents.*") for e in read_events(f)
+                 for v in e.summary.value if v.metadata.plugin_data.plugin_name == "text"]
+        shown = next(t for t in texts if "| key | value |" in t)
+        assert all(f"| {k} | {v} |" in shown for k, v in tracking.provenance_text(next(iter(versions.values()))).items()
+                   if k not in ("torch_threads",))
+    for t in optuna.load_study(study_name="tracked", storage=spec.storage).trials:
+        assert t.user_attrs["provenance"] == versions[t.user_attrs["vat_trial_ids"][0]]
+    ex = CliRunner().invoke(app, ["export", "tracked", "--storage", spec.storage])
+    assert ex.exit_code == 0, ex.output
+    csv = pd.read_csv(tmp_path / "results" / "tracked" / "trials.csv").set_index("trial_id")
+    for tid, v in versions.items():
+        assert csv.loc[tid, "provenance.vat-study"] == v["vat-study"] and csv.loc[tid, "provenance.cpu"] == v["cpu"]
+        assert json.loads(csv.loc[tid, "provenance.argv"]) == v["argv"]
+        assert csv.loc[tid, "test_error_pct"] == pytest.approx(100 * trials.set_index("trial_id").loc[tid, "test_error"])
+    assert "test_error" not in csv and "val_error" not in csv

@@ -72,9 +72,9 @@ def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s:
     n = len(ds.x_train)
     full_l, full_u = min(cfg.task.batch.labeled, n), min(cfg.task.batch.unlabeled, n)
     semi = cfg.task.mode == "semi_supervised"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(int(threads), 1))
-    try:
+    from .threads import torch_threads
+
+    with torch_threads(max(int(threads), 1)):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
             model = build_for(config, ds).to(device, dtype)
@@ -95,8 +95,6 @@ def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s:
                 times.append(update(full_l, full_u))  # a slow update is timed once: the estimate stays cheap
             times.sort()
             return Timing(times[len(times) // 2], len(times), full_l, str(device), threads)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def budget_lines(spec: StudySpec, ds: Any | None, threads: int) -> list[str]:

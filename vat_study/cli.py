@@ -4,6 +4,7 @@
     vat-study status [STUDY] [--storage URL]
     vat-study export STUDY --format csv|parquet [--out FILE] [--storage URL]
     vat-study report STUDY [--storage URL] [--out DIR]
+    vat-study delete STUDY [--yes] / rename OLD NEW [--storage URL]
     vat-study trial [--config FILE.yaml] [--set key=value]...   one run_trial, metrics printed
     vat-study defaults                                          the resolved default trial config
 """
@@ -65,8 +66,8 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Hyperparameter studies and ablations of VAT."""
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False)  # what is printed is text: a bracket in a message or a table cell is never
+out = Console(markup=False)              # Rich markup (only _fail's "error:" prefix is styled, explicitly)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -78,7 +79,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    """One ``error:`` line and exit 2. The message is printed as written: a bracket in it (``pip
+    install 'vat-study[trackers]'``, a grid ``[{eps: [1, 2]}]``) is text, never Rich markup."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(2)
 
 
@@ -88,15 +93,17 @@ def trial(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override one setting: --set method.eps=2.0 --set task.optimizer.lr=0.001 (or eps=2.0)"),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON only."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-evaluation lines."),
-    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (default 1: reproducible, and on a "
-                                                           "small model faster than many); recorded in the output."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: VAT_STUDY_THREADS, "
+                                                                         "else 1: reproducible, and on a small model "
+                                                                         "faster than many); recorded in the output."),
 ) -> None:
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
-    import torch
+    from .surface import ConfigError, nest, param_path, resolve_config, run_trial, trial_threads
 
-    from .surface import ConfigError, nest, param_path, resolve_config, run_trial
-
-    torch.set_num_threads(threads)
+    try:
+        threads = trial_threads(threads)
+    except ValueError as e:
+        _fail(str(e))
 
     cfg: dict[str, Any] = {}
     if config is not None:
@@ -123,7 +130,7 @@ def trial(
             err.print(f"step {step:>6}  {shown}", highlight=False, soft_wrap=True)
 
     try:
-        metrics = run_trial(cfg, report)
+        metrics = run_trial(cfg, report, threads=threads)
     except ConfigError as e:
         _fail(str(e))
     metrics["torch_threads"] = threads
@@ -211,7 +218,7 @@ def _summary_table(name: str, metric: Mapping[str, Any], store) -> Table:
     columns, rows, best = status_rows(df, m, mode)
     table.add_column("")
     for i, c in enumerate(columns):
-        table.add_column(c, justify="right" if i >= len(columns) - 4 else "left")
+        table.add_column(c, justify="right" if i >= len(columns) - 5 else "left")
     for i, row in enumerate(rows):
         table.add_row("*" if i == best else "", *row, style="bold" if i == best else None)
     return table
@@ -268,7 +275,64 @@ def _study_folder(study: str, field: str) -> Path:
     return Path("results") / study
 
 
-def _existing_store(storage: str):
+STUDY_HELP = "Study name, or its study file (STUDY.yaml: its name and storage)."
+STORAGE_OPTION_HELP = ("SQLAlchemy URL (default: the study file's storage, else $VAT_STUDY_STORAGE, else "
+                       "sqlite:///results/vat_study.db).")
+
+
+class Addressed:
+    """The study (None: every study) and store a command addresses, and where the store came
+    from, as an error names it: ``--storage``, ``storage (in FILE)``, ``VAT_STUDY_STORAGE``, or
+    ``--storage`` for the default."""
+
+    def __init__(self, study: Optional[str], storage: str, field: str) -> None:
+        self.study, self.storage, self.field = study, storage, field
+
+
+def _addressed(study: Optional[str], storage: Optional[str]) -> Addressed:
+    """STUDY as users give it: a name, or a study file (an existing file: its ``name`` and its
+    ``storage``); the store from ``--storage``, else the file's, else ``VAT_STUDY_STORAGE``, else
+    the default. Only the file's name and storage are read (no data or tracker is checked)."""
+    from .store.urls import STORAGE_ENV, check_storage_url, default_storage
+
+    field = "--storage"
+    if study is not None and Path(study).is_file():
+        from .spec import check_study_name
+
+        path = study
+        try:
+            data = safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            _fail(f"study file {path}: {e}")
+        study = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(study, str):
+            _fail(f"study file {path}: has no name: (give the study's name, or a study file with one)")
+        try:
+            check_study_name(study)
+        except ValueError as e:
+            _fail(f"study file {path}: name {study!r} {e}")
+        if storage is None and data.get("storage") is not None:
+            storage, field = str(data["storage"]), f"storage (in {path})"
+    if storage is None:
+        try:
+            storage = default_storage()
+        except ValueError as e:
+            _fail(str(e))
+        import os
+
+        field = STORAGE_ENV if os.environ.get(STORAGE_ENV, "").strip() else "--storage"
+    try:
+        check_storage_url(storage)
+    except ValueError as e:
+        _fail(f"{field} {safe_url(storage)!r}: {e}")
+    return Addressed(study, storage, field)
+
+
+NO_STORE_HINT = ("run a study first (vat-study run STUDY.yaml), or name the store: --storage URL, the study file "
+                 "(vat-study status STUDY.yaml reads its storage), or VAT_STUDY_STORAGE=URL")
+
+
+def _existing_store(storage: str, field: str = "--storage"):
     """A Store for reading: the URL must be valid and (SQLite) the file must exist: reading never creates."""
     from sqlalchemy.engine import make_url
 
@@ -278,28 +342,42 @@ def _existing_store(storage: str):
     try:
         check_storage_url(storage)
     except ValueError as e:
-        _fail(f"--storage {safe_url(storage)!r}: {e}")
+        _fail(f"{field} {safe_url(storage)!r}: {e}")
     url = make_url(storage)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
-        _fail(f"--storage {safe_url(storage)!r}: no store there yet (run a study first: vat-study run STUDY.yaml)")
+        _fail(f"{field} {safe_url(storage)!r}: no store there yet; {NO_STORE_HINT}")
     from .store import StoreError
     from .store.health import check_store_file
 
     try:  # damaged: refused; read-only: opened read-only (no -wal / -shm files made)
         opened = check_store_file(storage, write=False)
     except StoreError as e:
-        _fail(f"--storage {safe_url(storage)!r}: {e}")
-    store = _reachable(Store(opened), "--storage")
+        _fail(f"{field} {safe_url(storage)!r}: {e}")
+    store = _reachable(Store(opened), field)
     return store
+
+
+def _study_store(study: Optional[str] | Addressed, storage: Optional[str] = None):
+    """(study name, its store) for status / report / export / delete / rename (STUDY and --storage
+    as given, or ``_addressed`` already): the study must be in the store (the error lists those
+    that are)."""
+    a = study if isinstance(study, Addressed) else _addressed(study, storage)
+    store = _existing_store(a.storage, a.field)
+    if a.study is not None and store.study_id(a.study) is None:
+        _fail(f"study {a.study!r} is not in {safe_url(a.storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    return a.study, store
 
 
 @app.command()
 def run(
     study: Path = typer.Argument(..., help="Study file (YAML)."),
     executor: Optional[str] = typer.Option(None, "--executor", "-e", help="ray (default) or local."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: the study's storage)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default: the study's storage, "
+                                                                    "else $VAT_STUDY_STORAGE)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a study field: --set task.steps=3000"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trials; run and write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Make every check the run makes (the data, the store, the "
+                                                         "study stored there) and print the expanded trials; "
+                                                         "train and write nothing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray start --head)."),
 ) -> None:
@@ -323,6 +401,7 @@ def run(
     except SpecError as e:
         _fail(str(e))
     if dry_run:
+        out.print(_stored_checks(spec, write=False), highlight=False, markup=False, soft_wrap=True)
         for label, n in found.datasets.items():
             out.print(f"data: {label}: {n} training images found")
         for label in found.downloads:
@@ -368,7 +447,6 @@ def run(
     from .store import Store
 
     from .executors.execution import stopped_text
-    from .executors.planning import check_same_study
 
     if spec.executor.kind == "ray" and spec.executor.address:
         from .executors.ray_tune import join_cluster
@@ -377,18 +455,8 @@ def run(
             join_cluster(spec)
         except SpecError as e:
             _fail(str(e))
-    from .store import StoreError
-    from .store.health import check_store_file
-
-    try:  # a damaged or read-only SQLite file: one line, before anything is written
-        check_store_file(spec.storage, write=True)
-    except StoreError as e:
-        _fail(f"storage {safe_url(spec.storage)!r}: {e}")
-    store = _reachable(Store(spec.storage), "storage")
-    try:
-        check_same_study(spec, store)
-    except SpecError as e:
-        _fail(str(e))
+    _stored_checks(spec, write=True)
+    store = Store(spec.storage)
     runner = run_ray if spec.executor.kind == "ray" else run_local
     _record_invocation(set_, spec.storage)
     try:
@@ -422,14 +490,59 @@ def run(
     if summary.by_others:
         out.print(f"{summary.by_others} trial(s) of this run were run by other drivers of {spec.name!r} at the same time.")
     if summary.ran == 0:
-        out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already COMPLETE "
-                  f"in {safe_url(spec.storage)}.")
+        out.print(f"Nothing new to train: all {summary.skipped} trial(s) of {spec.name} are already finished "
+                  f"(COMPLETE or PRUNED) in {safe_url(spec.storage)}.", highlight=False)
     else:
         out.print(f"Ran {summary.ran} ({summary.failed} failed), skipped {summary.skipped} already complete, "
                   f"in {summary.seconds:.1f} s. Results: {safe_url(spec.storage)} (study {spec.name!r}).")
     for e in summary.errors:
         err.print(e)
     _exit_for_failures(spec, store)
+
+
+def _stored_checks(spec, write: bool) -> str:
+    """What ``run`` checks against the store before it trains, in the same words and with the same
+    exit status for ``--dry-run`` (``write=False``: nothing is created, upgraded or written): a
+    damaged or read-only SQLite file, a database that cannot be opened or was written by a newer
+    vat-study, and a stored study of this name whose task, method or probes (or any finished
+    trial's resolved config) differ from this file's. Returns a line on what the store holds."""
+    from .executors.planning import check_same_configs, check_same_study
+    from .spec import SpecError
+    from .store import Store, StoreError
+    from .store.engine import check_revision, schema_revision
+    from .store.health import check_store_file, sqlite_file
+
+    where = safe_url(spec.storage)
+    try:  # a damaged or read-only SQLite file: one line, before anything is written
+        check_store_file(spec.storage, write=True)
+    except StoreError as e:
+        _fail(f"storage {where!r}: {e}")
+    path = sqlite_file(spec.storage)
+    if not write and path is not None and not path.exists():
+        return f"storage: no store at {where} yet; the run creates it"
+    store = _reachable(Store(spec.storage, upgrade=write), "storage")
+    if not write:
+        with store.engine.connect() as conn:
+            revision = schema_revision(conn)
+        try:
+            check_revision(revision)
+        except StoreError as e:
+            _fail(f"storage {where!r}: {e}")
+        if revision is None:
+            store.dispose()
+            return f"storage: {where} holds no study yet"
+    try:
+        check_same_study(spec, store)
+        study_id = store.study_id(spec.name)
+        if study_id is not None:
+            check_same_configs(spec, store, study_id)
+    except SpecError as e:
+        _fail(str(e))
+    done = 0 if study_id is None else sum(1 for s in store.trial_statuses(study_id).values() if s in FINISHED)
+    store.dispose()
+    if study_id is None:
+        return f"storage: no study {spec.name!r} in {where} yet"
+    return f"storage: the study {spec.name!r} in {where} matches this file ({done} trial(s) finished there)"
 
 
 def _record_invocation(set_: list[str], storage: str) -> None:
@@ -469,15 +582,27 @@ def _planned_device(spec) -> str:
     return f"cuda ({n} CUDA device(s) here)"
 
 
+FINISHED = ("COMPLETE", "PRUNED")
+"""A trial's finished outcomes: trained to the end, or stopped early by the study's pruner
+(``search.optuna.pruner``), which is how a pruned search is meant to end. Any other status after
+a run (FAILED, or RUNNING left by an interrupted driver) makes ``run`` exit 1."""
+
+
 def _exit_for_failures(spec, store) -> None:
-    """Exit 1, naming them, when the study has trials that are not COMPLETE after this run."""
+    """Say how many trials the pruner stopped; exit 1, naming them, when the study has trials
+    that did not finish (FAILED or interrupted: not COMPLETE or PRUNED) after this run."""
     from .store import failure_line
 
     study_id = store.study_id(spec.name)
     df = store.trials_frame(spec.name) if study_id is not None else None
     if df is None or df.empty:
         return
-    bad = df[df["status"] != "COMPLETE"]
+    pruned = int((df["status"] == "PRUNED").sum())
+    if pruned:
+        out.print(f"{pruned} of {len(df)} trial(s) of {spec.name!r} were pruned (stopped early by "
+                  f"search.optuna.pruner: finished, not failed; vat-study status {spec.name} shows where).",
+                  highlight=False)
+    bad = df[~df["status"].isin(FINISHED)]
     planned = spec.planned_config_keys()  # a grid: trials it no longer holds are not this run's
     if planned is not None:
         outside = bad[~bad["config_key"].isin(planned)]
@@ -488,10 +613,11 @@ def _exit_for_failures(spec, store) -> None:
     if bad.empty:
         return
     err.print(f"{len(bad)} of {len(df)} trial(s) of {spec.name!r} did not complete:", highlight=False)
+    from .display import trial_text
+
     for _, t in bad.head(20).iterrows():
-        params = {c.removeprefix("param."): t[c] for c in df.columns if c.startswith("param.") and t[c] == t[c]}
-        err.print(f"  trial {t['key']} ({json.dumps(params, default=str)}, seed {t['seed']}): {t['status']}, "
-                  + failure_line(t.get("failure_kind"), t["error"]), highlight=False, soft_wrap=True)
+        err.print(f"  {trial_text(t, df)}: {t['status']}, " + failure_line(t.get("failure_kind"), t["error"]),
+                  highlight=False, soft_wrap=True, markup=False)
     if len(bad) > 20:
         err.print(f"  ... and {len(bad) - 20} more (vat-study status {spec.name})", highlight=False)
     err.print("Run the same command again to redo them.", highlight=False)
@@ -500,33 +626,41 @@ def _exit_for_failures(spec, store) -> None:
 
 @app.command()
 def status(
-    study: Optional[str] = typer.Argument(None, help="Study name (default: list all studies)."),
-    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    study: Optional[str] = typer.Argument(None, help="Study name or study file (default: list all studies)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Studies in the store, or one study's trials by status."""
-    store = _existing_store(storage)
+    addressed = _addressed(study, storage)
+    study, store = _study_store(addressed)
+    storage = addressed.storage  # (as given: a read-only store is opened through another URL)
     if study is None:
         table = Table(title=f"studies in {safe_url(storage)}")
-        for c in ("study", "trials", "complete", "running", "failed"):
+        for c in ("study", "trials", "complete", "pruned", "running", "failed"):
             table.add_column(c)
         for name in store.study_names():
             df = store.trials_frame(name)
             counts = df["status"].value_counts().to_dict() if not df.empty else {}
-            table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "RUNNING", "FAILED")))
+            table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "RUNNING",
+                                                                                "FAILED")))
         out.print(table)
         return
-    spec_json = store.study_spec(study)
-    if spec_json is None:
-        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    spec_json = store.study_spec(study) or {}
     out.print(_summary_table(study, spec_json.get("metric") or {}, store))
     df = store.trials_frame(study)
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "RUNNING", "FAILED", "PRUNED")))
-    failed = df[df["status"].isin(["FAILED", "PRUNED"])] if not df.empty else df
-    for _, r in failed.iterrows():
+    out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "PRUNED", "RUNNING", "FAILED")))
+    from .display import pruned_text, trial_text
+    from .store.frames import pruned_at
+
+    metric = (spec_json.get("metric") or {}).get("name", "val_error")
+    at = pruned_at(store, study, metric) if counts.get("PRUNED") else {}
+    for _, r in df[df["status"] == "PRUNED"].iterrows() if not df.empty else ():
+        out.print(f"PRUNED {trial_text(r, df)}: {pruned_text(at.get(int(r['trial_id'])), metric)}", highlight=False,
+                  markup=False, soft_wrap=True)
+    for _, r in df[df["status"] == "FAILED"].iterrows() if not df.empty else ():
         last = (r["error"] or "").strip().splitlines()[-1:] or [""]
-        kind = r.get("failure_kind") or "error"
-        err.print(f"{r['status']} trial {r['trial_id']} seed {r['seed']} ({kind}): {last[0]}", highlight=False)
+        err.print(f"FAILED {trial_text(r, df)} ({r.get('failure_kind') or 'error'}): {last[0]}", highlight=False,
+                  markup=False, soft_wrap=True)
     if spec_json.get("sequential"):
         out.print(_sequential_table(study, spec_json, df))
 
@@ -544,29 +678,35 @@ def _sequential_table(study: str, spec_json: dict, df) -> Table:
     for c in cs:
         lk = c.outcome.looks[-1] if c.outcome.looks else None
         f = (lambda v: f"{100 * v:+.2f}") if pct else (lambda v: f"{v:+.4g}")
+        ci = "" if lk is None else lk.note if lk.ci_low != lk.ci_low else f"[{f(lk.ci_low)}, {f(lk.ci_high)}]"
         table.add_row(f"{c.b} - {c.a}", c.decision, str(c.outcome.n), str(len(c.outcome.looks)),
-                      f(lk.mean_diff) if lk else "", f"[{f(lk.ci_low)}, {f(lk.ci_high)}]" if lk else "")
+                      f(lk.mean_diff) if lk else "", ci)
     return table
 
 
 @app.command()
 def export(
-    study: str = typer.Argument(..., help="Study name."),
+    study: str = typer.Argument(..., help=STUDY_HELP),
     format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="File (default results/<study>/trials.<fmt>)."),
-    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
-    """Write a study's trials (params, seed, status, final metrics) and per-step metrics to files."""
+    """Write a study's trials (params, seed, status, final metrics, provenance) and per-step metrics
+    to files; error rates in percent (columns ending _pct)."""
     if format not in ("csv", "parquet"):
         _fail(f"--format must be 'csv' or 'parquet', got {format!r}")
-    target = out_path or _study_folder(study, "--out") / f"trials.{format}"
+    addressed = _addressed(study, storage)
+    target = out_path or _study_folder(addressed.study, "--out") / f"trials.{format}"
     steps_target = target.with_name(target.stem + "_metrics" + target.suffix)
     for path in (target, steps_target):
         _check_target(path, "--out" if out_path else "the export file", folder=False)
-    store = _existing_store(storage)
-    if store.study_id(study) is None:
-        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    study, store = _study_store(addressed)
+    from .store.frames import provenance_frame
+
     trials, metrics = store.trials_frame(study), store.metrics_frame(study)
+    if not trials.empty:
+        trials = trials.merge(provenance_frame(store, study), on="trial_id", how="left")
+    trials, metrics = _errors_in_percent(trials, metrics)
     if format == "parquet":
         try:
             import pyarrow  # noqa: F401
@@ -578,22 +718,101 @@ def export(
     out.print(f"wrote {target} ({len(trials)} trials) and {steps_target} ({len(metrics)} metric rows)")
 
 
+def is_error(name: str) -> bool:
+    """An error rate (a fraction in the store): what status, the report and export show in percent."""
+    return name.endswith(("_error", "_error_curve"))
+
+
+def _errors_in_percent(trials, metrics):
+    """The export's frames with every error rate in percent, its name saying so (``test_error_pct``;
+    per-step rows ``val_error_pct``), as status and the report show them; other values as stored."""
+    trials = trials.copy()
+    for c in [c for c in trials.columns if is_error(str(c)) and not str(c).startswith("param.")]:
+        trials[c] = trials[c] * 100
+        trials = trials.rename(columns={c: f"{c}_pct"})
+    if not metrics.empty:
+        metrics = metrics.copy()
+        errors = metrics["name"].map(is_error)
+        metrics.loc[errors, "value"] = metrics.loc[errors, "value"] * 100
+        metrics.loc[errors, "name"] = metrics.loc[errors, "name"] + "_pct"
+    return trials, metrics
+
+
 @app.command()
 def report(
-    study: str = typer.Argument(..., help="Study name."),
-    storage: str = typer.Option("sqlite:///results/vat_study.db", "--storage", help="SQLAlchemy URL."),
+    study: str = typer.Argument(..., help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default results/<study>/)."),
 ) -> None:
     """The paper's figures and tables that the study's data allows, into results/<study>/."""
-    _check_target(out_dir or _study_folder(study, "--out"), "--out" if out_dir else "the report folder", folder=True)
-    store = _existing_store(storage)
-    if store.study_id(study) is None:
-        _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
+    addressed = _addressed(study, storage)
+    _check_target(out_dir or _study_folder(addressed.study, "--out"), "--out" if out_dir else "the report folder",
+                  folder=True)
+    study, store = _study_store(addressed)
     from vat_study.analysis.report import write_report
 
     path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
     out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
                                    if skipped else ""))
+
+
+@app.command()
+def delete(
+    study: str = typer.Argument(..., help=STUDY_HELP),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a study from the store: its trials, their metrics, its claims and its Optuna study,
+    in one transaction; nothing else (files under results/ stay)."""
+    import click
+
+    from .store.manage import StudyInUse, delete_study
+
+    study, store = _study_store(study, storage)
+    df = store.trials_frame(study)
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    what = (f"study {study!r} in {safe_url(store.url)}: {len(df)} trial(s)"
+            + (f" ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})" if counts else ""))
+    if not yes:
+        try:
+            confirmed = typer.confirm(f"Delete the {what}, with their metrics and its Optuna study?", default=False)
+        except click.exceptions.Abort:
+            confirmed = False
+        if not confirmed:
+            err.print("nothing deleted", highlight=False)
+            raise typer.Exit(1)
+    try:
+        removed = delete_study(store, study)
+    except StudyInUse as e:
+        _fail(str(e))
+    out.print(f"deleted the {what}; {removed.metric_rows} metric row(s), {removed.optuna_trials} Optuna trial(s). "
+              f"Files under results/{study}/ (reports, models) are left as they are.", highlight=False, markup=False,
+              soft_wrap=True)
+
+
+@app.command()
+def rename(
+    old: str = typer.Argument(..., help="The study's name, or its study file."),
+    new: str = typer.Argument(..., help="Its new name."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
+) -> None:
+    """Rename a study in the store (and its Optuna study), in one transaction; files under
+    results/ are not moved."""
+    from .spec import check_study_name
+    from .store.manage import StudyInUse, rename_study
+
+    try:
+        check_study_name(new)
+    except ValueError as e:
+        _fail(f"NEW {new!r}: {e}")
+    old, store = _study_store(old, storage)
+    try:
+        rename_study(store, old, new)
+    except (StudyInUse, ValueError) as e:
+        _fail(str(e))
+    out.print(f"renamed study {old!r} to {new!r} in {safe_url(store.url)} (its Optuna study too); run its study file "
+              f"with name: {new} to continue it. Files under results/{old}/ are not moved.", highlight=False,
+              markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -499,7 +499,11 @@ class TrialConfig(Strict):
         try:
             return cls.model_validate(nest(config))
         except ValidationError as e:
-            raise ConfigError(format_validation_error(e, join_named=True)) from None
+            from .errors import model_keys
+
+            known = model_keys(cls, {("method",): methods.setting_names,
+                                     ("method", "implementation"): lambda: Implementation.model_fields})
+            raise ConfigError(format_validation_error(e, join_named=True, known=known)) from None
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:

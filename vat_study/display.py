@@ -6,10 +6,39 @@ from __future__ import annotations
 import threading
 import time
 
+from rich.markup import escape
+
 from .spec import StudySpec
 from .store import Store
 
 
+PARAM_DIGITS = 4
+"""Significant digits of a search parameter in a line about one trial (``eps=1.252``, not
+``eps=1.252065381499947``); the status table uses as few as keep its configurations apart."""
+
+
+def params_text(row, columns) -> str:
+    """A trial's search parameters as one line prints them: ``method=vat, eps=1.252``."""
+    return ", ".join(f"{c.removeprefix('param.')}={shown_value(row[c], PARAM_DIGITS)}" for c in columns
+                     if str(c).startswith("param.") and row[c] is not None and row[c] == row[c])
+
+
+def trial_text(row, df) -> str:
+    """``trial 3 (method=vat, eps=1.252, seed 0)``: the trial's number within its study (the
+    trials frame's ``number``), its parameters and seed."""
+    number = row["number"] if "number" in row else row["trial_id"]
+    return f"trial {number} ({params_text(row, df.columns) or 'default'}, seed {row['seed']})"
+
+
+def pruned_text(at: tuple[int, float | None] | None, metric: str) -> str:
+    """Where the pruner stopped a trial (``store.frames.pruned_at``), in words."""
+    if at is None:
+        return "pruned before it started (its configuration was stopped on its other seeds' evaluations)"
+    step, value = at
+    if value is None or value != value:
+        return f"pruned at step {step:,}"
+    shown = f"{100 * value:.2f} %" if metric.endswith("_error") else f"{value:.4g}"
+    return f"pruned at step {step:,}, {metric} {shown} there"
 
 
 class Progress:
@@ -39,16 +68,16 @@ class Progress:
             best = None
             if m in ok and ok[m].notna().any():
                 best = ok[m].min() if self.spec.metric.mode == "min" else ok[m].max()
-        done = counts.get("COMPLETE", 0)
+        done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)  # pruned: finished, stopped early
         new_done = max(done - self.baseline_done, 0)
         elapsed = time.time() - self.t0
         left = max(self.total - done, 0)
         eta = f"{elapsed / new_done * left:.0f}s" if new_done and self.total else "?"
         best_s = f"{best:.4f}" if best is not None else "-"
         total_s = f"/{self.total}" if self.total else ""
-        return (f"[bold]{self.spec.name}[/]  done {done}{total_s}  running {counts.get('RUNNING', 0)}  "
-                f"failed {counts.get('FAILED', 0)}  best {self.spec.metric.name} {best_s}  "
-                f"elapsed {elapsed:.0f}s  eta {eta}")
+        return (f"[bold]{escape(self.spec.name)}[/]  done {done}{total_s}  running {counts.get('RUNNING', 0)}  "
+                f"pruned {counts.get('PRUNED', 0)}  failed {counts.get('FAILED', 0)}  best {self.spec.metric.name} "
+                f"{best_s}  elapsed {elapsed:.0f}s  eta {eta}")
 
     def finished_lines(self) -> list[str]:
         """One plain line for each trial that finished (COMPLETE, FAILED, PRUNED) since the last
@@ -61,6 +90,7 @@ class Progress:
         lines = []
         m = self.spec.metric.name
         done = int((df["status"] == "COMPLETE").sum())
+        pruned = None
         for _, r in ended.iterrows():
             mark = (int(r["trial_id"]), r["status"], r["finished_at"])
             if mark in self._seen:
@@ -68,13 +98,17 @@ class Progress:
             self._seen.add(mark)
             if not self._primed:
                 continue
-            params = ", ".join(f"{c.removeprefix('param.')}={r[c]}" for c in df.columns
-                               if c.startswith("param.") and r[c] is not None and r[c] == r[c])
-            head = f"{time.strftime('%H:%M:%S')} {self.spec.name} trial {r['trial_id']} ({params or 'default'}, seed {r['seed']})"
+            head = f"{time.strftime('%H:%M:%S')} {self.spec.name} {trial_text(r, df)}"
             if r["status"] == "COMPLETE":
                 value = r.get(m)
                 shown = f"{m} {value:.4f}" if value is not None and value == value else f"no {m}"
                 lines.append(f"{head}: COMPLETE, {shown} ({done} complete{f' of {self.total}' if self.total else ''})")
+            elif r["status"] == "PRUNED":
+                if pruned is None:
+                    from .store.frames import pruned_at
+
+                    pruned = pruned_at(self.store, self.spec.name, m)
+                lines.append(f"{head}: PRUNED, {pruned_text(pruned.get(int(r['trial_id'])), m)}")
             else:
                 last = (r["error"] or "").strip().splitlines()[-1:] or [""]
                 lines.append(f"{head}: {r['status']} ({r.get('failure_kind') or 'error'}): {last[0][:300]}")
@@ -173,7 +207,7 @@ def shown_value(v, digits: int) -> str:
 def status_rows(df, metric: str, mode: str) -> tuple[list[str], list[list[str]], int | None]:
     """The rows of ``vat-study status STUDY``: one per configuration (its search parameters,
     rounded to what the search space needs; seeds done; the study metric and the test error as
-    mean +- SD over seeds, in percent for an error as in the report; failed trials), and the
+    mean +- SD over seeds, in percent for an error as in the report; pruned and failed trials), and the
     index of the best configuration by the study metric (None before any finished)."""
     import pandas as pd
 
@@ -181,7 +215,8 @@ def status_rows(df, metric: str, mode: str) -> tuple[list[str], list[list[str]],
     digits = {c: sig_digits([v for v in df[c] if isinstance(v, float) and v == v] or [0.0]) for c in params}
     ok = df[df["status"] == "COMPLETE"]
     columns = [c.removeprefix("param.") for c in params] + ["seeds done", metric + (" (%)" if metric.endswith("_error")
-                                                                                     else ""), "test_error (%)", "failed"]
+                                                                                     else ""), "test_error (%)", "pruned",
+                                                           "failed"]
     rows, means = [], []
     for cfg_key, grp in df.groupby("config_key", sort=False):
         done = ok[ok["config_key"] == cfg_key]
@@ -195,7 +230,8 @@ def status_rows(df, metric: str, mode: str) -> tuple[list[str], list[list[str]],
 
         first = grp.iloc[0]
         rows.append([shown_value(None if pd.isna(first[c]) else first[c], digits[c]) for c in params]
-                    + [str(len(done)), ms(metric), ms("test_error"), str(int((grp["status"] == "FAILED").sum()))])
+                    + [str(len(done)), ms(metric), ms("test_error"), str(int((grp["status"] == "PRUNED").sum())),
+                       str(int((grp["status"] == "FAILED").sum()))])
         means.append(done[metric].dropna().mean() if metric in done and not done[metric].dropna().empty else None)
     scored = [(m, i) for i, m in enumerate(means) if m is not None]
     best = (min(scored) if mode == "min" else max(scored))[1] if scored else None

@@ -31,6 +31,7 @@ from .config import reported_metrics, resolve_config  # noqa: F401  (re-exported
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
 from .batched import LaneBatch
 from .models import build_model
+from .threads import torch_threads, trial_threads
 from .train import train_lanes
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -53,7 +54,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = None) -> dict[str, Any]:
+def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = None, *,
+              threads: int | None = None) -> dict[str, Any]:
     """Train one model as ``config`` says and return its final metrics.
 
     ``report(step, metrics)`` (optional) is called at every evaluation step with the running
@@ -65,12 +67,16 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     evaluation's other metrics. Training is deterministic for a given seed on the CPU; the
     caller's RNG state is untouched. A loss that turns NaN/inf raises FloatingPointError.
     Several seeds trained together: ``run_seeds``; several trials (lanes): ``run_lanes``.
+
+    ``threads``: torch threads for this trial (``vat_study.threads``: default ``VAT_STUDY_THREADS``,
+    else 1); the caller's thread count is restored when it returns.
     """
     cfg = TrialConfig.from_mapping(config)
     if cfg.seeds is not None:
         raise ConfigError(["seeds: run_trial trains one seed (the config's seed); train several together with "
                            "run_seeds(config, seeds)"])
-    result = _train([cfg], None if report is None else (lambda _lane, step, m: report(step, m)), batched=False)
+    result = _train([cfg], None if report is None else (lambda _lane, step, m: report(step, m)), batched=False,
+                    threads=threads)
     return result.metrics[0]  # type: ignore[return-value]  (one lane raises when it diverges)
 
 
@@ -92,28 +98,32 @@ class LanesResult:
     failed: dict[int, str]
 
 
-def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: LaneReport | None = None) -> SeedsResult:
+def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: LaneReport | None = None, *,
+              threads: int | None = None) -> SeedsResult:
     """Seeded repeats in one go: the seeds train together as one batched model
     (``vat_study.batched``), each with its own initialization, splits, batches and random starts,
     exactly as its own ``run_trial`` would (dropout and noise draws aside). ``report(seed, step,
     metrics)`` is called for each seed at every evaluation. A seed whose loss turns NaN/inf is in ``failed`` while
-    the others train on. ``model_path`` must hold ``{seed}`` (one file per seed)."""
+    the others train on. ``model_path`` must hold ``{seed}`` (one file per seed). ``threads``: as
+    for ``run_trial``."""
     cfg = TrialConfig.from_mapping({**dict(config or {}), "seeds": list(seeds)})
     lanes = [cfg.model_copy(update={"seed": s, "seeds": None, "model_path": cfg.model_path and
                                     cfg.model_path.replace("{seed}", str(s))}) for s in cfg.seeds or []]
     each = None if report is None else (lambda lane, step, m: report(lanes[lane].seed, step, m))
-    result = _train(lanes, each, batched=True)
+    result = _train(lanes, each, batched=True, threads=threads)
     return SeedsResult({lanes[i].seed: m for i, m in enumerate(result.metrics) if m is not None},
                        {lanes[i].seed: text for i, text in result.failed.items()})
 
 
-def run_lanes(configs: list[Mapping[str, Any]], report: LaneReport | None = None) -> LanesResult:
+def run_lanes(configs: list[Mapping[str, Any]], report: LaneReport | None = None, *,
+              threads: int | None = None) -> LanesResult:
     """Several trials trained together as one batched model, one lane per config: the configs
     agree on everything but their lane settings (``config.LANE_SETTINGS``: seed, eps, alpha, xi,
     noise_sigma), and each lane trains exactly as ``run_trial(configs[i])`` would (dropout and
     noise draws aside). ``report(lane, step, metrics)`` is called for each lane (its index in
     ``configs``) at every evaluation. A lane whose loss turns NaN/inf is in ``failed`` (its metrics None) while the others train on.
-    Raises ConfigError naming the settings where two configs differ structurally."""
+    Raises ConfigError naming the settings where two configs differ structurally. ``threads``: as
+    for ``run_trial``."""
     if not configs:
         raise ConfigError(["configs: run_lanes needs at least one trial config"])
     lanes = [TrialConfig.from_mapping(c) for c in configs]
@@ -130,10 +140,21 @@ def run_lanes(configs: list[Mapping[str, Any]], report: LaneReport | None = None
     paths = [c.model_path for c in lanes if c.model_path]
     if len(set(paths)) != len(paths):
         raise ConfigError(["model_path: each lane needs its own file"])
-    return _train(lanes, report, batched=len(lanes) > 1)
+    return _train(lanes, report, batched=len(lanes) > 1, threads=threads)
 
 
-def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool) -> LanesResult:
+def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool,
+           threads: int | None = None) -> LanesResult:
+    """Train ``lanes`` with the thread policy of ``vat_study.threads``."""
+    try:
+        n = trial_threads(threads)
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
+    with torch_threads(n):
+        return _train_lanes(lanes, report, batched)
+
+
+def _train_lanes(lanes: list[TrialConfig], report: LaneReport | None, batched: bool) -> LanesResult:
     cfg = lanes[0]
     device = resolve_device(cfg.task.device)
     dtype = getattr(torch, cfg.task.dtype)

@@ -67,44 +67,73 @@ class Design:
         return tuple(out)
 
 
+MIN_TEST_SEEDS = 3
+"""A look with fewer paired seeds tests nothing (as every paired test of the report:
+``analysis.data.MIN_TEST_SEEDS``); nor does one whose differences are all equal up to
+``EQUAL_RTOL`` of their magnitude (identical steps of the metric's resolution in every seed,
+whose only spread is float rounding)."""
+
+EQUAL_RTOL = 1e-9
+
+
+def untested(d: np.ndarray) -> str:
+    """Why a look at the paired differences ``d`` tests nothing ('' where it tests)."""
+    n = len(d)
+    if n < MIN_TEST_SEEDS:
+        return f"n = {n}: too few seeds to test"
+    if np.isfinite(d).all() and float(np.ptp(d)) <= EQUAL_RTOL * float(np.max(np.abs(d))):
+        return f"all {n} differences equal"
+    return ""
+
+
 def _t_pvalues(d: np.ndarray, looks: Sequence[int]) -> np.ndarray:
     """Two-sided one-sample t-test p-values of the rows' first n values, for each n in looks:
-    shape [rows, looks]. d: [rows, max_n]."""
+    shape [rows, looks]. d: [rows, max_n]. NaN where the look tests nothing (``untested``)."""
     out = np.empty((d.shape[0], len(looks)))
     for j, n in enumerate(looks):
+        if n < MIN_TEST_SEEDS:
+            out[:, j] = np.nan
+            continue
         x = d[:, :n]
         mean, sd = x.mean(1), x.std(1, ddof=1)
+        equal = np.ptp(x, 1) <= EQUAL_RTOL * np.abs(x).max(1)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = mean / (sd / math.sqrt(n))
-        p = 2 * stats.t.sf(np.abs(t), n - 1)
-        p = np.where(sd == 0, np.where(mean == 0, 1.0, 0.0), p)
-        out[:, j] = p
+        out[:, j] = np.where(equal, np.nan, 2 * stats.t.sf(np.abs(t), n - 1))
     return out
 
 
 @functools.lru_cache(maxsize=64)
 def nominal_level(design: Design, simulations: int = 40_000, seed: int = 0) -> float:
     """alpha': the per-look p-value threshold with P_H0(any look rejects) = alpha, by simulating
-    normal paired differences (the t statistic is scale-free, so sigma does not matter)."""
+    normal paired differences (the t statistic is scale-free, so sigma does not matter), over the
+    looks that test (n >= ``MIN_TEST_SEEDS``; a design with none decides nothing)."""
+    looks = [n for n in design.looks if n >= MIN_TEST_SEEDS]
+    if not looks:
+        return design.alpha
     rng = np.random.default_rng(seed)
     d = rng.standard_normal((simulations, design.max_seeds))
-    min_p = _t_pvalues(d, design.looks).min(1)
+    min_p = _t_pvalues(d, looks).min(1)
     return float(np.quantile(min_p, design.alpha))
 
 
 def peeking_rate(design: Design, simulations: int = 20_000, seed: int = 1) -> float:
     """The false-positive rate of testing at plain alpha at every look (what this module avoids)."""
+    looks = [n for n in design.looks if n >= MIN_TEST_SEEDS]
+    if not looks:
+        return 0.0
     d = np.random.default_rng(seed).standard_normal((simulations, design.max_seeds))
-    return float((_t_pvalues(d, design.looks).min(1) < design.alpha).mean())
+    return float((_t_pvalues(d, looks).min(1) < design.alpha).mean())
 
 
 @dataclass(frozen=True)
 class Look:
     n: int
     mean_diff: float  # b - a
-    ci_low: float  # repeated CI at level 1 - alpha'
+    ci_low: float  # repeated CI at level 1 - alpha' (NaN where the differences are all equal)
     ci_high: float
-    p: float
+    p: float  # NaN where the look tests nothing
+    note: str = ""  # why it tests nothing (``untested``)
 
 
 @dataclass
@@ -122,12 +151,18 @@ class Outcome:
 
 
 def look(d: np.ndarray, level: float) -> Look:
+    """One look at the paired differences ``d``: the test where it is defined (``untested``), the
+    repeated CI wherever the differences are not all equal (an interval of width 0 there would
+    be the metric's resolution, not certainty)."""
     n = len(d)
     mean = float(d.mean())
-    sd = float(d.std(ddof=1))
-    p = float(_t_pvalues(d[None, :], [n])[0, 0])
-    half = float(stats.t.ppf(1 - level / 2, n - 1) * sd / math.sqrt(n))
-    return Look(n, mean, mean - half, mean + half, p)
+    note = untested(d)
+    if note.startswith("all"):
+        return Look(n, mean, float("nan"), float("nan"), float("nan"), note)
+    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+    half = float(stats.t.ppf(1 - level / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
+    p = float("nan") if note else float(_t_pvalues(d[None, :], [n])[0, 0])
+    return Look(n, mean, mean - half, mean + half, p, note)
 
 
 def decide(diffs: Sequence[float], design: Design, mode: str = "min") -> Outcome:
@@ -150,6 +185,9 @@ def decide(diffs: Sequence[float], design: Design, mode: str = "min") -> Outcome
 
 def describe(outcome: Outcome, a: str, b: str) -> str:
     """The decision in words."""
+    last = outcome.looks[-1] if outcome.looks else None
+    if outcome.state == NO_DIFFERENCE and last is not None and last.note:
+        return f"not testable at max_seeds ({last.note})"
     return {DECIDED_A: f"{a} better", DECIDED_B: f"{b} better",
             NO_DIFFERENCE: "no difference detectable at max_seeds",
             RUNNING: f"running (next look at {outcome.next_n} seeds)"}[outcome.state]

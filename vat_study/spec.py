@@ -24,7 +24,7 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                  noise_sigma as one batched model), batch_seeds (the same for the seeds of one
                  configuration only), heartbeat_every (s, default 5), stale_after (s, default 60:
                  a driver silent that long is dead, and other drivers redo its RUNNING trials)}
-    storage     SQLAlchemy URL (default sqlite:///results/vat_study.db)
+    storage     SQLAlchemy URL (default $VAT_STUDY_STORAGE, else sqlite:///results/vat_study.db)
     sequential  {compare: [[a, b], ...], max_seeds, batch, alpha, metric, mode}: add paired
                 seeds until each comparison is decided (vat_study.sequential)
 
@@ -55,10 +55,15 @@ from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_v
 from .validation import Strict, finite
 from .errors import format_validation_error
 from .surface import ConfigError, param_path
-from .store.urls import STORAGE_HELP, absolute_sqlite, check_storage_url  # noqa: F401  (re-exported)
+from .store.urls import (  # noqa: F401  (re-exported)
+    DEFAULT_STORAGE,
+    STORAGE_ENV,
+    STORAGE_HELP,
+    absolute_sqlite,
+    check_storage_url,
+    default_storage,
+)
 from .yamlio import YAMLLimitError, canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
-
-DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
 
 
 def check_study_name(v: str) -> str:
@@ -369,7 +374,8 @@ class StudySpec(Strict):
     probes: dict[str, Any] | None = None
     executor: Executor = Executor()
     storage: str = Field(DEFAULT_STORAGE, description="SQLAlchemy URL of the store (sqlite:///FILE or "
-                                                      "postgresql+psycopg://user@host:5432/db)")
+                                                      "postgresql+psycopg://user@host:5432/db); left out: the "
+                                                      "VAT_STUDY_STORAGE variable, else the default")
     sequential: Sequential | None = Field(None, description="add paired seeds until each comparison is decided")
     save_models: bool = Field(False, description="keep each trial's trained weights (a state_dict; needed by "
                                                  "Fig. 1, 5, 6)")
@@ -558,10 +564,17 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
     data = copy.deepcopy(dict(data))
     for k, v in (overrides or {}).items():
         set_dotted(data, k, v)
+    if "storage" not in data:  # left out: the default store (VAT_STUDY_STORAGE, else results/vat_study.db)
+        try:
+            data["storage"] = default_storage()
+        except ValueError as e:
+            raise SpecError([str(e)], source) from None
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(e, shapes=_shape), source) from None
+        from .errors import model_keys
+
+        raise SpecError(format_validation_error(e, shapes=_shape, known=model_keys(StudySpec)), source) from None
     from .spec_checks import validate_trials
 
     validate_trials(spec)
@@ -619,4 +632,4 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 __all__ = ["StudySpec", "PlannedTrial", "SpecError", "ConfigError", "load_spec", "parse_spec", "parse_set",
-           "DEFAULT_STORAGE"]
+           "DEFAULT_STORAGE", "STORAGE_ENV", "default_storage"]

@@ -41,6 +41,7 @@ from .config import (  # noqa: F401
     settings_paths,
     upgrade_stored_config,
 )
+from .threads import THREADS_ENV, trial_threads  # noqa: F401  (torch-free: the thread policy of every trial)
 from .vocabulary import (  # noqa: F401
     DATASET_NAMES,
     DIAGNOSTICS,

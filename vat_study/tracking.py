@@ -40,7 +40,7 @@ def missing_packages(tracking: Mapping[str, Any]) -> list[str]:
     for name, (module, package) in PACKAGES.items():
         if tracking.get(name) not in (None, False) and importlib.util.find_spec(module) is None:
             out.append(f"tracking.{name}: needs the {package!r} package, which is not installed here "
-                       f"(pip install 'vat-study[trackers]' or pip install {package})")
+                       f"(pip install 'vat-study[trackers]' or pip install {package})")  # printed as is: cli escapes markup
     return out
 
 
@@ -75,19 +75,39 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == float(v)}
 
 
-def _run_name(trial: Any) -> str:
-    shown = ",".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
-    return f"{shown or 'base'}-s{trial.seed}-{trial.key[:8]}"
+def _run_name(trial: Any, config: Mapping[str, Any]) -> str:
+    """``method=vat,eps=1.252-s0-1a2b3c4d``: the search parameters the trial's method has (a grid
+    point's eps is no setting of a baseline), floats at 4 significant digits, the seed and key."""
+    from .surface import get_path, param_path
+
+    def shown(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    kept = {k: v for k, v in trial.params.items() if get_path(config, param_path(k) or k) is not None}
+    text = ",".join(f"{k}={shown(v)}" for k, v in sorted(kept.items()))
+    return f"{text or 'base'}-s{trial.seed}-{trial.key[:8]}"
+
+
+def provenance_text(record: Mapping[str, Any]) -> dict[str, str]:
+    """The trial's provenance record (``vat_study.provenance.trial_provenance``, as the store keeps
+    it in ``versions``) as flat text: a list or mapping (argv, overrides) as its JSON."""
+    import json
+
+    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in record.items()}
 
 
 class _TensorBoard:
-    def __init__(self, root: str, study: str, trial: Any, config: Mapping[str, Any]) -> None:
+    def __init__(self, root: str, study: str, trial: Any, config: Mapping[str, Any],
+                 provenance: Mapping[str, Any]) -> None:
         from tensorboardX import SummaryWriter
 
-        self.logdir = Path(root).resolve() / study / _run_name(trial)
+        self.logdir = Path(root).resolve() / study / _run_name(trial, config)
         self.writer = SummaryWriter(logdir=str(self.logdir))
         self.params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                        for k, v in _flat(config).items() if v is not None}
+        if provenance:  # a text summary: TensorBoard's Text tab, one table row per entry
+            rows = "\n".join(f"| {k} | {v} |" for k, v in provenance_text(provenance).items())
+            self.writer.add_text("provenance", "| key | value |\n|---|---|\n" + rows)
 
     def step(self, step: int, metrics: Mapping[str, float]) -> None:
         for k, v in _numbers(metrics).items():
@@ -105,8 +125,13 @@ class _TensorBoard:
         self.writer.close()
 
 
+MLFLOW_TAG_LIMIT = 5000
+"""The longest tag value every MLflow store accepts (longer ones are cut, marked with "...")."""
+
+
 class _MLflow:
-    def __init__(self, uri: str, study: str, trial: Any, config: Mapping[str, Any]) -> None:
+    def __init__(self, uri: str, study: str, trial: Any, config: Mapping[str, Any],
+                 provenance: Mapping[str, Any]) -> None:
         from mlflow.tracking import MlflowClient
 
         if uri.startswith("file:"):
@@ -120,9 +145,13 @@ class _MLflow:
                 experiment_id = self.client.get_experiment_by_name(study).experiment_id
         else:
             experiment_id = experiment.experiment_id
-        run = self.client.create_run(experiment_id, run_name=_run_name(trial),
-                                     tags={"vat_study.study": study, "vat_study.trial_key": trial.key,
-                                           "vat_study.config_key": trial.config_key, "vat_study.seed": str(trial.seed)})
+        tags = {"vat_study.study": study, "vat_study.trial_key": trial.key,
+                "vat_study.config_key": trial.config_key, "vat_study.seed": str(trial.seed)}
+        for k, v in provenance_text(provenance).items():
+            tags[f"vat_study.provenance.{k}"] = v if len(v) <= MLFLOW_TAG_LIMIT else v[:MLFLOW_TAG_LIMIT - 3] + "..."
+        if provenance.get("git_commit"):
+            tags["mlflow.source.git.commit"] = str(provenance["git_commit"])  # shown by MLflow's own UI
+        run = self.client.create_run(experiment_id, run_name=_run_name(trial, config), tags=tags)
         self.run_id = run.info.run_id
         from mlflow.entities import Param
 
@@ -151,11 +180,13 @@ class _MLflow:
 
 
 class _WandB:
-    def __init__(self, project: str, study: str, trial: Any, config: Mapping[str, Any]) -> None:
+    def __init__(self, project: str, study: str, trial: Any, config: Mapping[str, Any],
+                 provenance: Mapping[str, Any]) -> None:
         import wandb
 
-        self.run = wandb.init(project=project, group=study, name=_run_name(trial), config=dict(config),
-                              tags=[study], reinit="create_new")
+        self.run = wandb.init(project=project, group=study, name=_run_name(trial, config),
+                              config={**dict(config), "provenance": dict(provenance)}, tags=[study],
+                              reinit="create_new")
 
     def step(self, step: int, metrics: Mapping[str, float]) -> None:
         self.run.log(_numbers(metrics), step=step)
@@ -174,7 +205,9 @@ class Trackers:
     ``finish`` once per trial. A tracker that raises is logged and dropped for that trial."""
 
     def __init__(self, tracking: Mapping[str, Any] | None, study: str, trials: Sequence[Any],
-                 configs: Sequence[Mapping[str, Any]]) -> None:
+                 configs: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any] | None = None) -> None:
+        """``provenance``: the trials' record (``provenance.trial_provenance``, what the store keeps
+        in ``versions``): MLflow tags, a TensorBoard text summary, W&B config."""
         self.lanes: list[dict[str, Any]] = [{} for _ in trials]
         for name, value in (tracking or {}).items():
             if value in (None, False) or name not in _KINDS:
@@ -182,7 +215,7 @@ class Trackers:
             target = mlflow_uri(value) if name == "mlflow" else value
             for i, (t, c) in enumerate(zip(trials, configs)):
                 try:
-                    self.lanes[i][name] = _KINDS[name](target, study, t, c)
+                    self.lanes[i][name] = _KINDS[name](target, study, t, c, provenance or {})
                 except Exception as e:  # noqa: BLE001  a tracker never fails a trial
                     log.warning("tracking.%s: not recording trial %s (%s: %s)", name, t.key, type(e).__name__, e)
 

@@ -146,7 +146,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
                   threads: int = 1, timeout: float | None = None, node: str | None = None,
                   log_dir: str | None = None, checkpoint_every: int | None = None,
-                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial]], Any] | None = None
+                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None
                   ) -> dict[str, dict[str, Any] | None]:
     """Claim and run trials that differ only in lane settings (``planning.lane_groups``); two or
     more claimed train as lanes of one batched model (``run_lanes``, see vat_study.batched) and
@@ -157,8 +157,6 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     to a capped log file there (``trial_output``), not to the driver's terminal.
     ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
     when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
-    import torch
-
     from ..surface import checkpoints
     from ..trial_output import captured_output
 
@@ -171,6 +169,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                                   stale_after=claim.stale_after)
         if lease is not None:
             claimed.append((t, lease))
+    record = provenance.trial_provenance() if track is not None else {}  # as the claims recorded it: for trackers
     provenance.planned_threads.reset(threads_noted)
     if not claimed:
         return {}
@@ -180,7 +179,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         store.set_batch_group(leases, digest([t.key for t in trials]))
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
-    trackers = track(trials) if track is not None else None  # the study's tracking: (vat_study.tracking)
+    trackers = track(trials, record) if track is not None else None  # the study's tracking: (vat_study.tracking)
 
     lost: set[int] = set()
 
@@ -199,16 +198,16 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
 
     ck_path = Path(checkpoint_dir) / f"{digest([t.key for t in trials])}.pt" \
         if checkpoint_every and checkpoint_dir else None
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(int(threads), 1))
+    threads = max(int(threads), 1)
     try:
         with timer, captured_output(Path(log_dir) / f"{trials[0].key}.log" if log_dir else None), \
                 (checkpoints(str(ck_path), checkpoint_every) if ck_path else contextlib.nullcontext()):
             if batched:
-                result = surface.run_lanes([t.config for t in trials], report)
+                result = surface.run_lanes([t.config for t in trials], report, threads=threads)
                 metrics, failed = result.metrics, result.failed
             else:
-                metrics, failed = [surface.run_trial(trials[0].config, functools.partial(report, 0))], {}
+                metrics, failed = [surface.run_trial(trials[0].config, functools.partial(report, 0),
+                                                     threads=threads)], {}
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases:
@@ -220,8 +219,6 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         if ck_path is not None:
             ck_path.unlink(missing_ok=True)
         return {t.key: None for t in trials}
-    finally:
-        torch.set_num_threads(previous)
     out: dict[str, dict[str, Any] | None] = {}
     for i, (t, lease) in enumerate(claimed):
         if metrics[i] is not None:
@@ -265,15 +262,16 @@ def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedT
                          checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"), track=tracking_for(spec))
 
 
-def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial]], Any] | None:
+def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial], dict], Any] | None:
     """The study's trackers (``tracking:``, ``vat_study.tracking.Trackers``) for a group of its
-    trials; None without a tracking block."""
+    trials and their provenance record; None without a tracking block."""
     if spec.tracking is None:
         return None
     from ..tracking import Trackers
 
     blocks = spec.tracking.model_dump(exclude_none=True)
-    return lambda trials: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials])
+    return lambda trials, record: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials],
+                                           record)
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,

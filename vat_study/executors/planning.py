@@ -68,7 +68,9 @@ def check_same_study(spec: StudySpec, store: Store) -> None:
                          "file" for k in changed]
                         + [f"the study {spec.name!r} in {safe_url(spec.storage)} differs in the settings above, and its "
                            "finished trials would mix with new ones: give the edited study a new name, or use another "
-                           "storage (these may change: " + ", ".join(BOOKKEEPING_SETTINGS) + ")"])
+                           "storage, or set the stored one aside (vat-study rename STUDY.yaml NEW, or vat-study delete "
+                           "STUDY.yaml, with this study file) (these may change: " + ", ".join(BOOKKEEPING_SETTINGS)
+                           + ")"])
 
 
 _ABSENT = "<absent>"

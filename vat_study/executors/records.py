@@ -7,7 +7,9 @@ One Optuna trial per configuration (its parameters; every seed of it):
 * intermediate values: at every evaluation step, the mean over the seeds of ``metric.name``
   (a step counts once every seed has reported it);
 * user attributes: ``seeds``, ``vat_config_key``, ``vat_trial_ids`` (the vat-study trial ids,
-  in seed order), ``lane_groups`` (the batched models the seeds trained in), the mean of every
+  in seed order), ``lane_groups`` (the batched models the seeds trained in), ``provenance`` (the
+  record of its newest seed's trial: git commit and dirty flag, argv, versions, hardware, as
+  the store keeps it in ``versions``), the mean of every
   final metric (``test_error``, ``rvadv``, ``val_error``, ...), and ``per_seed`` (seed ->
   final metrics and vat-study trial id).
 
@@ -76,7 +78,9 @@ def configuration_record(spec: StudySpec, store, study_id: int, params: Mapping[
         vals = [v.get(k) for v in per_seed.values()]
         means[k] = statistics.fmean(vals) if vals and all(x is not None for x in vals) else None
     value = means.get(name) if status == "COMPLETE" else None
+    newest = max((r for r in rows.values() if r.get("versions")), key=lambda r: r["trial_id"], default=None)
     attrs = {"seeds": list(spec.seeds), "vat_config_key": digest(dict(params)),
+             "provenance": newest["versions"] if newest else {},
              "vat_trial_ids": [per_seed[str(t.seed)]["vat_trial_id"] for t in planned if str(t.seed) in per_seed],
              "lane_groups": sorted({r["batch_group"] for r in rows.values() if r.get("batch_group")}),
              "per_seed": per_seed, **{k: v for k, v in means.items() if k not in ("seeds", "per_seed")}}

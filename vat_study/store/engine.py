@@ -97,6 +97,13 @@ def _known_revisions() -> list[str]:
     return sorted(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
+def check_revision(revision: str | None) -> None:
+    """A StoreError for a schema revision this vat-study does not know (a newer one wrote it)."""
+    if revision is not None and revision != SCHEMA_REVISION and revision not in _known_revisions():
+        raise StoreError(f"the store's schema is at revision {revision!r}, written by a newer vat-study (this one "
+                         f"knows up to {SCHEMA_REVISION!r}); upgrade vat-study to use it")
+
+
 def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     """Bring the database to ``SCHEMA_REVISION``; returns (revision before, after). Safe to call
     from many processes at once: the upgrade runs under the database's write/advisory lock and
@@ -108,9 +115,7 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
         conn.rollback()
     if before == SCHEMA_REVISION:
         return before, before
-    if before is not None and before not in _known_revisions():
-        raise StoreError(f"the store's schema is at revision {before!r}, written by a newer vat-study (this one "
-                         f"knows up to {SCHEMA_REVISION!r}); upgrade vat-study to use it")
+    check_revision(before)
     write = engine.execution_options(vat_write=True)
     with write.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"

@@ -35,7 +35,8 @@ def _columns(config: dict, columns: tuple[str, ...]) -> dict[str, Any]:
 
 
 def trials_frame(store: Store, study: str) -> pd.DataFrame:
-    """One row per trial: id, key, config_key, seed, status, error, failure_kind, times, host,
+    """One row per trial: id, number (1, 2, ... within the study, in the order recorded: what
+    progress lines, ``status`` and the report call "trial N"), key, config_key, seed, status, error, failure_kind, times, host,
     node (the Ray node that ran it), driver (the token of the driver that claimed it), attempts, batch_group, one column per search parameter (``param.<name>``) and per final metric."""
     with store.session() as s:
         sid = s.scalar(select(StudyRow.id).where(StudyRow.name == study))
@@ -47,8 +48,8 @@ def trials_frame(store: Store, study: str) -> pd.DataFrame:
                            .where(TrialRow.study_id == sid)).all()
     rows = []
     columns = config_columns()
-    for t in trials:
-        row = dict(trial_id=t.id, key=t.key, config_key=t.config_key, seed=t.seed, status=t.status,
+    for number, t in enumerate(trials, 1):
+        row = dict(trial_id=t.id, number=number, key=t.key, config_key=t.config_key, seed=t.seed, status=t.status,
                    error=t.error, failure_kind=t.failure_kind, attempts=t.attempts,
                    optuna_number=t.optuna_number, batch_group=t.batch_group,
                    started_at=t.started_at, finished_at=t.finished_at, host=t.host, node=t.node,
@@ -72,6 +73,37 @@ def metrics_frame(store: Store, study: str) -> pd.DataFrame:
                          .where(StudyRow.name == study)
                          .order_by(MetricRow.trial_id, MetricRow.step, MetricRow.name)).all()
     return pd.DataFrame(rows, columns=["trial_id", "step", "name", "value"])
+
+
+def provenance_frame(store: Store, study: str) -> pd.DataFrame:
+    """One row per trial: trial_id and its provenance record (``versions``: vat-study version, git
+    commit and dirty flag, argv and overrides, CPU, GPU, CUDA, torch threads, library versions)
+    as ``provenance.<key>`` columns; a list or mapping as its JSON."""
+    import json
+
+    with store.session() as s:
+        rows = s.execute(select(TrialRow.id, TrialRow.versions).join(StudyRow, StudyRow.id == TrialRow.study_id)
+                         .where(StudyRow.name == study).order_by(TrialRow.id)).all()
+    out = [{"trial_id": tid, **{f"provenance.{k}": v if v is None or isinstance(v, (str, int, float, bool))
+                                else json.dumps(v, default=str) for k, v in (versions or {}).items()}}
+           for tid, versions in rows]
+    return pd.DataFrame(out, columns=None if out else ["trial_id"])
+
+
+def pruned_at(store: Store, study: str, metric: str) -> dict[int, tuple[int, float | None]]:
+    """trial_id -> (the last step, and ``metric`` at it) of each PRUNED trial of ``study`` that
+    reported an evaluation: where the pruner stopped it. A PRUNED trial absent here never
+    started (its configuration was pruned on the evaluations of its other seeds)."""
+    with store.session() as s:
+        rows = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
+                         .join(TrialRow, TrialRow.id == MetricRow.trial_id)
+                         .join(StudyRow, StudyRow.id == TrialRow.study_id)
+                         .where(StudyRow.name == study, TrialRow.status == "PRUNED", MetricRow.name == metric)).all()
+    out: dict[int, tuple[int, float | None]] = {}
+    for tid, step, value in rows:
+        if tid not in out or step > out[tid][0]:
+            out[int(tid)] = (int(step), value)
+    return out
 
 
 def load_study_frame(url: str, study: str) -> pd.DataFrame:

@@ -73,23 +73,25 @@ class Store:
     """All reads and writes of the study database. Cheap to pickle: the engine is made on first
     use, and the first use in a process brings the schema up to date."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, upgrade: bool = True) -> None:
         self.url = url
+        self.upgrade = upgrade  # False: read the schema as it is (a dry run writes nothing)
         self._engine: Engine | None = None
         self._pid: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url}
+        return {"url": self.url, "upgrade": self.upgrade}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"])  # type: ignore[misc]
+        self.__init__(state["url"], state.get("upgrade", True))  # type: ignore[misc]
 
     @property
     def engine(self) -> Engine:
         if self._engine is None or self._pid != os.getpid():
             engine = make_engine(self.url)
             try:
-                upgrade_schema(engine)  # one cheap read when the schema is current
+                if self.upgrade:
+                    upgrade_schema(engine)  # one cheap read when the schema is current
             except BaseException:
                 engine.dispose()
                 raise
@@ -414,10 +416,12 @@ class Store:
     # ------------------------------------------------------------------ Optuna records
 
     def trial_records(self, study_id: int, keys: list[str], metric: str) -> dict[str, dict[str, Any]]:
-        """key -> {trial_id, status, seed, batch_group, final: {name: value}, curve: {step: value
-        of ``metric``}} for the study's trials of ``keys`` (those recorded)."""
+        """key -> {trial_id, status, seed, batch_group, versions (its provenance record), final:
+        {name: value}, curve: {step: value of ``metric``}} for the study's trials of ``keys`` (those
+        recorded)."""
         with self.session() as s:
-            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group)
+            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group,
+                                    TrialRow.versions)
                              .where(TrialRow.study_id == study_id, TrialRow.key.in_(list(keys)))).all()
             ids = {r.id: r.key for r in rows}
             finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
@@ -425,7 +429,7 @@ class Store:
             steps = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
                               .where(MetricRow.trial_id.in_(list(ids)), MetricRow.name == metric)).all() if ids else []
         out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "batch_group": r.batch_group,
-                       "final": {}, "curve": {}} for r in rows}
+                       "versions": dict(r.versions or {}), "final": {}, "curve": {}} for r in rows}
         for tid, name, value in finals:
             out[ids[tid]]["final"][name] = value
         for tid, step, value in steps:

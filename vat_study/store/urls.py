@@ -27,6 +27,26 @@ def mask_secrets(message: str, url: str) -> str:
 
 STORAGE_HELP = "sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
 
+DEFAULT_STORAGE = "sqlite:///results/vat_study.db"
+
+STORAGE_ENV = "VAT_STUDY_STORAGE"
+"""Environment variable holding the default store of every command: a study file's ``storage`` and
+``--storage`` win over it; without any of them, ``DEFAULT_STORAGE``."""
+
+
+def default_storage() -> str:
+    """The store a command uses when neither ``--storage`` nor a study file names one; ValueError
+    naming ``STORAGE_ENV`` when it holds no usable URL."""
+    import os
+
+    value = os.environ.get(STORAGE_ENV, "").strip()
+    if not value:
+        return DEFAULT_STORAGE
+    try:
+        return check_storage_url(value)
+    except ValueError as e:
+        raise ValueError(f"{STORAGE_ENV} {safe_url(value)!r}: {e}") from None
+
 
 def check_storage_url(url: str) -> str:
     """``url`` if it is a usable SQLAlchemy URL of SQLite or PostgreSQL, else ValueError saying why."""
