@@ -4,64 +4,14 @@ python batches (pickled dicts with bytes keys, in a folder or the tar.gz) and SV
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import tarfile
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from official_files import N_BATCH, cifar_batch, write_cifar10, write_svhn
 
 from vat_study.data import DataError, DataFileError, load_dataset
-
-N_BATCH = 12  # images per CIFAR-10 batch file here (10,000 in the real ones)
-
-
-def _cifar_batch(seed: int, n: int = N_BATCH, labels: list[int] | None = None) -> bytes:
-    rng = np.random.default_rng(seed)
-    d = {b"batch_label": b"training batch", b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-         b"labels": labels if labels is not None else [int(v) for v in rng.integers(0, 10, n)],
-         b"filenames": [b"x.png"] * n}
-    return pickle.dumps(d, protocol=2)
-
-
-def write_cifar10(root: Path, *, tar: bool = False, overrides: dict[str, bytes] | None = None,
-                  drop: str | None = None) -> dict[str, bytes]:
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    raws = {n: _cifar_batch(i) for i, n in enumerate(names)}
-    raws.update(overrides or {})
-    if drop:
-        raws.pop(drop)
-    if tar:
-        root.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as t:
-            for n, raw in raws.items():
-                info = tarfile.TarInfo(f"cifar-10-batches-py/{n}")
-                info.size = len(raw)
-                t.addfile(info, io.BytesIO(raw))
-    else:
-        folder = root / "cifar-10-batches-py"
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, raw in raws.items():
-            (folder / n).write_bytes(raw)
-    return raws
-
-
-def write_svhn(root: Path, n_train: int = 30, n_test: int = 10, y_train=None) -> dict:
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(0)
-    out = {}
-    for name, n, y in (("train", n_train, y_train), ("test", n_test, None)):
-        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-        y = np.asarray(y if y is not None else rng.integers(1, 11, n)).reshape(-1, 1).astype(np.uint8)
-        root.mkdir(parents=True, exist_ok=True)
-        savemat(str(root / f"{name}_32x32.mat"), {"X": x, "y": y})
-        out[name] = (x, y)
-    return out
-
 
 @pytest.mark.parametrize("tar", [False, True])
 def test_cifar10_from_the_python_batches_in_folder_or_tar(tmp_path, tar):
@@ -84,7 +34,7 @@ def test_cifar10_defects_are_one_line_naming_the_file(tmp_path):
     write_cifar10(tmp_path / "a", drop="test_batch")
     with pytest.raises(DataError, match=r"test_batch is missing"):
         load_dataset("cifar10", root=tmp_path / "a")
-    write_cifar10(tmp_path / "b", overrides={"data_batch_2": _cifar_batch(1, labels=[3] * (N_BATCH - 1) + [10])})
+    write_cifar10(tmp_path / "b", overrides={"data_batch_2": cifar_batch(1, labels=[3] * (N_BATCH - 1) + [10])})
     with pytest.raises(DataFileError, match=r"data_batch_2: CIFAR-10 labels are 0-9; this batch holds label 10"):
         load_dataset("cifar10", root=tmp_path / "b")
     write_cifar10(tmp_path / "c", overrides={"data_batch_3": b"not a pickle at all"})
