@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vat_study.store import Store
+from vat_study.platform.store import Store
 
 
 class Skip(Exception):

@@ -53,7 +53,7 @@ def _pick(df: pd.DataFrame, method: str, data: StudyData) -> pd.Series | None:
 
 
 def _config(data: StudyData, trial_id: int) -> dict:
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     return Store(data.url).trial_config(int(trial_id))
 

@@ -31,7 +31,7 @@ def paper_block(data: StudyData, studies: Path = Path("studies")) -> dict[str, A
     path = studies / f"{data.name}.yaml"
     if not path.exists():
         return None
-    from vat_study.spec import SpecError, load_spec
+    from vat_study.platform.spec import SpecError, load_spec
 
     try:
         spec = load_spec(path)

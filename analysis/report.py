@@ -112,7 +112,7 @@ PROVENANCE_KEYS = ("vat-study", "git_commit", "git_dirty", "argv", "overrides", 
 
 
 def provenance_lines(versions: dict) -> list[str]:
-    """The report header's provenance of the study's newest trial (``vat_study.provenance``):
+    """The report header's provenance of the study's newest trial (``vat_study.platform.provenance``):
     code, command, machine and library versions; a store written before provenance was recorded
     shows what it has."""
     v = dict(versions or {})
@@ -144,7 +144,7 @@ def _planned_configs(spec: dict) -> set[str] | None:
     ``provenance`` beside them (``vat-study run`` records it there), and the checks against this
     machine (``spec_checks``: data files that exist, trackers that are installed) are the run's
     business, not the report's."""
-    from vat_study.spec import StudySpec
+    from vat_study.platform.spec import StudySpec
 
     keys = ("name", "task", "method", "search", "seeds", "metric", "probes")
     try:
@@ -156,8 +156,8 @@ def _planned_configs(spec: dict) -> set[str] | None:
 def _pruned_lines(store, data: StudyData) -> list[str]:
     """The trials the study's pruner stopped early (a finished outcome, never redone), each with
     the step it was stopped at and the study metric there."""
-    from vat_study.display import pruned_text, trial_text
-    from vat_study.store.frames import pruned_at
+    from vat_study.platform.display import pruned_text, trial_text
+    from vat_study.platform.store.frames import pruned_at
 
     trials = data.trials
     pruned = trials[trials["status"] == "PRUNED"] if not trials.empty else trials
@@ -172,8 +172,8 @@ def _pruned_lines(store, data: StudyData) -> list[str]:
 
 def _failed_lines(data: StudyData) -> list[str]:
     """The trials that did not finish (FAILED), each with its failure kind and last error line."""
-    from vat_study.display import trial_text
-    from vat_study.store import failure_line
+    from vat_study.platform.display import trial_text
+    from vat_study.platform.store import failure_line
 
     trials = data.trials
     failed = trials[trials["status"] == "FAILED"] if not trials.empty else trials
@@ -221,7 +221,7 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
     steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
-    from vat_study.store import Store, safe_url
+    from vat_study.platform.store import Store, safe_url
 
     versions = Store(url).latest_versions(study)
     head = [f"# Study `{study}`", "",

@@ -1,4 +1,4 @@
-"""Sequential comparisons (a study's ``sequential:`` block; ``vat_study.sequential``): per
+"""Sequential comparisons (a study's ``sequential:`` block; ``vat_study.platform.group_sequential``): per
 comparison the decision, the n it stopped at, the effect with its repeated confidence interval,
 and every look."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vat_study.sequential import study_block_comparisons
+from vat_study.platform.group_sequential import study_block_comparisons
 
 from .data import Skip, StudyData
 

@@ -1,5 +1,5 @@
 """Throughput of seeded repeats: S seeds of one configuration as S sequential run_trial calls,
-and as one run_seeds call (one batched model, vat_study.batched), side by side in one
+and as one run_seeds call (one batched model, vat_study.science.batched), side by side in one
 process, alternating round by round. Whole trials are timed (data, training, evaluations,
 probes, test error), so the ratio is what a study gains.
 

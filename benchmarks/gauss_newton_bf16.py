@@ -31,9 +31,9 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from benchmarks import interleaved_medians
-from vat_study.models import build_model
-from vat_study.passes import deterministic_layers, frozen_batch_stats
-from vat_study.regularizers import random_unit_direction, virtual_adversarial_direction
+from vat_study.science.models import build_model
+from vat_study.science.passes import deterministic_layers, frozen_batch_stats
+from vat_study.science.regularizers import random_unit_direction, virtual_adversarial_direction
 
 
 def gauss_newton_hd(model, x, d, dtype=torch.float32):

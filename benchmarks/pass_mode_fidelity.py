@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from vat_study.objective import load_trained, run_trial
-from vat_study.passes import frozen_batch_stats, regularizer_pass
-from vat_study.regularizers import random_unit_direction, virtual_adversarial_direction
+from vat_study.science.objective import load_trained, run_trial
+from vat_study.science.passes import frozen_batch_stats, regularizer_pass
+from vat_study.science.regularizers import random_unit_direction, virtual_adversarial_direction
 
 
 def cosines(model, x, *, xi: float, clean_noisy: bool, pi_noisy: bool, seed: int = 0) -> float:

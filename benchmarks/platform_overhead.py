@@ -21,8 +21,8 @@ import json, os, sys, time
 lean = sys.argv[2] == "lean"
 if not lean:
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0"
-import vat_study.executors.ray_tune as rt
-from vat_study.spec import parse_spec
+import vat_study.platform.executors.ray_tune as rt
+from vat_study.platform.spec import parse_spec
 if not lean:
     from ray import tune
     _Tuner = tune.Tuner
@@ -34,7 +34,7 @@ spec = parse_spec(json.loads(sys.argv[1]))
 t = time.time()
 kind = sys.argv[2]
 if kind == "local":
-    from vat_study.executors import run_local
+    from vat_study.platform.executors import run_local
     s = run_local(spec, progress=False)
 else:
     s = rt.run_ray(spec, progress=False)

@@ -1,6 +1,6 @@
 """Step time of one update, semi-supervised MNIST MLP config (Appendix C), side by side:
 
-    ours baseline / ours RPT / ours VAT (vat_study.train.train_step and train.adam: the code
+    ours baseline / ours RPT / ours VAT (vat_study.science.train.train_step and train.adam: the code
         and the optimizer training runs, i.e. Adam's fused kernel)
     minimal VAT: a ~30-line VAT step of the kind found in popular ports (below), default Adam:
         the reference
@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import interleaved_medians
-from vat_study.config import TrialConfig
-from vat_study.models import build_model
-from vat_study.probes import hd_cosine
-from vat_study.train import adam, train_step
+from vat_study.science.config import TrialConfig
+from vat_study.science.models import build_model
+from vat_study.science.probes import hd_cosine
+from vat_study.science.train import adam, train_step
 
 
 def minimal_vat_step(model, opt, x_l, y_l, x_ul, eps=1.0, xi=1e-2, alpha=1.0):

@@ -93,7 +93,7 @@ def ways(folder: str, steps: int, n: int) -> dict[str, list[str]]:
                 "executor": {"kind": kind, "per_trial": {"cpu": 1}, "max_concurrent": concurrent}}
         with open(os.path.join(sub, "study.yaml"), "w") as f:
             yaml.safe_dump(spec, f)
-        return [sys.executable, "-m", "vat_study.cli", "run", "--no-progress", os.path.join(sub, "study.yaml")]
+        return [sys.executable, "-m", "vat_study.platform.cli", "run", "--no-progress", os.path.join(sub, "study.yaml")]
 
     return {
         "plain loop": [sys.executable, "-c", LOOP, json.dumps(configs), "1"],

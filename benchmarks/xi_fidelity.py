@@ -16,9 +16,9 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from vat_study.data import DataError, load_dataset
-from vat_study.models import build_model
-from vat_study.regularizers import (
+from vat_study.science.data import DataError, load_dataset
+from vat_study.science.models import build_model
+from vat_study.science.regularizers import (
     frozen_batch_stats,
     kl_divergence,
     random_unit_direction,

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_bad_input import FILE_CASES, STUDY_CASES, edit, good_spec  # noqa: E402
 
-from vat_study.cli import app  # noqa: E402
+from vat_study.platform.cli import app  # noqa: E402
 
 
 def first_error(stderr: str) -> str:

@@ -1,6 +1,6 @@
 """Generate the CLI reference (docs/cli.md) and the study-file reference (docs/study-file.md)
-from the schema: typer's app in vat_study/cli.py and the pydantic models of vat_study/spec.py,
-vat_study/config.py and vat_study/methods.py.
+from the schema: typer's app in vat_study/platform/cli.py and the pydantic models of vat_study/platform/spec.py,
+vat_study/science/config.py and vat_study/science/methods.py.
 
     python scripts/reference.py           # write both files
     python scripts/reference.py --check   # exit 1 if a committed file differs from the schema
@@ -148,7 +148,8 @@ SPEC_NOTES = {
 
 
 def study_file() -> str:
-    from vat_study import config, methods, spec
+    from vat_study.science import config, methods
+    from vat_study.platform import spec
 
     out = [HEADER + "# Study-file reference\n",
            "A study file is YAML. Its top-level keys are below; `task`, `method` and `probes` are "
@@ -184,7 +185,7 @@ def cli() -> str:
     import typer
     from typer import _click as click  # typer >= 0.20 carries its own click
 
-    from vat_study.cli import app
+    from vat_study.platform.cli import app
 
     group = typer.main.get_command(app)
     parts = [HEADER + "# CLI reference\n",

@@ -1,5 +1,5 @@
 """The simulation table of docs/science.md "Seeded comparisons that decide": the false-positive
-rate of the group-sequential paired t-test (vat_study.sequential) and the seeds it uses, for
+rate of the group-sequential paired t-test (vat_study.platform.group_sequential) and the seeds it uses, for
 min 3, max 20, batch 2, alpha 0.05. No training; about a minute on a 2-core CPU.
 
     python scripts/sequential_simulation.py
@@ -7,7 +7,7 @@ min 3, max 20, batch 2, alpha 0.05. No training; about a minute on a 2-core CPU.
 
 import numpy as np
 
-from vat_study.sequential import NO_DIFFERENCE, Design, _t_pvalues, decide, nominal_level, peeking_rate
+from vat_study.platform.group_sequential import NO_DIFFERENCE, Design, _t_pvalues, decide, nominal_level, peeking_rate
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vat_study.provenance import run_provenance
-from vat_study.objective import resolve_config
-from vat_study.spec import PlannedTrial, parse_spec
-from vat_study.store import Store
+from vat_study.platform.provenance import run_provenance
+from vat_study.science.objective import resolve_config
+from vat_study.platform.spec import PlannedTrial, parse_spec
+from vat_study.platform.store import Store
 
 TINY_TASK = {"dataset": "digits", "hidden": [16], "steps": 6, "eval_every": 3,
              "batch": {"labeled": 16, "unlabeled": 32}, "probes": None}

@@ -11,9 +11,9 @@ from helpers import SEEDS, a_trial_the_grid_no_longer_holds, fill
 from vat_study.analysis import compare, eps_alpha, grad_variance, k_ablation, tables
 from vat_study.analysis.data import holm, load
 from vat_study.analysis.report import write_report
-from vat_study.provenance import run_provenance
-from vat_study.spec import parse_spec
-from vat_study.store import Store
+from vat_study.platform.provenance import run_provenance
+from vat_study.platform.spec import parse_spec
+from vat_study.platform.store import Store
 
 rng = np.random.default_rng(0)
 
@@ -183,7 +183,7 @@ def test_saved_model_figures_fig1_fig5_fig6(tmp_path, monkeypatch):
     import torch
 
     from vat_study.analysis import examples
-    from vat_study.executors import run_local
+    from vat_study.platform.executors import run_local
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/s.db"

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from helpers import tiny
-from vat_study.cli import app
+from vat_study.platform.cli import app
 
 GOOD = "good"
 
@@ -233,7 +233,7 @@ def test_a_real_process_exits_2_without_a_traceback(store, tmp_path):
     spec["method"]["power_iterations"] = -3
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(spec))
-    r = subprocess.run([sys.executable, "-m", "vat_study.cli", "run", str(path)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "vat_study.platform.cli", "run", str(path)], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "method.power_iterations" in r.stderr and "Traceback" not in r.stderr
 

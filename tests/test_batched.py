@@ -9,11 +9,11 @@ import torch
 
 from helpers import tiny
 from vat_study import run_seeds, run_trial
-from vat_study.batched import LaneBatch
-from vat_study.executors import run_local, run_ray
-from vat_study.models import build_model
-from vat_study.spec import parse_spec
-from vat_study.store import Store
+from vat_study.science.batched import LaneBatch
+from vat_study.platform.executors import run_local, run_ray
+from vat_study.science.models import build_model
+from vat_study.platform.spec import parse_spec
+from vat_study.platform.store import Store
 
 TASK = {"dataset": "digits", "hidden": [32, 16], "steps": 40, "eval_every": 10,
         "batch": {"labeled": 16, "unlabeled": 64}, "probes": {"rvadv": {"size": 60}}}
@@ -133,7 +133,7 @@ def test_a_batched_study_stores_ordinary_trials_equal_to_an_unbatched_one(tmp_pa
 
 
 def test_batched_groups_only_the_seeds_still_to_run_and_save_each_seeds_weights(tmp_path):
-    from vat_study.objective import load_trained
+    from vat_study.science.objective import load_trained
 
     url = f"sqlite:///{tmp_path}/c.db"
     first = run_local(parse_spec(_study(url, 3, seeds=[0], save_models=True,
@@ -169,7 +169,7 @@ def test_an_optuna_study_trains_each_points_seeds_batched(tmp_path):
 
 
 def test_run_trial_trains_one_seed_and_says_where_several_go():
-    from vat_study.config import ConfigError
+    from vat_study.science.config import ConfigError
 
     with pytest.raises(ConfigError, match="seeds: run_trial trains one seed.*run_seeds"):
         run_trial({**TASK, "seeds": [0, 1]})

@@ -7,7 +7,7 @@ import yaml
 
 from helpers import tiny
 
-CLI = [sys.executable, "-m", "vat_study.cli"]
+CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
 
 def cli(*args, cwd):
@@ -129,7 +129,7 @@ def test_short_help_version_threads_and_a_study_file_given_to_trial(tmp_path):
     h = cli("-h", cwd=tmp_path)
     assert h.returncode == 0 and "Usage" in h.stdout and "run" in h.stdout
     v = cli("--version", cwd=tmp_path)
-    from vat_study.provenance import package_version
+    from vat_study.platform.provenance import package_version
 
     assert v.returncode == 0 and v.stdout.strip() == f"vat-study {package_version()}"
     assert package_version().startswith(version("vat-study"))
@@ -163,7 +163,7 @@ def test_a_display_poll_still_running_when_the_run_ends_loses_no_trial_line(monk
     import threading
     import time
 
-    from vat_study import display
+    from vat_study.platform import display
 
     rows = pd.DataFrame({"trial_id": [1, 2], "status": ["COMPLETE", "COMPLETE"], "finished_at": ["t1", "t2"],
                          "seed": [0, 1], "val_error": [0.5, 0.4], "error": [None, None], "failure_kind": [None, None]})
@@ -200,7 +200,7 @@ def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(
     import typer
 
     from helpers import a_trial_the_grid_no_longer_holds
-    from vat_study.cli import _exit_for_failures
+    from vat_study.platform.cli import _exit_for_failures
 
     store, wide, narrow, _ = a_trial_the_grid_no_longer_holds(f"sqlite:///{tmp_path}/r.db")
     with pytest.raises(typer.Exit):  # the grid holds it: exit 1
@@ -218,7 +218,7 @@ def test_status_report_export_take_a_study_file_and_the_store_from_vat_study_sto
     from typer.testing import CliRunner
 
     from helpers import fill
-    from vat_study.cli import app
+    from vat_study.platform.cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VAT_STUDY_STORAGE", raising=False)
@@ -259,8 +259,8 @@ def test_every_message_with_brackets_prints_them_through_rich(tmp_path, monkeypa
     from rich.table import Table
     from typer.testing import CliRunner
 
-    from vat_study import cli, display, spec, tracking
-    from vat_study.cli import app
+    from vat_study.platform import cli, display, spec, tracking
+    from vat_study.platform.cli import app
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -22,9 +22,9 @@ import yaml
 
 from ray_nodes import forget_cluster, free_port, head_address, kill_node, start_node
 from helpers import tiny
-from vat_study.store import Store
+from vat_study.platform.store import Store
 
-CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.cli import app; app()"]
+CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.platform.cli import app; app()"]
 # Node failure noticed within seconds, not Ray's default half a minute.
 FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                "RAY_health_check_failure_threshold": "3"}
@@ -34,7 +34,7 @@ def _nodes(address: str) -> list[dict]:
     """The cluster's nodes as Ray sees them (from a separate driver process)."""
     code = ("import json, ray\n"
             "from pathlib import Path\n"
-            "if (Path.home() / '.ray' / 'auth_token').is_file():  # as vat_study.executors.ray_tune does\n"
+            "if (Path.home() / '.ray' / 'auth_token').is_file():  # as vat_study.platform.executors.ray_tune does\n"
             "    from ray._private.authentication.authentication_token_setup import "
             "maybe_enable_token_auth_if_token_available as f; f(warn_if_disabled=False)\n"
             "ray.init(address=%r, log_to_driver=False, logging_level='ERROR');"

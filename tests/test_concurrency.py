@@ -6,9 +6,9 @@ import multiprocessing as mp
 
 
 from helpers import tiny
-from vat_study.executors import run_ray
-from vat_study.spec import parse_spec
-from vat_study.store import Store
+from vat_study.platform.executors import run_ray
+from vat_study.platform.spec import parse_spec
+from vat_study.platform.store import Store
 
 WRITERS, REPORTS, NAMES = 8, 60, 5
 

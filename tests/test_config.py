@@ -1,9 +1,9 @@
 import pytest
 
 from vat_study import ConfigError, TrialConfig, run_trial
-from vat_study.config import is_flat, nest, param_path
-from vat_study.objective import resolve_config
-from vat_study.cli import parse_overrides
+from vat_study.science.config import is_flat, nest, param_path
+from vat_study.science.objective import resolve_config
+from vat_study.platform.cli import parse_overrides
 
 
 def problems(config):
@@ -127,7 +127,7 @@ def test_defaults_command_prints_one_methods_settings():
     import yaml
     from typer.testing import CliRunner
 
-    from vat_study.cli import app
+    from vat_study.platform.cli import app
 
     r = CliRunner().invoke(app, ["defaults", "--method", "rpt"])
     assert r.exit_code == 0
@@ -140,7 +140,7 @@ def test_defaults_command_prints_one_methods_settings():
 def test_an_unknown_key_gets_the_closest_known_one():
     """Issue 31, point 7: `task.stpes` said only "unknown key"; now the key most likely meant, at
     every level of a trial config and a study file."""
-    from vat_study.spec import SpecError, parse_spec
+    from vat_study.platform.spec import SpecError, parse_spec
 
     assert problems({"task": {"stpes": 5}}) == "task.stpes: unknown key (not a setting); did you mean task.steps?"
     assert "task.batch.labled: unknown key (not a setting); did you mean task.batch.labeled?" in problems(

@@ -4,8 +4,8 @@ study lives in the same database as vat-study's tables."""
 import pytest
 
 from helpers import optuna_dashboard, tiny
-from vat_study.executors import run_local
-from vat_study.spec import parse_spec
+from vat_study.platform.executors import run_local
+from vat_study.platform.spec import parse_spec
 
 
 @pytest.mark.platform

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import write_idx
-from vat_study.data import ZCA, DataError, augment, load_dataset, make_splits, read_idx
+from vat_study.science.data import ZCA, DataError, augment, load_dataset, make_splits, read_idx
 
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vat_study.spec import SpecError, parse_spec
+from vat_study.platform.spec import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,8 @@ def test_generated_references_match_the_schema():
 def test_study_file_reference_names_every_field():
     """Every field of the study file, the task, each method and the probes has its row (so the
     comparison above cannot pass on a generator that drops fields)."""
-    from vat_study import config, methods, spec
+    from vat_study.science import config, methods
+    from vat_study.platform import spec
 
     text = (ROOT / "docs" / "study-file.md").read_text(encoding="utf-8")
     for name in spec.StudySpec.model_fields:
@@ -52,7 +53,7 @@ def test_the_guides_executor_table_agrees_with_the_schema():
     schema, every field has its row, and each single key's default is the schema's."""
     import yaml
 
-    from vat_study import spec
+    from vat_study.platform import spec
 
     text = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| ([^|]+) \|", text.split("| `executor:` key |")[1].split("\n\n")[0], re.M)
@@ -92,7 +93,7 @@ def test_readme_lists_every_shipped_study():
 def test_readme_commands_table_names_every_command_of_the_cli():
     import typer.main
 
-    from vat_study.cli import app
+    from vat_study.platform.cli import app
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("## Commands")[1].split("\n## ")[0]

@@ -1,6 +1,6 @@
 """Several drivers (``vat-study run`` processes) of one study on one store, at once: every trial
 claimed and trained exactly once, every driver exits 0, and a RUNNING trial is only taken over
-once its driver is dead (``vat_study.store.claims``), on SQLite and PostgreSQL, local and Ray."""
+once its driver is dead (``vat_study.platform.store.claims``), on SQLite and PostgreSQL, local and Ray."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from helpers import tiny
-from vat_study.store import Store
-from vat_study.store.claims import Driver, machine
+from vat_study.platform.store import Store
+from vat_study.platform.store.claims import Driver, machine
 
 pytestmark = pytest.mark.platform
-CLI = [sys.executable, "-m", "vat_study.cli"]
+CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
 
 def _claim(store: Store, sid: int, driver: str, seen: int = 0, key: str = "k", stale_after: float = 60.0):

@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from vat_study import run_trial
-from vat_study.batched import LaneBatch
-from vat_study.config import TrialConfig, added_settings, upgrade_stored_config
-from vat_study.methods import Implementation
-from vat_study.models import build_model
-from vat_study.objective import run_lanes
-from vat_study.train import evaluation_bn
+from vat_study.science.batched import LaneBatch
+from vat_study.science.config import TrialConfig, added_settings, upgrade_stored_config
+from vat_study.science.methods import Implementation
+from vat_study.science.models import build_model
+from vat_study.science.objective import run_lanes
+from vat_study.science.train import evaluation_bn
 
 TINY = dict(dataset="digits", hidden=[32, 16], steps=30, eval_every=10, noise_sigma=0.3,
             batch=dict(labeled=16, unlabeled=64), probes=dict(rvadv=dict(size=50)))
@@ -105,7 +105,7 @@ def test_a_stored_config_without_the_new_settings_reads_with_their_legacy_values
 
 
 def test_diagnostics_read_a_flat_network_and_the_quadratic_regime_correctly():
-    from vat_study.probes import diagnostics
+    from vat_study.science.probes import diagnostics
 
     torch.manual_seed(0)
     x = torch.randn(64, 5, dtype=torch.float64)

@@ -4,9 +4,9 @@ test_reliability.py)."""
 import pytest
 
 from helpers import tiny
-from vat_study.executors import run_local, run_ray
-from vat_study.spec import parse_spec
-from vat_study.store import Store
+from vat_study.platform.executors import run_local, run_ray
+from vat_study.platform.spec import parse_spec
+from vat_study.platform.store import Store
 
 def contents(storage, name):
     store = Store(storage)
@@ -84,7 +84,7 @@ def test_optuna_through_ray(tmp_path):
 
 
 def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_not_left_waiting(tmp_path):
-    from vat_study.spec import SpecError
+    from vat_study.platform.spec import SpecError
 
     url = f"sqlite:///{tmp_path}/g.db"
     spec = parse_spec(tiny("gpu", url, executor={"kind": "ray", "per_trial": {"cpu": 1, "gpu": 0.25}}))
@@ -98,8 +98,8 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_not_left_waiting(tmp
 
 
 def test_a_sqlite_store_is_refused_on_a_cluster_of_several_nodes():
-    from vat_study.executors.ray_tune import check_shared_store
-    from vat_study.spec import SpecError
+    from vat_study.platform.executors.ray_tune import check_shared_store
+    from vat_study.platform.spec import SpecError
 
     check_shared_store("sqlite:////tmp/x.db", 1)  # one machine: fine
     check_shared_store("postgresql+psycopg://u@db:5432/vat", 3)  # shared: fine

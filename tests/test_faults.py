@@ -21,10 +21,10 @@ import yaml
 from typer.testing import CliRunner
 
 from helpers import tiny
-from vat_study.cli import app
-from vat_study.spec import SpecError, load_spec, parse_spec
+from vat_study.platform.cli import app
+from vat_study.platform.spec import SpecError, load_spec, parse_spec
 
-CLI = [sys.executable, "-m", "vat_study.cli"]
+CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
 
 def spec_for(tmp_path, **extra) -> dict:
@@ -88,8 +88,8 @@ def test_the_dry_run_prints_the_budget_and_a_cheap_time_estimate(tmp_path):
     assert r.exit_code == 0, r.output
     assert "budget: 4 trials, 4,000,000,000,000 updates in all (1,000,000,000,000 per trial)" in r.stdout
     assert "per update on cpu" in r.stdout and "years of training" in r.stdout
-    from vat_study.budget import time_updates
-    from vat_study.data import load_dataset
+    from vat_study.platform.budget import time_updates
+    from vat_study.science.data import load_dataset
 
     ds = load_dataset("digits")
     t0 = time.perf_counter()
@@ -296,7 +296,7 @@ def test_an_image_shape_the_model_cannot_take_is_refused_in_the_preflight(tmp_pa
 
 
 def _wait_for(proc, url: str, name: str, ready, timeout: float = 240) -> bool:
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
@@ -316,7 +316,7 @@ def _wait_for(proc, url: str, name: str, ready, timeout: float = 240) -> bool:
 def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path, executor, sig, code):
     """The trial running when the signal comes is FAILED (interrupted), one line says so, the exit
     code is 128 + the signal, no traceback; a plain rerun finishes the study."""
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/s.db"
     spec = tiny("sig", url, seeds=[0], search={"grid": [{"method": ["baseline", "vat"]}]},
@@ -355,8 +355,8 @@ def two_trials(tmp_path, url: str, **extra) -> dict:
 
 @pytest.mark.platform
 def test_a_lost_connection_is_retried_and_no_trial_is_trained_twice(tmp_path, monkeypatch, caplog):
-    from vat_study.executors import run_local
-    from vat_study.store import Store
+    from vat_study.platform.executors import run_local
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/r.db"
     monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "store.commit@6=disconnect")
@@ -378,7 +378,7 @@ def test_postgresql_down_for_5_s_mid_study_is_survived(tmp_path):
     """The server stopped for 5 s while trials run: the driver retries, exits 0, every trial once."""
     from pg import running_postgres
 
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     with running_postgres() as server:
         spec = tiny("pgdown", server.url, seeds=[0, 1], search={"grid": [{"method": ["baseline", "vat"]}]})
@@ -402,8 +402,8 @@ def test_postgresql_down_for_5_s_mid_study_is_survived(tmp_path):
 
 
 def test_error_texts_are_sanitized_and_capped_before_the_store(storage_url):
-    from vat_study.store import Store
-    from vat_study.store.faults import MAX_ERROR_CHARS
+    from vat_study.platform.store import Store
+    from vat_study.platform.store.faults import MAX_ERROR_CHARS
 
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {"name": "s"})
@@ -419,7 +419,7 @@ def test_a_locked_store_is_said_in_one_line_naming_the_file(tmp_path):
 
     from sqlalchemy import create_engine, text
 
-    from vat_study.store.faults import describe
+    from vat_study.platform.store.faults import describe
 
     db = tmp_path / "locked.db"
     holder = sqlite3.connect(db, isolation_level=None)
@@ -464,7 +464,7 @@ def fill(folder: Path) -> Path:
 
 @pytest.mark.platform
 def test_a_full_disk_under_the_store_is_one_line_and_a_rerun_finishes(tiny_disk, tmp_path):
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tiny_disk}/s.db"
     path = write(tmp_path, two_trials(tmp_path, url))
@@ -482,7 +482,7 @@ def test_a_full_disk_under_the_store_is_one_line_and_a_rerun_finishes(tiny_disk,
 
 @pytest.mark.platform
 def test_a_full_disk_under_the_models_leaves_no_partial_file(tiny_disk, tmp_path):
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/m.db"
     spec = two_trials(tmp_path, url, save_models=True, models_dir=str(tiny_disk / "models"))
@@ -562,7 +562,7 @@ def test_a_read_only_store_is_read_read_only_and_refused_by_run(finished, tmp_pa
 
 @pytest.mark.platform
 def test_a_trial_printing_100_mb_goes_to_a_capped_log_not_the_terminal(tmp_path):
-    from vat_study.trial_output import MAX_LOG_BYTES
+    from vat_study.platform.trial_output import MAX_LOG_BYTES
 
     spec = tiny("loud", f"sqlite:///{tmp_path}/l.db", seeds=[0], search=None)
     path = write(tmp_path, spec)
@@ -592,8 +592,8 @@ def _no_times(m: dict) -> dict:
 def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path):
     import torch
 
-    from vat_study.objective import run_trial
-    from vat_study.train import checkpoints
+    from vat_study.science.objective import run_trial
+    from vat_study.science.train import checkpoints
 
     torch.set_num_threads(1)
     cfg = {"task": CK_TASK, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}}, "seed": 3}
@@ -619,7 +619,7 @@ def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metri
 
 
 def test_checkpoint_every_is_validated_and_auto_means_10000_updates():
-    from vat_study.executors.execution import checkpoint_interval
+    from vat_study.platform.executors.execution import checkpoint_interval
 
     base = {"name": "c", "task": dict(CK_TASK), "storage": "sqlite:///c.db", "executor": {"kind": "local"}}
     with pytest.raises(SpecError, match="executor.checkpoint_every"):
@@ -634,7 +634,7 @@ def test_checkpoint_every_is_validated_and_auto_means_10000_updates():
 def test_a_driver_killed_mid_trial_resumes_it_and_deletes_the_checkpoint(tmp_path):
     """Killed (SIGKILL, via a failpoint) at update 25 of 40 with a checkpoint every 10: the rerun
     goes on from update 20 and every metric, final and per step, equals an uninterrupted run's."""
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     def study(folder: Path) -> Path:
         folder.mkdir()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from official_files import N_BATCH, cifar_batch, write_cifar10, write_svhn
 
-from vat_study.data import DataError, DataFileError, load_dataset
+from vat_study.science.data import DataError, DataFileError, load_dataset
 
 @pytest.mark.parametrize("tar", [False, True])
 def test_cifar10_from_the_python_batches_in_folder_or_tar(tmp_path, tar):

@@ -13,14 +13,14 @@ from torch import nn
 
 from helpers import write_idx
 from helpers import exact_hessian_eig, tanh_mlp
-from vat_study.config import (LEGACY_IMPLEMENTATION, ConfigError, Implementation, TrialConfig, comparable_config,
+from vat_study.science.config import (LEGACY_IMPLEMENTATION, ConfigError, Implementation, TrialConfig, comparable_config,
                               upgrade_stored_config)
-from vat_study.data import DataError, load_dataset
-from vat_study.models import GaussianNoise, build_model
-from vat_study.probes import rvadv_seeds
-from vat_study.regularizers import (NOISE_FREE_PASSES, divergence, kl_divergence, regularizer_lds,
+from vat_study.science.data import DataError, load_dataset
+from vat_study.science.models import GaussianNoise, build_model
+from vat_study.science.probes import rvadv_seeds
+from vat_study.science.regularizers import (NOISE_FREE_PASSES, divergence, kl_divergence, regularizer_lds,
                                     virtual_adversarial_direction)
-from vat_study.methods import join_per_seed
+from vat_study.science.methods import join_per_seed
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_labeled_and_unlabeled_batches_join_per_seed():
 
 
 def test_joined_regularizer_batch_trains_on_both(monkeypatch):
-    import vat_study.methods as T
+    import vat_study.science.methods as T
 
     seen = []
     real = T.regularizer_lds

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from vat_study import ConfigError, run_lanes, run_trial
-from vat_study.config import LANE_SETTINGS, lane_structure
-from vat_study.objective import resolve_config
+from vat_study.science.config import LANE_SETTINGS, lane_structure
+from vat_study.science.objective import resolve_config
 
 TASK = {"dataset": "digits", "hidden": [32, 16], "steps": 30, "eval_every": 10, "dtype": "float64",
         "batch": {"labeled": 16, "unlabeled": 64}, "probes": {"rvadv": {"size": 40}}}
@@ -57,10 +57,10 @@ def test_lane_probes_use_each_lanes_own_eps_and_xi():
 
 def test_lanes_with_different_noise_sd_draw_each_lanes_own_noise():
     """noise_sigma is a lane setting: each network's noise layer uses its lane's SD."""
-    from vat_study.batched import LaneBatch
-    from vat_study.models import build_model
+    from vat_study.science.batched import LaneBatch
+    from vat_study.science.models import build_model
 
-    from vat_study.models import GaussianNoise
+    from vat_study.science.models import GaussianNoise
 
     batch = LaneBatch([nn.Sequential(nn.Identity(), GaussianNoise(s)).double() for s in (0.1, 1.0, 3.0)]).train()
     x = torch.randn(3 * 4000, 5, dtype=torch.float64)
@@ -128,7 +128,7 @@ def _lane_study(url, lanes=1, kind="local", **extra):
 
 
 def _stored(url):
-    from vat_study.store import Store
+    from vat_study.platform.store import Store
 
     store = Store(url)
     df = store.trials_frame("lanes").sort_values("key").reset_index(drop=True)
@@ -140,8 +140,8 @@ def _stored(url):
 
 @pytest.mark.parametrize("kind", ["local", pytest.param("ray", marks=pytest.mark.platform)])
 def test_a_lane_study_stores_the_same_trials_as_without_lanes(tmp_path, kind):
-    from vat_study.executors import run_local, run_ray
-    from vat_study.spec import parse_spec
+    from vat_study.platform.executors import run_local, run_ray
+    from vat_study.platform.spec import parse_spec
 
     a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
     s1 = run_local(parse_spec(_lane_study(a)), progress=False)
@@ -165,7 +165,7 @@ def test_a_lane_study_stores_the_same_trials_as_without_lanes(tmp_path, kind):
 
 
 def test_lanes_and_batch_seeds_together_are_refused():
-    from vat_study.spec import SpecError, parse_spec
+    from vat_study.platform.spec import SpecError, parse_spec
 
     with pytest.raises(SpecError, match="executor.lanes: set either lanes .* or batch_seeds"):
         parse_spec(_lane_study("sqlite:///x.db", lanes=4, executor={"kind": "local", "lanes": 4, "batch_seeds": 2}))
@@ -175,9 +175,9 @@ def test_lanes_and_batch_seeds_together_are_refused():
 def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path, kind):
     import optuna
 
-    from vat_study.executors import run_local, run_ray
-    from vat_study.spec import parse_spec
-    from vat_study.store import Store
+    from vat_study.platform.executors import run_local, run_ray
+    from vat_study.platform.spec import parse_spec
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/o.db"
     spec = _lane_study(url, lanes=6, kind=kind, search={"optuna": {"sampler": "random", "n_trials": 4, "seed": 0, "space": {
@@ -203,7 +203,7 @@ def test_dry_run_shows_the_lane_groups_and_writes_nothing(tmp_path):
     import yaml
     from typer.testing import CliRunner
 
-    from vat_study.cli import app
+    from vat_study.platform.cli import app
 
     path = tmp_path / "lanes.yaml"
     path.write_text(yaml.safe_dump(_lane_study(f"sqlite:///{tmp_path}/l.db", lanes=8)))
@@ -217,8 +217,8 @@ def test_dry_run_shows_the_lane_groups_and_writes_nothing(tmp_path):
 def test_lane_groups_split_by_structure_and_by_seed_under_zca():
     """Trials whose structure differs (K here) never share a group; with zca (fitted on each
     seed's own pool) neither do different seeds; groups hold at most ``lanes`` trials."""
-    from vat_study.executors.planning import lane_groups
-    from vat_study.spec import parse_spec
+    from vat_study.platform.executors.planning import lane_groups
+    from vat_study.platform.spec import parse_spec
 
     spec = parse_spec(_lane_study("sqlite:///unused.db", lanes=4, search={"grid": [
         {"method": ["vat"], "eps": [0.5, 1.0], "power_iterations": [1, 2]}]}))

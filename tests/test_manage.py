@@ -1,4 +1,4 @@
-"""`vat-study delete` and `vat-study rename` (vat_study.store.manage), on SQLite and PostgreSQL:
+"""`vat-study delete` and `vat-study rename` (vat_study.platform.store.manage), on SQLite and PostgreSQL:
 each changes one study, both of its records (vat-study's and its Optuna twin), in one
 transaction, and nothing else."""
 
@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from helpers import fill
-from vat_study.cli import app
-from vat_study.store import DriverRow, FinalMetricRow, MetricRow, Store, TrialRow
+from vat_study.platform.cli import app
+from vat_study.platform.store import DriverRow, FinalMetricRow, MetricRow, Store, TrialRow
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -85,7 +85,7 @@ def test_rename_moves_the_name_in_both_records(storage_url):
 def test_one_transaction_and_no_change_under_a_live_driver(storage_url, monkeypatch):
     """A failure half-way (here: in the Optuna part) leaves both records as they were; a study a
     live driver is running is refused."""
-    from vat_study.store import manage
+    from vat_study.platform.store import manage
 
     store = _two_studies(storage_url)
     before = _counts(store, "a")

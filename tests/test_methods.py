@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vat_study import methods
-from vat_study.config import TrialConfig
-from vat_study.models import build_model
-from vat_study.regularizers import adversarial_loss, entropy_loss, lds, virtual_adversarial_direction
+from vat_study.science import methods
+from vat_study.science.config import TrialConfig
+from vat_study.science.models import build_model
+from vat_study.science.regularizers import adversarial_loss, entropy_loss, lds, virtual_adversarial_direction
 
 
 def test_attributes():
@@ -53,9 +53,9 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
     configs accept it, a study trains it (in-process executor), the store records it and the
     report lists it; no other module is edited."""
     from vat_study.analysis.report import write_report
-    from vat_study.executors import run_local
-    from vat_study.spec import parse_spec
-    from vat_study.store import Store
+    from vat_study.platform.executors import run_local
+    from vat_study.platform.spec import parse_spec
+    from vat_study.platform.store import Store
 
     def input_gradient_penalty(s: methods.Step) -> torch.Tensor:
         x = s.x_l.detach().requires_grad_(True)

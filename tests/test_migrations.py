@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from vat_study.objective import resolve_config
-from vat_study.store import SCHEMA_REVISION, VERSION_TABLE, Base, Store, StoreError, make_engine, schema_revision
+from vat_study.science.objective import resolve_config
+from vat_study.platform.store import SCHEMA_REVISION, VERSION_TABLE, Base, Store, StoreError, make_engine, schema_revision
 
 LEGACY = Path(__file__).parent / "data" / "store_v0_legacy.sql"
 TABLES = ("vat_studies", "vat_trials", "vat_metrics", "vat_final_metrics", "trials", "trial_values", "studies")
@@ -64,8 +64,8 @@ def test_an_upgraded_legacy_study_continues_where_it_stopped(tmp_path):
     """The 0.1.0 study, rerun by this version: finished trials are kept, the one a kill left
     RUNNING is marked FAILED (interrupted), the failed one is retried."""
     from helpers import tiny
-    from vat_study.executors import run_local
-    from vat_study.spec import parse_spec
+    from vat_study.platform.executors import run_local
+    from vat_study.platform.spec import parse_spec
 
     url, _ = legacy_store(tmp_path)
     spec = tiny("legacy_grid", url, seeds=[0], search={"grid": [
@@ -87,7 +87,7 @@ def test_a_store_from_a_newer_version_is_refused_cleanly(tmp_path):
         con.execute(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
     with pytest.raises(StoreError, match="newer vat-study"):
         Store(url).study_names()
-    r = subprocess.run([sys.executable, "-m", "vat_study.cli", "status", "--storage", url],
+    r = subprocess.run([sys.executable, "-m", "vat_study.platform.cli", "status", "--storage", url],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "newer vat-study" in r.stderr and "Traceback" not in r.stderr
 
@@ -133,7 +133,7 @@ def test_postgresql_upgrade_from_0001_keeps_data(pg_url):
     """On PostgreSQL: a store at revision 0001 with data in it, upgraded to the newest."""
     from alembic import command
 
-    from vat_study.store import _alembic_config
+    from vat_study.platform.store import _alembic_config
 
     engine = create_engine(pg_url)
     with engine.begin() as conn:
@@ -199,8 +199,8 @@ def test_a_study_stored_with_flat_configs_resumes_without_retraining(tmp_path):
     """The old study, resumed by this version: nothing is refused as edited and nothing retrains,
     once its file moves ``implementation`` from task to method (the old file is refused with a
     message saying where it goes). Grown by one grid point, only the new trials train."""
-    from vat_study.executors import run_local
-    from vat_study.spec import SpecError, parse_spec
+    from vat_study.platform.executors import run_local
+    from vat_study.platform.spec import SpecError, parse_spec
 
     url, spec = _flat_store(tmp_path)
     with pytest.raises(SpecError, match=r"task\.implementation: a setting of the method.*method\.implementation"):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from vat_study.models import GaussianNoise, build_model
+from vat_study.science.models import GaussianNoise, build_model
 
 
 def test_mlp_is_the_paper_architecture():

@@ -53,8 +53,8 @@ def test_probes_do_not_change_training_and_measure_what_they_claim():
 
 
 def test_fidelity_probe_rises_with_k_and_fd_matches_hvp():
-    from vat_study import probes
-    from vat_study.models import build_model
+    from vat_study.science import probes
+    from vat_study.science.models import build_model
 
     torch.manual_seed(0)
     model = build_model("mlp", [64], 10, hidden=[64, 32])
@@ -68,9 +68,9 @@ def test_fidelity_probe_rises_with_k_and_fd_matches_hvp():
 
 def test_grad_sd_norm_matches_a_direct_estimate():
     """Eq. 21 against per-sample gradients stacked and reduced with torch.var / torch.mean."""
-    from vat_study import probes
-    from vat_study.models import build_model
-    from vat_study.regularizers import lds, virtual_adversarial_direction
+    from vat_study.science import probes
+    from vat_study.science.models import build_model
+    from vat_study.science.regularizers import lds, virtual_adversarial_direction
 
     torch.manual_seed(0)
     model = build_model("mlp", [8], 3, hidden=[16], batch_norm=False)
@@ -92,8 +92,8 @@ def test_grad_sd_norm_matches_a_direct_estimate():
 
 
 def test_linear_schedule_and_beta1_switch():
-    from vat_study.config import TrialConfig
-    from vat_study.train import learning_rate
+    from vat_study.science.config import TrialConfig
+    from vat_study.science.train import learning_rate
 
     cfg = TrialConfig.from_mapping(dict(steps=100, optimizer=dict(lr=1.0, decay=dict(kind="linear", beta1_after=0.5))))
     assert learning_rate(cfg, 0) == (1.0, 0.9) and learning_rate(cfg, 49) == (1.0, 0.9)
@@ -118,7 +118,7 @@ def test_moons_semi_supervised_vat_clearly_beats_the_baseline():
 
 
 def test_cli_trial_and_bad_flags(tmp_path):
-    cli = [sys.executable, "-m", "vat_study.cli"]
+    cli = [sys.executable, "-m", "vat_study.platform.cli"]
     ok = subprocess.run(cli + ["trial", "--json", "--set", "steps=5", "--set", "eval_every=5", "--set", "hidden=[16]"],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -138,9 +138,10 @@ def test_one_thread_policy_for_the_api_and_the_executors(tmp_path, monkeypatch):
     train with ``threads``, else VAT_STUDY_THREADS, else 1, and give the caller's count back; the
     local executor trains with executor.per_trial.cpu. The count is read inside training."""
     from helpers import TINY_TASK, tiny
-    from vat_study import objective, run_lanes, run_seeds
-    from vat_study.executors import run_local
-    from vat_study.spec import parse_spec
+    from vat_study.science import objective
+    from vat_study import run_lanes, run_seeds
+    from vat_study.platform.executors import run_local
+    from vat_study.platform.spec import parse_spec
     from vat_study.surface import ConfigError
 
     seen = []

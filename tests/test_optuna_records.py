@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from helpers import optuna_dashboard, tiny
-from vat_study.executors import run_local
-from vat_study.spec import SpecError, parse_spec
-from vat_study.store import Store
+from vat_study.platform.executors import run_local
+from vat_study.platform.spec import SpecError, parse_spec
+from vat_study.platform.store import Store
 
-CLI = [sys.executable, "-m", "vat_study.cli"]
+CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
 
 def quick(storage: str, kind: str = "local") -> dict:
@@ -148,7 +148,7 @@ def test_the_pruner_is_asked_at_every_evaluation_however_many_one_poll_finds(tmp
     be, asked only at its last one)."""
     import optuna
 
-    from vat_study.executors.search import _Reporter
+    from vat_study.platform.executors.search import _Reporter
 
     spec = parse_spec(pruned_search(f"sqlite:///{tmp_path}/p.db", "median"))
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner())

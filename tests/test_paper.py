@@ -9,7 +9,7 @@ from helpers import SEEDS, fill
 from vat_study.analysis import paper
 from vat_study.analysis.data import load
 from vat_study.analysis.report import write_report
-from vat_study.spec import SpecError, parse_spec
+from vat_study.platform.spec import SpecError, parse_spec
 
 BLOCK = {"source": "Table 1", "steps": 60000,
          "values": [{"method": "vat", "where": {"power_iterations": 1}, "value": 5.15, "sd": 0.05},

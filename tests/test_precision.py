@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from vat_study.config import ConfigError, TrialConfig
-from vat_study.models import build_model
-from vat_study.probes import diagnostics, hd_cosine, power_iteration_fidelity
-from vat_study.train import adam, train_step
+from vat_study.science.config import ConfigError, TrialConfig
+from vat_study.science.models import build_model
+from vat_study.science.probes import diagnostics, hd_cosine, power_iteration_fidelity
+from vat_study.science.train import adam, train_step
 
 
 def cfg(**kw) -> TrialConfig:
@@ -128,7 +128,7 @@ def test_diagnostics_report_the_precision_loss():
 
 
 def test_lanes_train_in_bfloat16():
-    from vat_study.objective import run_lanes, run_trial
+    from vat_study.science.objective import run_lanes, run_trial
 
     configs = [{"dataset": "digits", "model": "mlp", "hidden": [32], "method": "rpt", "precision": "bfloat16",
                 "steps": 6, "eval_every": 3, "eps": e, "seed": 0} for e in (0.5, 1.0)]
@@ -159,8 +159,8 @@ def test_the_hand_written_forward_mode_pass_gives_the_same_product_on_the_paper_
     """benchmarks.gauss_newton_bf16's J d through Linear / BN (batch statistics) / ReLU by hand, in
     float32, against autograd's exact H d (double back-propagation in float64)."""
     from benchmarks.gauss_newton_bf16 import gauss_newton_hd_matmuls
-    from vat_study.passes import deterministic_layers
-    from vat_study.regularizers import virtual_adversarial_direction
+    from vat_study.science.passes import deterministic_layers
+    from vat_study.science.regularizers import virtual_adversarial_direction
 
     torch.manual_seed(0)
     model = build_model("mlp", [1, 4, 4], 3, hidden=[12, 8], noise_sigma=0.5).train()

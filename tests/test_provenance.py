@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from helpers import tiny
-from vat_study import provenance
-from vat_study.cli import app
-from vat_study.store import Store
+from vat_study.platform import provenance
+from vat_study.platform.cli import app
+from vat_study.platform.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_trial_provenance_names_code_machine_and_every_library():
 
 
 def test_a_process_without_torch_records_no_torch_entries():
-    code = ("import sys; from vat_study import provenance as p; v = p.trial_provenance(); "
+    code = ("import sys; from vat_study.platform import provenance as p; v = p.trial_provenance(); "
             "assert 'torch' not in sys.modules and 'torch_threads' not in v and v['torch']; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
@@ -95,7 +95,7 @@ def test_ray_workers_record_the_command_that_started_them(tmp_path):
     spec = tiny("prov_ray", url, seeds=[0], executor={"kind": "ray", "per_trial": {"cpu": 1}})
     spec["search"] = {"grid": [{"method": ["baseline"]}]}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(spec))
-    r = subprocess.run([sys.executable, "-m", "vat_study.cli", "run", "r.yaml", "--set", "task.steps=3",
+    r = subprocess.run([sys.executable, "-m", "vat_study.platform.cli", "run", "r.yaml", "--set", "task.steps=3",
                         "--no-progress"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     v = Store(url).latest_versions("prov_ray")

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import exact_hessian_eig, tanh_mlp
-from vat_study.models import GaussianNoise, build_model
-from vat_study.regularizers import (
+from vat_study.science.models import GaussianNoise, build_model
+from vat_study.science.regularizers import (
     DEFAULT_XI,
     PAPER_XI,
     adversarial_loss,

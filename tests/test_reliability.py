@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from helpers import tiny
-from vat_study.executors import run_local
-from vat_study.spec import parse_spec
-from vat_study.store import Store
+from vat_study.platform.executors import run_local
+from vat_study.platform.spec import parse_spec
+from vat_study.platform.store import Store
 
-CLI = [sys.executable, "-m", "vat_study.cli"]
+CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 NAME = "ten"
 
 
@@ -331,10 +331,10 @@ def test_a_diverging_seed_in_a_batch_fails_alone():
     import torch
 
     from vat_study import run_trial
-    from vat_study.batched import LaneBatch
-    from vat_study.config import TrialConfig
-    from vat_study.objective import _build, prepare_data, seed_splits
-    from vat_study.train import train_lanes
+    from vat_study.science.batched import LaneBatch
+    from vat_study.science.config import TrialConfig
+    from vat_study.science.objective import _build, prepare_data, seed_splits
+    from vat_study.science.train import train_lanes
 
     raw = {"dataset": "digits", "hidden": [16], "steps": 12, "eval_every": 4, "dtype": "float64",
            "probes": {"rvadv": {"size": 20}}, "batch": {"labeled": 16, "unlabeled": 32}}

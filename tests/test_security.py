@@ -49,7 +49,7 @@ def test_no_eval_exec_pickle_or_unsafe_loading_in_the_code():
 
 
 def test_the_yaml_loader_is_a_safe_loader():
-    from vat_study.yamlio import _Loader, safe_load
+    from vat_study.common.yamlio import _Loader, safe_load
 
     assert issubclass(_Loader, yaml.SafeLoader)
     with pytest.raises(yaml.YAMLError):
@@ -68,7 +68,7 @@ PWNED = ""
 def test_a_malicious_checkpoint_is_refused_not_executed(tmp_path):
     """A state_dict file with a pickled object that would run code when unpickled."""
     global PWNED
-    from vat_study.objective import load_trained
+    from vat_study.science.objective import load_trained
 
     PWNED = str(tmp_path / "pwned")
     bad = tmp_path / "model.pt"
@@ -95,7 +95,7 @@ def test_a_database_password_is_never_printed_or_stored(pg_url, tmp_path):
                                    "space": {"eps": {"type": "uniform", "low": 0.5, "high": 1.0}}}})
     study = tmp_path / "s.yaml"
     study.write_text(yaml.safe_dump(spec))
-    cli = [sys.executable, "-m", "vat_study.cli"]
+    cli = [sys.executable, "-m", "vat_study.platform.cli"]
     port = url.rsplit(":", 1)[1].split("/")[0]
     unreachable = url.replace(f":{port}/", ":1/")
     outputs = []

@@ -1,10 +1,10 @@
-"""Seeded comparisons that decide: the group-sequential paired t-test (vat_study.sequential),
+"""Seeded comparisons that decide: the group-sequential paired t-test (vat_study.platform.group_sequential),
 checked by simulation (no training), the study-file block, and the scheduler on digits."""
 
 import numpy as np
 import pytest
 
-from vat_study.sequential import (
+from vat_study.platform.group_sequential import (
     DECIDED_A,
     DECIDED_B,
     NO_DIFFERENCE,
@@ -15,7 +15,7 @@ from vat_study.sequential import (
     nominal_level,
     peeking_rate,
 )
-from vat_study.spec import SpecError, parse_spec
+from vat_study.platform.spec import SpecError, parse_spec
 
 DESIGN = Design(min_seeds=3, max_seeds=20, batch=2, alpha=0.05)
 
@@ -105,9 +105,9 @@ def test_the_study_block_is_checked_field_by_field():
 def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(tmp_path):
     """Real (tiny) training on digits, local executor, lanes: seeds are added only to the compared
     configurations, as the looks ask; a rerun trains nothing."""
-    from vat_study.executors import run_local
-    from vat_study.executors.sequential import study_comparisons
-    from vat_study.store import Store
+    from vat_study.platform.executors import run_local
+    from vat_study.platform.executors.looks import study_comparisons
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/s.db"
     spec = parse_spec({
@@ -131,9 +131,9 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
 
 @pytest.mark.platform
 def test_on_ray_the_added_seeds_train_as_tune_trials_and_a_rerun_trains_nothing(tmp_path):
-    from vat_study.executors import run_ray
-    from vat_study.executors.sequential import study_comparisons
-    from vat_study.store import Store
+    from vat_study.platform.executors import run_ray
+    from vat_study.platform.executors.looks import study_comparisons
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/r.db"
     spec = parse_spec({

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from helpers import tiny
-from vat_study import config
-from vat_study.store.frames import CONFIG_COLUMNS
+from vat_study.science import config
+from vat_study.platform.store.frames import CONFIG_COLUMNS
 from vat_study.surface import Implementation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def _cli(args, cwd: Path, pythonpath: Path | None = None) -> subprocess.Complete
     env = {**os.environ}
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "vat_study.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "vat_study.platform.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=600)
 
 

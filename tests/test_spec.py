@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vat_study.spec import SpecError, load_spec, parse_set, parse_spec
+from vat_study.platform.spec import SpecError, load_spec, parse_set, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,13 +79,13 @@ def test_dry_run_prints_trials_and_writes_nothing(tmp_path):
     study = tmp_path / "s.yaml"
     db = tmp_path / "never.db"
     study.write_text(yaml.safe_dump({**BASE, "storage": f"sqlite:///{db}"}))
-    r = subprocess.run([sys.executable, "-m", "vat_study.cli", "run", str(study), "--dry-run"],
+    r = subprocess.run([sys.executable, "-m", "vat_study.platform.cli", "run", str(study), "--dry-run"],
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "33 trials" in r.stdout and not db.exists()
-    bad = subprocess.run([sys.executable, "-m", "vat_study.cli", "run", str(study), "--set", "task.steps=0"],
+    bad = subprocess.run([sys.executable, "-m", "vat_study.platform.cli", "run", str(study), "--set", "task.steps=0"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert bad.returncode == 2 and "task.steps" in bad.stderr and not db.exists()
-    missing = subprocess.run([sys.executable, "-m", "vat_study.cli", "run", str(tmp_path / "nope.yaml")],
+    missing = subprocess.run([sys.executable, "-m", "vat_study.platform.cli", "run", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vat_study.display import sig_digits, status_rows
+from vat_study.platform.display import sig_digits, status_rows
 
 
 def _frame(rows):
@@ -49,9 +49,9 @@ def _pruned_study(url):
     evaluations (val_error 0.86 there) and its seeds 1-3 pruned before they started, as the
     pruner leaves a configuration it stops. Returns (spec, store)."""
     from helpers import SEEDS, fill
-    from vat_study.objective import resolve_config
-    from vat_study.spec import PlannedTrial, parse_spec
-    from vat_study.store import Store
+    from vat_study.science.objective import resolve_config
+    from vat_study.platform.spec import PlannedTrial, parse_spec
+    from vat_study.platform.store import Store
 
     fill(url, "pr", [{"eps": 1.0}, {"eps": 2.0}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
     spec = parse_spec({"name": "pr", "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
@@ -76,7 +76,7 @@ def test_a_pruned_trial_is_a_finished_outcome_with_its_own_column(tmp_path, caps
     from typer.testing import CliRunner
 
     from vat_study.analysis.report import write_report
-    from vat_study.cli import _exit_for_failures, app
+    from vat_study.platform.cli import _exit_for_failures, app
 
     url = f"sqlite:///{tmp_path}/p.db"
     spec, store = _pruned_study(url)
@@ -102,9 +102,9 @@ def test_progress_lines_count_this_studys_trials_at_readable_precision(tmp_path)
     with eps=1.252065381499947. Now each line numbers the trials of its study, parameters at 4
     significant digits, as status and the report do."""
     from helpers import fill
-    from vat_study.display import Progress
-    from vat_study.spec import parse_spec
-    from vat_study.store import Store
+    from vat_study.platform.display import Progress
+    from vat_study.platform.spec import parse_spec
+    from vat_study.platform.store import Store
 
     url = f"sqlite:///{tmp_path}/p.db"
     fill(url, "earlier", [{"eps": 1.0}, {"eps": 2.0}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vat_study import ConfigError, run_lanes, run_trial
-from vat_study import methods
-from vat_study.config import TrialConfig, comparable_config, upgrade_stored_config
+from vat_study.science import methods
+from vat_study.science.config import TrialConfig, comparable_config, upgrade_stored_config
 
 TASK = {"dataset": "digits", "hidden": [32], "steps": 20, "eval_every": 10,
         "batch": {"labeled": 16, "unlabeled": 32}, "probes": {"rvadv": {"size": 20}}}

@@ -5,8 +5,8 @@ import pickle
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from vat_study.failpoints import FailpointError
-from vat_study.store import Store, TrialRow, load_study_frame
+from vat_study.platform.failpoints import FailpointError
+from vat_study.platform.store import Store, TrialRow, load_study_frame
 
 
 def _trial(store, sid, key="k1", seed=0, params=None):
@@ -91,7 +91,7 @@ def test_finishing_is_one_transaction(storage_url, monkeypatch):
 
 
 def test_a_failpoint_fires_at_its_nth_hit_or_at_every_hit(monkeypatch):
-    from vat_study.failpoints import failpoint
+    from vat_study.platform.failpoints import failpoint
 
     monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "x@2=raise")
     failpoint("x")

@@ -9,9 +9,9 @@ import yaml
 from typer.testing import CliRunner
 
 from helpers import tiny
-from vat_study.cli import app
-from vat_study.executors import run_local
-from vat_study.spec import SpecError, parse_spec
+from vat_study.platform.cli import app
+from vat_study.platform.executors import run_local
+from vat_study.platform.spec import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_set_takes_the_trial_shorthand_for_a_study_and_warns_when_the_grid_shado
                                  "--set", "implementation.bn=running"])
     assert r.exit_code == 0, r.output
     assert "warning" not in r.output
-    from vat_study.cli import _study_overrides
+    from vat_study.platform.cli import _study_overrides
 
     assert _study_overrides({"steps": 3, "eps": 2.0, "method": "rpt", "seeds": [0], "executor.kind": "local"}) == {
         "task.steps": 3, "method.eps": 2.0, "method.name": "rpt", "seeds": [0], "executor.kind": "local"}

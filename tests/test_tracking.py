@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import tiny
-from vat_study import tracking
-from vat_study.executors import run_local
-from vat_study.spec import SpecError, parse_spec
-from vat_study.store import Store
+from vat_study.platform import tracking
+from vat_study.platform.executors import run_local
+from vat_study.platform.spec import SpecError, parse_spec
+from vat_study.platform.store import Store
 
 
 def read_events(path: Path):
@@ -90,7 +90,7 @@ def test_tensorboard_and_mlflow_get_each_trials_config_and_per_step_metrics(tmp_
 def test_a_missing_tracker_package_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     import importlib.util
 
-    from vat_study.cli import app
+    from vat_study.platform.cli import app
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
@@ -111,7 +111,7 @@ def test_a_failing_tracker_never_fails_the_trial(tmp_path, caplog):
     (tmp_path / "blocked").write_text("a file where the event folder would go")
     spec = _study(tmp_path, tensorboard=str(tmp_path / "blocked"))
     spec["search"] = {"grid": [{"method": ["baseline"]}]}
-    with caplog.at_level(logging.WARNING, logger="vat_study.tracking"):
+    with caplog.at_level(logging.WARNING, logger="vat_study.platform.tracking"):
         summary = run_local(parse_spec(spec), progress=False)
     assert (summary.ran, summary.failed) == (1, 0)
     assert "tracking.tensorboard: not recording trial" in caplog.text
@@ -119,7 +119,7 @@ def test_a_failing_tracker_never_fails_the_trial(tmp_path, caplog):
 
 @pytest.mark.platform
 def test_ray_workers_write_the_event_files_too(tmp_path, monkeypatch):
-    from vat_study.executors import run_ray
+    from vat_study.platform.executors import run_ray
 
     monkeypatch.chdir(tmp_path)  # Ray's workers keep the driver's folder: a relative DIR lands here
     spec = _study(tmp_path, tensorboard="tb")
@@ -140,8 +140,8 @@ def test_every_place_a_result_goes_carries_the_trials_provenance(tmp_path, monke
     import optuna
     import pandas as pd
 
-    from vat_study import provenance
-    from vat_study.cli import app
+    from vat_study.platform import provenance
+    from vat_study.platform.cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(provenance.INVOCATION_ENV, json.dumps({"argv": ["run", "tracked.yaml"], "overrides": {}}))
@@ -154,7 +154,7 @@ def test_every_place_a_result_goes_carries_the_trials_provenance(tmp_path, monke
     with store.session() as s:  # each trial's record, as the store keeps it
         from sqlalchemy import select
 
-        from vat_study.store import TrialRow
+        from vat_study.platform.store import TrialRow
 
         versions = dict(s.execute(select(TrialRow.id, TrialRow.versions)).all())
     assert all(v.get("argv") == ["run", "tracked.yaml"] and "torch" in v and "cpu" in v for v in versions.values())

@@ -16,7 +16,7 @@ __all__ = ["ConfigError", "LanesResult", "SeedsResult", "TrialConfig", "run_lane
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # the installed release, with the git commit (and .dirty) in a checkout
-        from .provenance import package_version
+        from .platform.provenance import package_version
 
         return package_version()
     if name in __all__:  # through the surface, which loads torch only for what needs it

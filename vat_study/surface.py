@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import methods  # noqa: F401  (the method registry: torch-free until a regularizer runs)
-from .config import (  # noqa: F401
+from .science import methods  # noqa: F401  (the method registry: torch-free until a regularizer runs)
+from .science.config import (  # noqa: F401
     BOOKKEEPING_SETTINGS,
     WINDOWED_METRICS,
     LANE_SETTINGS,
@@ -41,8 +41,9 @@ from .config import (  # noqa: F401
     settings_paths,
     upgrade_stored_config,
 )
-from .threads import THREADS_ENV, trial_threads  # noqa: F401  (torch-free: the thread policy of every trial)
-from .vocabulary import (  # noqa: F401
+from .common.errors import DataError, DataFileError  # noqa: F401  (torch-free)
+from .science.threads import THREADS_ENV, trial_threads  # noqa: F401  (torch-free: the thread policy of every trial)
+from .science.vocabulary import (  # noqa: F401
     DATASET_NAMES,
     DIAGNOSTICS,
     FIDELITY,
@@ -56,14 +57,15 @@ from .vocabulary import (  # noqa: F401
 
 _LAZY = {  # name -> the science module that defines it (imports torch)
     "run_trial": "objective", "run_lanes": "objective", "run_seeds": "objective", "LanesResult": "objective",
-    "SeedsResult": "objective", "load_trained": "objective", "DataError": "data",
+    "SeedsResult": "objective", "load_trained": "objective", "build_for": "objective",
+    "load_dataset": "data", "make_splits": "data", "data_root": "data", "time_updates": "timing",
     "lds": "regularizers", "virtual_adversarial_direction": "regularizers", "checkpoints": "train",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __package__), name)
+        value = getattr(importlib.import_module(f".science.{_LAZY[name]}", __package__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, DataFileError
+from ..common.errors import DataError, DataFileError
 
 CIFAR10_TAR = "cifar-10-python.tar.gz"
 CIFAR10_DIR = "cifar-10-batches-py"

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .validation import Strict, finite
+from ..common.validation import Strict, finite
 from .vocabulary import DEFAULT_XI
 
 if TYPE_CHECKING:  # torch is imported where a regularizer runs, so the settings and the registry load without it

@@ -4,12 +4,11 @@ or two at most: an update slower than 0.3 s is timed once)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .objective import resolve_config
+from ..surface import resolve_config
 from .spec import StudySpec
 
 
@@ -55,46 +54,12 @@ def trial_updates(spec: StudySpec) -> tuple[int, int]:
     return len(per) * len(spec.seeds), sum(per) * len(spec.seeds)
 
 
-def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s: float = 1.0,
-                 most: int = 5) -> Timing:
-    """Seconds per update of ``config``'s model on its device with ``threads`` torch threads,
-    timed on the first images of ``ds`` after one warm-up update (at most ``most`` updates or
-    ``budget_s`` seconds); an update over 0.3 s is timed once (the estimate costs about one update)."""
-    import torch
+def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1) -> Timing:
+    """Seconds per update of ``config``'s model on its device (``surface.time_updates``)."""
+    from .. import surface
 
-    from .config import TrialConfig
-    from .objective import build_for, resolve_device
-    from .train import adam, train_step
-
-    cfg = TrialConfig.from_mapping(config)
-    device = resolve_device(cfg.task.device)
-    dtype = getattr(torch, cfg.task.dtype)
-    n = len(ds.x_train)
-    full_l, full_u = min(cfg.task.batch.labeled, n), min(cfg.task.batch.unlabeled, n)
-    semi = cfg.task.mode == "semi_supervised"
-    from .threads import torch_threads
-
-    with torch_threads(max(int(threads), 1)):
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)
-            model = build_for(config, ds).to(device, dtype)
-            opt = adam(cfg, model)
-            x, y = ds.x_train.to(device, dtype), ds.y_train.to(device)
-
-            def update(b_l: int, b_u: int) -> float:
-                t0 = time.perf_counter()
-                train_step(cfg, model, opt, x[:b_l], y[:b_l], x[:b_u] if semi else None)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                return time.perf_counter() - t0
-
-            update(min(4, full_l), min(4, full_u))  # warm-up on a small batch: allocations, kernels, lazy imports
-            times = [update(full_l, full_u)]
-            deadline = time.perf_counter() + budget_s
-            while times[0] < 0.3 and len(times) < most and time.perf_counter() < deadline:
-                times.append(update(full_l, full_u))  # a slow update is timed once: the estimate stays cheap
-            times.sort()
-            return Timing(times[len(times) // 2], len(times), full_l, str(device), threads)
+    seconds, timed, batch, device = surface.time_updates(config, ds, max(int(threads), 1))
+    return Timing(seconds, timed, batch, device, max(int(threads), 1))
 
 
 def budget_lines(spec: StudySpec, ds: Any | None, threads: int) -> list[str]:

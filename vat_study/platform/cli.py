@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .yamlio import safe_load, set_dotted
+from ..common.yamlio import safe_load, set_dotted
 
 # Nothing heavy at the top: --help, --version, status and export import neither torch nor Ray
 # (tests/test_import_boundary.py); each command imports what it needs (the store: SQLAlchemy
@@ -98,7 +98,7 @@ def trial(
                                                                          "faster than many); recorded in the output."),
 ) -> None:
     """Run one trial (run_trial) and print its metrics. Defaults: semi-supervised VAT on digits."""
-    from .surface import ConfigError, nest, param_path, resolve_config, run_trial, trial_threads
+    from ..surface import ConfigError, nest, param_path, resolve_config, run_trial, trial_threads
 
     try:
         threads = trial_threads(threads)
@@ -170,7 +170,7 @@ def _study_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     field is the trial setting it names (``eps`` is ``method.eps``, ``steps`` is ``task.steps``,
     ``method=vat`` is ``method.name``); study fields (``seeds``, ``executor.kind``, ...) stay."""
     from .spec import SpecError, StudySpec, canonical
-    from .surface import param_path
+    from ..surface import param_path
 
     out: dict[str, Any] = {}
     given: dict[str, str] = {}
@@ -190,7 +190,7 @@ def _study_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 def _warn_shadowed(spec, overrides: Mapping[str, Any]) -> None:
     """Warn about each ``--set`` of a trial setting that the study's search also sets: the grid's
     (or Optuna's) value wins for the points that have it."""
-    from .surface import param_path
+    from ..surface import param_path
 
     search = spec.search
     blocks = (search.grid or []) if search is not None else []
@@ -547,7 +547,7 @@ def _stored_checks(spec, write: bool) -> str:
 
 def _record_invocation(set_: list[str], storage: str) -> None:
     """The command line (argv, a database password masked) and its ``--set`` overrides, for the
-    provenance every trial of this run records (``vat_study.provenance``)."""
+    provenance every trial of this run records (``vat_study.platform.provenance``)."""
     from .provenance import set_invocation
 
     set_invocation([mask_secrets(a, storage) for a in sys.argv[1:]], parse_set(set_))
@@ -567,7 +567,7 @@ def _planned_device(spec) -> str:
     """Where this study's trials will train, as far as this machine can tell before Ray starts."""
     import torch
 
-    from .surface import resolve_config
+    from ..surface import resolve_config
 
     device = resolve_config(spec.trial_config({}, spec.seeds[0]))["task"]["device"]
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -666,8 +666,8 @@ def status(
 
 
 def _sequential_table(study: str, spec_json: dict, df) -> Table:
-    """The study's sequential comparisons as they stand (``vat_study.sequential``)."""
-    from .sequential import study_block_comparisons
+    """The study's sequential comparisons as they stand (``vat_study.platform.group_sequential``)."""
+    from .group_sequential import study_block_comparisons
 
     sq = spec_json["sequential"]
     cs = study_block_comparisons(df, spec_json)
@@ -818,7 +818,7 @@ def rename(
 @app.command()
 def defaults(method: str = typer.Option("vat", "--method", "-m", help="Show this method's settings.")) -> None:
     """Print the fully resolved default trial config (YAML), with the settings of one method."""
-    from .surface import ConfigError, resolve_config
+    from ..surface import ConfigError, resolve_config
 
     try:
         sys.stdout.write(yaml.safe_dump(resolve_config({"method": {"name": method}}), sort_keys=False))

@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from .validation import Strict, finite
-from .errors import format_validation_error
+from ..common.validation import Strict, finite
+from ..common.errors import format_validation_error
 
 from . import methods
 from .methods import Implementation  # noqa: F401  (re-exported)
 from .vocabulary import CONV_MODELS, DATASET_NAMES, DIAGNOSTICS, FIDELITY, MODEL_NAMES, RVADV, RVADV_TRAIN, grad_sd_norm_name
-from .yamlio import set_dotted
+from ..common.yamlio import set_dotted
 
 
 class ConfigError(ValueError):
@@ -499,7 +499,7 @@ class TrialConfig(Strict):
         try:
             return cls.model_validate(nest(config))
         except ValidationError as e:
-            from .errors import model_keys
+            from ..common.errors import model_keys
 
             known = model_keys(cls, {("method",): methods.setting_names,
                                      ("method", "implementation"): lambda: Implementation.model_fields})

@@ -37,9 +37,9 @@ def failure_line(kind: str | None, error: str | None, limit: int = 300) -> str:
 
 
 SCHEMA_REVISION = "0004"
-"""The newest migration (vat_study/migrations/versions); a fresh store is created at it."""
+"""The newest migration (vat_study/platform/store/migrations/versions); a fresh store is created at it."""
 VERSION_TABLE = "vat_alembic_version"
-MIGRATIONS = Path(__file__).parent.parent / "migrations"
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

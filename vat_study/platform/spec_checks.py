@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .surface import ConfigError, param_path, reported_metrics, resolve_config
+from ..surface import ConfigError, param_path, reported_metrics, resolve_config
 from .spec import SpecError, StudySpec
-from .yamlio import canonical
+from ..common.yamlio import canonical
 
 
 def _from_params(field: str, params: Mapping[str, Any]) -> bool:

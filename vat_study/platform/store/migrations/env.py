@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection ``vat_study.store.upgrade_schema`` hands over
+"""Alembic environment: runs on the connection ``vat_study.platform.store.upgrade_schema`` hands over
 (``config.attributes["connection"]``, already inside a transaction and holding the lock)."""
 
 from alembic import context
 
-from vat_study.store import VERSION_TABLE, Base
+from vat_study.platform.store import VERSION_TABLE, Base
 
 
 def include_object(obj, name, type_, reflected, compare_to):

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..failpoints import failpoint
-from .. import provenance, surface
-from ..surface import resolve_config
+from .. import provenance
+from ... import surface
+from ...surface import resolve_config
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
 from ..store.claims import STALE_AFTER, Driver
@@ -149,7 +150,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                   checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None
                   ) -> dict[str, dict[str, Any] | None]:
     """Claim and run trials that differ only in lane settings (``planning.lane_groups``); two or
-    more claimed train as lanes of one batched model (``run_lanes``, see vat_study.batched) and
+    more claimed train as lanes of one batched model (``run_lanes``, see vat_study.science.batched) and
     are stored as ordinary trials sharing a ``batch_group``. Trials another driver holds or has
     finished are left out. Returns key -> final metrics (None where it failed) of the trials this
     call claimed. The time limit of a group is ``timeout`` times the number of lanes. ``node``:
@@ -157,7 +158,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     to a capped log file there (``trial_output``), not to the driver's terminal.
     ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
     when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
-    from ..surface import checkpoints
+    from ...surface import checkpoints
     from ..trial_output import captured_output
 
     threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the claimed trials
@@ -179,7 +180,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         store.set_batch_group(leases, digest([t.key for t in trials]))
     failpoint("trial.started")
     timer = TrialTimer(None if timeout is None else timeout * len(trials))
-    trackers = track(trials, record) if track is not None else None  # the study's tracking: (vat_study.tracking)
+    trackers = track(trials, record) if track is not None else None  # the study's tracking: (vat_study.platform.tracking)
 
     lost: set[int] = set()
 
@@ -263,7 +264,7 @@ def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedT
 
 
 def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial], dict], Any] | None:
-    """The study's trackers (``tracking:``, ``vat_study.tracking.Trackers``) for a group of its
+    """The study's trackers (``tracking:``, ``vat_study.platform.tracking.Trackers``) for a group of its
     trials and their provenance record; None without a tracking block."""
     if spec.tracking is None:
         return None

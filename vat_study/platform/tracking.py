@@ -78,7 +78,7 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 def _run_name(trial: Any, config: Mapping[str, Any]) -> str:
     """``method=vat,eps=1.252-s0-1a2b3c4d``: the search parameters the trial's method has (a grid
     point's eps is no setting of a baseline), floats at 4 significant digits, the seed and key."""
-    from .surface import get_path, param_path
+    from ..surface import get_path, param_path
 
     def shown(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -89,7 +89,7 @@ def _run_name(trial: Any, config: Mapping[str, Any]) -> str:
 
 
 def provenance_text(record: Mapping[str, Any]) -> dict[str, str]:
-    """The trial's provenance record (``vat_study.provenance.trial_provenance``, as the store keeps
+    """The trial's provenance record (``vat_study.platform.provenance.trial_provenance``, as the store keeps
     it in ``versions``) as flat text: a list or mapping (argv, overrides) as its JSON."""
     import json
 

@@ -134,7 +134,7 @@ class _Reporter:
 
     def poll(self) -> None:
         from ..spec import PlannedTrial
-        from ..surface import resolve_config
+        from ...surface import resolve_config
         from .records import configuration_record
 
         for trial, params in self.asked:

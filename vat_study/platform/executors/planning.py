@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..failpoints import failpoint
-from ..surface import (BOOKKEEPING_SETTINGS, LEGACY_IMPLEMENTATION, WINDOWED_METRICS, comparable_config,
+from ...surface import (BOOKKEEPING_SETTINGS, LEGACY_IMPLEMENTATION, WINDOWED_METRICS, comparable_config,
                        identity_config, lane_structure, param_path, resolve_config, settings_paths)
 from ..spec import PlannedTrial, StudySpec, canonical, digest, set_dotted
 from ..store import Store

@@ -21,7 +21,7 @@
   folder is removed after the run.
 * ``executor.lanes`` / ``batch_seeds``: each Tune trial trains one lane group (trials differing
   only in seed, eps, alpha, xi, noise_sigma; or the seeds of one configuration) as one batched
-  model (see vat_study.batched); with Optuna a round then asks for as many configurations as
+  model (see vat_study.science.batched); with Optuna a round then asks for as many configurations as
   fill every worker slot with a lane group.
 """
 

@@ -19,7 +19,7 @@ from .execution import Claim, run_shared
 from .planning import RunSummary, plan
 from .records import sync_grid
 from .search import optuna_loop
-from .sequential import needed_trials, run_sequential
+from .looks import needed_trials, run_sequential
 
 
 Results = Mapping[str, Mapping[str, Any] | None] | None

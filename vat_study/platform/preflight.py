@@ -3,7 +3,8 @@ located (downloaded once, in the driver, where ``download: true`` says so) and e
 split is checked against the data that exists. Problems are ``SpecError`` lines naming the
 study-file field; ``vat-study run`` prints them and exits 2 having written nothing.
 
-Platform side: it reaches the science only through its public loading and splitting functions.
+Platform side: it reaches the science only through the surface (its loading, splitting and
+model-building functions).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import DataError, DataFileError, data_root, load_dataset, make_splits
-from .objective import ConfigError, build_for, resolve_config
+from .. import surface
+from ..surface import ConfigError, DataError, DataFileError, param_path, resolve_config
 from .spec import SpecError, StudySpec, canonical
-from .config import param_path
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _field(params: Mapping[str, Any], key: str) -> str:
 
 
 def _root(cfg: Mapping[str, Any]) -> str:
-    return str(data_root(cfg.get("data_root")).resolve())
+    return str(surface.data_root(cfg.get("data_root")).resolve())
 
 
 def _model_takes(config: Mapping[str, Any], ds: Any, seen: dict[str, str | None],
@@ -63,7 +63,7 @@ def _model_takes(config: Mapping[str, Any], ds: Any, seen: dict[str, str | None]
         where = f"{_field(params, 'model')}: {task['model']!r}"
         what = f"the {task['dataset']!r} inputs of shape {list(ds.input_shape)}"
         try:
-            model = build_for(config, ds)
+            model = surface.build_for(config, ds)
             model.eval()
             with torch.no_grad():
                 model(ds.x_train[:2].float())
@@ -90,7 +90,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
         if key not in loaded:
             label = f"{name} ({_root(cfg)})" if name not in ("digits", "moons", "idx") else name
             try:
-                ds = load_dataset(name, root=_root(cfg), download=False, idx_paths=cfg.get("idx_paths"))
+                ds = surface.load_dataset(name, root=_root(cfg), download=False, idx_paths=cfg.get("idx_paths"))
             except DataError as e:
                 ds = None
                 if isinstance(e, DataFileError) or not cfg.get("download"):  # a defective file: no download helps
@@ -99,7 +99,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
                     result.downloads.append(label)
                 else:
                     try:
-                        ds = load_dataset(name, root=_root(cfg), download=True, idx_paths=cfg.get("idx_paths"))
+                        ds = surface.load_dataset(name, root=_root(cfg), download=True, idx_paths=cfg.get("idx_paths"))
                     except Exception as e2:  # noqa: BLE001  torchvision raises several kinds offline
                         problems.append(f"{_field(params, 'download')}: dataset {name!r} is not under "
                                         f"data_root={_root(cfg)!r} and downloading it failed ({e2}); offline, put "
@@ -130,7 +130,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
             continue
         for seed in spec.seeds:  # class balance can fail for one seed's draw only
             try:
-                make_splits(ds.y_train, n_labeled, validation, seed, ds.n_classes)
+                surface.make_splits(ds.y_train, n_labeled, validation, seed, ds.n_classes)
             except DataError as e:
                 problems.append(f"{_field(params, 'n_labeled')}: seed {seed}: {e}")
                 break

@@ -4,9 +4,9 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
 
     name        identifier of the study in the store ([A-Za-z0-9_.-]+, not starting with '.' or '-')
     task        the trial config's task: dataset, mode, n_labeled, validation, model, steps,
-                batch, optimizer, eval_every, device, ... (vat_study.config.Task)
+                batch, optimizer, eval_every, device, ... (vat_study.science.config.Task)
     method      {name: vat, eps, alpha, xi, power_iterations, direction, implementation}: the
-                method and its settings (vat_study.methods: each method's own settings model)
+                method and its settings (vat_study.science.methods: each method's own settings model)
     search      null (one configuration), {grid: [{key: [values]}, ...]} (each grid expanded as a
                 cartesian product; several grids in one study, duplicates run once), or
                 {optuna: {sampler: tpe|random|grid, n_trials, seed, pruner: median|hyperband,
@@ -26,7 +26,7 @@ A study file (YAML, loaded with ``yaml.safe_load``) has:
                  a driver silent that long is dead, and other drivers redo its RUNNING trials)}
     storage     SQLAlchemy URL (default $VAT_STUDY_STORAGE, else sqlite:///results/vat_study.db)
     sequential  {compare: [[a, b], ...], max_seeds, batch, alpha, metric, mode}: add paired
-                seeds until each comparison is decided (vat_study.sequential)
+                seeds until each comparison is decided (vat_study.platform.group_sequential)
 
 A trial config is nested exactly as task / method / probes are written here, so study fields and
 config fields are one vocabulary. A search key is a dotted path into the trial config whose
@@ -52,9 +52,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .validation import Strict, finite
-from .errors import format_validation_error
-from .surface import ConfigError, param_path
+from ..common.validation import Strict, finite
+from ..common.errors import format_validation_error
+from ..surface import ConfigError, param_path
 from .store.urls import (  # noqa: F401  (re-exported)
     DEFAULT_STORAGE,
     STORAGE_ENV,
@@ -63,7 +63,7 @@ from .store.urls import (  # noqa: F401  (re-exported)
     check_storage_url,
     default_storage,
 )
-from .yamlio import YAMLLimitError, canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
+from ..common.yamlio import YAMLLimitError, canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
 
 
 def check_study_name(v: str) -> str:
@@ -263,7 +263,7 @@ class Executor(Strict):
 
 
 class Sequential(Strict):
-    """Seeded comparisons that decide (``vat_study.sequential``): the study's ``seeds`` are the
+    """Seeded comparisons that decide (``vat_study.platform.group_sequential``): the study's ``seeds`` are the
     first look; each pair in ``compare`` (method names, each at its configuration chosen on the
     study metric at the first look) gets ``batch`` more paired seeds after every look that
     decides nothing, up to ``max_seeds``, with a group-sequential paired t-test holding the
@@ -334,7 +334,7 @@ class Paper(Strict):
 
 
 class Tracking(Strict):
-    """Experiment trackers each trial's config and per-step metrics go to (``vat_study.tracking``),
+    """Experiment trackers each trial's config and per-step metrics go to (``vat_study.platform.tracking``),
     beside the store."""
 
     tensorboard: str | None = Field(None, description="a folder: TensorBoard event files in DIR/<study>/<trial>/ "
@@ -412,7 +412,7 @@ class StudySpec(Strict):
 
     def seed_sequence(self) -> list[int]:
         """The seeds in the order a sequential comparison adds them (``sequential.seed_sequence``)."""
-        from .sequential import seed_sequence
+        from .group_sequential import seed_sequence
 
         return seed_sequence(self.seeds, self.sequential.max_seeds if self.sequential else None)
 
@@ -455,7 +455,7 @@ class StudySpec(Strict):
             return [{}], 0
         if self.search.grid is None:
             return [], 0
-        from .surface import resolve_config
+        from ..surface import resolve_config
 
         seen, out, n = set(), [], 0
         for g in self.search.grid:
@@ -572,7 +572,7 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
-        from .errors import model_keys
+        from ..common.errors import model_keys
 
         raise SpecError(format_validation_error(e, shapes=_shape, known=model_keys(StudySpec)), source) from None
     from .spec_checks import validate_trials

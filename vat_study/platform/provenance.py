@@ -33,7 +33,7 @@ planned_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("pl
 """The torch threads the trial about to be recorded will train with (the executor sets it before
 it records the trial; otherwise torch's current count is recorded)."""
 
-_SOURCE = Path(__file__).resolve().parent.parent
+_SOURCE = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str | None:

@@ -1,5 +1,5 @@
 """Scheduling the seeds of a study's sequential comparisons (``sequential:``; the test is
-``vat_study.sequential``): after the grid's own trials (the first look), add ``batch`` paired
+``vat_study.platform.group_sequential``): after the grid's own trials (the first look), add ``batch`` paired
 seeds to the chosen configurations of every undecided comparison, run them on the study's
 executor like any trials (as lanes where ``executor.lanes`` allows), look again, and stop each
 comparison when it is decided or has ``max_seeds``. Everything is read back from the store, so
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..sequential import RUNNING, Comparison, study_block_comparisons
+from ..group_sequential import RUNNING, Comparison, study_block_comparisons
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
-from ..yamlio import digest
+from ...common.yamlio import digest
 
 
 def study_comparisons(spec: StudySpec, store: Store) -> list[Comparison]:

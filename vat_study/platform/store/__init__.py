@@ -9,7 +9,7 @@ Ray workers) and each process opens its own connection pool.
 Reliability (what the tests in tests/test_reliability.py inject faults against):
 
 * Schema versions. The schema is created and upgraded by Alembic migrations
-  (``vat_study/migrations``, version table ``vat_alembic_version``, apart from Optuna's own
+  (``vat_study/platform/store/migrations``, version table ``vat_alembic_version``, apart from Optuna's own
   ``alembic_version``). The first use of a database in a process upgrades it to the newest
   revision under a lock (a PostgreSQL advisory lock; SQLite's write lock), so an older store is
   upgraded in place, data kept; a store written by a newer vat-study is refused (``StoreError``).
@@ -26,7 +26,7 @@ Reliability (what the tests in tests/test_reliability.py inject faults against):
   claimed with one conditional INSERT / UPDATE that exactly one racing driver wins
   (``claim_trial``), and a RUNNING trial is only failed or taken over once its driver is dead
   (heartbeat older than ``executor.stale_after``, or its process gone from this machine); see
-  ``vat_study.store.claims``. A takeover is a new attempt, so the lease fences the old one off.
+  ``vat_study.platform.store.claims``. A takeover is a new attempt, so the lease fences the old one off.
 """
 
 from .engine import _alembic_config, make_engine, schema_revision, upgrade_schema  # noqa: F401

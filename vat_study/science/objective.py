@@ -8,8 +8,8 @@ Call it from a notebook exactly as the platform does::
                         report=lambda step, m: print(step, m))
 
 The config is nested as a study file is written (task / method / probes / seed); its keys,
-defaults and allowed values are ``vat_study.config.TrialConfig`` (the method's settings:
-``vat_study.methods``). The flat shorthand of vat-study 0.1 (``{"method": "vat", "eps": 1.0,
+defaults and allowed values are ``vat_study.science.config.TrialConfig`` (the method's settings:
+``vat_study.science.methods``). The flat shorthand of vat-study 0.1 (``{"method": "vat", "eps": 1.0,
 "steps": 300}``) reads the same. An unknown or invalid key raises ``ConfigError`` naming it
 before anything is loaded or trained.
 """
@@ -68,7 +68,7 @@ def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = N
     caller's RNG state is untouched. A loss that turns NaN/inf raises FloatingPointError.
     Several seeds trained together: ``run_seeds``; several trials (lanes): ``run_lanes``.
 
-    ``threads``: torch threads for this trial (``vat_study.threads``: default ``VAT_STUDY_THREADS``,
+    ``threads``: torch threads for this trial (``vat_study.science.threads``: default ``VAT_STUDY_THREADS``,
     else 1); the caller's thread count is restored when it returns.
     """
     cfg = TrialConfig.from_mapping(config)
@@ -101,7 +101,7 @@ class LanesResult:
 def run_seeds(config: Mapping[str, Any] | None, seeds: list[int], report: LaneReport | None = None, *,
               threads: int | None = None) -> SeedsResult:
     """Seeded repeats in one go: the seeds train together as one batched model
-    (``vat_study.batched``), each with its own initialization, splits, batches and random starts,
+    (``vat_study.science.batched``), each with its own initialization, splits, batches and random starts,
     exactly as its own ``run_trial`` would (dropout and noise draws aside). ``report(seed, step,
     metrics)`` is called for each seed at every evaluation. A seed whose loss turns NaN/inf is in ``failed`` while
     the others train on. ``model_path`` must hold ``{seed}`` (one file per seed). ``threads``: as
@@ -145,7 +145,7 @@ def run_lanes(configs: list[Mapping[str, Any]], report: LaneReport | None = None
 
 def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool,
            threads: int | None = None) -> LanesResult:
-    """Train ``lanes`` with the thread policy of ``vat_study.threads``."""
+    """Train ``lanes`` with the thread policy of ``vat_study.science.threads``."""
     try:
         n = trial_threads(threads)
     except ValueError as e:

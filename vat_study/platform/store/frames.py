@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from ..surface import Implementation, declared, get_path, methods, param_path, upgrade_stored_config
+from ...surface import Implementation, declared, get_path, methods, param_path, upgrade_stored_config
 from .repository import Store
 from .schema import FinalMetricRow, MetricRow, StudyRow, TrialRow
 

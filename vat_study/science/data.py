@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DataError, DataFileError  # noqa: F401  (re-exported)
+from ..common.errors import DataError, DataFileError  # noqa: F401  (re-exported)
 from .image_files import locate_cifar10, locate_svhn, read_cifar10, read_svhn
 from .vocabulary import DATASET_NAMES
 

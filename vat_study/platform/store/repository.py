@@ -16,7 +16,7 @@ from sqlalchemy import and_, delete, exists, or_, select, text, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 
-from ..surface import upgrade_stored_config
+from ...surface import upgrade_stored_config
 from ..failpoints import failpoint
 from .engine import make_engine, upgrade_schema
 from .faults import clean_text, retry_store_methods
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def package_versions() -> dict[str, Any]:
-    """What a trial records in ``versions``: its provenance (``vat_study.provenance``)."""
+    """What a trial records in ``versions``: its provenance (``vat_study.platform.provenance``)."""
     from ..provenance import trial_provenance
 
     return trial_provenance()
