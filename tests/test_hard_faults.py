@@ -67,3 +67,53 @@ def test_a_trial_stuck_inside_one_call_is_killed_at_its_time_limit_and_the_study
     assert "did not complete" in r.stderr and "its process was killed" in r.stderr
     log = (tmp_path / "results" / "stuck" / "logs" / f"{failed.key}.log").read_text()
     assert "every thread of the trial's process" in log and "failpoints.py" in log
+
+
+# ------------------------------------------------------------------ 2. the Optuna records follow the store
+
+
+def test_the_optuna_records_follow_the_store_when_seeds_grow_or_a_result_changes(tmp_path):
+    """A grid study's Optuna trials hold the store's numbers after its seeds grow from 2 to 3 (they
+    kept the 2-seed means), and after a trial's result changes in the store (a redone seed):
+    ``status`` flags the disagreement, naming the configuration, and the next run rebuilds them."""
+    import optuna
+    from sqlalchemy import text
+    from typer.testing import CliRunner
+
+    from vat_study.cli import app
+    from vat_study.executors import run_local
+    from vat_study.spec import parse_spec
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    spec = tiny("twin", url, search={"grid": [{"method": ["baseline"]}, {"method": ["vat"], "eps": [1.0]}]})
+    run_local(parse_spec(spec), progress=False)
+    grown = parse_spec({**spec, "seeds": [0, 1, 2]})
+    assert run_local(grown, progress=False).ran == 2
+
+    def twins() -> dict[str, optuna.trial.FrozenTrial]:
+        return {t.params["method"]: t for t in optuna.load_study(study_name="twin", storage=url).get_trials()}
+
+    def status() -> str:
+        r = CliRunner().invoke(app, ["status", "twin", "--storage", url])
+        assert r.exit_code == 0, r.output
+        return r.stderr
+
+    df = Store(url).trials_frame("twin")
+    for method, t in twins().items():
+        mine = df[df["param.method"] == method]
+        assert t.user_attrs["seeds"] == [0, 1, 2] and len(mine) == 3
+        assert t.value == pytest.approx(mine.val_error.mean(), rel=1e-12)
+        assert sorted(t.user_attrs["vat_trial_ids"]) == sorted(mine.trial_id)
+    assert "disagrees" not in status()
+
+    vat = df[(df["param.method"] == "vat") & (df.seed == 2)].trial_id.iloc[0]
+    with Store(url).engine.begin() as c:  # seed 2 of vat redone, with another result
+        c.execute(text("UPDATE vat_final_metrics SET value = value + 0.25 WHERE trial_id = :t AND name = 'val_error'"),
+                  {"t": int(vat)})
+    said = status()
+    assert "warning: the Optuna study 'twin' disagrees with the store on 1 configuration(s)" in said, said
+    assert "method=vat" in said and "over seeds [0, 1, 2]" in said and "rebuilds it" in said
+    assert run_local(grown, progress=False).ran == 0
+    assert "disagrees" not in status()
+    new = Store(url).trials_frame("twin")
+    assert twins()["vat"].value == pytest.approx(new[new["param.method"] == "vat"].val_error.mean(), rel=1e-12)

@@ -533,6 +533,24 @@ def status(
         err.print(f"{r['status']} trial {r['trial_id']} seed {r['seed']} ({kind}): {last[0]}", highlight=False)
     if spec_json.get("sequential"):
         out.print(_sequential_table(study, spec_json, df))
+    _check_optuna_records(store, study, spec_json, df)
+
+
+def _check_optuna_records(store, study: str, spec_json: dict, df) -> None:
+    """Say where the study's Optuna study (what optuna-dashboard shows) and the store disagree."""
+    from .store.twin import twin_disagreements
+
+    problems = twin_disagreements(store, study, spec_json, df)
+    if not problems:
+        return
+    grid = not (spec_json.get("search") or {}).get("optuna")
+    err.print(f"warning: the Optuna study {study!r} disagrees with the store on {len(problems)} configuration(s); "
+              + ("the next `vat-study run` of the study rebuilds it from the store" if grid else
+                 "the store is what status and the report read"), highlight=False, soft_wrap=True)
+    for line in problems[:10]:
+        err.print(f"  {line}", highlight=False, soft_wrap=True)
+    if len(problems) > 10:
+        err.print(f"  ... and {len(problems) - 10} more", highlight=False)
 
 
 def _sequential_table(study: str, spec_json: dict, df) -> Table:

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -413,19 +413,23 @@ class Store:
 
     # ------------------------------------------------------------------ Optuna records
 
-    def trial_records(self, study_id: int, keys: list[str], metric: str) -> dict[str, dict[str, Any]]:
-        """key -> {trial_id, status, seed, batch_group, final: {name: value}, curve: {step: value
-        of ``metric``}} for the study's trials of ``keys`` (those recorded)."""
+    def trial_records(self, study_id: int, keys: list[str], metric: str,
+                      config_keys: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """key -> {trial_id, status, seed, config_key, batch_group, final: {name: value}, curve:
+        {step: value of ``metric``}} for the study's trials of ``keys`` and of ``config_keys``
+        (every seed recorded of those configurations)."""
         with self.session() as s:
-            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group)
-                             .where(TrialRow.study_id == study_id, TrialRow.key.in_(list(keys)))).all()
+            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.config_key,
+                                    TrialRow.batch_group)
+                             .where(TrialRow.study_id == study_id,
+                                    or_(TrialRow.key.in_(list(keys)), TrialRow.config_key.in_(list(config_keys))))).all()
             ids = {r.id: r.key for r in rows}
             finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
                                .where(FinalMetricRow.trial_id.in_(list(ids)))).all() if ids else []
             steps = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
                               .where(MetricRow.trial_id.in_(list(ids)), MetricRow.name == metric)).all() if ids else []
-        out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "batch_group": r.batch_group,
-                       "final": {}, "curve": {}} for r in rows}
+        out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "config_key": r.config_key,
+                       "batch_group": r.batch_group, "final": {}, "curve": {}} for r in rows}
         for tid, name, value in finals:
             out[ids[tid]]["final"][name] = value
         for tid, step, value in steps:
