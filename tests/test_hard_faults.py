@@ -117,3 +117,48 @@ def test_the_optuna_records_follow_the_store_when_seeds_grow_or_a_result_changes
     assert "disagrees" not in status()
     new = Store(url).trials_frame("twin")
     assert twins()["vat"].value == pytest.approx(new[new["param.method"] == "vat"].val_error.mean(), rel=1e-12)
+
+
+# ------------------------------------------------------------------ 3. trackers: every run, every failure said
+
+
+def test_a_tracker_that_fails_is_said_on_the_drivers_output_and_in_the_report(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vat_study.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocked").write_text("a file where the event folder would go")
+    spec = tiny("tracked", f"sqlite:///{tmp_path}/t.db", seeds=[0], search={"grid": [{"method": ["baseline", "vat"]}]},
+                tracking={"tensorboard": str(tmp_path / "blocked")})
+    r = CliRunner().invoke(app, ["run", str(write(tmp_path, spec)), "--executor", "local", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "warning: tracking.tensorboard did not record 2 of 2 trial(s) in full (trial 1 (method=baseline, seed 0): " \
+           "not recorded (" in r.stderr, r.stderr
+    r = CliRunner().invoke(app, ["report", "tracked", "--storage", f"sqlite:///{tmp_path}/t.db"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "results" / "tracked" / "report.md").read_text()
+    assert "Trackers:" in text and "tracking.tensorboard did not record 2 of 2 trial(s)" in text
+    assert "trackers" not in text.split("- versions:")[1].splitlines()[0]  # not a package version
+
+
+@pytest.mark.platform
+def test_mlflow_on_several_ray_workers_gets_a_run_per_trial_and_worker_failures_reach_the_driver(tmp_path):
+    """Four Ray workers start at once on a new MLflow store (two creating one SQLite tracking
+    database at once collided, losing runs): one MLflow run per trial. A tracker failing inside
+    the workers (TensorBoard into a file) is said on the driver's output, not only in Ray's logs."""
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "blocked").write_text("a file where the event folder would go")
+    spec = tiny("ml", f"sqlite:///{tmp_path}/t.db", seeds=[0, 1],
+                search={"grid": [{"method": ["baseline", "rpt", "vat"]}]},
+                executor={"kind": "ray", "per_trial": {"cpu": 0.5}, "max_concurrent": 4},
+                tracking={"mlflow": True, "tensorboard": str(tmp_path / "blocked")})
+    r = run_cli(["run", str(write(tmp_path, spec)), "--no-progress"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/results/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("ml").experiment_id])
+    keys = set(Store(f"sqlite:///{tmp_path}/t.db").trials_frame("ml").key)
+    assert len(runs) == 6 and {x.data.tags["vat_study.trial_key"] for x in runs} == keys
+    assert {x.info.status for x in runs} == {"FINISHED"}
+    assert "warning: tracking.tensorboard did not record 6 of 6 trial(s) in full" in r.stderr, r.stderr[-3000:]

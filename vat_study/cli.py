@@ -433,7 +433,17 @@ def run(
                   f"in {summary.seconds:.1f} s. Results: {safe_url(spec.storage)} (study {spec.name!r}).")
     for e in summary.errors:
         err.print(e)
+    _say_tracker_problems(store, spec.name)
     _exit_for_failures(spec, store)
+
+
+def _say_tracker_problems(store, name: str) -> None:
+    """One warning line per tracker that did not record every trial of the study (wherever the
+    trial ran: a Ray worker's own log is not where a user looks)."""
+    from .tracking import tracker_lines
+
+    for line in tracker_lines(store.tracker_problems(name), len(store.trials_frame(name))):
+        err.print(f"warning: {line}", highlight=False, soft_wrap=True)
 
 
 def _record_invocation(set_: list[str], storage: str) -> None:

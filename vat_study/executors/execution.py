@@ -219,6 +219,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
             store.fail_trial(lease, text, kind=kind)
         if trackers is not None:
             trackers.close("FAILED")
+            _note_trackers(store, leases, trackers)
         if isinstance(e, KeyboardInterrupt):
             raise  # its checkpoint is kept: the next run goes on from it
         if ck_path is not None:
@@ -236,9 +237,19 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         if trackers is not None:
             trackers.finish(i, metrics[i], "COMPLETE" if out[t.key] is not None else "FAILED")
         failpoint("trial.finished")
+    if trackers is not None:
+        _note_trackers(store, leases, trackers)
     if ck_path is not None:
         ck_path.unlink(missing_ok=True)
     return out
+
+
+def _note_trackers(store: Store, leases: list, trackers: Any) -> None:
+    """What the trackers did not record, with each trial in the store (where the driver's output
+    and the report find it, whichever process ran the trial)."""
+    for lease, problems in zip(leases, trackers.problems):
+        if problems:
+            store.note_trackers(lease, problems)
 
 
 def checkpoint_interval(spec: StudySpec, group: list[PlannedTrial]) -> int | None:

@@ -510,7 +510,26 @@ class Store:
             if sid is None:
                 return {}
             v = s.scalar(select(TrialRow.versions).where(TrialRow.study_id == sid).order_by(TrialRow.id.desc()).limit(1))
-        return dict(v or {})
+        return {k: x for k, x in (v or {}).items() if k != "trackers"}
+
+    def note_trackers(self, lease: Lease, problems: Mapping[str, str]) -> None:
+        """What the trial's trackers did not record (tracker -> one line), kept with the trial in
+        ``versions["trackers"]`` (``tracking``); only for the attempt ``lease`` holds, finished or not."""
+        with self._write() as s:
+            row = s.scalar(select(TrialRow).where(TrialRow.id == lease.trial_id).with_for_update())
+            if row is not None and row.attempts == lease.attempt:
+                row.versions = {**(row.versions or {}), "trackers": dict(problems)}
+
+    def tracker_problems(self, study: str) -> list[dict[str, Any]]:
+        """{trial_id, seed, params, status, tracker, problem} for every tracker that did not record
+        a trial of the study (``note_trackers``), in trial order."""
+        with self.session() as s:
+            rows = s.execute(select(TrialRow.id, TrialRow.seed, TrialRow.params, TrialRow.status, TrialRow.versions)
+                             .join(StudyRow, StudyRow.id == TrialRow.study_id).where(StudyRow.name == study)
+                             .order_by(TrialRow.id)).all()
+        return [{"trial_id": r.id, "seed": r.seed, "params": dict(r.params or {}), "status": r.status,
+                 "tracker": name, "problem": problem}
+                for r in rows for name, problem in sorted(((r.versions or {}).get("trackers") or {}).items())]
 
     def trials_frame(self, study: str) -> pd.DataFrame:
         """One row per trial (``frames.trials_frame``)."""
