@@ -162,3 +162,185 @@ def test_mlflow_on_several_ray_workers_gets_a_run_per_trial_and_worker_failures_
     assert len(runs) == 6 and {x.data.tags["vat_study.trial_key"] for x in runs} == keys
     assert {x.info.status for x in runs} == {"FINISHED"}
     assert "warning: tracking.tensorboard did not record 6 of 6 trial(s) in full" in r.stderr, r.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ 5. inputs that could hang or exhaust the CLI
+
+
+def _bounded_memory() -> None:
+    """A child that would read /dev/zero for ever stops at 4 GB instead of exhausting the machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.platform
+def test_a_study_file_that_is_dev_zero_or_a_fifo_is_refused_in_one_line_without_reading(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/zero", "a character device"), (str(fifo), "a named pipe (FIFO)"),
+                       (str(tmp_path), "a folder")):
+        t0 = time.time()
+        r = subprocess.run(CLI + ["run", path, "--dry-run"], capture_output=True, text=True, timeout=60,
+                           cwd=str(tmp_path), preexec_fn=_bounded_memory)
+        assert r.returncode == 2 and f"is {kind}, not a file" in r.stderr, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr and r.stderr.count("\n  - ") == 1 and time.time() - t0 < 30
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\n#" + "x" * 2_000_000 + "\n")
+    r = subprocess.run(CLI + ["run", str(big), "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is 2,000,012 bytes; at most 1,000,000 are read" in r.stderr, r.stderr
+
+
+def _cli(args: list[str]):
+    from typer.testing import CliRunner
+
+    from vat_study.cli import app
+
+    return CliRunner().invoke(app, args)
+
+
+def _refused(r, needle: str) -> None:
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert needle in r.stderr and "Traceback" not in r.output and r.stderr.count("\n  - ") <= 1, r.stderr
+
+
+def test_integers_past_what_a_trial_can_run_are_refused_naming_the_field(tmp_path):
+    spec = tiny("ints", f"sqlite:///{tmp_path}/i.db", seeds=[0], search=None)
+    path = write(tmp_path, spec)
+    digits = "9" * 120_000  # past Python's own limit for converting text to an int (a ValueError)
+    _refused(_cli(["run", str(path), "--dry-run", "--set", f"task.steps={digits}"]),
+             "--set task.steps: an integer of 120,000 digits: no setting takes one past 9,223,372,036,854,775,807")
+    _refused(_cli(["trial", "--set", f"steps={digits}"]), "--set steps: an integer of 120,000 digits")
+    (tmp_path / "digits.yaml").write_text(f"name: d\ntask: {{dataset: digits, steps: {digits}}}\n")
+    _refused(_cli(["run", str(tmp_path / "digits.yaml"), "--dry-run"]), "an integer of 120,000 digits (line 2)")
+    for key, value, needle in (("task.steps", 10**20, "task.steps: Input should be less than or equal to 1000000000000"),
+                               ("task.steps", 10**13, "task.steps: Input should be less than or equal to 1000000000000"),
+                               ("seeds", [0, 2**64], "seeds: integers are at most 9,223,372,036,854,775,807"),
+                               ("task.hidden", [2**70], "task.hidden: integers are at most 9,223,372,036,854,775,807")):
+        for how in ("file", "--set"):
+            if how == "file":
+                bad = tiny("ints", f"sqlite:///{tmp_path}/i.db", seeds=[0], search=None)
+                head, _, rest = key.partition(".")
+                (bad[head].__setitem__(rest, value) if rest else bad.__setitem__(head, value))
+                r = _cli(["run", str(write(tmp_path, bad, "bad.yaml")), "--dry-run"])
+            else:
+                r = _cli(["run", str(path), "--dry-run", "--set", f"{key}={value}"])
+            _refused(r, needle)
+    assert not (tmp_path / "i.db").exists()
+
+
+def test_the_dry_run_prints_the_budget_even_when_timing_an_update_fails(tmp_path, monkeypatch):
+    from vat_study import budget
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("cannot allocate 4 TB")
+
+    monkeypatch.setattr(budget, "time_updates", out_of_memory)
+    spec = tiny("b", f"sqlite:///{tmp_path}/b.db", seeds=[0, 1], search=None)
+    spec["task"]["steps"] = 10**12
+    r = _cli(["run", str(write(tmp_path, spec)), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stdout.split())  # (rich wraps long lines)
+    assert "budget: 2 trials, 2,000,000,000,000 updates in all (1,000,000,000,000 per trial)" in said, said
+    assert "time: not estimated (timing one update failed: MemoryError: cannot allocate 4 TB)" in said
+
+
+# ------------------------------------------------------------------ 6. data files and outputs
+
+
+def idx_file(path: Path, a, code: int) -> str:
+    import struct
+
+    import numpy as np
+
+    dtype = {0x08: ">u1", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    a = np.asarray(a)
+    path.write_bytes(bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(dtype).tobytes())
+    return str(path)
+
+
+def idx_files(tmp_path: Path, image_code: int = 0x08, train_labels=None) -> dict[str, str]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = (lambda n: rng.random((n, 12, 12))) if image_code in (0x0D, 0x0E) else \
+        (lambda n: rng.integers(0, 255, (n, 12, 12)))
+    labels = np.arange(300) % 10 if train_labels is None else train_labels
+    return {"train_images": idx_file(tmp_path / "train-images", images(300), image_code),
+            "train_labels": idx_file(tmp_path / "train-labels", labels, 0x08),
+            "test_images": idx_file(tmp_path / "test-images", images(60), image_code),
+            "test_labels": idx_file(tmp_path / "test-labels", np.arange(60) % 10, 0x08)}
+
+
+def idx_spec(tmp_path: Path, paths: dict[str, str]) -> Path:
+    spec = tiny("idx", f"sqlite:///{tmp_path}/x.db", seeds=[0], search=None)
+    spec["task"].update(dataset="idx", idx_paths=paths, validation=50, n_labeled=20)
+    return write(tmp_path, spec)
+
+
+@pytest.mark.parametrize("code", [0x0D, 0x0E])
+def test_float_idx_images_big_endian_are_read_as_stored(tmp_path, code):
+    import numpy as np
+
+    from vat_study.data import load_dataset, read_idx
+
+    paths = idx_files(tmp_path, image_code=code)
+    r = _cli(["run", str(idx_spec(tmp_path, paths)), "--dry-run"])
+    assert r.exit_code == 0 and "data: idx: 300 training images found" in r.stdout, r.output
+    ds = load_dataset("idx", idx_paths=paths)
+    stored = read_idx(paths["train_images"])
+    assert stored.dtype.byteorder == ">" and np.allclose(ds.x_train[:, 0].numpy(), stored.astype(np.float32))
+
+
+def test_a_label_past_the_classes_is_named_with_its_file_not_as_an_n_labeled_problem(tmp_path):
+    import numpy as np
+
+    labels = np.arange(300) % 10
+    labels[7] = 200
+    paths = idx_files(tmp_path, train_labels=labels)
+    r = _cli(["run", str(idx_spec(tmp_path, paths)), "--dry-run"])
+    _refused(r, "holds label 200, but no image has label 10-199: the labels must number the classes 0 to C - 1")
+    assert paths["train_labels"] in r.stderr.replace("\n", "") and "n_labeled" not in r.stderr
+    paths["train_labels"] = idx_file(tmp_path / "train-labels", np.arange(300) % 10, 0x08)
+    labels = np.arange(60) % 10
+    labels[3] = 12
+    paths["test_labels"] = idx_file(tmp_path / "test-labels", labels, 0x08)
+    _refused(_cli(["run", str(idx_spec(tmp_path, paths)), "--dry-run"]),
+             "holds label 12, a class the training labels do not have (0-9)")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MB file system (tmpfs) filled to the brim, or skip where this process may not mount one."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with open(mnt / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_export_and_report_write_errors_are_one_line_and_exit_1(tmp_path, full_disk):
+    from vat_study.executors import run_local
+    from vat_study.spec import parse_spec
+
+    url = f"sqlite:///{tmp_path}/w.db"
+    run_local(parse_spec(tiny("w", url, seeds=[0], search=None)), progress=False)
+    if Path("/dev/full").exists():
+        r = _cli(["export", "w", "--storage", url, "--out", "/dev/full"])
+        assert r.exit_code == 1 and "error: cannot write '/dev/full': No space left on device" in r.stderr, r.output
+        assert "Traceback" not in r.output and r.stderr.count("error:") == 1
+    r = _cli(["export", "w", "--storage", url, "--out", str(full_disk / "t.csv")])
+    assert r.exit_code == 1 and "No space left on device" in r.stderr and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no half-written export left
+    r = _cli(["report", "w", "--storage", url, "--out", str(full_disk / "report")])
+    assert r.exit_code == 1 and "error: writing the report into" in r.stderr, r.output
+    assert "No space left on device" in r.stderr and "Traceback" not in r.output and r.stderr.count("error:") == 1

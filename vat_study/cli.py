@@ -100,8 +100,12 @@ def trial(
 
     cfg: dict[str, Any] = {}
     if config is not None:
+        from .yamlio import FileRefused, read_text
+
         try:
-            loaded = safe_load(config.read_text())
+            loaded = safe_load(read_text(config))  # a regular file under the size bound (not /dev/zero, a FIFO)
+        except FileRefused as e:
+            _fail(f"--config {e}")
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             _fail(f"--config {config}: {e}")
         if loaded is not None and not isinstance(loaded, dict):
@@ -604,10 +608,26 @@ def export(
             import pyarrow  # noqa: F401
         except ImportError:
             _fail("--format parquet needs pyarrow (pip install pyarrow); csv works without it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for df, path in ((trials, target), (metrics, steps_target)):
-        df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
+    new = [p for p in (target, steps_target) if not p.exists()]  # what a failed write must not leave behind
+    path = target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for df, path in ((trials, target), (metrics, steps_target)):
+            df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
+    except OSError as e:
+        for p in new:
+            if p.is_file():
+                p.unlink()
+        _write_failed(e, path)
     out.print(f"wrote {target} ({len(trials)} trials) and {steps_target} ({len(metrics)} metric rows)")
+
+
+def _write_failed(e: OSError, path: Path) -> None:
+    """A write that failed (a full disk, /dev/full, an I/O error): one line naming the file, exit 1."""
+    err.print(f"error: cannot write {str(e.filename or path)!r}: {e.strerror or e}; no file of this export is left "
+              "half-written",
+              highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -623,7 +643,13 @@ def report(
         _fail(f"study {study!r} is not in {safe_url(storage)} (known: {', '.join(store.study_names()) or 'none'})")
     from vat_study.analysis.report import write_report
 
-    path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
+    try:
+        path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
+    except OSError as e:  # (a full disk under the report's folder)
+        err.print(f"error: writing the report into {str(out_dir or _study_folder(study, '--out'))!r} failed at "
+                  f"{str(e.filename or '?')!r}: {e.strerror or e}; run it again once there is room",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
                                    if skipped else ""))
 
