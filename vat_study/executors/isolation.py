@@ -285,7 +285,7 @@ def _died(child: _Child, watch: _Watch) -> dict[str, dict[str, Any] | None]:
     child.proc.wait()
     why = _exit_text(child.proc)
     child.kill()
-    if watch.on_ray:  # Tune retries the trial as for a dead worker
+    if watch.on_ray or not watch.keys:  # Tune retries the trial as for a dead worker; or it never started one
         raise ChildDied(f"the process training trial(s) {', '.join(watch.keys) or '?'} died ({why})")
     _fail(watch, f"worker_died: the process training this trial died ({why}); the study went on", "worker_died")
     return {k: None for k in watch.keys}
