@@ -7,10 +7,12 @@ alternate the order; medians are reported.
     python -m benchmarks.timeout_overhead --trials 8 --rounds 1
 
 Per trial: the time from the first trial's finish to the last one's as the store recorded them,
-divided by the trials in between (training, scheduling, store writes, with a limit the hand-over
-to the child and back). Once per run: the run's wall time less that many per-trial times
-(planning, the first trial's cold start, and with a limit the child's start: a fresh Python
-importing torch, which the driver has imported already).
+divided by the trials in between, and of it the platform's part: what is not inside run_trial
+(claims, store writes, with a limit the hand-over to the child and back; the time inside
+run_trial is the same code either way, and on a loaded machine varies more than the rest).
+Once per run: the run's wall time less that many per-trial times (planning, the first trial's
+cold start, and with a limit the child's start: a fresh Python importing torch, which the
+driver has imported already).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from datetime import datetime
 TASK = {"dataset": "digits", "steps": 40, "eval_every": 20, "hidden": [32], "batch": {"labeled": 16, "unlabeled": 32}}
 
 
-def one_run(trials: int, timeout: float | None, folder: str) -> tuple[float, float]:
+def one_run(trials: int, timeout: float | None, folder: str) -> tuple[float, float, float]:
     """(wall seconds of run_local, seconds from the first trial's finish to the last one's: the
-    steady state, without the first trial's cold start)."""
+    steady state, without the first trial's cold start, and the seconds of those trials spent
+    inside run_trial)."""
     from vat_study.executors import run_local
     from vat_study.spec import parse_spec
     from vat_study.store import Store
@@ -48,11 +51,11 @@ def one_run(trials: int, timeout: float | None, folder: str) -> tuple[float, flo
     summary = run_local(spec, progress=False)
     wall = time.perf_counter() - t
     assert (summary.ran, summary.failed) == (trials, 0), summary
-    df = Store(url).trials_frame("overhead")
-    first, last = min(df.finished_at), max(df.finished_at)
+    df = Store(url).trials_frame("overhead").sort_values("finished_at")
+    first, last = df.finished_at.iloc[0], df.finished_at.iloc[-1]
     if isinstance(first, str):
         first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
-    return wall, (last - first).total_seconds()
+    return wall, (last - first).total_seconds(), float(df.wall_seconds.iloc[1:].sum())
 
 
 def main() -> None:
@@ -65,7 +68,7 @@ def main() -> None:
         os.chdir(folder)  # the trials' logs stay out of the repository
         try:
             one_run(2, None, folder)  # warm-up: imports, the data's first load
-            got: dict[str, list[tuple[float, float]]] = {"no limit": [], "trial_timeout": []}
+            got: dict[str, list[tuple[float, float, float]]] = {"no limit": [], "trial_timeout": []}
             for r in range(args.rounds):
                 order = [("no limit", None), ("trial_timeout", 600.0)]
                 for name, limit in order if r % 2 == 0 else order[::-1]:
@@ -73,14 +76,16 @@ def main() -> None:
         finally:
             os.chdir(here)
     print(f"{args.trials} trials x {args.rounds} round(s); medians")
+    n = args.trials - 1
+    platform = {}
     for name, runs in got.items():
-        wall = statistics.median(w for w, _ in runs)
-        span = statistics.median(s for _, s in runs)
-        per = span / (args.trials - 1)
-        print(f"{name:>14}: {per * 1000:7.1f} ms per trial, {wall - per * args.trials:5.2f} s once per run "
-              f"(planning, first trial, child start), wall {wall:5.2f} s")
-    per = [statistics.median(s for _, s in got[k]) / (args.trials - 1) for k in got]
-    print(f"trial_timeout costs {(per[1] - per[0]) * 1000:+.1f} ms per trial")
+        wall = statistics.median(w for w, _, _ in runs)
+        per = statistics.median(s for _, s, _ in runs) / n
+        platform[name] = statistics.median((s - inside) for _, s, inside in runs) / n
+        print(f"{name:>14}: {per * 1000:7.1f} ms per trial ({platform[name] * 1000:5.1f} ms outside run_trial), "
+              f"{wall - per * args.trials:5.2f} s once per run (planning, first trial, child start), wall {wall:5.2f} s")
+    print(f"trial_timeout costs {(platform['trial_timeout'] - platform['no limit']) * 1000:+.1f} ms of platform time "
+          "per trial")
 
 
 if __name__ == "__main__":
