@@ -199,5 +199,12 @@ def section(r) -> str:
 
 def notes(out: Path) -> str | None:
     """The hand-written notes beside a report (``PAPER.md``), if any."""
+    from vat_study.common.yamlio import FileRefused, read_text
+
     path = out / NOTES
-    return path.read_text(encoding="utf-8").strip() if path.exists() else None
+    if not path.exists():
+        return None
+    try:  # a regular file under the size bound: a FIFO or a device there never hangs the report
+        return read_text(path).strip()
+    except (FileRefused, UnicodeDecodeError) as e:
+        return f"(`{NOTES}` is not included: {e})"

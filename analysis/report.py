@@ -234,6 +234,11 @@ def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[P
             f"- metric: {data.metric} ({data.mode})",
             *provenance_lines(versions), ""]
     head += _pruned_lines(Store(url), data) + _failed_lines(data)
+    from vat_study.platform.tracking import tracker_lines
+
+    untracked = Store(url).tracker_problems(study)
+    if untracked:  # what a tracker (MLflow, TensorBoard, W&B) did not record, wherever the trial ran
+        head += ["Trackers:", ""] + [f"- {line}" for line in tracker_lines(untracked, len(trials), most=20)] + [""]
     if r.skipped:
         head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]
     written = paper.notes(out_dir)  # hand-written notes beside the report: included, never written

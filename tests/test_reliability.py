@@ -221,6 +221,14 @@ def test_ray_worker_that_keeps_dying_is_recorded_failed_and_redone_by_a_rerun(tm
     df = Store(url).trials_frame(NAME)
     dead = df[df.status == "FAILED"]
     assert len(dead) == 1 and dead.failure_kind.iloc[0] == "worker_died" and "Ray" in dead.error.iloc[0]
+    # Ray's noise (an ERROR line and a traceback per failure, then "Trials did not complete") is
+    # one line of ours, naming the trial; Ray's text is in the trial's log
+    assert "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr[-3000:]
+    key = dead.key.iloc[0]
+    said = [ln for ln in run.stderr.splitlines() if ln.startswith(f"trial {key} (")]
+    assert len(said) == 1 and "its Ray worker process died" in said[0] and "Tune gives up on it" in said[0], said
+    log = tmp_path / "results" / NAME / "logs" / f"{key}.log"
+    assert f"Ray's text: results/{NAME}/logs/{key}.log" in said[0] and "The actor died" in log.read_text()
     rerun = run_cli(path)
     assert rerun.returncode == 0 and "Ran 1 (0 failed), skipped 9" in rerun.stdout, rerun.stdout
     assert_same_as_reference(url, reference)

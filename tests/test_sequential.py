@@ -125,6 +125,13 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
     n_trials = len(store.trials_frame("seq"))
     assert n_trials == 9 + 2 * (c.outcome.n - 3)  # only the compared configurations got more seeds
     assert summary.ran == n_trials and not summary.errors
+    import optuna
+
+    from vat_study.platform.store.twin import twin_disagreements
+
+    twins = {t.params["method"]: t for t in optuna.load_study(study_name="seq", storage=url).get_trials()}
+    assert len(twins["vat"].user_attrs["seeds"]) == c.outcome.n == len(twins["baseline"].user_attrs["seeds"])
+    assert twin_disagreements(store, "seq", spec.model_dump(mode="json"), store.trials_frame("seq")) == []
     again = run_local(spec, progress=False)
     assert again.ran == 0 and len(store.trials_frame("seq")) == n_trials
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from typing import Any
 
 import yaml
+
+from .validation import MAX_INT
 
 
 class _Loader(yaml.SafeLoader):
@@ -49,6 +53,19 @@ def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode, deep: bool
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
+def _bounded_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """YAML's int, refused before Python converts it when it has more digits than any setting could
+    take (Python refuses past 4,300 digits with a ValueError, and converting is quadratic)."""
+    digits = sum(c.isalnum() for c in str(node.value))
+    if digits > 40:
+        raise YAMLLimitError(f"an integer of {digits:,} digits (line {node.start_mark.line + 1}): no setting takes one "
+                             f"past {MAX_INT:,} ({len(str(MAX_INT))} digits)")
+    return loader.construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 
 MAX_BYTES = 1_000_000
@@ -123,6 +140,40 @@ def safe_load(text: str) -> Any:
         return loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
+
+
+class FileRefused(ValueError):
+    """A file that is not read: not a regular file, or past the size bound; ``str(e)`` is one line."""
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_text(path: str | os.PathLike, most: int = MAX_BYTES) -> str:
+    """The UTF-8 text of ``path`` if it is a regular file of at most ``most`` bytes, else
+    ``FileRefused`` (a FIFO is opened without waiting for a writer, /dev/zero is never read);
+    OSError and UnicodeDecodeError as reading raises them."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd)
+        if not stat.S_ISREG(mode.st_mode):
+            kind = next((k for test, k in _KINDS if test(mode.st_mode)), "not a regular file")
+            raise FileRefused(f"{os.fspath(path)!r} is {kind}, not a file; give a YAML file")
+        if mode.st_size > most:
+            raise FileRefused(f"{os.fspath(path)!r} is {mode.st_size:,} bytes; at most {most:,} are read")
+        chunks, size = [], 0
+        while size <= most:
+            chunk = os.read(fd, min(1 << 20, most + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > most:
+            raise FileRefused(f"{os.fspath(path)!r} holds more than {most:,} bytes; at most {most:,} are read")
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8")
 
 
 def canonical(obj: Any) -> str:

@@ -71,8 +71,13 @@ def budget_lines(spec: StudySpec, ds: Any | None, threads: int) -> list[str]:
     if ds is None:
         lines.append("time: not estimated (the data is not here yet)")
         return lines
-    t = time_updates(spec.trial_config(spec.configurations()[0] if not spec.is_optuna else {}, spec.seeds[0]),
-                     ds, threads)
+    try:
+        t = time_updates(spec.trial_config(spec.configurations()[0] if not spec.is_optuna else {}, spec.seeds[0]),
+                         ds, threads)
+    except Exception as e:  # noqa: BLE001  the budget is printed whatever the timing does (out of memory, ...)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        lines.append(f"time: not estimated (timing one update failed: {type(e).__name__}: {first})")
+        return lines
     total = t.seconds_per_update * updates
     lines.append(f"time: about {t.describe()} -> about {_duration(total)} of training one trial at a time "
                  f"(evaluations and probes extra" + (", Ray runs several at once where it has the CPUs / GPUs"

@@ -107,8 +107,12 @@ def trial(
 
     cfg: dict[str, Any] = {}
     if config is not None:
+        from ..common.yamlio import FileRefused, read_text
+
         try:
-            loaded = safe_load(config.read_text())
+            loaded = safe_load(read_text(config))  # a regular file under the size bound (not /dev/zero, a FIFO)
+        except FileRefused as e:
+            _fail(f"--config {e}")
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             _fail(f"--config {config}: {e}")
         if loaded is not None and not isinstance(loaded, dict):
@@ -396,6 +400,10 @@ def run(
     from .preflight import run_preflight
     from .spec import SpecError
 
+    if not dry_run and spec.executor.kind == "local" and spec.executor.trial_timeout is not None:
+        from .executors.isolation import prestart
+
+        prestart()  # the process its trials train in (so the time limit holds): its start overlaps the preflight
     try:  # data located (downloaded once, here, where download: true) and splits checked: before anything is written
         found = run_preflight(spec, download=not dry_run)
     except SpecError as e:
@@ -497,6 +505,7 @@ def run(
                   f"in {summary.seconds:.1f} s. Results: {safe_url(spec.storage)} (study {spec.name!r}).")
     for e in summary.errors:
         err.print(e)
+    _say_tracker_problems(store, spec.name)
     _exit_for_failures(spec, store)
 
 
@@ -543,6 +552,15 @@ def _stored_checks(spec, write: bool) -> str:
     if study_id is None:
         return f"storage: no study {spec.name!r} in {where} yet"
     return f"storage: the study {spec.name!r} in {where} matches this file ({done} trial(s) finished there)"
+
+
+def _say_tracker_problems(store, name: str) -> None:
+    """One warning line per tracker that did not record every trial of the study (wherever the
+    trial ran: a Ray worker's own log is not where a user looks)."""
+    from .tracking import tracker_lines
+
+    for line in tracker_lines(store.tracker_problems(name), len(store.trials_frame(name))):
+        err.print(f"warning: {line}", highlight=False, soft_wrap=True)
 
 
 def _record_invocation(set_: list[str], storage: str) -> None:
@@ -663,6 +681,24 @@ def status(
                   markup=False, soft_wrap=True)
     if spec_json.get("sequential"):
         out.print(_sequential_table(study, spec_json, df))
+    _check_optuna_records(store, study, spec_json, df)
+
+
+def _check_optuna_records(store, study: str, spec_json: dict, df) -> None:
+    """Say where the study's Optuna study (what optuna-dashboard shows) and the store disagree."""
+    from .store.twin import twin_disagreements
+
+    problems = twin_disagreements(store, study, spec_json, df)
+    if not problems:
+        return
+    grid = not (spec_json.get("search") or {}).get("optuna")
+    err.print(f"warning: the Optuna study {study!r} disagrees with the store on {len(problems)} configuration(s); "
+              + ("the next `vat-study run` of the study rebuilds it from the store" if grid else
+                 "the store is what status and the report read"), highlight=False, soft_wrap=True)
+    for line in problems[:10]:
+        err.print(f"  {line}", highlight=False, soft_wrap=True)
+    if len(problems) > 10:
+        err.print(f"  ... and {len(problems) - 10} more", highlight=False)
 
 
 def _sequential_table(study: str, spec_json: dict, df) -> Table:
@@ -712,9 +748,17 @@ def export(
             import pyarrow  # noqa: F401
         except ImportError:
             _fail("--format parquet needs pyarrow (pip install pyarrow); csv works without it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for df, path in ((trials, target), (metrics, steps_target)):
-        df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
+    new = [p for p in (target, steps_target) if not p.exists()]  # what a failed write must not leave behind
+    path = target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for df, path in ((trials, target), (metrics, steps_target)):
+            df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
+    except OSError as e:
+        for p in new:
+            if p.is_file():
+                p.unlink()
+        _write_failed(e, path)
     out.print(f"wrote {target} ({len(trials)} trials) and {steps_target} ({len(metrics)} metric rows)")
 
 
@@ -738,6 +782,14 @@ def _errors_in_percent(trials, metrics):
     return trials, metrics
 
 
+def _write_failed(e: OSError, path: Path) -> None:
+    """A write that failed (a full disk, /dev/full, an I/O error): one line naming the file, exit 1."""
+    err.print(f"error: cannot write {str(e.filename or path)!r}: {e.strerror or e}; no file of this export is left "
+              "half-written",
+              highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 @app.command()
 def report(
     study: str = typer.Argument(..., help=STUDY_HELP),
@@ -751,7 +803,13 @@ def report(
     study, store = _study_store(addressed)
     from vat_study.analysis.report import write_report
 
-    path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
+    try:
+        path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
+    except OSError as e:  # (a full disk under the report's folder)
+        err.print(f"error: writing the report into {str(out_dir or _study_folder(study, '--out'))!r} failed at "
+                  f"{str(e.filename or '?')!r}: {e.strerror or e}; run it again once there is room",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
                                    if skipped else ""))
 

@@ -63,7 +63,15 @@ from .store.urls import (  # noqa: F401  (re-exported)
     check_storage_url,
     default_storage,
 )
-from ..common.yamlio import YAMLLimitError, canonical, digest, safe_load, set_dotted  # noqa: F401  (re-exported)
+from ..common.yamlio import (  # noqa: F401  (re-exported)
+    FileRefused,
+    YAMLLimitError,
+    canonical,
+    digest,
+    read_text,
+    safe_load,
+    set_dotted,
+)
 
 
 def check_study_name(v: str) -> str:
@@ -584,7 +592,9 @@ def parse_spec(data: Any, overrides: Mapping[str, Any] | None = None, source: st
 def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)  # a regular file under the size bound: /dev/zero or a FIFO is refused, not read
+    except FileRefused as e:
+        raise SpecError([f"study file {e}"], str(path)) from None
     except OSError as e:
         raise SpecError([f"cannot read study file {str(path)!r}: {e.strerror}"], str(path)) from None
     except UnicodeDecodeError as e:
@@ -613,6 +623,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
                             "--set")
         try:
             value = safe_load(raw) if raw.strip() else None
+        except YAMLLimitError as e:  # (an integer of 120,000 digits: said, never converted)
+            raise SpecError([f"--set {key}: {str(e).replace(' (line 1)', '')}"], "--set") from None
         except yaml.YAMLError as e:
             why = getattr(e, "problem", None) if isinstance(e, yaml.constructor.ConstructorError) else None
             raise SpecError([f"--set {item!r}: the value is not valid YAML" + (f" ({why})" if why else "")],

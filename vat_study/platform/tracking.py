@@ -12,7 +12,12 @@ store (which stays the record the reports read).
 The hook sits where the executors report per-step metrics to the store (``Trackers``: one per
 group of trials trained together); the science knows nothing of it. A tracker's package that is
 missing is an error when the study file is read; a tracker failing while a study runs (a full
-disk, a server gone) is logged and that tracker stops for the trial, never the trial itself.
+disk, a server gone) is logged and that tracker stops for the trial, never the trial itself; what
+it did not record is kept with the trial in the store (``versions["trackers"]``), so the driver's
+output and the report say it, whichever process (a Ray worker) it happened in. The driver sets
+the trackers up once before any trial (``prepare``: MLflow's tracking store and the study's
+experiment), and a worker creating them anyway does so under a file lock beside a SQLite
+tracking store (two workers creating one MLflow database at once collided, losing runs).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,22 +135,63 @@ MLFLOW_TAG_LIMIT = 5000
 """The longest tag value every MLflow store accepts (longer ones are cut, marked with "...")."""
 
 
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """One process at a time creates (or first opens) a SQLite tracking store: an exclusive lock on
+    ``<file>.lock`` beside it (other URIs: no lock; their server serializes)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri.removeprefix("sqlite:///").split("?")[0] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_experiments: dict[tuple[str, str], tuple[Any, str]] = {}
+"""(tracking URI, study) -> (MlflowClient, experiment id), once per process."""
+
+
+def _mlflow_experiment(uri: str, study: str) -> tuple[Any, str]:
+    """(an MlflowClient, the study's experiment id), the tracking store and the experiment created
+    if need be: under ``_creation_lock``, tried up to 5 times (a server or file briefly busy)."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    if (uri, study) in _experiments:
+        return _experiments[(uri, study)]
+    if uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # asked for by name: MLflow 3 refuses it otherwise
+    for attempt in range(5):
+        try:
+            with _creation_lock(uri):
+                client = MlflowClient(tracking_uri=uri)
+                experiment = client.get_experiment_by_name(study)
+                found = experiment.experiment_id if experiment is not None else client.create_experiment(study)
+            _experiments[(uri, study)] = (client, found)
+            return client, found
+        except Exception:  # noqa: BLE001  (MLflow raises several kinds)
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class _MLflow:
+    @staticmethod
+    def prepare(uri: str, study: str) -> None:
+        _mlflow_experiment(uri, study)
+
     def __init__(self, uri: str, study: str, trial: Any, config: Mapping[str, Any],
                  provenance: Mapping[str, Any]) -> None:
-        from mlflow.tracking import MlflowClient
-
-        if uri.startswith("file:"):
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # asked for by name: MLflow 3 refuses it otherwise
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(study)
-        if experiment is None:
-            try:
-                experiment_id = self.client.create_experiment(study)
-            except Exception:  # noqa: BLE001  another worker created it meanwhile
-                experiment_id = self.client.get_experiment_by_name(study).experiment_id
-        else:
-            experiment_id = experiment.experiment_id
+        self.client, experiment_id = _mlflow_experiment(uri, study)
         tags = {"vat_study.study": study, "vat_study.trial_key": trial.key,
                 "vat_study.config_key": trial.config_key, "vat_study.seed": str(trial.seed)}
         for k, v in provenance_text(provenance).items():
@@ -200,15 +247,35 @@ class _WandB:
 _KINDS = {"tensorboard": _TensorBoard, "mlflow": _MLflow, "wandb": _WandB}
 
 
+def _why(e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def prepare(tracking: Mapping[str, Any] | None, study: str) -> list[str]:
+    """Set the trackers up once, in the driver, before any trial (MLflow's tracking store and the
+    study's experiment); returns one line per tracker that could not be (its trials will say so too)."""
+    problems = []
+    for name, value in (tracking or {}).items():
+        if name == "mlflow" and value not in (None, False):
+            try:
+                _MLflow.prepare(mlflow_uri(value), study)
+            except Exception as e:  # noqa: BLE001  a tracker never stops a study
+                problems.append(f"tracking.mlflow: cannot set up {mlflow_uri(value)!r} ({_why(e)})")
+    return problems
+
+
 class Trackers:
     """The trackers of one group of trials (lane i is ``trials[i]``): ``step`` at every report,
-    ``finish`` once per trial. A tracker that raises is logged and dropped for that trial."""
+    ``finish`` once per trial. A tracker that raises is logged and dropped for that trial, and
+    what it did not record kept in ``problems[lane]`` (tracker -> one line)."""
 
     def __init__(self, tracking: Mapping[str, Any] | None, study: str, trials: Sequence[Any],
                  configs: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any] | None = None) -> None:
         """``provenance``: the trials' record (``provenance.trial_provenance``, what the store keeps
         in ``versions``): MLflow tags, a TensorBoard text summary, W&B config."""
         self.lanes: list[dict[str, Any]] = [{} for _ in trials]
+        self.problems: list[dict[str, str]] = [{} for _ in trials]
         for name, value in (tracking or {}).items():
             if value in (None, False) or name not in _KINDS:
                 continue
@@ -217,14 +284,16 @@ class Trackers:
                 try:
                     self.lanes[i][name] = _KINDS[name](target, study, t, c, provenance or {})
                 except Exception as e:  # noqa: BLE001  a tracker never fails a trial
-                    log.warning("tracking.%s: not recording trial %s (%s: %s)", name, t.key, type(e).__name__, e)
+                    log.warning("tracking.%s: not recording trial %s (%s)", name, t.key, _why(e))
+                    self.problems[i][name] = f"not recorded ({_why(e)})"
 
     def _each(self, lane: int, call: str, *args: Any) -> None:
         for name, tracker in list(self.lanes[lane].items()):
             try:
                 getattr(tracker, call)(*args)
             except Exception as e:  # noqa: BLE001
-                log.warning("tracking.%s: stopped recording this trial (%s: %s)", name, type(e).__name__, e)
+                log.warning("tracking.%s: stopped recording this trial (%s)", name, _why(e))
+                self.problems[lane][name] = f"stopped recording {'at step ' + str(args[0]) if call == 'step' else 'at the end'} ({_why(e)})"
                 del self.lanes[lane][name]
 
     def step(self, lane: int, step: int, metrics: Mapping[str, Any]) -> None:
@@ -239,3 +308,23 @@ class Trackers:
         for lane in range(len(self.lanes)):
             if self.lanes[lane]:
                 self.finish(lane, None, status)
+
+
+def tracker_lines(problems: Sequence[Mapping[str, Any]], trials: int, most: int = 3) -> list[str]:
+    """One line per tracker that did not record every trial (``Store.tracker_problems``): how many
+    of the study's ``trials``, and the first ``most`` of them with what happened."""
+    by: dict[str, list[Mapping[str, Any]]] = {}
+    for p in problems:
+        by.setdefault(p["tracker"], []).append(p)
+    lines = []
+    for name, ps in by.items():
+        shown = "; ".join(f"trial {p['trial_id']} ({_shown_params(p['params'])}seed {p['seed']}): {p['problem']}"
+                          for p in ps[:most])
+        more = f"; and {len(ps) - most} more" if len(ps) > most else ""
+        lines.append(f"tracking.{name} did not record {len(ps)} of {trials} trial(s) in full ({shown}{more}); "
+                     "the store has every trial")
+    return lines
+
+
+def _shown_params(params: Mapping[str, Any]) -> str:
+    return "".join(f"{k}={v}, " for k, v in params.items())

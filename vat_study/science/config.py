@@ -12,7 +12,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_serializer, field_validator, model_validator
 
 from ..common.validation import Strict, finite
 from ..common.errors import format_validation_error
@@ -22,6 +22,8 @@ from .methods import Implementation  # noqa: F401  (re-exported)
 from .vocabulary import CONV_MODELS, DATASET_NAMES, DIAGNOSTICS, FIDELITY, MODEL_NAMES, RVADV, RVADV_TRAIN, grad_sd_norm_name
 from ..common.yamlio import set_dotted
 
+MAX_STEPS = 10**12
+"""The most updates a trial may ask for (``task.steps``): at a millisecond an update, 32 years."""
 
 class ConfigError(ValueError):
     """An invalid trial config; ``str(e)`` lists every bad field and what is allowed."""
@@ -350,7 +352,8 @@ class Task(Strict):
     top_bn: bool | None = Field(None, description="BN on the logits; default: off on cifar10 (Table 7), else on")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout of the conv models")
     # --- optimization ---
-    steps: int = Field(1000, ge=1, json_schema_extra={"column": True}, description="parameter updates")
+    steps: int = Field(1000, ge=1, le=MAX_STEPS, json_schema_extra={"column": True},
+                       description="parameter updates (at most 10^12)")
     batch: Batch = Batch()
     optimizer: Optimizer = Optimizer()
     eval_every: int = Field(100, ge=1, json_schema_extra={"identity": False}, description="steps between validation (and probe) measurements")
@@ -458,6 +461,12 @@ class TrialConfig(Strict):
     @classmethod
     def _method(cls, v: Any) -> methods.MethodSettings:
         return methods.settings_of(v)  # the union, discriminated on the name by the registry
+
+    @field_serializer("method", mode="wrap")
+    def _method_out(self, v: methods.MethodSettings, handler: Any, info: Any) -> Any:
+        """Every setting of the method's own model (SerializeAsAny, kept with ``Strict``'s check of
+        every field wrapped around this one)."""
+        return v.model_dump(mode=info.mode, exclude_none=info.exclude_none, exclude_defaults=info.exclude_defaults)
 
     @field_validator("seeds")
     @classmethod

@@ -108,14 +108,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return data.reshape(dims)
 
 
+def _native(a: np.ndarray) -> np.ndarray:
+    """A copy in this machine's byte order (IDX files are big-endian; torch takes native order only)."""
+    a = np.asarray(a)
+    return a.astype(a.dtype.newbyteorder("="), copy=True)
+
+
 def _images(a: np.ndarray, scale: float = 255.0) -> Tensor:
-    """uint8 images [N, H, W] or [N, C, H, W] -> float32 [N, C, H, W] in [0, 1]."""
-    t = torch.from_numpy(np.array(a, copy=True)).float() / scale
+    """Integer images [N, H, W] or [N, C, H, W] (uint8: 0-255) -> float32 [N, C, H, W] divided by
+    ``scale``; float images (IDX types 0x0D, 0x0E) are taken as they are stored."""
+    t = torch.from_numpy(_native(a)).float()
+    if np.asarray(a).dtype.kind != "f":
+        t = t / scale
     return t.unsqueeze(1) if t.dim() == 3 else t
 
 
 def _labels(a) -> Tensor:
-    return torch.as_tensor(np.array(a, copy=True), dtype=torch.int64)
+    return torch.as_tensor(_native(a), dtype=torch.int64)
 
 
 def _idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple[Tensor, Tensor]:
@@ -125,10 +134,35 @@ def _idx_pair(images: str | os.PathLike, labels: str | os.PathLike) -> tuple[Ten
                             f"got {list(x.shape)} and {list(y.shape)}")
     if len(x) == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         raise DataFileError(f"{images}: holds no images (shape {list(x.shape)}); every split needs some")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataFileError(f"{images}: holds NaN or infinite pixel values")
     if y.dtype.kind == "f" or y.min() < 0:
         raise DataFileError(f"{labels}: labels must be integers >= 0 (class numbers), got values from {y.min()} "
                             f"to {y.max()}")
     return _images(x), _labels(y)
+
+
+def _classes(y_train: Tensor, y_test: Tensor, train_path: str | os.PathLike, test_path: str | os.PathLike) -> int:
+    """The number of classes of IDX labels, which must number them 0 to C - 1: every class has
+    training images, and the test labels are among them. A stray label (200 among 0-9) is named
+    with its file, rather than read as 201 classes."""
+    present = torch.unique(y_train)
+    n = int(present.max()) + 1
+    if len(present) != n:
+        missing = sorted(set(range(n)) - set(present.tolist()))
+        gap = f"{missing[0]}-{missing[-1]}" if len(missing) > 1 else str(missing[0])
+        raise DataFileError(f"{train_path}: holds label {n - 1}, but no image has label {gap}: the labels must "
+                            f"number the classes 0 to C - 1 (this file's: {_shown_labels(present.tolist())})")
+    stray = torch.unique(y_test[y_test >= n])
+    if len(stray):
+        raise DataFileError(f"{test_path}: holds label {int(stray[0])}, a class the training labels do not have "
+                            f"(0-{n - 1})")
+    return n
+
+
+def _shown_labels(labels: list[int]) -> str:
+    return ", ".join(str(x) for x in labels) if len(labels) <= 12 else \
+        ", ".join(str(x) for x in labels[:10]) + f", ..., {labels[-1]}"
 
 
 def _same_shape(x_train: Tensor, x_test: Tensor, test_path: str | os.PathLike) -> None:
@@ -231,7 +265,7 @@ def load_dataset(
         xtr, ytr = _idx_pair(idx_paths["train_images"], idx_paths["train_labels"])
         xte, yte = _idx_pair(idx_paths["test_images"], idx_paths["test_labels"])
         _same_shape(xtr, xte, idx_paths["test_images"])
-        n_classes = int(max(ytr.max(), yte.max())) + 1
+        n_classes = _classes(ytr, yte, idx_paths["train_labels"], idx_paths["test_labels"])
         return Dataset(name, xtr, ytr, xte, yte, n_classes)
 
     root_path = data_root(root)

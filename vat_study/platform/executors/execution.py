@@ -147,7 +147,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                   report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
                   threads: int = 1, timeout: float | None = None, node: str | None = None,
                   log_dir: str | None = None, checkpoint_every: int | None = None,
-                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None
+                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None,
+                  on_claimed: Callable[[list[Any], list[str]], None] | None = None
                   ) -> dict[str, dict[str, Any] | None]:
     """Claim and run trials that differ only in lane settings (``planning.lane_groups``); two or
     more claimed train as lanes of one batched model (``run_lanes``, see vat_study.science.batched) and
@@ -157,7 +158,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     the Ray node running it, recorded with each trial. ``log_dir``: the trials' own output goes
     to a capped log file there (``trial_output``), not to the driver's terminal.
     ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
-    when the run is killed or stopped (the next run resumes from them), deleted otherwise."""
+    when the run is killed or stopped (the next run resumes from them), deleted otherwise.
+    ``on_claimed(leases, keys)``: told the trials claimed before any trains (``isolation``)."""
     from ...surface import checkpoints
     from ..trial_output import captured_output
 
@@ -175,6 +177,8 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     if not claimed:
         return {}
     trials, leases = [t for t, _ in claimed], [lease for _, lease in claimed]
+    if on_claimed is not None:
+        on_claimed(leases, [t.key for t in trials])
     batched = len(trials) > 1
     if batched:
         store.set_batch_group(leases, digest([t.key for t in trials]))
@@ -215,6 +219,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
             store.fail_trial(lease, text, kind=kind)
         if trackers is not None:
             trackers.close("FAILED")
+            _note_trackers(store, leases, trackers)
         if isinstance(e, KeyboardInterrupt):
             raise  # its checkpoint is kept: the next run goes on from it
         if ck_path is not None:
@@ -230,9 +235,19 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         if trackers is not None:
             trackers.finish(i, metrics[i], "COMPLETE" if out[t.key] is not None else "FAILED")
         failpoint("trial.finished")
+    if trackers is not None:
+        _note_trackers(store, leases, trackers)
     if ck_path is not None:
         ck_path.unlink(missing_ok=True)
     return out
+
+
+def _note_trackers(store: Store, leases: list, trackers: Any) -> None:
+    """What the trackers did not record, with each trial in the store (where the driver's output
+    and the report find it, whichever process ran the trial)."""
+    for lease, problems in zip(leases, trackers.problems):
+        if problems:
+            store.note_trackers(lease, problems)
 
 
 def checkpoint_interval(spec: StudySpec, group: list[PlannedTrial]) -> int | None:
@@ -252,15 +267,23 @@ def threads_for(spec: StudySpec) -> int:
 
 
 def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedTrial], claim: Claim,
-              node: str | None = None) -> dict[str, dict[str, Any] | None]:
+              node: str | None = None, on_ray: bool = False) -> dict[str, dict[str, Any] | None]:
     """``execute_group`` with the study's threads and time limit, for one group of
-    ``planning.lane_groups``."""
+    ``planning.lane_groups``. With ``executor.trial_timeout`` the group trains in a child
+    process that is killed if it cannot be stopped otherwise (``isolation``; ``on_ray``: a child
+    that dies on its own raises, so Tune retries the trial as for a dead worker)."""
     from ..trial_output import trial_log_dir
 
-    return execute_group(store, study_id, group, claim, threads=threads_for(spec),
-                         timeout=spec.executor.trial_timeout, node=node, log_dir=str(trial_log_dir(spec)),
-                         checkpoint_every=checkpoint_interval(spec, group),
-                         checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"), track=tracking_for(spec))
+    kwargs = dict(threads=threads_for(spec), node=node, log_dir=str(trial_log_dir(spec)),
+                  checkpoint_every=checkpoint_interval(spec, group),
+                  checkpoint_dir=str(trial_log_dir(spec).parent / "checkpoints"))
+    if spec.executor.trial_timeout is not None:
+        from .isolation import run_isolated
+
+        blocks = spec.tracking.model_dump(exclude_none=True) if spec.tracking is not None else None
+        return run_isolated(store, study_id, group, claim, timeout=spec.executor.trial_timeout,
+                            tracking=(blocks, spec.name) if blocks else None, on_ray=on_ray, **kwargs)
+    return execute_group(store, study_id, group, claim, timeout=None, track=tracking_for(spec), **kwargs)
 
 
 def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial], dict], Any] | None:
@@ -268,11 +291,14 @@ def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial], dict], Any] |
     trials and their provenance record; None without a tracking block."""
     if spec.tracking is None:
         return None
+    return trackers_for(spec.tracking.model_dump(exclude_none=True), spec.name)
+
+
+def trackers_for(blocks: Mapping[str, Any], study: str) -> Callable[[list[PlannedTrial], dict], Any]:
+    """``tracking_for`` from the tracking block itself (what a child process is handed)."""
     from ..tracking import Trackers
 
-    blocks = spec.tracking.model_dump(exclude_none=True)
-    return lambda trials, record: Trackers(blocks, spec.name, trials, [resolve_config(t.config) for t in trials],
-                                           record)
+    return lambda trials, record: Trackers(blocks, study, trials, [resolve_config(t.config) for t in trials], record)
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,

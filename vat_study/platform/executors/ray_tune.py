@@ -46,6 +46,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a failed Tune trial is said in one line (_failure_callback)
 
 
 def _invocation_env() -> dict[str, str]:
@@ -80,7 +81,7 @@ def _grid_trainable(config: dict[str, Any], storage: str, claim: Claim) -> None:
     spec = StudySpec.model_validate({**config["spec"], "storage": storage})
     trials = [PlannedTrial(**t) for t in config["trials"]]
     store = Store(storage)  # engine made here, in the worker (a live engine cannot be pickled)
-    results = run_group(spec, store, config["study_id"], trials, claim, _node_id())
+    results = run_group(spec, store, config["study_id"], trials, claim, _node_id(), on_ray=True)
     ok = [m for m in results.values() if m is not None]
     tune.report({"ok": int(len(ok) == len(results)), "failed": len(results) - len(ok), "claimed": len(results)})
 
@@ -204,9 +205,85 @@ def _mark_dead_workers(store: Store, study_id: int, results, driver: str) -> Non
     """Trials of this driver a dead worker left RUNNING (after Tune's retries) become FAILED,
     with Ray's error."""
     errors = [str(r.error) for r in results if r.error is not None]
-    if errors:
-        text = "worker_died: the Ray worker running this trial died; Ray said:\n" + "\n".join(errors)[-5000:]
+    if errors:  # (the last line is what status and the run's exit lines show)
+        text = ("Ray said:\n" + "\n".join(errors)[-5000:] + "\nworker_died: the Ray worker running this trial "
+                "died, as often as Tune retries a trial (executor.max_failures); a rerun redoes it")
         store.fail_running(study_id, text, "worker_died", drivers=[driver])
+
+
+def _failure_callback(spec: StudySpec):
+    """A Tune callback saying each failed Tune trial (a dead worker, or a trainable that raised) in
+    one line on the driver's stderr, in place of Tune's ERROR line and traceback; Ray's own text
+    goes to the trial's log (``results/<study>/logs/<key>.log``)."""
+    import sys
+
+    from ray.tune import Callback
+
+    from ..trial_output import trial_log_dir
+
+    log_dir, retries = trial_log_dir(spec), spec.executor.max_failures
+
+    class TrialFailures(Callback):
+        def _say(self, trial, retried: bool) -> None:
+            planned = trial.config.get("trials") or [{}]
+            key = planned[0].get("key", trial.trial_id)
+            text = _ray_error_text(trial)
+            path = log_dir / f"{key}.log"
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
+                    f.write(f"\n[vat-study: Ray's report of failure {trial.num_failures} of this trial's Tune trial "
+                            f"{trial.trial_id}:]\n{text}\n")
+            except OSError:
+                path = None
+            params = ", ".join(f"{k}={v}" for k, v in (planned[0].get("params") or {}).items())
+            who = f"trial {key} ({params + ', ' if params else ''}seed {planned[0].get('seed', '?')}" + \
+                (f", and {len(planned) - 1} more trained with it)" if len(planned) > 1 else ")")
+            then = (f"Tune retries it (retry {trial.num_failures} of {retries})" if retried else
+                    "Tune gives up on it: FAILED (worker_died), a rerun redoes it")
+            where = f"; Ray's text: {_shown(path)}" if path is not None else ""
+            print(f"{who}: {_ray_error_line(text)}; {then}{where}", file=sys.stderr, flush=True)
+
+        def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+            self._say(trial, retried=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._say(trial, retried=False)
+
+    return TrialFailures()
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to this folder when it lies under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _ray_error_text(trial) -> str:
+    """The latest failure Tune wrote for ``trial`` (its error.txt holds every one, numbered)."""
+    try:
+        text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
+    except OSError:
+        text = ""
+    return ("Failure # " + text.split("Failure # ")[-1]).strip() if "Failure # " in text else text.strip()
+
+
+def _ray_error_line(text: str) -> str:
+    """What happened, in a few words: a dead worker process, or the exception the trial raised."""
+    if "ActorDiedError" in text or "worker process has died" in text or "actor died" in text:
+        return "its Ray worker process died (killed, out of memory, or a crash in native code)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
+    last = lines[-1] if lines else "no error text"
+    return f"it raised {last[:300]}"
+
+
+class _QuietTune(logging.Filter):
+    """Drops Tune's closing ``Trials did not complete: [...]`` (each failure was said already)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trials did not complete")
 
 
 def _resources(spec: StudySpec) -> dict[str, float]:
@@ -265,7 +342,11 @@ class RayExecutor:
         _check_gpus(self.spec)
 
     def run(self, trials: list[PlannedTrial], claim: Claim) -> None:
-        config = dataclasses.replace(self.run_config, name=f"{self.spec.name}-{next(self._fits)}")
+        quiet = logging.getLogger("ray.tune.tune")
+        if not any(isinstance(f, _QuietTune) for f in quiet.filters):
+            quiet.addFilter(_QuietTune())
+        config = dataclasses.replace(self.run_config, name=f"{self.spec.name}-{next(self._fits)}",
+                                     callbacks=[_failure_callback(self.spec)])
         _fit_groups(self.spec, self.store, self.study_id, lane_groups(trials, self.spec), config, claim)
 
     def round_size(self) -> int | None:  # Optuna: rounds of as many configurations as fill every worker slot

@@ -1,7 +1,8 @@
 """Every study is an Optuna study in the store's database (``optuna.load_study(name, storage)``
 and ``optuna-dashboard`` open it), written through Optuna's public API only.
 
-One Optuna trial per configuration (its parameters; every seed of it):
+One Optuna trial per configuration (its parameters; every seed of it: the study's seeds and any
+other seed of it COMPLETE in the store, such as those a sequential look added):
 
 * value: the mean over seeds of ``metric.name``;
 * intermediate values: at every evaluation step, the mean over the seeds of ``metric.name``
@@ -15,19 +16,22 @@ One Optuna trial per configuration (its parameters; every seed of it):
 
 Grid studies: a configuration is recorded (``study.add_trial`` of a finished trial, parameters
 as categorical choices over the grid's values) once all its seeds are COMPLETE, by whichever
-driver sees it first (``Store.exclusive`` keeps two drivers from recording it twice). Optuna
+driver sees it first (``Store.exclusive`` keeps two drivers from recording it twice); when a
+recorded configuration's numbers change in the store (its seeds grew, a sequential look added
+seeds, a seed was redone), the Optuna study is rebuilt from the store (``sync_grid``;
+``store.twin`` says when they agree, and ``vat-study status`` flags where they do not). Optuna
 searches: the asked trial gets the same attributes and intermediate values before it is told.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Mapping
 from typing import Any
 
 from ..spec import PlannedTrial, StudySpec, digest
+from ..store.twin import agrees, done_view, finite as _finite
 
 SCALAR = (str, int, float, bool, type(None))
 
@@ -38,39 +42,57 @@ def optuna_value(v: Any) -> Any:
     return v if isinstance(v, SCALAR) else json.dumps(v, sort_keys=True)
 
 
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+def configuration_records(spec: StudySpec, store, study_id: int,
+                          points: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``configuration_record`` of every point (keyed by its ``vat_config_key``), from one read of
+    the store."""
+    planned = {digest(dict(p)): [PlannedTrial.make(spec, p, seed) for seed in spec.seeds] for p in points}
+    rows = store.trial_records(study_id, [t.key for ts in planned.values() for t in ts], spec.metric.name,
+                               config_keys=list(planned))
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    for r in rows.values():
+        by_config.setdefault(r["config_key"], []).append(r)
+    return {ck: _record(spec, ts, {t.key: rows[t.key] for t in ts if t.key in rows}, by_config.get(ck, []))
+            for ck, ts in planned.items()}
 
 
 def configuration_record(spec: StudySpec, store, study_id: int, params: Mapping[str, Any]) -> dict[str, Any]:
     """What the Optuna trial of one configuration holds, read from the store: ``status`` (COMPLETE
-    when every seed is, PRUNED when one was pruned, else RUNNING / FAILED / missing), ``value``,
-    ``intermediate`` (step -> mean over seeds), ``user_attrs``."""
-    planned = [PlannedTrial.make(spec, params, seed) for seed in spec.seeds]
-    rows = store.trial_records(study_id, [t.key for t in planned], spec.metric.name)
+    when every seed of ``seeds`` is, PRUNED when one was pruned, else RUNNING / FAILED / missing),
+    ``value``, ``intermediate`` (step -> mean over seeds), ``user_attrs``. Its seeds are the
+    study's and every other seed of the configuration COMPLETE in the store (those a sequential
+    look added, or a study's earlier seeds): the numbers ``vat-study status`` and the report show."""
+    return configuration_records(spec, store, study_id, [params])[digest(dict(params))]
+
+
+def _record(spec: StudySpec, planned: list[PlannedTrial], rows: Mapping[str, dict[str, Any]],
+            same_config: list[dict[str, Any]]) -> dict[str, Any]:
     name = spec.metric.name
+    own = {t.seed for t in planned}
+    extra = sorted((r for r in same_config if r["seed"] not in own and r["status"] == "COMPLETE"),
+                   key=lambda r: r["seed"])
     per_seed: dict[str, dict[str, Any]] = {}
     curves: list[dict[int, float]] = []
     statuses = []
-    for t in planned:
-        r = rows.get(t.key)
-        statuses.append(r["status"] if r else "missing")
+    done: dict[int, tuple[float | None, dict[int, float]]] = {}  # COMPLETE seed -> (metric, curve)
+    for seed, r in [(t.seed, rows.get(t.key)) for t in planned] + [(r["seed"], r) for r in extra]:
+        if seed in own:
+            statuses.append(r["status"] if r else "missing")
         if r is None:
             continue
-        per_seed[str(t.seed)] = {"vat_trial_id": r["trial_id"], "status": r["status"],
-                                 **{k: _finite(v) for k, v in sorted(r["final"].items())}}
+        per_seed[str(seed)] = {"vat_trial_id": r["trial_id"], "status": r["status"],
+                               **{k: _finite(v) for k, v in sorted(r["final"].items())}}
         curves.append({s: v for s, v in r["curve"].items() if _finite(v) is not None})
+        if r["status"] == "COMPLETE":
+            done[seed] = (_finite(r["final"].get(name)), curves[-1])
     if all(s == "COMPLETE" for s in statuses):
         status = "COMPLETE"
     elif "PRUNED" in statuses:
         status = "PRUNED"
     else:
         status = next(s for s in ("missing", "RUNNING", "FAILED") if s in statuses) if statuses else "missing"
-    steps = sorted(set.intersection(*(set(c) for c in curves))) if len(curves) == len(planned) and curves else []
+    every = curves and len(curves) == len(planned) + len(extra)  # a step counts once every seed has reported it
+    steps = sorted(set.intersection(*(set(c) for c in curves))) if every else []
     intermediate = {int(s): statistics.fmean(c[s] for c in curves) for s in steps}
     finals = sorted({k for v in per_seed.values() for k in v} - {"vat_trial_id", "status"})
     means = {}
@@ -78,13 +100,16 @@ def configuration_record(spec: StudySpec, store, study_id: int, params: Mapping[
         vals = [v.get(k) for v in per_seed.values()]
         means[k] = statistics.fmean(vals) if vals and all(x is not None for x in vals) else None
     value = means.get(name) if status == "COMPLETE" else None
-    newest = max((r for r in rows.values() if r.get("versions")), key=lambda r: r["trial_id"], default=None)
-    attrs = {"seeds": list(spec.seeds), "vat_config_key": digest(dict(params)),
+    newest = max((r for r in list(rows.values()) + extra if r.get("versions")), key=lambda r: r["trial_id"],
+                 default=None)
+    attrs = {"seeds": [t.seed for t in planned] + [r["seed"] for r in extra],
+             "vat_config_key": digest(dict(planned[0].params)),
              "provenance": newest["versions"] if newest else {},
-             "vat_trial_ids": [per_seed[str(t.seed)]["vat_trial_id"] for t in planned if str(t.seed) in per_seed],
-             "lane_groups": sorted({r["batch_group"] for r in rows.values() if r.get("batch_group")}),
+             "vat_trial_ids": [v["vat_trial_id"] for v in per_seed.values()],
+             "lane_groups": sorted({r["batch_group"] for r in list(rows.values()) + extra if r.get("batch_group")}),
              "per_seed": per_seed, **{k: v for k, v in means.items() if k not in ("seeds", "per_seed")}}
-    return {"status": status, "value": value, "intermediate": intermediate, "user_attrs": attrs}
+    return {"status": status, "value": value, "intermediate": intermediate, "user_attrs": attrs,
+            "done": done_view(done)}
 
 
 def grid_choices(spec: StudySpec) -> dict[str, list[Any]]:
@@ -102,7 +127,10 @@ def sync_grid(spec: StudySpec, store, study_id: int, only: list[Mapping[str, Any
               study=None) -> int:
     """Record in the study's Optuna study (``study``, or the one ``search.open_study`` opens)
     every configuration of a grid study (or of ``only``) whose seeds are all COMPLETE and which is
-    not recorded yet. Returns how many were added."""
+    not recorded yet. A recorded configuration whose numbers the store no longer backs (its seeds
+    grew, a sequential look added seeds, a seed was redone: ``agrees``) makes it rebuild the whole
+    Optuna study from the store, as a grown grid does (Optuna trials cannot be edited). Returns
+    how many were added."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
@@ -112,19 +140,22 @@ def sync_grid(spec: StudySpec, store, study_id: int, only: list[Mapping[str, Any
         study = study or open_study(spec)
         choices = grid_choices(spec)
         wanted = {k: CategoricalDistribution(v) for k, v in choices.items()}
-        if any(t.distributions.get(k, d) != d for t in study.get_trials(deepcopy=False)
-               for k, d in wanted.items()):
-            # The grid grew (a study may gain grid points between runs) and Optuna keeps one value
-            # space per parameter: rebuild the records from the store, their source, with the new one.
+        trials = study.get_trials(deepcopy=False)
+        recorded = {t.user_attrs.get("vat_config_key"): t for t in trials}
+        points = spec.configurations() if only is None else only
+        records = configuration_records(spec, store, study_id, points)
+        # The grid grew (a study may gain grid points between runs) and Optuna keeps one value
+        # space per parameter; or a configuration's numbers changed: rebuild from the store, their source.
+        if any(t.distributions.get(k, d) != d for t in trials for k, d in wanted.items()) or \
+                any(k in recorded and not agrees(recorded[k], **rec["done"]) for k, rec in records.items()):
             optuna.delete_study(study_name=spec.name, storage=optuna_storage(spec.storage))
-            study, only = open_study(spec), None
-        recorded = {t.user_attrs.get("vat_config_key") for t in study.get_trials(deepcopy=False)}
+            study, recorded, points = open_study(spec), {}, spec.configurations()
+            if only is not None:
+                records = configuration_records(spec, store, study_id, points)
         added = 0
-        for params in spec.configurations() if only is None else only:
-            if digest(dict(params)) in recorded:
-                continue
-            rec = configuration_record(spec, store, study_id, params)
-            if rec["status"] != "COMPLETE" or rec["value"] is None:
+        for params in points:
+            rec = records[digest(dict(params))]
+            if digest(dict(params)) in recorded or rec["status"] != "COMPLETE" or rec["value"] is None:
                 continue
             study.add_trial(optuna.trial.create_trial(
                 state=optuna.trial.TrialState.COMPLETE, value=rec["value"],
@@ -133,3 +164,4 @@ def sync_grid(spec: StudySpec, store, study_id: int, only: list[Mapping[str, Any
                 intermediate_values=rec["intermediate"], user_attrs=rec["user_attrs"]))
             added += 1
         return added
+

@@ -75,6 +75,8 @@ def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo,
             continue
         try:
             value = configuration_value(spec, store, study_id, params)
+            if rec["status"] == "COMPLETE" and rec["value"] is not None:
+                value = rec["value"]  # the mean over every COMPLETE seed of it, as the store shows it
         except RuntimeError as e:
             _tell(study, trial, summary, state=optuna.trial.TrialState.FAIL)
             summary.failed += 1

@@ -53,6 +53,16 @@ def driver_for(spec: StudySpec, store: Store, study_id: int) -> Driver:
     return Driver(store, study_id, spec.executor.heartbeat_every, spec.executor.stale_after)
 
 
+def _start(spec: StudySpec, executor: Executor, summary: RunSummary) -> None:
+    """Before the first trial: the study's trackers set up once, here in the driver (their
+    problems said with the run's), then the executor started."""
+    if spec.tracking is not None:
+        from ..tracking import prepare
+
+        summary.errors += prepare(spec.tracking.model_dump(exclude_none=True), spec.name)
+    executor.start()
+
+
 def run_study(spec: StudySpec, executor: Executor, *, spec_path: str | None = None,
               progress: bool = True) -> RunSummary:
     """Run ``spec`` to completion, its trials run by ``executor``; several drivers of one study
@@ -71,7 +81,7 @@ def run_study(spec: StudySpec, executor: Executor, *, spec_path: str | None = No
             if not spec.is_optuna:
                 summary.planned, summary.skipped = len(p.todo) + len(p.done), len(p.done)
                 if p.todo or (spec.sequential is not None and needed_trials(spec, store, p.study_id)):
-                    executor.start()
+                    _start(spec, executor, summary)
                     if p.todo:
                         with Progress(spec, store, p.study_id, summary.planned, len(p.done), enabled=progress):
                             results, summary.by_others = run_todo(p.todo)
@@ -82,7 +92,7 @@ def run_study(spec: StudySpec, executor: Executor, *, spec_path: str | None = No
                         summary.errors += problems
                 sync_grid(spec, store, p.study_id)  # every finished configuration, any driver's, in its Optuna records
             else:
-                executor.start()
+                _start(spec, executor, summary)
                 total = spec.search.optuna.n_trials * len(spec.seeds)  # type: ignore[union-attr]
                 with Progress(spec, store, p.study_id, total, len(store.trial_statuses(p.study_id)),
                               enabled=progress):

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -415,21 +415,24 @@ class Store:
 
     # ------------------------------------------------------------------ Optuna records
 
-    def trial_records(self, study_id: int, keys: list[str], metric: str) -> dict[str, dict[str, Any]]:
-        """key -> {trial_id, status, seed, batch_group, versions (its provenance record), final:
-        {name: value}, curve: {step: value of ``metric``}} for the study's trials of ``keys`` (those
-        recorded)."""
+    def trial_records(self, study_id: int, keys: list[str], metric: str,
+                      config_keys: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """key -> {trial_id, status, seed, config_key, batch_group, versions (its provenance record),
+        final: {name: value}, curve: {step: value of ``metric``}} for the study's trials of ``keys``
+        and of ``config_keys`` (every seed recorded of those configurations)."""
         with self.session() as s:
-            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.batch_group,
-                                    TrialRow.versions)
-                             .where(TrialRow.study_id == study_id, TrialRow.key.in_(list(keys)))).all()
+            rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.config_key,
+                                    TrialRow.batch_group, TrialRow.versions)
+                             .where(TrialRow.study_id == study_id,
+                                    or_(TrialRow.key.in_(list(keys)), TrialRow.config_key.in_(list(config_keys))))).all()
             ids = {r.id: r.key for r in rows}
             finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
                                .where(FinalMetricRow.trial_id.in_(list(ids)))).all() if ids else []
             steps = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
                               .where(MetricRow.trial_id.in_(list(ids)), MetricRow.name == metric)).all() if ids else []
-        out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "batch_group": r.batch_group,
-                       "versions": dict(r.versions or {}), "final": {}, "curve": {}} for r in rows}
+        out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "config_key": r.config_key,
+                       "batch_group": r.batch_group, "versions": dict(r.versions or {}), "final": {}, "curve": {}}
+               for r in rows}
         for tid, name, value in finals:
             out[ids[tid]]["final"][name] = value
         for tid, step, value in steps:
@@ -510,7 +513,26 @@ class Store:
             if sid is None:
                 return {}
             v = s.scalar(select(TrialRow.versions).where(TrialRow.study_id == sid).order_by(TrialRow.id.desc()).limit(1))
-        return dict(v or {})
+        return {k: x for k, x in (v or {}).items() if k != "trackers"}
+
+    def note_trackers(self, lease: Lease, problems: Mapping[str, str]) -> None:
+        """What the trial's trackers did not record (tracker -> one line), kept with the trial in
+        ``versions["trackers"]`` (``tracking``); only for the attempt ``lease`` holds, finished or not."""
+        with self._write() as s:
+            row = s.scalar(select(TrialRow).where(TrialRow.id == lease.trial_id).with_for_update())
+            if row is not None and row.attempts == lease.attempt:
+                row.versions = {**(row.versions or {}), "trackers": dict(problems)}
+
+    def tracker_problems(self, study: str) -> list[dict[str, Any]]:
+        """{trial_id, seed, params, status, tracker, problem} for every tracker that did not record
+        a trial of the study (``note_trackers``), in trial order."""
+        with self.session() as s:
+            rows = s.execute(select(TrialRow.id, TrialRow.seed, TrialRow.params, TrialRow.status, TrialRow.versions)
+                             .join(StudyRow, StudyRow.id == TrialRow.study_id).where(StudyRow.name == study)
+                             .order_by(TrialRow.id)).all()
+        return [{"trial_id": r.id, "seed": r.seed, "params": dict(r.params or {}), "status": r.status,
+                 "tracker": name, "problem": problem}
+                for r in rows for name, problem in sorted(((r.versions or {}).get("trackers") or {}).items())]
 
     def trials_frame(self, study: str) -> pd.DataFrame:
         """One row per trial (``frames.trials_frame``)."""
