@@ -204,7 +204,7 @@ def _stacks(child: _Child) -> tuple[str, str]:
 
 def where(stack: str) -> str:
     """'in fn (file:line)' of the innermost frame of a faulthandler stack, and the frame of the
-    training loop (vat_study/train.py) it was called from, if that is another one."""
+    training loop (vat_study/science/train.py) it was called from, if that is another one."""
     frames = []
     for line in stack.splitlines():
         line = line.strip()
@@ -216,7 +216,7 @@ def where(stack: str) -> str:
         return "no Python frame could be read"
     fn, path, number = frames[0]
     out = f"in {fn} ({Path(path).name}:{number})"
-    ours = next((f for f in frames if f[1].endswith(f"vat_study{os.sep}train.py")), None)  # the training loop
+    ours = next((f for f in frames if f[1].endswith(os.sep.join(("vat_study", "science", "train.py")))), None)  # the training loop
     if ours is not None and ours != frames[0]:
         out += f", called from {ours[0]} ({Path(ours[1]).name}:{ours[2]})"
     return out
