@@ -88,7 +88,7 @@ def run_preflight(spec: StudySpec, *, download: bool = True) -> Preflight:
         name = cfg["dataset"]
         key = canonical([name, _root(cfg), cfg.get("idx_paths")])
         if key not in loaded:
-            label = f"{name} ({_root(cfg)})" if name not in ("digits", "moons", "idx") else name
+            label = f"{name} ({_root(cfg)})" if surface.datasets.REGISTRY[name].files else name
             try:
                 ds = surface.load_dataset(name, root=_root(cfg), download=False, idx_paths=cfg.get("idx_paths"))
             except DataError as e:

@@ -313,9 +313,13 @@ class LaneData:
     unlabeled: EpochSampler | None
     x_val: Tensor
     y_val: Tensor
-    x_rvadv: Tensor
-    x_fid: Tensor | None
+    x_train: Tensor
+    probe_order: Tensor  # the probes' fixed images, in order: validation images if there are any, else the pool
     reg_pool: Tensor
+
+    def probe_images(self, n: int) -> Tensor:
+        """The first ``n`` of the lane's fixed probe images."""
+        return self.x_train[self.probe_order[:n]]
 
     @staticmethod
     def make(cfg: TrialConfig, seed: int, splits: Splits, x_train: Tensor, y_train: Tensor) -> LaneData:
@@ -329,12 +333,9 @@ class LaneData:
         # Fixed subsets for the probes: validation images if there are any, else the pool.
         probe_pool = splits.validation if len(splits.validation) else splits.unlabeled
         probe_order = probe_pool[torch.randperm(len(probe_pool), generator=probe_gen)].to(device)
-        fid = cfg.probes.fidelity
         val = splits.validation.to(device)
         return LaneData(seed, splits, gen, probe_gen, start_gen, labeled, unlabeled, x_train[val], y_train[val],
-                        x_train[probe_order[: cfg.probes.rvadv.size]],
-                        x_train[probe_order[: fid.size]] if fid else None,
-                        x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
+                        x_train, probe_order, x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
 
 
 def _draws_state(runs: list[LaneData], device: torch.device) -> dict:
@@ -414,7 +415,7 @@ def train_lanes(
     values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
     lane_models = (lambda i: model.lane_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
     probes = P.training_probes(cfg)  # each says when it is due and measures the lanes
-    views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: lane_models(i))
+    views = [P.Lane(c, r.probe_images, r.reg_pool, r.probe_gen, lambda i=i: lane_models(i), test)
              for i, (c, r) in enumerate(zip(lanes, runs))]
 
     def eval_due(step: int) -> bool:
@@ -428,7 +429,6 @@ def train_lanes(
         return unit_vector(torch.cat(draws).to(x.device))  # = random_unit_direction per block (per sample)
 
     bn_pools = [r.reg_pool for r in runs] if cfg.task.eval_bn == "recompute" else None
-    curve = test is not None and cfg.probes.test_curve
     augmenting = x_train.dim() == 4 and (cfg.task.augment.translate > 0 or cfg.task.augment.flip)
 
     opt = adam(cfg, model)
@@ -482,7 +482,6 @@ def train_lanes(
         n_sum = 0
         with evaluation_bn(model, bn_pools):
             val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
-            test_curve = error_rates(model, [test[0]] * n, [test[1]] * n) if curve else None
         for i in list(alive):
             loss, nll, reg = means[0][i], means[1][i], means[2][i]
             if not math.isfinite(loss):
@@ -492,12 +491,10 @@ def train_lanes(
                     raise FloatingPointError(message)
                 alive.remove(i)
                 diverged[i] = message
-        measured = [p.measure(model, views, alive) for p in due_now]
+        measured = [p.measure(model, views, alive) for p in probes if p in due_now or p.follows_evaluation]
         for i in alive:
             metrics = {"loss": means[0][i], "nll": means[1][i], "reg": means[2][i], "lr": lr,
                        "val_error": val_errors[i]}
-            if test_curve is not None:
-                metrics[P.TEST_CURVE] = test_curve[i]
             for m in measured:
                 metrics.update(m[i])
             metrics["train_seconds"] = train_seconds / n  # this seed's share of the updates' time
