@@ -589,14 +589,16 @@ def _no_times(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in NOT_TIMES}
 
 
-def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("method", [{"name": "vat"}, {"name": "mean_teacher", "alpha_rampup": 30}])
+def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path, method):
+    """The model, Adam, the draws and the method's state (the Mean Teacher's EMA network) come back."""
     import torch
 
     from vat_study.science.objective import run_trial
-    from vat_study.science.train import checkpoints
+    from vat_study.science.checkpoint import checkpoints
 
     torch.set_num_threads(1)
-    cfg = {"task": CK_TASK, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}}, "seed": 3}
+    cfg = {"task": CK_TASK, "method": method, "probes": {"rvadv": {"size": 50}}, "seed": 3}
     ref_reports: list = []
     ref = run_trial(cfg, lambda s, m: ref_reports.append((s, _no_times(m))))
 

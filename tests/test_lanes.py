@@ -27,7 +27,8 @@ def _lanes(cfg, lanes):
     return res, steps
 
 
-@pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "at_linf", "baseline"])
+@pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "at_linf", "baseline", "pi_model",
+                                    "mean_teacher", "pseudo_label"])
 def test_each_lane_equals_its_separate_run(method):
     cfg = {**TASK, "method": method}
     res, steps = _lanes(cfg, LANES)

@@ -58,7 +58,7 @@ _LAZY = {  # name -> the science module that defines it (imports torch)
     "run_trial": "objective", "run_lanes": "objective", "run_seeds": "objective", "LanesResult": "objective",
     "SeedsResult": "objective", "load_trained": "objective", "build_for": "objective",
     "load_dataset": "data", "make_splits": "data", "data_root": "data", "time_updates": "timing",
-    "lds": "regularizers", "virtual_adversarial_direction": "regularizers", "checkpoints": "train",
+    "lds": "regularizers", "virtual_adversarial_direction": "regularizers", "checkpoints": "checkpoint",
 }
 
 

@@ -157,7 +157,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     call claimed. The time limit of a group is ``timeout`` times the number of lanes. ``node``:
     the Ray node running it, recorded with each trial. ``log_dir``: the trials' own output goes
     to a capped log file there (``trial_output``), not to the driver's terminal.
-    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
+    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``checkpoint.checkpoints``), kept
     when the run is killed or stopped (the next run resumes from them), deleted otherwise.
     ``on_claimed(leases, keys)``: told the trials claimed before any trains (``isolation``)."""
     from ...surface import checkpoints

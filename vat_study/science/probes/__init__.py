@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-    from ..config import TrialConfig
+TrialConfig = Any  # a trial's config (``config.TrialConfig``, which builds its probes: block from this registry)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ class TestCurveHook:
         return False
 
     def measure(self, model: nn.Module, lanes: list, alive: list[int]) -> dict[int, dict[str, float]]:
-        from ..train import error_rates, evaluation_bn
+        from ..evaluation import error_rates, evaluation_bn
 
         if lanes[0].test is None:
             return {i: {} for i in alive}
