@@ -16,6 +16,12 @@ class Skip(Exception):
     """An artifact whose data the study does not have; the message is the one-line reason."""
 
 
+class NotApplicable(Skip):
+    """An artifact about a factor, probe or setting the study does not have at all (K never
+    varied, no ``paper:`` block, not the paper's dataset): the report names it in one line at
+    its end, without the reason, rather than listing it as missing."""
+
+
 @dataclass
 class StudyData:
     name: str
@@ -89,11 +95,14 @@ def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     return out
 
 
-def _setting(key: str) -> str:
+def setting_of(key: str) -> str:
     """A search key as the setting it names (``eps`` and ``method.eps`` are one setting)."""
     from vat_study.surface import param_path
 
     return param_path(key) or key
+
+
+_setting = setting_of
 
 
 IN_VARIANT = ("method.name", "method.implementation.")
