@@ -5,14 +5,17 @@ self-contained report.html, few files named by what they are, and two studies si
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
+from matplotlib.text import Text
 
 import helpers
 from helpers import fill, optuna_search_store
 from vat_study.analysis import eps_alpha, search_plots
 from vat_study.analysis.plotting import plt
-from matplotlib.text import Text
 from vat_study.analysis.report import MANIFEST, write_report
 
 
@@ -140,3 +143,42 @@ def test_a_search_too_small_for_importances_says_so(tmp_path):
     text = path.read_text()
     assert len(skipped) == 1 and (out / "optuna_history.png").exists() and not (out / "optuna_importances.png").exists()
     assert "- Parameter importances: not drawn: 2 finished configuration(s): too few for parameter importances" in text
+
+
+def test_compare_two_studies_side_by_side_paired_by_seed(tmp_path, monkeypatch):
+    """`vat-study compare A B`: each method both ran, at its best configuration in each, B - A
+    paired by seed; a pair with no method in common is refused with one line, nothing written."""
+    from typer.testing import CliRunner
+
+    from vat_study.cli import app
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    shift = {"before": 0.0, "after": 0.01}
+
+    def value(name):
+        return lambda p, s: ({"val_error": 0.05 + shift[name] + 0.002 * s * (p["method"] == "vat") + 0.01 * p["eps"],
+                              "test_error": 0.05 + shift[name] + 0.002 * s * (p["method"] == "vat") + 0.01 * p["eps"]},
+                             {st: {"val_error": 0.1 + shift[name] - st / 10000} for st in (100, 200)})
+
+    pts = [{"method": m, "eps": e} for m in ("rpt", "vat") for e in (1.0, 2.0)]
+    fill(url, "before", pts, value("before"))
+    fill(url, "after", pts, value("after"), {"method": {"name": "vat", "implementation": {"clean_stochastic": True}}})
+    fill(url, "other", [{"method": "baseline"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke(app, ["compare", "before", "after", "--storage", url])
+    assert run.exit_code == 0, run.output
+    out = tmp_path / "results" / "compare_before_vs_after"
+    assert run.output.strip() == f"comparison: {Path('results/compare_before_vs_after/report.md')} and " \
+                                 f"{Path('results/compare_before_vs_after/report.html')}"
+    t = pd.read_csv(out / "comparison.csv").set_index("method")
+    assert list(t.index) == ["rpt", "vat"] and (t["n"] == len(helpers.SEEDS)).all()
+    assert t.loc["rpt", "mean_diff"] == pytest.approx(0.01) and t.loc["vat", "mean_diff"] == pytest.approx(0.01)
+    assert t.loc["vat", "config_a"] == "method=vat, eps=1.0" and t.loc["rpt", "note"] == "all 4 differences equal"
+    text = (out / "report.md").read_text()
+    assert "- `method.implementation.clean_stochastic`: A (not set), B True" in text
+    assert {p.name for p in out.iterdir()} >= {"report.md", "report.html", "comparison.csv", "curves.png",
+                                                "differences.png"}
+    refused = CliRunner().invoke(app, ["compare", "before", "other", "--storage", url])
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert refused.output.startswith("error: STUDY_B 'other': no method in common") and "A: rpt, vat" in refused.output
+    assert not (tmp_path / "results" / "compare_before_vs_other").exists()

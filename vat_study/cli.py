@@ -757,7 +757,7 @@ def report(
     path, skipped = write_report(store.url, study, out_dir, pdf=pdf)  # the read-only URL for a read-only store
     out.print(f"report: {path} and {path.with_name('report.html')}"
               + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its end)" if skipped else ""),
-              highlight=False)
+              highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -785,7 +785,7 @@ def compare(
         path = write_comparison(store_a.url, name_a, store_b.url, name_b, target, pdf=pdf)
     except NothingInCommon as e:
         _fail(f"STUDY_B {name_b!r}: {e}")
-    out.print(f"comparison: {path} and {path.with_name('report.html')}", highlight=False)
+    out.print(f"comparison: {path} and {path.with_name('report.html')}", highlight=False, soft_wrap=True)
 
 
 @app.command()
