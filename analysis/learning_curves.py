@@ -45,7 +45,8 @@ def _config_label(row: pd.Series) -> str:
 
 def compute(data: StudyData) -> pd.DataFrame:
     """Per variant, configuration and step: mean test error, 95 % t half-width, n seeds."""
-    df = data.trials[data.trials["status"].isin(["COMPLETE", "RUNNING"])] if not data.trials.empty else data.trials
+    t = data.trials
+    df = t if t.empty else pd.concat([data.complete, t[t["status"] == "RUNNING"]])  # no pruned configuration
     if df.empty:
         raise Skip("no complete or running trials")
     c = data.metrics[data.metrics["name"] == TEST_CURVE].merge(df, on="trial_id")

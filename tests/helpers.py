@@ -158,7 +158,8 @@ def optuna_search_store(url, name, n_complete, n_pruned, seeds=(0, 1), sampler="
     """A finished Optuna search (eps and alpha log-uniform, K a choice) as `vat-study run` leaves
     it: the vat-study trials in the store and the Optuna twin beside them (records.configuration_record
     turned into Optuna trials, as search.py tells them). ``n_pruned`` configurations were stopped
-    by the pruner after their first evaluation. Returns the StudySpec."""
+    by the pruner: the first seed of each finished (with the lowest error of all), the others
+    stopped after their first evaluation. Returns the StudySpec."""
     import math
 
     import optuna
@@ -187,10 +188,12 @@ def optuna_search_store(url, name, n_complete, n_pruned, seeds=(0, 1), sampler="
             t = PlannedTrial.make(spec, params, seed)
             lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
                                       config=resolve_config(t.config), optuna_number=i)
-            err = 0.03 + 0.01 * abs(math.log(params["eps"])) + 0.004 * seed + 0.2 * pruned
-            for step in (100,) if pruned else (100, 200, 300):
+            stopped = pruned and seed != seeds[0]  # its first seed finished (and looks best), the next was stopped
+            err = 0.01 if pruned and not stopped else 0.03 + 0.01 * abs(math.log(params["eps"])) + 0.004 * seed \
+                + 0.2 * pruned
+            for step in (100,) if stopped else (100, 200, 300):
                 store.report(lease, step, {"val_error": err + 0.02 * (300 - step) / 100})
-            if pruned:
+            if stopped:
                 store.prune_trials(sid, [{"key": t.key, "config_key": t.config_key, "params": t.params, "seed": seed,
                                           "config": resolve_config(t.config)}])
             else:

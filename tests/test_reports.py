@@ -132,7 +132,12 @@ def test_a_search_report_has_optunas_plots_pruned_shown_as_pruned(tmp_path, monk
     assert len(history) == 1
     styles = [style for label, style, _ in intermediate[2][0] if label.startswith("Trial")]
     assert len(styles) == 11 and styles.count("--") == 3, styles  # the three pruned configurations, and only they
-    assert "Pruned trials (6;" in text  # what was run names them (each seed's trial)
+    assert "Pruned trials (3;" in text  # what was run names them (each seed's trial)
+    # a configuration with a pruned seed is pruned as a whole: its finished seed (the lowest error of all) is
+    # neither the best configuration nor a point of Fig. 3
+    assert len(pd.read_csv(out / "fig3_eps_alpha.csv")) == 8
+    best = pd.read_csv(out / "best_per_method.csv")
+    assert best["n"].tolist() == [2] and best["val_error_mean"].iloc[0] > 0.02
     assert dict(plt.rcParams) == before  # Optuna's ggplot style stays inside its own figures
 
 
