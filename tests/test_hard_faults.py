@@ -344,3 +344,6 @@ def test_export_and_report_write_errors_are_one_line_and_exit_1(tmp_path, full_d
     r = _cli(["report", "w", "--storage", url, "--out", str(full_disk / "report")])
     assert r.exit_code == 1 and "error: writing the report into" in r.stderr, r.output
     assert "No space left on device" in r.stderr and "Traceback" not in r.output and r.stderr.count("error:") == 1
+    r = _cli(["compare", "w", "w", "--storage", url, "--out", str(full_disk / "compare")])
+    assert r.exit_code == 1 and "error: writing the comparison into" in r.stderr, r.output
+    assert "No space left on device" in r.stderr and "Traceback" not in r.output and r.stderr.count("error:") == 1

@@ -3,7 +3,8 @@
     vat-study run STUDY.yaml [--executor ray|local] [--storage URL] [--set k=v]... [--dry-run]
     vat-study status [STUDY] [--storage URL]
     vat-study export STUDY --format csv|parquet [--out FILE] [--storage URL]
-    vat-study report STUDY [--storage URL] [--out DIR]
+    vat-study report STUDY [--storage URL] [--out DIR] [--pdf]
+    vat-study compare STUDY_A STUDY_B [--storage URL] [--storage-b URL] [--out DIR] [--pdf]
     vat-study delete STUDY [--yes] / rename OLD NEW [--storage URL]
     vat-study trial [--config FILE.yaml] [--set key=value]...   one run_trial, metrics printed
     vat-study defaults                                          the resolved default trial config
@@ -795,8 +796,10 @@ def report(
     study: str = typer.Argument(..., help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default results/<study>/)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Each figure as PDF too, beside its PNG."),
 ) -> None:
-    """The paper's figures and tables that the study's data allows, into results/<study>/."""
+    """The study's answer and the figures and tables its factors call for: results/<study>/report.md
+    and report.html (one self-contained page), figures as PNG, tables as CSV."""
     addressed = _addressed(study, storage)
     _check_target(out_dir or _study_folder(addressed.study, "--out"), "--out" if out_dir else "the report folder",
                   folder=True)
@@ -804,14 +807,47 @@ def report(
     from vat_study.analysis.report import write_report
 
     try:
-        path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
+        path, skipped = write_report(store.url, study, out_dir, pdf=pdf)  # the read-only URL for a read-only store
     except OSError as e:  # (a full disk under the report's folder)
         err.print(f"error: writing the report into {str(out_dir or _study_folder(study, '--out'))!r} failed at "
                   f"{str(e.filename or '?')!r}: {e.strerror or e}; run it again once there is room",
                   highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
-                                   if skipped else ""))
+    out.print(f"report: {path} and {path.with_name('report.html')}"
+              + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its end)" if skipped else ""),
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+def compare(
+    study_a: str = typer.Argument(..., help="Study A: a name, or its study file (its name and storage)."),
+    study_b: str = typer.Argument(..., help="Study B: a name, or its study file."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP + " Both studies' store."),
+    storage_b: Optional[str] = typer.Option(None, "--storage-b",
+                                            help="Study B's store where it is not A's (default: as for A)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o",
+                                           help="Folder (default results/compare_<A>_vs_<B>/)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Each figure as PDF too, beside its PNG."),
+) -> None:
+    """Two studies side by side: each method both ran at its best configuration in each, B - A
+    paired by seed where the seeds match, and their curves; written like a report."""
+    a = _addressed(study_a, storage)
+    b = _addressed(study_b, storage_b or storage)
+    target = out_dir or _study_folder(f"compare_{a.study}_vs_{b.study}", "--out")
+    _check_target(target, "--out" if out_dir else "the comparison folder", folder=True)
+    name_a, store_a = _study_store(a)
+    name_b, store_b = _study_store(b)
+    from vat_study.analysis.compare_studies import NothingInCommon, write_comparison
+
+    try:
+        path = write_comparison(store_a.url, name_a, store_b.url, name_b, target, pdf=pdf)
+    except NothingInCommon as e:
+        _fail(f"STUDY_B {name_b!r}: {e}")
+    except OSError as e:  # (a full disk under the comparison's folder)
+        err.print(f"error: writing the comparison into {str(target)!r} failed at {str(e.filename or '?')!r}: "
+                  f"{e.strerror or e}; run it again once there is room", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(f"comparison: {path} and {path.with_name('report.html')}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -371,8 +371,8 @@ class StudySpec(Strict):
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
     name: str = Field(description="the study's identifier in the store and its report folder results/<name>/")
-    description: str | None = Field(None, description="free text about the study (what it reproduces, its budget); "
-                                                      "kept with the study, shown by nothing else")
+    description: str | None = Field(None, description="the question the study asks (what it reproduces, its "
+                                                      "budget): its report opens with it")
     task: dict[str, Any] = Field(default_factory=dict)
     method: dict[str, Any] = Field(default_factory=lambda: {"name": "vat"})
     search: Search | None = Field(None, description="null: one configuration; else exactly one of grid or optuna")
