@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..spec import PlannedTrial, StudySpec, digest
-from ..store.twin import agrees, done_view, finite as _finite
+from ..store.twin import agrees, done_view, finite as _finite, trial_records
 
 SCALAR = (str, int, float, bool, type(None))
 
@@ -47,8 +47,8 @@ def configuration_records(spec: StudySpec, store, study_id: int,
     """``configuration_record`` of every point (keyed by its ``vat_config_key``), from one read of
     the store."""
     planned = {digest(dict(p)): [PlannedTrial.make(spec, p, seed) for seed in spec.seeds] for p in points}
-    rows = store.trial_records(study_id, [t.key for ts in planned.values() for t in ts], spec.metric.name,
-                               config_keys=list(planned))
+    rows = trial_records(store, study_id, [t.key for ts in planned.values() for t in ts], spec.metric.name,
+                         config_keys=list(planned))
     by_config: dict[str, list[dict[str, Any]]] = {}
     for r in rows.values():
         by_config.setdefault(r["config_key"], []).append(r)

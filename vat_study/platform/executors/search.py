@@ -171,8 +171,8 @@ def reap_stale(spec: StudySpec, store, study_id: int, study, driver) -> int:
     if not running:
         return 0
     stale_after = spec.executor.stale_after
-    dead = store.dead_drivers(study_id, stale_after)
-    known = set(store.drivers_frame(study_id).token)
+    dead = store.claims.dead_drivers(study_id, stale_after)
+    known = set(store.claims.drivers_frame(study_id).token)
     old = dt.datetime.now() - dt.timedelta(seconds=stale_after)  # Optuna's times: naive, local
     by: dict[str | None, list] = {}
     for t in running:
@@ -182,7 +182,7 @@ def reap_stale(spec: StudySpec, store, study_id: int, study, driver) -> int:
             by.setdefault(token if token in known else None, []).append(t)
     n = 0
     for token, trials in by.items():
-        if token is not None and not store.reap_driver(token, driver.token):
+        if token is not None and not store.claims.reap_driver(token, driver.token):
             continue  # another driver is taking these over
         for t in trials:
             try:
