@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vat_study.platform.results import trials_frame
 from vat_study.platform.store import Store
+from vat_study.platform.store.frames import metrics_frame
 
 
 class Skip(Exception):
@@ -61,7 +63,7 @@ def load(url: str, study: str) -> StudyData:
     spec = store.study_spec(study)
     if spec is None:
         raise KeyError(f"study {study!r} is not in {url} (known: {', '.join(store.study_names()) or 'none'})")
-    return StudyData(study, spec, with_variants(store.trials_frame(study), spec), store.metrics_frame(study), url)
+    return StudyData(study, spec, with_variants(trials_frame(store, study), spec), metrics_frame(store, study), url)
 
 
 def _shown(v: Any) -> str:

@@ -53,9 +53,10 @@ def _pick(df: pd.DataFrame, method: str, data: StudyData) -> pd.Series | None:
 
 
 def _config(data: StudyData, trial_id: int) -> dict:
+    from vat_study.platform.results import trial_config
     from vat_study.platform.store import Store
 
-    return Store(data.url).trial_config(int(trial_id))
+    return trial_config(Store(data.url), int(trial_id))
 
 
 # ----------------------------------------------------------------------------------- Fig. 1

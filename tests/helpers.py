@@ -35,6 +35,15 @@ def tiny(name, storage, **extra):
 SEEDS = [0, 1, 2, 3]
 
 
+def claim(store, study_id, trial, driver="tests"):
+    """Claim a planned trial (``spec.PlannedTrial``) as a run does (``store.claims.claim_trial``),
+    with its resolved config; the driver never registered, as if its run had been killed."""
+    lease = store.claims.claim_trial(study_id, key=trial.key, config_key=trial.config_key, params=trial.params,
+                                     seed=trial.seed, config=resolve_config(trial.config), driver=driver, seen=0)
+    assert lease is not None, f"trial {trial.key} was claimed before"
+    return lease
+
+
 def fill(url, name, points, value_fn, spec_extra=None):
     """One COMPLETE trial per (params, seed) with final metrics from value_fn(params, seed)."""
     spec = parse_spec({"name": name, "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
@@ -45,9 +54,7 @@ def fill(url, name, points, value_fn, spec_extra=None):
     rows = []
     for p in spec.configurations():
         for seed in SEEDS:
-            t = PlannedTrial.make(spec, p, seed)
-            tid = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
-                                    config=resolve_config(t.config))
+            tid = claim(store, sid, PlannedTrial.make(spec, p, seed))
             finals, curves = value_fn(p, seed)
             for step, m in curves.items():
                 store.report(tid, step, m)
@@ -67,9 +74,7 @@ def a_trial_the_grid_no_longer_holds(url):
     narrow = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}]}})
     # as vat-study run stores it: the study file's keys and the run's provenance beside them
     sid = store.get_or_create_study("g", {**wide.model_dump(mode="json"), "provenance": run_provenance()})
-    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
-    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
-                              config=resolve_config(t.config))
+    lease = claim(store, sid, PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0))
     store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
     return store, wide, narrow, lease
 

@@ -11,6 +11,7 @@ from vat_study.science import methods
 from vat_study.science.config import TrialConfig
 from vat_study.science.models import build_model
 from vat_study.science.regularizers import adversarial_loss, entropy_loss, lds, virtual_adversarial_direction
+from vat_study.platform.results import trial_config, trials_frame
 
 
 def test_attributes():
@@ -85,12 +86,12 @@ def test_a_new_method_is_one_registry_entry_and_runs_in_a_study_and_a_report(tmp
                 "storage": url, "executor": {"kind": "local"}}
         summary = run_local(parse_spec(spec), progress=False)
         assert (summary.ran, summary.failed) == (4, 0)
-        df = Store(url).trials_frame("toy")
+        df = trials_frame(Store(url), "toy")
         toy_rows = df[df.method == "input_grad_l2"]
         assert len(toy_rows) == 2 and (toy_rows.reg > 0).all() and (df[df.method == "baseline"].reg == 0).all()
         assert (toy_rows.alpha == 0.5).all() and toy_rows.eps.isna().all()  # its own settings, from the shared block
         assert (toy_rows.norm_power == 2).all() and df[df.method == "baseline"].norm_power.isna().all()
-        stored = Store(url).trial_config(int(toy_rows.trial_id.iloc[0]))
+        stored = trial_config(Store(url), int(toy_rows.trial_id.iloc[0]))
         assert stored["method"] == {"name": "input_grad_l2", "alpha": 0.5, "norm_power": 2}
         report, _ = write_report(url, "toy", tmp_path / "report")
         assert "input_grad_l2" in report.read_text()

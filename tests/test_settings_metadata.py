@@ -21,7 +21,7 @@ import yaml
 
 from helpers import tiny
 from vat_study.science import config
-from vat_study.platform.store.frames import CONFIG_COLUMNS
+from vat_study.platform.results import CONFIG_COLUMNS
 from vat_study.surface import Implementation
 
 ROOT = Path(__file__).resolve().parent.parent

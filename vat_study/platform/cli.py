@@ -212,8 +212,9 @@ def _warn_shadowed(spec, overrides: Mapping[str, Any]) -> None:
 
 def _summary_table(name: str, metric: Mapping[str, Any], store) -> Table:
     from .display import status_rows
+    from .results import trials_frame
 
-    df = store.trials_frame(name)
+    df = trials_frame(store, name)
     m, mode = metric.get("name", "val_error"), metric.get("mode", "min")
     pct = " (errors in %)" if m.endswith("_error") else ""
     table = Table(title=f"{name}: {m} ({mode}) by configuration, mean +- sd over seeds{pct}",
@@ -480,7 +481,7 @@ def run(
         if study_id is not None:  # trials this run had started: FAILED (interrupted), redone by the next run
             from .store.claims import process_drivers  # (never those of other drivers of the study)
 
-            store.fail_running(study_id, stopped_text(stop), "interrupted", drivers=process_drivers())
+            store.claims.fail_running(study_id, stopped_text(stop), "interrupted", drivers=process_drivers())
         why = f"stopped by {stop_of(stop).name}" if stop_of(stop) else "interrupted"
         err.print(f"{why}: every finished trial is in {safe_url(spec.storage)}; run the same command "
                   "again to continue the study", highlight=False)
@@ -558,9 +559,10 @@ def _stored_checks(spec, write: bool) -> str:
 def _say_tracker_problems(store, name: str) -> None:
     """One warning line per tracker that did not record every trial of the study (wherever the
     trial ran: a Ray worker's own log is not where a user looks)."""
+    from .results import trials_frame
     from .tracking import tracker_lines
 
-    for line in tracker_lines(store.tracker_problems(name), len(store.trials_frame(name))):
+    for line in tracker_lines(store.tracker_problems(name), len(trials_frame(store, name))):
         err.print(f"warning: {line}", highlight=False, soft_wrap=True)
 
 
@@ -610,10 +612,11 @@ a run (FAILED, or RUNNING left by an interrupted driver) makes ``run`` exit 1.""
 def _exit_for_failures(spec, store) -> None:
     """Say how many trials the pruner stopped; exit 1, naming them, when the study has trials
     that did not finish (FAILED or interrupted: not COMPLETE or PRUNED) after this run."""
+    from .results import trials_frame
     from .store import failure_line
 
     study_id = store.study_id(spec.name)
-    df = store.trials_frame(spec.name) if study_id is not None else None
+    df = trials_frame(store, spec.name) if study_id is not None else None
     if df is None or df.empty:
         return
     pruned = int((df["status"] == "PRUNED").sum())
@@ -649,6 +652,8 @@ def status(
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Studies in the store, or one study's trials by status."""
+    from .results import trials_frame
+
     addressed = _addressed(study, storage)
     study, store = _study_store(addressed)
     storage = addressed.storage  # (as given: a read-only store is opened through another URL)
@@ -657,7 +662,7 @@ def status(
         for c in ("study", "trials", "complete", "pruned", "running", "failed"):
             table.add_column(c)
         for name in store.study_names():
-            df = store.trials_frame(name)
+            df = trials_frame(store, name)
             counts = df["status"].value_counts().to_dict() if not df.empty else {}
             table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "RUNNING",
                                                                                 "FAILED")))
@@ -665,7 +670,7 @@ def status(
         return
     spec_json = store.study_spec(study) or {}
     out.print(_summary_table(study, spec_json.get("metric") or {}, store))
-    df = store.trials_frame(study)
+    df = trials_frame(store, study)
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "PRUNED", "RUNNING", "FAILED")))
     from .display import pruned_text, trial_text
@@ -738,9 +743,10 @@ def export(
     for path in (target, steps_target):
         _check_target(path, "--out" if out_path else "the export file", folder=False)
     study, store = _study_store(addressed)
-    from .store.frames import provenance_frame
+    from .results import trials_frame
+    from .store.frames import metrics_frame, provenance_frame
 
-    trials, metrics = store.trials_frame(study), store.metrics_frame(study)
+    trials, metrics = trials_frame(store, study), metrics_frame(store, study)
     if not trials.empty:
         trials = trials.merge(provenance_frame(store, study), on="trial_id", how="left")
     trials, metrics = _errors_in_percent(trials, metrics)
@@ -860,10 +866,11 @@ def delete(
     in one transaction; nothing else (files under results/ stay)."""
     import click
 
+    from .results import trials_frame
     from .store.manage import StudyInUse, delete_study
 
     study, store = _study_store(study, storage)
-    df = store.trials_frame(study)
+    df = trials_frame(store, study)
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     what = (f"study {study!r} in {safe_url(store.url)}: {len(df)} trial(s)"
             + (f" ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})" if counts else ""))

@@ -166,10 +166,10 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the claimed trials
     claimed = []
     for t in trials:
-        lease = store.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                  config=resolve_config(t.config), optuna_number=t.optuna_number, node=node,
-                                  driver=claim.driver, seen=int(claim.seen.get(t.key, 0)),
-                                  stale_after=claim.stale_after)
+        lease = store.claims.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
+                                         config=resolve_config(t.config), optuna_number=t.optuna_number, node=node,
+                                         driver=claim.driver, seen=int(claim.seen.get(t.key, 0)),
+                                         stale_after=claim.stale_after)
         if lease is not None:
             claimed.append((t, lease))
     record = provenance.trial_provenance() if track is not None else {}  # as the claims recorded it: for trackers
@@ -343,7 +343,7 @@ def run_shared(store: Store, study_id: int, todo: list[PlannedTrial], driver: Dr
         missed |= {t.key for t in rest if t.key not in states}
         if not rest:
             return mine, sum(1 for t in todo if t.key not in mine and t.key in states)
-        dead = store.dead_drivers(study_id, driver.stale_after)
+        dead = store.claims.dead_drivers(study_id, driver.stale_after)
         pending = [t for t in rest if t.key not in states or states[t.key][2] is None or states[t.key][2] in dead]
         if not pending:
             time.sleep(poll)

@@ -8,8 +8,7 @@ from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from .execution import Claim, run_planned
 from .planning import RunSummary
-from .records import sync_grid
-from .search import open_study
+from .records import open_study, sync_grid
 from .study import Results, driver_for, run_study
 
 __all__ = ["LocalExecutor", "driver_for", "run_local"]
