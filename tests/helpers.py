@@ -191,8 +191,8 @@ def optuna_search_store(url, name, n_complete, n_pruned, seeds=(0, 1), sampler="
         pruned = i >= n_complete
         for seed in seeds:
             t = PlannedTrial.make(spec, params, seed)
-            lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
-                                      config=resolve_config(t.config), optuna_number=i)
+            lease = store.claims.claim_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
+                                             config=resolve_config(t.config), driver="tests", seen=0, optuna_number=i)
             stopped = pruned and seed != seeds[0]  # its first seed finished (and looks best), the next was stopped
             err = 0.01 if pruned and not stopped else 0.03 + 0.01 * abs(math.log(params["eps"])) + 0.004 * seed \
                 + 0.2 * pruned

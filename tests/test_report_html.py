@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from vat_study.analysis.report import write_report
-from vat_study.science.objective import resolve_config
 from vat_study.platform.spec import PlannedTrial, parse_spec
 from vat_study.platform.store import Store
 from vat_study.common.yamlio import safe_load
+
+from helpers import claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +34,7 @@ def quickstart_report(tmp_path: Path) -> Path:
     for params in spec.configurations():
         for seed in spec.seeds:
             t = PlannedTrial.make(spec, params, seed)
-            lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
-                                      config=resolve_config(t.config))
+            lease = claim(store, sid, t)
             e = level[params["method"]] + 0.004 * abs(params.get("eps", 1.0) - 1.0) + 0.003 * seed
             for step in (100, 200, 300, 400):
                 store.report(lease, step, {"val_error": e + 0.02 * (400 - step) / 100, "rvadv": 0.1 * e * step / 100})
