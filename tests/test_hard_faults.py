@@ -64,7 +64,7 @@ def test_a_trial_stuck_inside_one_call_is_killed_at_its_time_limit_and_the_study
     last = failed.error.strip().splitlines()[-1]
     assert "trial_timeout = 8 s" in last and "its process was killed" in last, last
     assert "past step 20 of 30" in last and "in failpoint (failpoints.py" in last, last
-    assert "called from train_lanes (train.py" in last, last
+    assert "called from evaluate (train.py" in last, last
     assert "did not complete" in r.stderr and "its process was killed" in r.stderr
     log = (tmp_path / "results" / "stuck" / "logs" / f"{failed.key}.log").read_text()
     assert "every thread of the trial's process" in log and "failpoints.py" in log
