@@ -187,6 +187,7 @@ class Step:
     n_lanes: int = 1
     random_start: RandomStart | None = None  # d0 for the samples x (default: the global RNG)
     power_iteration_float32: bool = False  # task.precision mixed: the power iteration out of the autocast
+    power_iteration_products: str = "float32"  # task.precision mixed_delta: "bfloat16" (the difference pass)
     lane_eps: Tensor | None = None  # one eps per lane block [S] (lanes); None: the settings' eps for all
     lane_xi: Tensor | None = None  # one xi per lane block [S] (lanes); None: the settings' xi for all
     lane_alpha: Tensor | None = None  # one alpha per lane block [S] (lanes); None: the settings' alpha for all
@@ -261,7 +262,8 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         lds_x, logits = regularizer_lds(
             s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=m.k, method=power_method(m)["method"],
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
-            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32, implementation=impl)
+            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32,
+            power_iteration_products=s.power_iteration_products, implementation=impl)
         r = per_lane(lds_x, s.n_lanes)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
         if entropy:
             r = r + per_lane(entropy_loss(logits, reduction="none"), s.n_lanes)  # + R_cent, Eq. 18

@@ -185,7 +185,8 @@ def power_iteration_fidelity(
         gen = torch.Generator().manual_seed(seed)
         with working_precision(precision, x.device):
             d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
-                                              method=method, generator=gen)
+                                              method=method, generator=gen,
+                                              products=power_products(precision, method))
     return float((d.to(u.dtype).flatten(1) * u.flatten(1)).sum(1).abs().mean())
 
 
@@ -198,8 +199,15 @@ def hd_cosine(model: nn.Module, x: Tensor, *, xi: float, precision: str = "float
         d0 = random_unit_direction(x, torch.Generator().manual_seed(seed))
         exact = virtual_adversarial_direction(model, x, power_iterations=1, method="hvp", d0=d0)
         with working_precision(precision, x.device):
-            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0)
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0,
+                                               products=power_products(precision))
     return float((d1.to(exact.dtype).flatten(1) * exact.flatten(1)).sum(1).mean())
+
+
+def power_products(precision: str, method: str = "finite_difference") -> str:
+    """The power iteration's products under ``task.precision``: bfloat16 on the difference from the
+    clean pass for mixed_delta (``difference``), float32 (or the autocast's) otherwise."""
+    return "bfloat16" if precision == "mixed_delta" and method == "finite_difference" else "float32"
 
 
 def working_precision(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -250,8 +258,9 @@ def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int
                 out[f"pred_{name}_c{k}"] = v
         with _mode(model, False), working_precision(precision, x.device):
             d0 = random_unit_direction(x, gen)
-            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0).to(x.dtype)
-            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1).to(x.dtype)
+            products = power_products(precision)
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0, products=products).to(x.dtype)
+            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1, products=products).to(x.dtype)
             with torch.no_grad():
                 kl_xi = float(lds(model, x, xi * d1).double().mean())
                 kl_eps = float(lds(model, x, eps * d1).double().mean())

@@ -174,7 +174,8 @@ def step_of(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits
     few task facts a regularizer needs, not the trial config."""
     return Step(settings=cfg.method, model=model, x_l=x_l, y_l=y_l, logits_l=logits_l, x_reg=x_reg,
                 step=step, steps=cfg.task.steps, n_lanes=n_lanes, random_start=random_start,
-                power_iteration_float32=cfg.task.precision == "mixed",
+                power_iteration_float32=cfg.task.precision in ("mixed", "mixed_delta"),
+                power_iteration_products="bfloat16" if cfg.task.precision == "mixed_delta" else "float32",
                 lane_eps=lanes.eps, lane_xi=lanes.xi, lane_alpha=lanes.alpha)
 
 
