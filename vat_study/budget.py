@@ -63,11 +63,12 @@ def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s:
     import torch
 
     from .config import TrialConfig
-    from .objective import build_for, resolve_device
+    from .objective import build_for, resolve_device, resolve_precision
     from .train import adam, train_step
 
     cfg = TrialConfig.from_mapping(config)
     device = resolve_device(cfg.task.device)
+    cfg = resolve_precision(cfg, device)
     dtype = getattr(torch, cfg.task.dtype)
     n = len(ds.x_train)
     full_l, full_u = min(cfg.task.batch.labeled, n), min(cfg.task.batch.unlabeled, n)

@@ -364,15 +364,18 @@ class Task(Strict):
     device: str = Field("cpu", json_schema_extra={"identity": False}, description="cpu (deterministic for a seed), cuda, cuda:N, or auto (a GPU if "
                                            "there is one)")
     dtype: Literal["float32", "float64"] = "float32"
-    precision: Literal["float32", "bfloat16", "mixed", "mixed_delta"] = Field(
+    precision: Literal["float32", "bfloat16", "mixed", "mixed_delta", "auto"] = Field(
         "float32", json_schema_extra={"legacy": "float32"},
         description="arithmetic of the training passes: float32 (every pass in task.dtype, no autocast); bfloat16: "
                     "every forward pass of an update under torch.autocast in bfloat16 (weights, Adam and every "
                     "measurement stay float32); mixed: bfloat16 but for the power iteration (Eq. 12) and the clean "
                     "pass it starts from, which run in float32 so the finite difference keeps the direction; "
                     "mixed_delta: as mixed, but the power iteration's matrix products run in bfloat16 on the "
-                    "difference x + xi d - x from the float32 clean pass, which keeps the direction too "
-                    "(docs/performance.md: step times and the direction's cosine per precision)")
+                    "difference x + xi d - x from the float32 clean pass, which keeps the direction too; auto: "
+                    "mixed_delta where its test error was measured (MNIST, mlp, vat / rpt) and the hardware computes "
+                    "bfloat16 natively (AVX-512 BF16 or AMX, a CUDA GPU with bfloat16), float32 elsewhere, resolved "
+                    "when the trial starts and recorded with it (docs/performance.md: step times and the direction's "
+                    "cosine per precision)")
 
     _fin = field_validator("noise_sigma")(finite)
 
@@ -414,7 +417,7 @@ class Task(Strict):
         if self.augment is None:
             self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
                                    flip=self.dataset == "cifar10")
-        if self.precision != "float32" and self.dtype != "float32":
+        if self.precision not in ("float32", "auto") and self.dtype != "float32":
             raise ValueError(f"precision: {self.precision!r} runs autocast from float32 weights; with dtype "
                              f"{self.dtype!r} precision must be 'float32'")
         if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import subnormals
+from . import precision, subnormals
 from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure, upgrade_stored_config
 from .config import reported_metrics, resolve_config  # noqa: F401  (re-exported: torch-free, defined with the config)
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
@@ -52,6 +52,16 @@ def resolve_device(name: str) -> torch.device:
         if idx >= torch.cuda.device_count():
             raise ConfigError([f"task.device: {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)"])
     return torch.device(name)
+
+
+def resolve_precision(cfg: TrialConfig, device: torch.device) -> TrialConfig:
+    """``cfg`` with ``task.precision: auto`` replaced by the arithmetic it runs on ``device``
+    (``precision.resolve``); any other precision as it is."""
+    if cfg.task.precision != "auto":
+        return cfg
+    resolved = precision.resolve("auto", dataset=cfg.task.dataset, model=str(cfg.task.model), method=cfg.method.name,
+                                 device=str(device), dtype=cfg.task.dtype)
+    return cfg.model_copy(update={"task": cfg.task.model_copy(update={"precision": resolved})})
 
 
 def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = None) -> dict[str, Any]:
@@ -135,8 +145,9 @@ def run_lanes(configs: list[Mapping[str, Any]], report: LaneReport | None = None
 
 
 def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool) -> LanesResult:
+    device = resolve_device(lanes[0].task.device)
+    lanes = [resolve_precision(c, device) for c in lanes]  # task.precision auto: what this hardware runs
     cfg = lanes[0]
-    device = resolve_device(cfg.task.device)
     dtype = getattr(torch, cfg.task.dtype)
     t_start = time.perf_counter()
     n = len(lanes)
@@ -181,6 +192,7 @@ def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool) -
             n_labeled=len(splits[i].labeled),
             n_validation=len(splits[i].validation),
             device=str(device),
+            precision=c.task.precision,
         )
         if batched:
             metrics["lanes"] = n

@@ -41,6 +41,7 @@ from .config import (  # noqa: F401
     settings_paths,
     upgrade_stored_config,
 )
+from .precision import of_config as resolved_precision  # noqa: F401  (task.precision auto, as this machine runs it)
 from .vocabulary import (  # noqa: F401
     DATASET_NAMES,
     DIAGNOSTICS,

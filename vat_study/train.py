@@ -209,6 +209,8 @@ def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x
     ``lanes`` holds the eps / alpha / xi of each network where they differ. The weight alpha is the
     method's registry entry's (``Method.weight_at``: e.g. a ramp-up over the first updates). No
     value is read back to the host here: the step never waits for the device."""
+    if cfg.task.precision == "auto":
+        raise ValueError("task.precision 'auto' is resolved before training (objective.resolve_precision)")
     model.train()
     method = methods.get(cfg.method.name)
     with precision_context(cfg, x_l.device):  # task.precision: the forward passes in bfloat16 or not
