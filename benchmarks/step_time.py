@@ -9,20 +9,22 @@ on the spot, semi-supervised MNIST MLP config (Appendix C), in one run:
         in float32; baseline and RPT in bfloat16; VAT in mixed and in mixed_delta
     minimal VAT: a ~30-line VAT step of the kind found in popular ports (below), default Adam, in
         float32 and under a bfloat16 autocast: the reference
-    with ``--compile``: our mixed_delta VAT step with the model under ``torch.compile``, its
-        warm-up (the compilation) timed apart from its steps
+    with ``--compile``: our mixed VAT and bfloat16 RPT steps with the model under ``torch.compile``
+        (mixed_delta records an eager model's products), the warm-up (the compilation) apart
     the cosine of one power iteration's direction to the exact H d at the xi in use, per precision
         (``probes.hd_cosine``): a setting is faithful at >= 0.99
     subnormal outputs in one more step of each variant (``benchmarks.subnormals``)
 
 MLP 784-1200-600-300-150-10 with BN and Gaussian noise 0.5, batches 64 labeled / 256 unlabeled,
 Adam, on random MNIST-shaped data (timing does not depend on the pixel values). Variants are
-interleaved round by round so drift of the machine hits all alike; the median per round is
-reported. Subnormals are flushed as training flushes them (``vat_study.subnormals``; a fixed batch
+interleaved round by round so drift of the machine hits all alike, the products of the floor
+among them; the median over the rounds is reported, and every ratio is the median of the rounds'
+own ratios. Subnormals are flushed as training flushes them (``vat_study.subnormals``; a fixed batch
 of random images is where an Intel CPU met them), unless ``--keep-subnormals``.
 
-    python -m benchmarks.step_time [--rounds 7 --steps 20 --threads N --xi 1e-2 --compile]
+    python -m benchmarks.step_time [--rounds 15 --steps 5 --threads N --xi 1e-2 --compile]
     python -m benchmarks.step_time --model conv_small_svhn --rounds 3 --steps 3   # Table 7, 32/128 batches
+    python -m benchmarks.step_time --threads 1 --clock cpu   # a shared machine: CPU time, not elapsed
 
 The last line reads ``bf16 step = N.NNx float32 step, M.MMx its bf16 floor``: the fastest faithful
 bfloat16 setting's VAT step over our float32 VAT step, and over the update's floor with every
@@ -33,13 +35,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks import interleaved_medians
+from benchmarks import interleaved_rounds, median_ratio
 from benchmarks.subnormals import count_subnormals
 from vat_study.config import TrialConfig
 from vat_study.models import build_model
@@ -112,23 +115,30 @@ def product_shapes(model, x) -> list[tuple]:
     return out
 
 
-def floors(model, x_ul, n_l, rounds, repeats=10) -> dict[str, float]:
-    """ms of the products of one VAT update, per precision: each layer's forward product at the
-    unlabeled batch timed in float32 and bfloat16 (interleaved), scaled to the update's
-    sample-passes (``PASSES``; a backward product costs a forward one), each pass in the dtype its
-    precision gives it (``FLOAT32_PASSES``). Also the GFLOP/s of each dtype at these shapes."""
-    shapes, b = product_shapes(model, x_ul), len(x_ul)
-    work = {}
-    for dtype in (torch.float32, torch.bfloat16):
+def product_variants(model, x_ul) -> tuple[dict, float]:
+    """Two more variants for the rounds: every Linear / Conv2d layer's forward product at the
+    unlabeled batch, once in float32 and once in bfloat16; and the GFLOP of one such call."""
+    shapes = product_shapes(model, x_ul)
+    out = {}
+    for dtype, name in ((torch.float32, "products float32"), (torch.bfloat16, "products bfloat16")):
         args = [(fn, torch.rand(shape, dtype=dtype), w.to(dtype), kw) for fn, shape, w, kw in shapes]
-        work[dtype] = lambda args=args: [fn(a, w, **kw) for fn, a, w, kw in args]
-    med = interleaved_medians({"float32": work[torch.float32], "bfloat16": work[torch.bfloat16]}, rounds, repeats)
+        out[name] = lambda args=args: [fn(a, w, **kw) for fn, a, w, kw in args]
+    flop = sum(2 * w.numel() * (shape[0] if fn is F.linear else _positions(fn, shape, w, kw))
+               for fn, shape, w, kw in shapes)
+    return out, flop / 1e9
+
+
+def floors(rounds: dict[str, list[float]], n_l: int, b: int) -> dict[str, list[float]]:
+    """ms of the products of one VAT update in each round, per precision: the round's product
+    times scaled to the update's sample-passes (``PASSES``; a backward product costs a forward
+    one), each pass in the dtype its precision gives it (``FLOAT32_PASSES``)."""
     samples = {"labeled": n_l * PASSES["labeled"], "clean": b, "power": b * PASSES["power"], "lds": b * PASSES["lds"]}
     out = {}
     for precision, in32 in FLOAT32_PASSES.items():
-        out[precision] = sum(med["float32" if p in in32 else "bfloat16"] * n / b for p, n in samples.items())
-    flop = sum(2 * w.numel() * (shape[0] if fn is F.linear else _positions(fn, shape, w, kw)) for fn, shape, w, kw in shapes)
-    out["gflops_float32"], out["gflops_bfloat16"] = (flop / med[k] / 1e6 for k in ("float32", "bfloat16"))
+        w32 = sum(n for p, n in samples.items() if p in in32) / b
+        w16 = sum(n for p, n in samples.items() if p not in in32) / b
+        out[precision] = [t32 * w32 + t16 * w16 for t32, t16 in zip(rounds["products float32"],
+                                                                     rounds["products bfloat16"])]
     return out
 
 
@@ -177,8 +187,9 @@ def variants(args, shape, x_l, y_l, x_ul, extra, dataset) -> dict:
     ours("ours VAT mixed", "vat", "mixed")
     ours("ours VAT mixed_delta", "vat", "mixed_delta")
     minimal("minimal VAT bfloat16", bf16=True)
-    if args.compile:
-        ours("ours VAT mixed_delta compiled", "vat", "mixed_delta", compiled=True)
+    if args.compile:  # mixed_delta's difference pass needs an eager model (vat_study.difference)
+        ours("ours VAT mixed compiled", "vat", "mixed", compiled=True)
+        ours("ours RPT bfloat16 compiled", "rpt", "bfloat16", compiled=True)
     return steps
 
 
@@ -209,13 +220,15 @@ def cosines(model_name, shape, extra, x, xi) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=20, help="steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=5, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--model", default="mlp", choices=["mlp", "conv_small_svhn", "conv_small_cifar10", "conv_large"])
     ap.add_argument("--xi", type=float, default=1e-2, help="the finite-difference step in use (method.xi)")
-    ap.add_argument("--compile", action="store_true", help="also our mixed_delta VAT step with torch.compile")
+    ap.add_argument("--compile", action="store_true", help="also our mixed VAT and bfloat16 RPT steps compiled")
     ap.add_argument("--keep-subnormals", action="store_true", help="do not flush subnormals (FTZ / DAZ)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: the process's CPU time, for a machine shared with other work (use --threads 1)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -228,41 +241,46 @@ def main() -> None:
     shape, n_l, n_ul, extra, dataset = setup(args.model)
     x_l, y_l, x_ul = torch.rand(n_l, *shape), torch.randint(0, 10, (n_l,)), torch.rand(n_ul, *shape)
     steps = variants(args, shape, x_l, y_l, x_ul, extra, dataset)
+    products, gflop = product_variants(build_model(args.model, shape, 10, **extra), x_ul)
     warm = warm_up(steps)
-    med = interleaved_medians(steps, args.rounds, args.steps, warmup=0)
-    floor = floors(build_model(args.model, shape, 10, **extra), x_ul, n_l, args.rounds)
+    rounds = interleaved_rounds({**steps, **products}, args.rounds, args.steps, warmup=1, clock=args.clock)
+    floor = floors(rounds, n_l, n_ul)
+    rates = {k: gflop / statistics.median(rounds[f"products {k}"]) * 1e3 for k in ("float32", "bfloat16")}
     cos = cosines(args.model, shape, extra, x_ul[:128], args.xi)
     subnormal = {name: count_subnormals(fn) for name, fn in steps.items()}
-    report(args, med, warm, floor, cos, subnormal, flushed, (n_l, n_ul))
+    report(args, {k: rounds[k] for k in steps}, warm, floor, rates, cos, subnormal, flushed, (n_l, n_ul))
 
 
-def report(args, med, warm, floor, cos, subnormal, flushed, batches) -> None:
+def report(args, rounds, warm, floor, rates, cos, subnormal, flushed, batches) -> None:
+    """The table (medians over the rounds; every ratio the median of the rounds' own ratios) and
+    the last line."""
+    med = {k: statistics.median(v) for k, v in rounds.items()}
     print(f"{args.model}, batches {batches[0]}/{batches[1]}; torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads, {args.rounds} rounds x {args.steps} steps; GPU: not measured by this run")
+          f"threads, {args.rounds} rounds x {args.steps} steps, {args.clock} clock; GPU: not measured by this run")
     print(f"CPU: {engine_flags()}; subnormals flushed (FTZ/DAZ): {'yes' if flushed else 'no'}")
-    print(f"matmul at the step's shapes: float32 {floor['gflops_float32']:.0f} GFLOP/s, bfloat16 "
-          f"{floor['gflops_bfloat16']:.0f} GFLOP/s; floor of a VAT update: " +
-          ", ".join(f"{p} {floor[p]:.1f} ms" for p in FLOAT32_PASSES))
-    ref, base = med["minimal VAT float32"], med["ours baseline float32"]
+    print(f"matmul at the step's shapes: float32 {rates['float32']:.0f} GFLOP/s, bfloat16 {rates['bfloat16']:.0f} "
+          "GFLOP/s; floor of a VAT update: " + ", ".join(f"{p} {statistics.median(v):.1f} ms" for p, v in floor.items()))
+    ref = rounds["minimal VAT float32"]
     print(f"{'variant':<31} {'ms/step':>8} {'vs minimal':>10} {'vs floor':>9} {'warm-up s':>9} {'subnormal':>9}")
     for name, ms in med.items():
         precision = next((p for p in ("mixed_delta", "mixed", "bfloat16", "float32") if p in name), "float32")
-        print(f"{name:<31} {ms:8.1f} {ms / ref:9.2f}x {ms / floor[precision]:8.2f}x {warm[name]:9.1f} "
-              f"{subnormal[name]:9d}")
-    print(f"(vs floor: the floor of the variant's own precision; baseline float32 {base:.1f} ms)")
+        print(f"{name:<31} {ms:8.1f} {median_ratio(rounds[name], ref):9.2f}x "
+              f"{median_ratio(rounds[name], floor[precision]):8.2f}x {warm[name]:9.1f} {subnormal[name]:9d}")
+    print("(vs floor: against the floor of the variant's own precision; warm-up: its first 3 steps)")
     print(f"cosine of the direction to the exact H d at xi {args.xi:g} (faithful >= {FAITHFUL}): "
           + ", ".join(f"{p} {v:.4f}" for p, v in cos.items()))
     fast = [n for n in med if n.startswith("ours VAT") and "float32" not in n
-            and cos["mixed_delta" if "mixed_delta" in n else "mixed"] >= FAITHFUL]
-    ours32 = med["ours VAT float32"]
+            and cos["mixed_delta" if "mixed_delta" in n else "mixed"] >= FAITHFUL]  # a compiled one: as its precision
     if not fast:
         print(f"no bfloat16 setting keeps the direction at xi {args.xi:g}: "
               + ", ".join(f"{p} {v:.4f}" for p, v in cos.items() if p != "float32"))
         return
-    best = min(fast, key=med.get)
-    print(f"fastest faithful: {best} ({med[best]:.1f} ms; ours VAT float32 {ours32:.1f} ms; bfloat16 floor "
-          f"{floor['bfloat16']:.1f} ms, float32 floor {floor['float32']:.1f} ms)")
-    print(f"bf16 step = {med[best] / ours32:.2f}x float32 step, {med[best] / floor['bfloat16']:.2f}x its bf16 floor")
+    best, ours32 = min(fast, key=med.get), rounds["ours VAT float32"]
+    print(f"fastest faithful: {best} ({med[best]:.1f} ms; ours VAT float32 {statistics.median(ours32):.1f} ms; "
+          f"bfloat16 floor {statistics.median(floor['bfloat16']):.1f} ms, float32 floor "
+          f"{statistics.median(floor['float32']):.1f} ms: {median_ratio(floor['bfloat16'], floor['float32']):.2f}x)")
+    print(f"bf16 step = {median_ratio(rounds[best], ours32):.2f}x float32 step, "
+          f"{median_ratio(rounds[best], floor['bfloat16']):.2f}x its bf16 floor")
 
 
 if __name__ == "__main__":

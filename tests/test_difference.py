@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vat_study.config import ConfigError, TrialConfig
-from vat_study.difference import recording, replaying
+from vat_study.difference import recording, replaying, supported
 from vat_study.models import GaussianNoise, build_model
 from vat_study.passes import deterministic_layers, frozen_batch_stats
 from vat_study.probes import hd_cosine
@@ -149,6 +149,7 @@ def test_lanes_train_in_mixed_delta_and_vmapped_lanes_keep_a_float32_power_itera
                                power_iteration_products="bfloat16")[0]
         mixed = regularizer_lds(convs, x, eps=1.0, d0=d0, power_iteration_float32=True)[0]
     assert torch.equal(fast, mixed)  # through vmap: the float32 power iteration of mixed
+    assert not supported(torch.compile(mlp()))  # compiled: its generated code calls the products its own way
 
 
 def _noise_of(layer: GaussianNoise, h: torch.Tensor) -> torch.Tensor:

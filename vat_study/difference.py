@@ -18,8 +18,8 @@ Which products: ``torch.nn.functional.linear``, ``conv1d/2d/3d``, ``mm``, ``bmm`
 direct MLP path). The i-th product of the perturbed pass is matched to the i-th of the recorded
 clean pass (the same function, the same weight tensor, its activation the one argument that
 differs); a pass that calls them otherwise raises. A network run through ``vmap`` (``LaneBatch``
-without the direct path) cannot be recorded: ``supported`` says so, and the caller runs its power
-iteration in float32 instead.
+without the direct path) or compiled (``torch.compile``) cannot be recorded: ``supported`` says so,
+and the caller runs its power iteration in float32 instead.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ class Recording:
 
 
 def supported(model: nn.Module) -> bool:
-    """Whether ``model``'s passes can be recorded: every network but lanes run through vmap."""
-    return not getattr(model, "vmapped", False)
+    """Whether ``model``'s passes can be recorded: every network but lanes run through vmap and a
+    model under ``torch.compile`` (whose generated code calls the products in its own way)."""
+    return not getattr(model, "vmapped", False) and not hasattr(model, "_orig_mod")
 
 
 class _Record(TorchFunctionMode):
