@@ -32,9 +32,9 @@ def interleaved_rounds(variants: dict[str, Callable[[], object]], rounds: int, s
 
 
 def interleaved_medians(variants: dict[str, Callable[[], object]], rounds: int, steps: int,
-                        warmup: int = 3) -> dict[str, float]:
+                        warmup: int = 3, clock: str = "wall") -> dict[str, float]:
     """Median ms per call of each variant over ``interleaved_rounds``."""
-    return {k: statistics.median(v) for k, v in interleaved_rounds(variants, rounds, steps, warmup).items()}
+    return {k: statistics.median(v) for k, v in interleaved_rounds(variants, rounds, steps, warmup, clock).items()}
 
 
 def median_ratio(a: list[float], b: list[float]) -> float:

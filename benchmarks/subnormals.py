@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="a data root with mnist/: a real MNIST-100 trial instead")
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds (random batch only)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: the process's CPU time, for a machine shared with other work")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(False)  # count what arises (a trial flushes them: vat_study.subnormals)
@@ -125,7 +127,8 @@ def main() -> None:
             return step()
         return fn
 
-    med = interleaved_medians({"without flushing": flushing(False), "with flushing": flushing(True)}, args.rounds, 10)
+    med = interleaved_medians({"without flushing": flushing(False), "with flushing": flushing(True)}, args.rounds, 10,
+                              clock=args.clock)
     torch.set_flush_denormal(False)
     print(", ".join(f"{k} {v:.1f} ms" for k, v in med.items()))
     print(f"subnormal outputs: {total} in {args.updates} updates; step with flushing = "
