@@ -273,7 +273,7 @@ def report(args, rounds, warm, floor, rates, cos, subnormal, flushed, batches) -
         precision = next((p for p in ("mixed_delta", "mixed", "bfloat16", "float32") if p in name), "float32")
         print(f"{name:<31} {ms:8.1f} {median_ratio(rounds[name], ref):9.2f}x "
               f"{median_ratio(rounds[name], floor[precision]):8.2f}x {warm[name]:9.1f} {subnormal[name]:9d}")
-    print("(vs floor: against the floor of the variant's own precision; warm-up: its first 3 steps)")
+    print("(vs floor: against the floor of the variant's own precision; warm-up: its first 3 steps, wall clock)")
     print(f"cosine of the direction to the exact H d at xi {args.xi:g} (faithful >= {FAITHFUL}): "
           + ", ".join(f"{p} {v:.4f}" for p, v in cos.items()))
     fast = [n for n in med if n.startswith("ours VAT") and "float32" not in n
