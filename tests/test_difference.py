@@ -68,15 +68,19 @@ def test_a_pass_that_is_not_the_recorded_one_is_refused():
 
 
 class _Products(TorchDispatchMode):
-    """The dtype of every matrix product (mm, addmm, bmm) run inside."""
+    """The dtype of every matrix product (mm, addmm, bmm) run inside, and how often the tensor at
+    ``watched`` (a weight's storage) is cast."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched: int = 0) -> None:
         super().__init__()
         self.dtypes: Counter = Counter()
+        self.watched, self.casts = watched, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm):
             self.dtypes[args[-1].dtype] += 1
+        if func.overloadpacket is torch.ops.aten._to_copy and args[0].data_ptr() == self.watched:
+            self.casts += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -87,10 +91,11 @@ class _Products(TorchDispatchMode):
 def test_which_products_run_in_float32(precision, float32_products):
     c, model, x = config(precision), mlp(noise=0.5), digits_batch(96)
     opt = adam(c, model)
-    with _Products() as seen:
+    with _Products(watched=model.net[1].weight.data_ptr()) as seen:
         train_step(c, model, opt, x[:32], torch.arange(32) % 10, x[32:])
     assert seen.dtypes[torch.float32] == float32_products
     assert seen.dtypes[torch.bfloat16] > 0
+    assert seen.casts == 1  # a weight is cast to bfloat16 once per step (autocast's cache), not once per pass
 
 
 def test_mixed_delta_keeps_the_direction_against_the_exact_hessian():
