@@ -189,3 +189,12 @@ def test_noise_under_bfloat16_is_gaussian_and_independent_across_layers():
         assert ks.statistic < 0.01  # bfloat16 rounding (3 significant digits) keeps it this close
     corr = float(torch.corrcoef(torch.stack(draws))[0, 1])
     assert abs(corr) < 4 / math.sqrt(draws[0].numel())
+
+
+def test_a_clean_activation_changed_in_place_is_refused():
+    lin, x = nn.Linear(4, 3), torch.rand(5, 4)
+    with recording() as clean, torch.no_grad():
+        lin(x)
+    x.add_(1.0)  # the clean pass's activation, changed after it ran
+    with replaying(clean), pytest.raises(RuntimeError, match="changed in place"):
+        lin(x + 1e-2)

@@ -44,9 +44,10 @@ _BIAS_AT = {F.linear: 2, torch.conv1d: 2, torch.conv2d: 2, torch.conv3d: 2}
 @dataclass
 class Recording:
     """The products of one clean pass, in call order: (function, arguments, keyword arguments,
-    the result as it was returned, before any in-place change by its caller)."""
+    the result as it was returned (a copy: its caller may change it in place), the version
+    counter of each tensor argument then)."""
 
-    calls: list[tuple[Any, tuple, dict, Tensor]] = field(default_factory=list)
+    calls: list[tuple[Any, tuple, dict, Tensor, tuple]] = field(default_factory=list)
 
 
 def supported(model: nn.Module) -> bool:
@@ -64,7 +65,8 @@ class _Record(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if func in PRODUCTS:
-            self.rec.calls.append((func, args, kwargs, out.detach().clone()))
+            versions = tuple(a._version if isinstance(a, Tensor) else None for a in args)
+            self.rec.calls.append((func, args, kwargs, out.detach().clone(), versions))
         return out
 
 
@@ -80,13 +82,16 @@ class _Replay(TorchFunctionMode):
         if self.i >= len(self.rec.calls) or self.rec.calls[self.i][0] is not func:
             raise RuntimeError(f"difference pass: product {self.i} ({getattr(func, '__name__', func)}) was not "
                                "the recorded clean pass's; the perturbed pass must run the same network in the same mode")
-        _, clean_args, clean_kwargs, clean_out = self.rec.calls[self.i]
+        _, clean_args, _, clean_out, versions = self.rec.calls[self.i]
         self.i += 1
         moved = [j for j, (a, c) in enumerate(zip(args, clean_args)) if isinstance(a, Tensor) and a is not c]
         if len(moved) != 1 or args[moved[0]].shape != clean_args[moved[0]].shape:
             raise RuntimeError(f"difference pass: product {self.i - 1} differs from the clean pass in "
                                f"{len(moved)} arguments; exactly one (the activation) may")
         j = moved[0]
+        if any(isinstance(c, Tensor) and c._version != v for c, v in zip(clean_args, versions)):
+            raise RuntimeError(f"difference pass: an argument of the clean pass's product {self.i - 1} was changed "
+                               "in place after it ran")
         new = list(args)
         new[j] = args[j] - clean_args[j]  # h' - h, in float32
         kw = dict(kwargs)

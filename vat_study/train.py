@@ -190,10 +190,13 @@ def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, lo
 
 
 def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """``task.precision``: float32 runs every pass as it is (no autocast); bfloat16 and mixed run the
-    update's forward passes under ``torch.autocast`` in bfloat16 (matrix products in bfloat16,
-    weights, gradients and Adam in float32); mixed also takes the power iteration out of it
-    (``regularizers.regularizer_lds``, ``power_iteration_float32``). The same on CPU and CUDA."""
+    """``task.precision``: float32 runs every pass as it is (no autocast); bfloat16, mixed and
+    mixed_delta run the update's forward passes under ``torch.autocast`` in bfloat16 (matrix
+    products in bfloat16, weights, gradients and Adam in float32; one autocast for the whole update,
+    so each weight is cast once); mixed also takes the power iteration and its clean pass out of it
+    (``regularizers.regularizer_lds``, ``power_iteration_float32``), mixed_delta the clean pass,
+    its power iteration's products in bfloat16 on the difference (``difference``). The same on CPU
+    and CUDA."""
     if cfg.task.precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
