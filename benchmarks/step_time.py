@@ -25,7 +25,7 @@ of random images is where an Intel CPU met them), unless ``--keep-subnormals``.
     python -m benchmarks.step_time [--rounds 15 --steps 5 --threads N --xi 1e-2 --compile]
     python -m benchmarks.step_time --model conv_small_svhn --rounds 3 --steps 3   # Table 7, 32/128 batches
     python -m benchmarks.step_time --threads 1 --clock cpu   # a shared machine: CPU time, not elapsed
-    python -m benchmarks.step_time --rounds 1 --steps 1 --cosine-xi 1e-6 1e-4 1e-3 1e-1 1   # + the cosines there
+    python -m benchmarks.step_time --cosines-only --cosine-xi 1e-6 1e-5 1e-4 1e-3 1e-1 1   # the cosines alone
 
 The last line reads ``bf16 step = N.NNx float32 step, M.MMx its bf16 floor``: the fastest faithful
 bfloat16 setting's VAT step over our float32 VAT step, and over the update's floor with every
@@ -228,6 +228,7 @@ def main() -> None:
     ap.add_argument("--xi", type=float, default=1e-2, help="the finite-difference step in use (method.xi)")
     ap.add_argument("--cosine-xi", type=float, nargs="*", default=[],
                     help="more xi values to print the cosines at (the steps run at --xi)")
+    ap.add_argument("--cosines-only", action="store_true", help="print the cosines at --xi and --cosine-xi, time nothing")
     ap.add_argument("--compile", action="store_true", help="also our mixed VAT and bfloat16 RPT steps compiled")
     ap.add_argument("--keep-subnormals", action="store_true", help="do not flush subnormals (FTZ / DAZ)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
@@ -243,6 +244,12 @@ def main() -> None:
     torch.manual_seed(0)
     shape, n_l, n_ul, extra, dataset = setup(args.model)
     x_l, y_l, x_ul = torch.rand(n_l, *shape), torch.randint(0, 10, (n_l,)), torch.rand(n_ul, *shape)
+    for xi in ([args.xi] if args.cosines_only else []) + args.cosine_xi:
+        print(f"{args.model}, cosine to the exact H d at xi {xi:g}: "
+              + ", ".join(f"{p} {v:.4f}" for p, v in cosines(args.model, shape, extra, x_ul[:128], xi).items()),
+              flush=True)
+    if args.cosines_only:
+        return
     steps = variants(args, shape, x_l, y_l, x_ul, extra, dataset)
     products, gflop = product_variants(build_model(args.model, shape, 10, **extra), x_ul)
     warm = warm_up(steps)
@@ -250,10 +257,6 @@ def main() -> None:
     floor = floors(rounds, n_l, n_ul)
     rates = {k: gflop / statistics.median(rounds[f"products {k}"]) * 1e3 for k in ("float32", "bfloat16")}
     cos = cosines(args.model, shape, extra, x_ul[:128], args.xi)
-    for xi in args.cosine_xi:
-        print(f"cosine to the exact H d at xi {xi:g}: "
-              + ", ".join(f"{p} {v:.4f}" for p, v in cosines(args.model, shape, extra, x_ul[:128], xi).items()),
-              flush=True)
     subnormal = {name: count_subnormals(fn) for name, fn in steps.items()}
     report(args, {k: rounds[k] for k in steps}, warm, floor, rates, cos, subnormal, flushed, (n_l, n_ul))
 

@@ -26,8 +26,8 @@ def standard_normal_like(h: Tensor) -> Tensor:
     """``torch.randn_like(h)``, faster for a bfloat16 (or float16) ``h``: drawn in float32 and
     rounded, which gives the same numbers from the same generator state (PyTorch's CPU kernel
     draws 16 or more values in float32 either way; fewer differ) without the slower conversion
-    path of the 16-bit kernel (a step of ``task.precision: mixed_delta``, paper MLP: 8 % faster,
-    docs/performance.md)."""
+    path of the 16-bit kernel (3.8 instead of 4.5 ns per value; a step of ``task.precision:
+    mixed_delta``, paper MLP: 5 % faster; ``python -m benchmarks.noise --clock cpu``)."""
     if h.dtype in (torch.bfloat16, torch.float16):
         return torch.randn(h.shape, device=h.device).to(h.dtype)
     return torch.randn_like(h)
