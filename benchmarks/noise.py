@@ -6,8 +6,10 @@ what drawing it costs, and the levers, in one run, interleaved:
         ``models.standard_normal_like``), numpy's PCG64 / SFC64 / Philox generators (float32)
     one draw for all four layers of a pass ([256, 2250]) against the first layer's alone
     our mixed_delta VAT step with the noise drawn as it is now against the bfloat16 draw
+    with ``--compile``: h + 0.5 * randn_like(h) compiled (Inductor draws inside its kernel) against eager
 
     python -m benchmarks.noise [--rounds 7 --steps 20 --threads 1 --clock cpu]
+    python -m benchmarks.noise --compile   # + a layer's noise added by torch.compile's generated code
 
 The last line reads ``noise drawn in float32: step = N.NNx the bfloat16 draw``.
 """
@@ -38,6 +40,20 @@ def draws() -> dict:
     for name, g in gens.items():
         out[f"numpy {name} float32"] = lambda g=g: g.standard_normal(out=buf, dtype=np.float32)
     return out
+
+
+def compiled() -> dict:
+    """h + 0.5 * noise on a [256, 1200] layer, eager and compiled (its compilation timed first)."""
+    import time
+
+    def add_noise(h):
+        return h + 0.5 * torch.randn_like(h)
+
+    h, fn = torch.zeros(LAYER), torch.compile(add_noise, dynamic=False)
+    t = time.perf_counter()
+    fn(h)
+    print(f"compiling h + 0.5 * randn_like(h): {time.perf_counter() - t:.1f} s", flush=True)
+    return {"h + noise, eager": lambda: add_noise(h), "h + noise, compiled": lambda: fn(h)}
 
 
 def steps() -> dict:
@@ -72,10 +88,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
+    ap.add_argument("--compile", action="store_true", help="also the noise added by compiled code")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    med = interleaved_medians(draws(), args.rounds, args.steps, clock=args.clock)
+    variants = draws()
+    if args.compile:
+        variants.update(compiled())
+    med = interleaved_medians(variants, args.rounds, args.steps, clock=args.clock)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps}, "
           f"{args.clock} clock")
     for name, ms in med.items():
