@@ -372,8 +372,8 @@ class Task(Strict):
                     "pass it starts from, which run in float32 so the finite difference keeps the direction; "
                     "mixed_delta: as mixed, but the power iteration's matrix products run in bfloat16 on the "
                     "difference x + xi d - x from the float32 clean pass, which keeps the direction too; auto: "
-                    "mixed_delta where its test error was measured (MNIST, mlp, vat / rpt) and the hardware computes "
-                    "bfloat16 natively (AVX-512 BF16 or AMX, a CUDA GPU with bfloat16), float32 elsewhere, resolved "
+                    "mixed_delta where its test error was measured (MNIST, mlp, vat / rpt) and the CPU computes "
+                    "bfloat16 natively (AVX-512 BF16 or AMX; a GPU: not measured yet), float32 elsewhere, resolved "
                     "when the trial starts and recorded with it (docs/performance.md: step times and the direction's "
                     "cosine per precision)")
 

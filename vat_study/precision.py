@@ -6,12 +6,12 @@ auto is ``mixed_delta`` (the power iteration's products in bfloat16 on the diffe
 float32 clean pass, ``difference``) where
 
 * the hardware computes bfloat16 natively: a CPU whose flags list ``avx512_bf16`` or ``amx_bf16``
-  (AVX-512 BF16, AMX), or a CUDA GPU that supports bfloat16; and
+  (AVX-512 BF16, AMX; a GPU's step time in mixed_delta is not measured yet, so a GPU runs float32);
+  and
 * ``MEASURED`` holds the dataset, the network and the method: where ``studies/precision_mnist.yaml``
   measured mixed_delta's test error against float32 (docs/performance.md, "Precision");
 
-and ``float32`` everywhere else. Nothing here imports torch (the CUDA check reads the torch
-already imported by the process that trains).
+and ``float32`` everywhere else. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def cpu_flags() -> frozenset[str]:
 
 
 def native_bfloat16(device: str) -> bool:
-    """Whether ``device`` (a resolved torch device name: cpu, cuda, cuda:N) computes bfloat16
-    natively."""
+    """Whether ``device`` (a resolved torch device name: cpu, cuda, cuda:N) is one where mixed_delta
+    was measured faster than float32 with bfloat16 computed natively: a CPU with ``BF16_CPU_FLAGS``.
+    A GPU: not yet measured, so no."""
     if device.startswith("cuda"):
-        torch = sys.modules.get("torch")
-        return bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return False
     return any(f in cpu_flags() for f in BF16_CPU_FLAGS)
 
 
