@@ -22,7 +22,7 @@ def shown_url(url: str) -> str:
 
 
 PROVENANCE_KEYS = ("vat-study", "git_commit", "git_dirty", "argv", "overrides", "cpu", "platform", "gpu", "cuda",
-                   "cudnn", "torch_threads")
+                   "cudnn", "torch_threads", "precision")
 
 
 def provenance_lines(versions: dict) -> list[str]:
@@ -43,7 +43,8 @@ def provenance_lines(versions: dict) -> list[str]:
     machine = [f"CPU {v['cpu']}" if v.get("cpu") else None,
                f"GPU {v['gpu']}" if v.get("gpu") else ("no GPU" if "gpu" in v else None),
                f"CUDA {v['cuda']}" if v.get("cuda") else None, f"cuDNN {v['cudnn']}" if v.get("cudnn") else None,
-               f"torch threads {v['torch_threads']}" if v.get("torch_threads") is not None else None]
+               f"torch threads {v['torch_threads']}" if v.get("torch_threads") is not None else None,
+               f"task.precision run as {v['precision']}" if v.get("precision") else None]
     if any(machine):
         lines.append("- machine: " + ", ".join(m for m in machine if m))
     libs = {k: x for k, x in v.items() if k not in PROVENANCE_KEYS}

@@ -5,6 +5,7 @@ probes, test error), so the ratio is what a study gains.
 
     python -m benchmarks.batched_seeds                    # S = 8, the demo MLP and the paper's MLP
     python -m benchmarks.batched_seeds --seeds 8 --steps 300 --rounds 3 --device cuda
+    python -m benchmarks.batched_seeds --precision mixed_delta   # task.precision of every trial
 
 Networks (semi-supervised VAT, K = 1):
     Fig. 1 MLP  2-50-2 on moons, 8 labels, batches 8/256 (studies/moons_fig1.yaml)
@@ -40,14 +41,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "mixed", "mixed_delta"],
+                    help="task.precision of every trial")
     args = ap.parse_args()
     seeds = list(range(args.seeds))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
-          f"S = {args.seeds} seeds x {args.steps} updates, {args.rounds} rounds (median)")
+          f"S = {args.seeds} seeds x {args.steps} updates, {args.rounds} rounds (median), precision {args.precision}")
     print(f"{'network':<28} {'sequential s':>12} {'batched s':>10} {'trials/min seq':>15} {'batched':>8} {'speed-up':>9}")
     for name in args.networks:
         base = {"dataset": "digits", "method": "vat", "eps": 1.0, "steps": args.steps, "eval_every": 100,
-                "probes": {"rvadv": {"size": 200}}, "device": args.device, **NETWORKS[name]}
+                "probes": {"rvadv": {"size": 200}}, "device": args.device, "precision": args.precision,
+                **NETWORKS[name]}
         if base["dataset"] == "moons":
             base["probes"]["rvadv"]["eps"] = base["eps"]
         run_seeds({**base, "steps": 5}, seeds[:2])  # warm-up (allocator, kernels)

@@ -172,3 +172,35 @@ def test_the_hand_written_forward_mode_pass_gives_the_same_product_on_the_paper_
             exact = virtual_adversarial_direction(m64, x.double(), power_iterations=1, method="hvp", d0=d.double())
     cos = (got.flatten(1) * exact.flatten(1)).sum(1) / got.flatten(1).norm(dim=1)
     assert float(cos.min()) > 0.9999
+
+
+def test_auto_is_mixed_delta_where_measured_and_the_hardware_has_bfloat16(monkeypatch):
+    from vat_study.science import precision
+
+    where = dict(dataset="mnist", model="mlp", method="vat", device="cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert precision.resolve("auto", **where) == "mixed_delta"
+    assert precision.resolve("auto", **{**where, "method": "rpt"}) == "mixed_delta"
+    for other in ({"dataset": "digits"}, {"model": "conv_small_svhn"}, {"method": "at_l2"}, {"dtype": "float64"}):
+        assert precision.resolve("auto", **{**where, **other}) == "float32", other  # not measured there
+    assert precision.resolve("mixed", **where) == "mixed"  # a precision named is kept
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert precision.resolve("auto", **where) == "float32"  # no native bfloat16
+    assert precision.of_config({"task": {"device": "auto", "precision": "auto", "dataset": "mnist", "model": "mlp"},
+                                "method": {"name": "vat"}}) == "float32"
+
+
+def test_auto_is_resolved_when_the_trial_starts_and_returned(monkeypatch):
+    from vat_study.science import precision
+    from vat_study.science.objective import run_trial
+
+    base = {"dataset": "digits", "hidden": [16], "steps": 2, "eval_every": 2, "method": "vat", "precision": "auto"}
+    assert run_trial(base)["precision"] == "float32"
+    monkeypatch.setattr(precision, "MEASURED", {**precision.MEASURED, "dataset": ("digits",)})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert run_trial(base)["precision"] == "mixed_delta"
+    c = cfg(method="vat", precision="auto")
+    with pytest.raises(ValueError, match="resolved before training"):
+        model = mlp()
+        x = digits_batch(8)
+        train_step(c, model, adam(c, model), x, torch.arange(8) % 10, x)

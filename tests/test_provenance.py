@@ -80,6 +80,7 @@ def test_a_run_records_argv_overrides_and_threads_per_trial_and_with_the_study(t
     assert f"- code: vat-study {v['vat-study']}" in head
     assert "- command: `vat-study run p.yaml --set task.steps=3 --no-progress`; overrides {'task.steps': 3}" in head
     assert "torch threads 1" in head and f"torchvision {v['torchvision']}" in head and "scikit-learn" in head
+    assert v["precision"] == "float32" and "task.precision run as float32" in head  # resolved on this machine
 
 
 def test_a_store_without_provenance_still_reports():

@@ -42,6 +42,7 @@ from .science.config import (  # noqa: F401
     upgrade_stored_config,
 )
 from .common.errors import DataError, DataFileError  # noqa: F401  (torch-free)
+from .science.precision import of_config as resolved_precision  # noqa: F401  (torch-free: task.precision auto, as this machine runs it)
 from .science.threads import THREADS_ENV, trial_threads  # noqa: F401  (torch-free: the thread policy of every trial)
 from .science.vocabulary import (  # noqa: F401
     DIAGNOSTICS,

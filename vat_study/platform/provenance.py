@@ -33,6 +33,10 @@ planned_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("pl
 """The torch threads the trial about to be recorded will train with (the executor sets it before
 it records the trial; otherwise torch's current count is recorded)."""
 
+planned_precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("planned_precision", default=None)
+"""The arithmetic the trial about to be recorded runs: its ``task.precision`` as this machine
+resolves it (``science.precision.resolve``: auto becomes mixed_delta or float32); the executor sets it."""
+
 _SOURCE = Path(__file__).resolve().parents[2]
 
 
@@ -141,7 +145,8 @@ def invocation() -> dict[str, Any]:
 def trial_provenance() -> dict[str, Any]:
     """What a trial row records in ``versions``: every library's version (``vat-study`` as
     ``package_version`` gives it), the git commit and dirty flag, the command, the host's CPU
-    model and, from torch, threads, GPU, CUDA and cuDNN."""
+    model and, from torch, threads, GPU, CUDA and cuDNN; the trial's resolved ``task.precision``
+    where the executor noted it (``planned_precision``)."""
     out: dict[str, Any] = {"vat-study": package_version(), **library_versions()}
     git = git_state()
     if git:
@@ -150,6 +155,8 @@ def trial_provenance() -> dict[str, Any]:
     out["cpu"] = cpu_model()
     out["platform"] = platform.platform()
     out.update(torch_environment())
+    if planned_precision.get() is not None:
+        out["precision"] = planned_precision.get()
     return out
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .models import MLP, GaussianNoise
+from .models import MLP, GaussianNoise, standard_normal_like
 
 _DIRECT_LAYERS = (nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.ReLU, GaussianNoise)
 
@@ -74,6 +74,12 @@ class LaneBatch(nn.Module):
             isinstance(m, _DIRECT_LAYERS) for m in template.net) and all(
             m.momentum is not None for m in template.net if isinstance(m, nn.BatchNorm1d))
 
+    @property
+    def vmapped(self) -> bool:
+        """Whether the networks run through vmap (not the MLP's direct path): their passes cannot be
+        recorded for ``difference``."""
+        return not self._direct
+
     def _stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         return ({k: getattr(self, _flat(k)) for k in self._param_names},
                 {k: getattr(self, _flat(k)) for k in self._buffer_names})
@@ -106,7 +112,7 @@ class LaneBatch(nn.Module):
             elif isinstance(m, nn.ReLU):
                 h = F.relu(h)  # not in place: on the view of BN's output autograd would copy it back (CopySlices)
             elif isinstance(m, GaussianNoise) and m.training and m.sigma > 0:  # each network's own SD
-                h = h + buffers[key + "sigma_t"].view(s, 1, 1) * torch.randn_like(h)
+                h = h + buffers[key + "sigma_t"].view(s, 1, 1) * standard_normal_like(h)
         return h.transpose(1, 2)  # [S, B, C]
 
     @staticmethod

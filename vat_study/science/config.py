@@ -318,13 +318,19 @@ class Task(Strict):
     device: str = Field("cpu", json_schema_extra={"identity": False}, description="cpu (deterministic for a seed), cuda, cuda:N, or auto (a GPU if "
                                            "there is one)")
     dtype: Literal["float32", "float64"] = "float32"
-    precision: Literal["float32", "bfloat16", "mixed"] = Field(
+    precision: Literal["float32", "bfloat16", "mixed", "mixed_delta", "auto"] = Field(
         "float32", json_schema_extra={"legacy": "float32"},
         description="arithmetic of the training passes: float32 (every pass in task.dtype, no autocast); bfloat16: "
                     "every forward pass of an update under torch.autocast in bfloat16 (weights, Adam and every "
                     "measurement stay float32); mixed: bfloat16 but for the power iteration (Eq. 12) and the clean "
-                    "pass it starts from, which run in float32 so the finite difference keeps the direction "
-                    "(docs/performance.md: step times and the direction's cosine per precision)")
+                    "pass it starts from, which run in float32 so the finite difference keeps the direction; "
+                    "mixed_delta: as mixed, but the power iteration's matrix products run in bfloat16 on the "
+                    "difference x + xi d - x from the float32 clean pass, which keeps the direction too; auto: "
+                    "mixed_delta where studies/precision_mnist.yaml compares its test error with float32's (MNIST, "
+                    "mlp, vat / rpt; its mixed_delta trials are not in results/ yet) and the CPU computes "
+                    "bfloat16 natively (AVX-512 BF16 or AMX; a GPU: not measured yet), float32 elsewhere, resolved "
+                    "when the trial starts and recorded with it (docs/performance.md: step times and the direction's "
+                    "cosine per precision)")
 
     _fin = field_validator("noise_sigma")(finite)
 
@@ -372,7 +378,7 @@ class Task(Strict):
             self.zca = implied.get("zca", False)
         if self.augment is None:
             self.augment = Augment(**implied.get("augment", {}))
-        if self.precision != "float32" and self.dtype != "float32":
+        if self.precision not in ("float32", "auto") and self.dtype != "float32":
             raise ValueError(f"precision: {self.precision!r} runs autocast from float32 weights; with dtype "
                              f"{self.dtype!r} precision must be 'float32'")
         shape = datasets.REGISTRY[self.dataset].input_shape
@@ -453,9 +459,9 @@ class TrialConfig(Strict):
             raise ValueError(
                 "task.precision: 'bfloat16' loses the power iteration's direction: the finite difference of "
                 "Eq. 12 is rounded away (cosine of d to the exact H d about 0.0 at every xi from 1e-6 to 1, "
-                "against 0.997 in float32 at xi 1e-2, paper MLP; python -m benchmarks.step_time --precision "
-                "bfloat16); allowed with a power iteration: 'mixed' (the power iteration in float32), "
-                "'float32', or method.direction 'hvp'")
+                "against 0.997 in float32 at xi 1e-2, paper MLP; python -m benchmarks.step_time); allowed with a "
+                "power iteration: 'mixed_delta' (its products in bfloat16 on the difference from a float32 clean "
+                "pass), 'mixed' (the power iteration in float32), 'float32', or method.direction 'hvp'")
         return self
 
     @property

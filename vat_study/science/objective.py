@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import precision, subnormals
 from .config import LANE_SETTINGS, ConfigError, TrialConfig, lane_structure, upgrade_stored_config
 from .config import reported_metrics, resolve_config  # noqa: F401  (re-exported: torch-free, defined with the config)
 from .data import ZCA, DataError, Dataset, Splits, load_dataset, make_splits
@@ -52,6 +53,16 @@ def resolve_device(name: str) -> torch.device:
         if idx >= torch.cuda.device_count():
             raise ConfigError([f"task.device: {name!r} does not exist ({torch.cuda.device_count()} CUDA devices)"])
     return torch.device(name)
+
+
+def resolve_precision(cfg: TrialConfig, device: torch.device) -> TrialConfig:
+    """``cfg`` with ``task.precision: auto`` replaced by the arithmetic it runs on ``device``
+    (``precision.resolve``); any other precision as it is."""
+    if cfg.task.precision != "auto":
+        return cfg
+    resolved = precision.resolve("auto", dataset=cfg.task.dataset, model=str(cfg.task.model), method=cfg.method.name,
+                                 device=str(device), dtype=cfg.task.dtype)
+    return cfg.model_copy(update={"task": cfg.task.model_copy(update={"precision": resolved})})
 
 
 def run_trial(config: Mapping[str, Any] | None = None, report: Report | None = None, *,
@@ -155,8 +166,9 @@ def _train(lanes: list[TrialConfig], report: LaneReport | None, batched: bool,
 
 
 def _train_lanes(lanes: list[TrialConfig], report: LaneReport | None, batched: bool) -> LanesResult:
+    device = resolve_device(lanes[0].task.device)
+    lanes = [resolve_precision(c, device) for c in lanes]  # task.precision auto: what this hardware runs
     cfg = lanes[0]
-    device = resolve_device(cfg.task.device)
     dtype = getattr(torch, cfg.task.dtype)
     t_start = time.perf_counter()
     n = len(lanes)
@@ -182,7 +194,8 @@ def _train_lanes(lanes: list[TrialConfig], report: LaneReport | None, batched: b
         model = LaneBatch(models) if batched else models[0]
         del models
         reports = None if report is None else [functools.partial(report, i) for i in range(n)]
-        results = train_lanes(lanes, x_train, y_train, splits, model, reports, test=(x_test, y_test))
+        with subnormals.flushed():  # changes no number where none arises; spares a slow CPU path where one does
+            results = train_lanes(lanes, x_train, y_train, splits, model, reports, test=(x_test, y_test))
     wall = time.perf_counter() - t_start
     out: list[dict[str, Any] | None] = []
     failed: dict[int, str] = {}
@@ -200,6 +213,7 @@ def _train_lanes(lanes: list[TrialConfig], report: LaneReport | None, batched: b
             n_labeled=len(splits[i].labeled),
             n_validation=len(splits[i].validation),
             device=str(device),
+            precision=c.task.precision,
         )
         if batched:
             metrics["lanes"] = n

@@ -53,6 +53,7 @@ from .passes import (  # noqa: F401  (re-exported: the modes every pass below ru
     regularizer_pass,
 )
 
+from . import difference as _difference
 from .method_settings import Implementation
 from .vocabulary import DEFAULT_XI  # noqa: F401  (finite-difference step of Eq. 12; faithful in float32, see above)
 
@@ -60,6 +61,7 @@ PAPER_XI = 1e-6
 """The value the paper uses (Section 4); faithful in float64 only."""
 
 DirectionMethod = Literal["finite_difference", "hvp"]
+Products = Literal["float32", "bfloat16"]
 DIRECTION_METHODS: tuple[str, ...] = ("finite_difference", "hvp")
 Divergence = Literal["forward", "reverse"]
 DIVERGENCES: tuple[str, ...] = ("forward", "reverse")
@@ -141,7 +143,9 @@ def per_sample(v: Scalar, x: Tensor) -> Scalar:
     return v
 
 
-def _check_direction_args(xi: Scalar, power_iterations: int, method: str) -> None:
+def _check_direction_args(xi: Scalar, power_iterations: int, method: str, products: str = "float32") -> None:
+    if products == "bfloat16" and method != "finite_difference":
+        raise ValueError("products='bfloat16' applies to the finite difference of Eq. 12, not to method 'hvp'")
     if method not in DIRECTION_METHODS:
         raise ValueError(f"method must be one of {DIRECTION_METHODS}, got {method!r}")
     if not isinstance(power_iterations, int) or isinstance(power_iterations, bool) or power_iterations < 0:
@@ -167,6 +171,8 @@ def virtual_adversarial_direction(
     d0: Tensor | None = None,
     divergence: Divergence = "forward",
     deterministic: bool = True,
+    products: Products = "float32",
+    reference: _difference.Recording | None = None,
 ) -> Tensor:
     """Approximate the dominant eigenvector u(x, theta_hat) of H = grad grad_r D(r, x, theta_hat).
 
@@ -188,8 +194,10 @@ def virtual_adversarial_direction(
     ``divergence``: D as forward or reverse KL (see ``divergence``). ``deterministic=False``
     leaves dropout / noise layers as the caller set them (each pass then draws its own noise, and
     ``logits`` is the reference point as given); the default switches them off (module docstring).
+    ``products="bfloat16"`` (finite difference only): the passes at x + xi d take their products in bfloat16 on
+    the difference from the reference pass (``difference``; ``reference``: the recording of ``logits``' pass).
     """
-    _check_direction_args(xi, power_iterations, method)
+    _check_direction_args(xi, power_iterations, method, products)
     x = x.detach()
     xi = per_sample(xi, x)
     d = random_unit_direction(x, generator) if d0 is None else d0.detach()
@@ -198,14 +206,16 @@ def virtual_adversarial_direction(
     layers = deterministic_layers(model) if deterministic else contextlib.nullcontext(False)
     with torch.enable_grad(), frozen_batch_stats(model), layers as was_noisy:
         if logits is None or was_noisy:
-            with torch.no_grad():
+            with torch.no_grad(), _difference.recording(products == "bfloat16") as reference:
                 logits_p = model(x)
         else:
             logits_p = logits.detach()
         for _ in range(power_iterations):
             if method == "finite_difference":
                 r = (xi * d).requires_grad_(True)
-                dist = _divergence(logits_p, model(x + r), divergence).sum()  # sum: per-sample grads unscaled
+                with _difference.replaying(reference) if products == "bfloat16" else contextlib.nullcontext():
+                    perturbed = model(x + r)
+                dist = _divergence(logits_p, perturbed, divergence).sum()  # sum: per-sample grads unscaled
                 (grad_r,) = torch.autograd.grad(dist, r)  # = xi * H d + O(xi^2)  (Eq. 12)
             else:
                 r = torch.zeros_like(x, requires_grad=True)
@@ -277,6 +287,7 @@ def regularizer_lds(
     generator: torch.Generator | None = None,
     clean_grad: bool = False,
     power_iteration_float32: bool = False,
+    power_iteration_products: Products = "float32",
 ) -> tuple[Tensor, Tensor]:
     """LDS at r = eps * d_K per sample (Eq. 5, 7; K = 0: RPT, Eq. 16) as training computes it, each
     of its three passes in the mode its ``implementation`` (a ``methods.Implementation``, the
@@ -304,26 +315,34 @@ def regularizer_lds(
     mantissa) their rounding, and xi d itself rounded away in the bfloat16 input of the first layer,
     swamp that difference; a bfloat16 reference with a float32 perturbed pass would add their
     mismatch as a first-order term. Outside an autocast it changes nothing.
+    ``power_iteration_products="bfloat16"`` (``task.precision: mixed_delta``): as above, but the power
+    iteration's products in bfloat16 on the difference from the recorded float32 clean pass
+    (``difference``), which keeps the direction (float32 for a network run through vmap).
     """
     modes = NOISE_FREE_PASSES if implementation is None else implementation
     clean_stochastic, power_iteration_stochastic = modes.clean_stochastic, modes.power_iteration_stochastic
     bn, divergence = modes.bn, modes.divergence
     noisy = has_stochastic_layers(model)  # without dropout/noise layers "stochastic" changes nothing
     exact = power_iteration_float32 and power_iterations > 0 and torch.is_autocast_enabled(x.device.type)
+    delta = (power_iteration_products == "bfloat16" and power_iterations > 0 and method == "finite_difference"
+             and _difference.supported(model))
 
     def in_float32() -> contextlib.AbstractContextManager:
         return torch.autocast(x.device.type, enabled=False) if exact else contextlib.nullcontext()
 
     given = logits is not None  # the caller's pass: under the caller's precision
+    clean = None  # the clean pass's products, recorded for the difference pass
     if logits is None:
         with regularizer_pass(model, stochastic=clean_stochastic, bn=bn), torch.set_grad_enabled(clean_grad), \
-                in_float32():
+                in_float32(), _difference.recording(delta) as clean:
             logits = model(x)
-    same_mode = (power_iteration_stochastic == clean_stochastic or not noisy) and not (exact and given)
+    same_mode = (power_iteration_stochastic == clean_stochastic or not noisy) and not ((exact or delta) and given)
     with regularizer_pass(model, stochastic=power_iteration_stochastic, bn=bn), in_float32():
         d = virtual_adversarial_direction(model, x, logits.detach() if same_mode else None, d0=d0, xi=xi,
                                           power_iterations=power_iterations, method=method,
-                                          generator=generator, divergence=divergence, deterministic=False)
+                                          generator=generator, divergence=divergence, deterministic=False,
+                                          products="bfloat16" if delta else "float32",
+                                          reference=clean if same_mode else None)
     with regularizer_pass(model, stochastic=modes.lds_stochastic, bn=bn):
         return lds(model, x, per_sample(eps, x) * d, logits, divergence=divergence), logits
 

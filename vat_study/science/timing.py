@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .config import TrialConfig
-from .objective import build_for, resolve_device
+from .objective import build_for, resolve_device, resolve_precision
 from .threads import torch_threads
 from .train import adam, train_step
 
@@ -23,6 +23,7 @@ def time_updates(config: Mapping[str, Any], ds: Any, threads: int = 1, budget_s:
     once, so the estimate costs about one update). The caller's RNG state is untouched."""
     cfg = TrialConfig.from_mapping(config)
     device = resolve_device(cfg.task.device)
+    cfg = resolve_precision(cfg, device)  # task.precision auto: what this device runs
     dtype = getattr(torch, cfg.task.dtype)
     n = len(ds.x_train)
     full_l, full_u = min(cfg.task.batch.labeled, n), min(cfg.task.batch.unlabeled, n)

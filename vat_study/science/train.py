@@ -85,14 +85,19 @@ def step_of(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits
     few task facts a regularizer needs (not the trial config) and the method's state."""
     return Step(settings=cfg.method, model=model, x_l=x_l, y_l=y_l, logits_l=logits_l, x_reg=x_reg,
                 step=step, steps=cfg.task.steps, n_lanes=n_lanes, random_start=random_start,
-                power_iteration_float32=cfg.task.precision == "mixed", lane_values=lanes or {}, state=state)
+                power_iteration_float32=cfg.task.precision in ("mixed", "mixed_delta"),
+                power_iteration_products="bfloat16" if cfg.task.precision == "mixed_delta" else "float32",
+                lane_values=lanes or {}, state=state)
 
 
 def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """``task.precision``: float32 runs every pass as it is (no autocast); bfloat16 and mixed run the
-    update's forward passes under ``torch.autocast`` in bfloat16 (matrix products in bfloat16,
-    weights, gradients and Adam in float32); mixed also takes the power iteration out of it
-    (``regularizers.regularizer_lds``, ``power_iteration_float32``). The same on CPU and CUDA."""
+    """``task.precision``: float32 runs every pass as it is (no autocast); bfloat16, mixed and
+    mixed_delta run the update's forward passes under ``torch.autocast`` in bfloat16 (matrix
+    products in bfloat16, weights, gradients and Adam in float32; one autocast for the whole update,
+    so each weight is cast once); mixed also takes the power iteration and its clean pass out of it
+    (``regularizers.regularizer_lds``, ``power_iteration_float32``), mixed_delta the clean pass,
+    its power iteration's products in bfloat16 on the difference (``difference``). The same on CPU
+    and CUDA."""
     if cfg.task.precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
@@ -108,6 +113,8 @@ def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x
     weights its own run's gradient; ``lanes`` holds the lane settings in which the networks differ.
     The weight alpha is the method's registry entry's (``Method.weight_at``: e.g. a ramp-up). No
     value is read back to the host here: the step never waits for the device."""
+    if cfg.task.precision == "auto":
+        raise ValueError("task.precision 'auto' is resolved before training (objective.resolve_precision)")
     model.train()
     method = methods.get(cfg.method.name)
     with precision_context(cfg, x_l.device):  # task.precision: the forward passes in bfloat16 or not

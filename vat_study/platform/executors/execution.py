@@ -164,6 +164,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     from ..trial_output import captured_output
 
     threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the claimed trials
+    precision_noted = provenance.planned_precision.set(surface.resolved_precision(resolve_config(trials[0].config)))
     claimed = []
     for t in trials:
         lease = store.claims.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
@@ -174,6 +175,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
             claimed.append((t, lease))
     record = provenance.trial_provenance() if track is not None else {}  # as the claims recorded it: for trackers
     provenance.planned_threads.reset(threads_noted)
+    provenance.planned_precision.reset(precision_noted)
     if not claimed:
         return {}
     trials, leases = [t for t, _ in claimed], [lease for _, lease in claimed]

@@ -97,6 +97,7 @@ class Step:
     n_lanes: int = 1
     random_start: RandomStart | None = None  # d0 for the samples x (default: the global RNG)
     power_iteration_float32: bool = False  # task.precision mixed: the power iteration out of the autocast
+    power_iteration_products: str = "float32"  # task.precision mixed_delta: "bfloat16" (the difference pass)
     lane_values: Mapping[str, Tensor] = field(default_factory=dict)  # a lane setting -> one value per lane [S]
     state: Any = None  # the method's state (``Method.init_state``)
 

@@ -45,7 +45,8 @@ def _virtual_adversarial(entropy: bool) -> Callable[[Step], Tensor]:
         lds_x, logits = regularizer_lds(
             s.model, x, eps=s.eps(x), xi=s.xi(x), power_iterations=m.k, method=power_method(m)["method"],
             logits=s.logits_l if reuse else None, d0=s.random_start(x) if s.random_start else None,
-            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32, implementation=impl)
+            clean_grad=entropy, power_iteration_float32=s.power_iteration_float32,
+            power_iteration_products=s.power_iteration_products, implementation=impl)
         r = per_lane(lds_x, s.n_lanes)  # R_vadv, Eq. 7 (K = 0: RPT, Eq. 16)
         if entropy:
             r = r + per_lane(entropy_loss(logits, reduction="none"), s.n_lanes)  # + R_cent, Eq. 18

@@ -171,7 +171,13 @@ def lanes_of(values: Mapping[int, Any], alive: list[int]) -> dict[int, Any]:
 from . import rvadv, grad_variance, fidelity, collapse, test_curve  # noqa: E402,F401,I001  (the built-in probes, in this order)
 from .rvadv import rvadv_seeds  # noqa: E402,F401  (re-exported: the measurements themselves)
 from .grad_variance import grad_sd_norm  # noqa: E402,F401
-from .fidelity import dominant_eigenvector, hd_cosine, power_iteration_fidelity, working_precision  # noqa: E402,F401
+from .fidelity import (  # noqa: E402,F401
+    dominant_eigenvector,
+    hd_cosine,
+    power_iteration_fidelity,
+    power_products,
+    working_precision,
+)
 from .collapse import diagnostics  # noqa: E402,F401
 from ..vocabulary import (  # noqa: E402,F401  (the metric names, re-exported: defined where the config reads them)
     DIAGNOSTICS,

@@ -54,7 +54,7 @@ def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int
     import torch
 
     from ..regularizers import frozen_batch_stats, lds, random_unit_direction, virtual_adversarial_direction
-    from .fidelity import hd_cosine, model_mode, working_precision
+    from .fidelity import hd_cosine, model_mode, power_products, working_precision
 
     out: dict[str, float] = {}
     gen = torch.Generator().manual_seed(seed)
@@ -73,8 +73,9 @@ def diagnostics(model: nn.Module, x: Tensor, *, eps: float, xi: float, seed: int
                 out[f"pred_{name}_c{k}"] = v
         with model_mode(model, False), working_precision(precision, x.device):
             d0 = random_unit_direction(x, gen)
-            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0).to(x.dtype)
-            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1).to(x.dtype)
+            products = power_products(precision)
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0, products=products).to(x.dtype)
+            d2 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d1, products=products).to(x.dtype)
             with torch.no_grad():
                 kl_xi = float(lds(model, x, xi * d1).double().mean())
                 kl_eps = float(lds(model, x, eps * d1).double().mean())

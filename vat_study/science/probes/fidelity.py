@@ -51,6 +51,12 @@ def working_precision(precision: str, device: torch.device | str) -> contextlib.
     return contextlib.nullcontext()
 
 
+def power_products(precision: str, method: str = "finite_difference") -> str:
+    """The power iteration's products under ``task.precision``: bfloat16 on the difference from the
+    clean pass for mixed_delta (``difference``), float32 (or the autocast's) otherwise."""
+    return "bfloat16" if precision == "mixed_delta" and method == "finite_difference" else "float32"
+
+
 def dominant_eigenvector(model: nn.Module, x: Tensor, *, iterations: int = 50, seed: int = 1) -> Tensor:
     """Per-sample dominant eigenvector of H (Eq. 9) by ``iterations`` exact Hessian-vector power
     iterations in the model's current mode; unit norm per sample."""
@@ -68,7 +74,8 @@ def power_iteration_fidelity(model: nn.Module, x: Tensor, *, xi: float, power_it
     """Mean over x of |cos(d, u)|: d the direction of the given setting, u the dominant
     eigenvector of H from ``reference_iterations`` exact HVP iterations (eval mode, float32).
     ``precision`` (``task.precision``): the arithmetic d is computed in, as training computes it
-    (bfloat16: under a bfloat16 autocast; mixed: the power iteration in float32)."""
+    (bfloat16: under a bfloat16 autocast; mixed: the power iteration in float32; mixed_delta: its
+    products in bfloat16 on the difference from a float32 clean pass)."""
     import torch
 
     from ..regularizers import virtual_adversarial_direction
@@ -78,7 +85,8 @@ def power_iteration_fidelity(model: nn.Module, x: Tensor, *, xi: float, power_it
         gen = torch.Generator().manual_seed(seed)
         with working_precision(precision, x.device):
             d = virtual_adversarial_direction(model, x, xi=xi, power_iterations=power_iterations,
-                                              method=method, generator=gen)
+                                              method=method, generator=gen,
+                                              products=power_products(precision, method))
     return float((d.to(u.dtype).flatten(1) * u.flatten(1)).sum(1).abs().mean())
 
 
@@ -95,7 +103,8 @@ def hd_cosine(model: nn.Module, x: Tensor, *, xi: float, precision: str = "float
         d0 = random_unit_direction(x, torch.Generator().manual_seed(seed))
         exact = virtual_adversarial_direction(model, x, power_iterations=1, method="hvp", d0=d0)
         with working_precision(precision, x.device):
-            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0)
+            d1 = virtual_adversarial_direction(model, x, xi=xi, power_iterations=1, d0=d0,
+                                               products=power_products(precision))
     return float((d1.to(exact.dtype).flatten(1) * exact.flatten(1)).sum(1).mean())
 
 
