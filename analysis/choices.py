@@ -17,7 +17,7 @@ import pandas as pd
 
 from vat_study.surface import POWER_ITERATION_ONLY, methods
 
-from .data import Skip, StudyData, best_config, ci_half, paired_test
+from .data import NotApplicable, Skip, StudyData, best_config, ci_half, paired_test
 from .plotting import plt, save
 
 CENTRE = "centre"
@@ -76,7 +76,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     df["eps"] = [e if methods.get(m).uses_eps else np.nan for m, e in zip(df["method"], df["eps"])]
     centres = df[df["choice"] == CENTRE]
     if centres.empty or (df["choice"] != CENTRE).sum() == 0:
-        raise Skip("needs a centre configuration (only the method as search parameter) and configurations "
+        raise NotApplicable("needs a centre configuration (only the method as search parameter) and configurations "
                    "that change one setting of it")
     rows = []
     for (method, choice, eps), g in df.groupby(["method", "choice", "eps"], sort=False, dropna=False):

@@ -1,6 +1,10 @@
-"""Method comparison with seeded repeats: paired by seed, per-seed differences, mean difference
+"""Method comparisons with seeded repeats: paired by seed, per-seed differences, mean difference
 with a 95 % t confidence interval and a paired t-test; and across a grid, which configurations of
-one method differ significantly from the other method's best (Holm-adjusted p-values)."""
+one method differ significantly from the other method's best (Holm-adjusted p-values).
+
+Every pair in one figure (a forest plot of the differences, each seed's difference a dot) and two
+CSV files, whatever the number of pairs: comparisons.csv (best against best, and every
+configuration of b against a's best) and comparisons_per_seed.csv."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import MIN_TEST_SEEDS, Skip, StudyData, best_config, holm, interval, label, paired_test
-from .plotting import axis_label, percent, plt, save
+from .data import NotApplicable, Skip, StudyData, best_config, holm, label, paired_test
+from .markdown import md_table
+from .plotting import plt, save
 
 MIN_PAIRED_SEEDS = 5
 """Below this many paired seeds a comparison is reported with a warning (``few_seeds_warning``)."""
@@ -88,56 +93,89 @@ def compute_grid(data: StudyData, a: str, b: str, value: str = "test_error") -> 
     return out.sort_values("eps").reset_index(drop=True)
 
 
-def draw_pair(per_seed: pd.DataFrame, summary: dict, stem: Path) -> list[Path]:
-    a, b = summary["a"], summary["b"]
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for _, r in per_seed.iterrows():
-        ax.plot([0, 1], [r[a], r[b]], color="gray", alpha=0.6, marker="o")
-    ax.set_xticks([0, 1], [f"{a}\n{summary['config_a']}", f"{b}\n{summary['config_b']}"], fontsize=8)
-    ax.set_xlim(-0.3, 1.3)
-    ax.set_ylabel(f"{axis_label(summary['value'])}, one line per seed")
-    percent(ax)
-    ci = interval(100 * summary["ci_low"], 100 * summary["ci_high"])
-    test = f"paired t-test p = {summary['p']:.3g}" if not summary["note"] else f"no test: {summary['note']}"
-    ax.set_title(f"{b} - {a}: {100 * summary['mean_diff']:+.2f} pts {ci}\n"
-                 f"{'95% CI, ' if ci else ''}{test}, n = {summary['n']} seeds", fontsize=9)
-    return save(fig, stem)
+def _test_text(s: dict) -> str:
+    return f"p = {s['p']:.3g}" if not s["note"] else f"no test: {s['note']}"
+
+
+def draw(rows: list[dict], per_seed: pd.DataFrame, stem: Path, labels: list[str] | None = None,
+         xlabel: str = "difference b - a of test error (points), paired by seed") -> list[Path]:
+    """A forest plot: one row per pair (b - a, each at its best configuration; per_seed's
+    ``comparison`` column names its pair as its ``labels`` entry does, default "b - a"), the mean
+    paired difference in points with its 95 % t interval, each seed's difference a grey dot, n and
+    the test (or why there is none) beside it."""
+    labels = labels or [f"{s['b']} - {s['a']}" for s in rows]
+    fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(rows) + 1.6))
+    for i, s in enumerate(rows):
+        y = len(rows) - 1 - i
+        d = per_seed[per_seed["comparison"] == labels[i]]["diff"]
+        ax.scatter(100 * d, [y] * len(d), s=12, color="0.6", zorder=2)
+        lo, hi = s["ci_low"], s["ci_high"]
+        if lo == lo and hi == hi:
+            ax.plot([100 * lo, 100 * hi], [y, y], color="C0", linewidth=2.2, zorder=3)
+        ax.plot([100 * s["mean_diff"]], [y], marker="D", color="C0", zorder=4)
+        ax.annotate(f"no test ({s['note']})" if s["note"] else f"n = {s['n']}; {_test_text(s)}", xy=(1.01, y), xycoords=("axes fraction", "data"),
+                    va="center", fontsize=8)
+    ax.axvline(0, color="0.3", linewidth=1)
+    ax.set_yticks(range(len(rows)), list(reversed(labels)), fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="y", visible=False)
+    return save(fig, stem, note="Diamond: mean difference over the seeds both best configurations ran; bar: its "
+                                "95 % t confidence interval (none where every seed's difference is the same); dots: each seed's "
+                                "difference. Left of 0: b has the lower error")
+
+
+def summary_frame(rows: list[dict]) -> pd.DataFrame:
+    """The best-against-best comparisons as a table: b, a, their configurations, n, the paired
+    difference with its CI, t, p and the note (why a test is not defined)."""
+    return pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p",
+                               "note"]]
+
+
+PCT = ("mean_diff", "sd_diff", "ci_low", "ci_high")
+
+
+def _pair_part(r, s: dict, per_seed: pd.DataFrame, grids: list[pd.DataFrame]) -> str:
+    a, b = s["a"], s["b"]
+    part = (f"### {b} - {a}\n\nTest error (%) of each seed at each one's best configuration:\n\n"
+            + md_table(per_seed, (a, b, "diff")))
+    try:
+        g = compute_grid(r.data, a, b)
+    except Skip as e:
+        return part + f"\n\n(every {b} configuration against the best {a}: not computed: {e})"
+    grids.append(g.assign(a=a, b=b, config_a=s["config_a"]))
+    return (part + f"\n\nEvery {b} configuration against the best {a}, paired by seed (points of test error; p "
+            "Holm-adjusted over the configurations with a test; t, p and significant blank where no test is "
+            "defined, the note says why):\n\n" + md_table(g, PCT))
 
 
 def section(r) -> str:
     """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
     prs = pairs(r.data)
     if not prs:
-        raise Skip("needs complete trials of two methods (e.g. rpt and vat)")
-    parts = []
-    rows = []
+        raise NotApplicable("needs complete trials of two methods (e.g. rpt and vat)")
+    rows, seeds, grids, parts, skipped = [], [], [], [], []
     for a, b in prs:
         try:
             per_seed, s = compute_pair(r.data, a, b)
         except Skip as e:
-            parts.append(f"- {b} vs {a}: skipped: {e}")
+            skipped.append(f"- {b} - {a}: not compared: {e}")
             continue
         rows.append(s)
-        name = f"compare_{slug(a)}_vs_{slug(b)}"
-        parts.append(f"### {b} vs {a} (paired by seed, test error)\n\n" + r.figure(draw_pair(per_seed, s, r.out / name))
-                     + "\n\n" + r.table(name + "_per_seed", per_seed, (a, b, "diff")))
-        try:
-            g = compute_grid(r.data, a, b)
-            parts.append(f"\nEvery {b} configuration against the best {a}, paired by seed "
-                         "(difference in points of test error; p Holm-adjusted over the configurations with a test; "
-                         "t, p and significant blank where no test is defined, the note says why):\n\n"
-                         + r.table(name + "_grid", g, ("mean_diff", "sd_diff", "ci_low", "ci_high")))
-        except Skip as e:
-            parts.append(f"\n(grid comparison skipped: {e})")
+        seeds.append(per_seed.rename(columns={a: "a_value", b: "b_value"}).assign(comparison=f"{b} - {a}", a=a, b=b))
+        parts.append(_pair_part(r, s, per_seed, grids))
     if not rows:
-        raise Skip("; ".join(p.removeprefix("- ") for p in parts))
-    summary = pd.DataFrame(rows)[["b", "a", "config_b", "config_a", "n", "mean_diff", "ci_low", "ci_high", "t", "p",
-                                  "note"]]
-    head = ("Mean difference b - a of test error (points), 95 % t confidence interval, paired t-test (blank where "
-            f"it is not defined, the note says why: fewer than {MIN_TEST_SEEDS} seeds, or every seed's difference "
-            "the same):\n\n"
-            + r.table("comparison_summary", summary, ("mean_diff", "ci_low", "ci_high")))
-    few = summary[summary["n"] < MIN_PAIRED_SEEDS]
+        raise Skip("; ".join(p.removeprefix("- ") for p in skipped))
+    per_seed_all = pd.concat(seeds, ignore_index=True)[["comparison", "b", "a", "seed", "b_value", "a_value", "diff"]]
+    best = summary_frame(rows).assign(scope="best vs best")
+    every = [g.assign(scope="each b configuration vs best a").rename(columns={"config": "config_b"}) for g in grids]
+    table = pd.concat([best, *every], ignore_index=True)
+    table.insert(0, "comparison", [f"{b} - {a}" for a, b in zip(table["a"], table["b"])])
+    table.insert(1, "scope", table.pop("scope"))
+    r.table("comparisons", table)
+    r.table("comparisons_per_seed", per_seed_all)
+    few = best[best["n"] < MIN_PAIRED_SEEDS]
+    head = [r.figure(draw(rows, per_seed_all, r.out / "comparisons"))]
     if not few.empty:
-        head += "\n\n" + few_seeds_warning(few["n"].min())
-    return head + "\n\n" + "\n\n".join(parts)
+        head.append(few_seeds_warning(few["n"].min()))
+    return "\n\n".join(head + parts + (["\n".join(skipped)] if skipped else []))

@@ -8,7 +8,7 @@ import pandas as pd
 
 from vat_study.surface import RVADV_TRAIN
 
-from .data import Skip, StudyData, best_config, n_text, summarize
+from .data import NotApplicable, Skip, StudyData, best_config, n_text, summarize
 from .plotting import axis_label, legend_beside, palette, percent, plt, save, t_band
 
 
@@ -22,7 +22,7 @@ def compute(data: StudyData) -> pd.DataFrame:
     c = data.metrics[data.metrics["name"].isin(("val_error", "rvadv", RVADV_TRAIN))].merge(df, on="trial_id")
     c = c[c["config_key"].isin(set(keys.values()))]
     if c.empty or c["step"].nunique() < 2:
-        raise Skip("needs val_error / R_vadv recorded at two or more steps")
+        raise NotApplicable("needs val_error / R_vadv recorded at two or more steps")
     return summarize(c.drop(columns="method").rename(columns={"variant": "method"}), ["method", "name", "step"], "value")
 
 

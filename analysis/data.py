@@ -9,11 +9,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vat_study.platform.results import trials_frame
 from vat_study.platform.store import Store
+from vat_study.platform.store.frames import metrics_frame
 
 
 class Skip(Exception):
     """An artifact whose data the study does not have; the message is the one-line reason."""
+
+
+class NotApplicable(Skip):
+    """An artifact about a factor, probe or setting the study does not have at all (K never
+    varied, no ``paper:`` block, not the paper's dataset): the report names it in one line at
+    its end, without the reason, rather than listing it as missing."""
 
 
 @dataclass
@@ -26,7 +34,15 @@ class StudyData:
 
     @property
     def complete(self) -> pd.DataFrame:
-        return self.trials[self.trials["status"] == "COMPLETE"] if not self.trials.empty else self.trials
+        """The COMPLETE trials of every configuration the pruner did not stop: a configuration
+        with a PRUNED seed is pruned as a whole (as its Optuna trial is), so the seeds that did
+        finish never stand for it alone (the pruner stops the bad ones: a mean over the rest
+        would flatter it)."""
+        t = self.trials
+        if t.empty:
+            return t
+        pruned = set(t.loc[t["status"] == "PRUNED", "config_key"])
+        return t[(t["status"] == "COMPLETE") & ~t["config_key"].isin(pruned)]
 
     @property
     def metric(self) -> str:
@@ -47,7 +63,7 @@ def load(url: str, study: str) -> StudyData:
     spec = store.study_spec(study)
     if spec is None:
         raise KeyError(f"study {study!r} is not in {url} (known: {', '.join(store.study_names()) or 'none'})")
-    return StudyData(study, spec, with_variants(store.trials_frame(study), spec), store.metrics_frame(study), url)
+    return StudyData(study, spec, with_variants(trials_frame(store, study), spec), metrics_frame(store, study), url)
 
 
 def _shown(v: Any) -> str:
@@ -89,11 +105,14 @@ def mean_sd(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     return out
 
 
-def _setting(key: str) -> str:
+def setting_of(key: str) -> str:
     """A search key as the setting it names (``eps`` and ``method.eps`` are one setting)."""
     from vat_study.surface import param_path
 
     return param_path(key) or key
+
+
+_setting = setting_of
 
 
 IN_VARIANT = ("method.name", "method.implementation.")
@@ -323,8 +342,16 @@ def best_config(df: pd.DataFrame, metric: str, mode: str) -> str | None:
     return str(s.idxmin() if mode == "min" else s.idxmax())
 
 
+def _value_text(v: Any) -> str:
+    """A parameter value as a label shows it: as written (1.0, 1e-06), a long float of a
+    continuous search to 4 significant digits (0.4556, not 0.45556478512273824)."""
+    if isinstance(v, (float, np.floating)) and len(repr(float(v))) > 8:
+        return f"{float(v):.4g}"
+    return str(v)
+
+
 def label(row: pd.Series | dict) -> str:
     """A short human label of a configuration from its search parameters."""
     params = {k.removeprefix("param."): v for k, v in dict(row).items()
               if str(k).startswith("param.") and not (isinstance(v, float) and np.isnan(v))}
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(single configuration)"
+    return ", ".join(f"{k}={_value_text(v)}" for k, v in params.items()) or "(single configuration)"

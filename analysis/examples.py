@@ -19,8 +19,8 @@ import pandas as pd
 
 from vat_study.surface import methods
 
-from .data import Skip, StudyData, best_config
-from .plotting import STABLE_METADATA, axis_label, percent, plt, save
+from .data import NotApplicable, Skip, StudyData, best_config
+from .plotting import STABLE_METADATA, axis_label, formats, percent, plt, save
 
 
 def _torch_side():
@@ -36,7 +36,7 @@ def _torch_side():
 def _saved(data: StudyData) -> pd.DataFrame:
     df = data.complete
     if df.empty or "model_path" not in df or df["model_path"].isna().all():
-        raise Skip("needs saved models (run the study with save_models: true)")
+        raise NotApplicable("needs saved models (run the study with save_models: true)")
     ok = df[df["model_path"].map(lambda p: isinstance(p, str) and Path(p).is_file())]
     if ok.empty:
         raise Skip("the saved model files are missing")
@@ -53,9 +53,10 @@ def _pick(df: pd.DataFrame, method: str, data: StudyData) -> pd.Series | None:
 
 
 def _config(data: StudyData, trial_id: int) -> dict:
+    from vat_study.platform.results import trial_config
     from vat_study.platform.store import Store
 
-    return Store(data.url).trial_config(int(trial_id))
+    return trial_config(Store(data.url), int(trial_id))
 
 
 # ----------------------------------------------------------------------------------- Fig. 1
@@ -75,7 +76,7 @@ def compute_fig1(data: StudyData) -> Fig1:
     torch, load_trained, lds, virtual_adversarial_direction = _torch_side()
     df = df[df["dataset"] == "moons"]
     if df.empty:
-        raise Skip("needs saved models trained on 2-D data (dataset: moons)")
+        raise NotApplicable("needs saved models trained on 2-D data (dataset: moons)")
     panels, boundary = [], []
     x = labeled = y_l = grid = None
     for method in ("baseline", "rpt", "vat"):
@@ -139,7 +140,7 @@ def _save_fig1(fig, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.supxlabel("Training points (unlabeled pool); large circles: the labeled points; black line: "
              "p(y = 1 | x) = 0.5", fontsize=8, color="0.3")
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    paths = [stem.with_suffix(s) for s in formats()]
     for p in paths:
         fig.savefig(p, bbox_inches="tight", metadata=STABLE_METADATA[p.suffix])
     plt.close(fig)
@@ -159,16 +160,16 @@ def compute_fig5(data: StudyData, n_images: int = 6) -> Fig5:
     torch, load_trained, _, virtual_adversarial_direction = _torch_side()
     vat = df[df["method"].isin(methods.names(uses_direction=True))]
     if vat.empty or vat["eps"].nunique() < 1:
-        raise Skip("needs saved VAT models")
+        raise NotApplicable("needs saved VAT models")
     rows, clean = [], None
     for eps, g in sorted(vat.groupby("eps"), key=lambda t: t[0]):
         row = g.sort_values("seed").iloc[0]
         cfg = _config(data, row["trial_id"])
         if cfg["task"]["zca"]:
-            raise Skip("ZCA-whitened inputs cannot be shown as images")
+            raise NotApplicable("ZCA-whitened inputs cannot be shown as images")
         model, prep = load_trained(cfg)
         if prep.x_test.dim() != 4 or prep.x_test.shape[1] not in (1, 3):
-            raise Skip("needs image data")
+            raise NotApplicable("needs image data")
         x = prep.x_test[:n_images]
         d = virtual_adversarial_direction(model, x, generator=torch.Generator().manual_seed(0))
         adv = (x + eps * d).clamp(0, 1)
@@ -206,7 +207,7 @@ def compute_fig6(data: StudyData, eps_grid: np.ndarray | None = None, n_images: 
     torch, load_trained, _, virtual_adversarial_direction = _torch_side()
     vat_row, base_row = _pick(df, "vat", data), _pick(df, "baseline", data)
     if vat_row is None or base_row is None:
-        raise Skip("needs saved models of a VAT and a baseline configuration")
+        raise NotApplicable("needs saved models of a VAT and a baseline configuration")
     models = {}
     for name, row in (("w/ VAT", vat_row), ("wo/ VAT", base_row)):
         models[name], prep = load_trained(_config(data, row["trial_id"]))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from vat_study.surface import GRAD_SD_NORM_PREFIX
 
-from .data import Skip, StudyData, interval, n_text, paired_test, summarize, with_setting
+from .data import NotApplicable, StudyData, interval, n_text, paired_test, summarize, with_setting
 from .plotting import axis_label, legend_beside, plt, save, t_band
 
 
@@ -20,7 +20,7 @@ def _values(data: StudyData) -> pd.DataFrame:
     trials = with_setting(data.complete, spec=data.spec)
     m = m.merge(trials[["trial_id", "variant", "setting", "config_key", "seed"]], on="trial_id")
     if m.empty:
-        raise Skip("no gradient-variance probe in this study (probes.grad_variance)")
+        raise NotApplicable("no gradient-variance probe in this study (probes.grad_variance)")
     return m.assign(K=m["name"].str.removeprefix(GRAD_SD_NORM_PREFIX).astype(int))
 
 

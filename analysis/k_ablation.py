@@ -11,9 +11,18 @@ import pandas as pd
 
 from vat_study.surface import methods
 
-from .data import Skip, StudyData, n_text, summarize, with_setting
+from .data import NotApplicable, Skip, StudyData, n_text, setting_of, summarize, with_setting
 from . import paper
 from .plotting import axis_label, legend_beside, log_y, percent, plt, reference_line, save, t_band
+
+
+def k_varied(df: pd.DataFrame) -> bool:
+    """Whether the study's search gives ``power_iterations`` two or more values: a K ablation.
+    RPT beside VAT is not one (RPT counts as K = 0, but no search parameter varies K)."""
+    searched = any(str(c).startswith("param.") and setting_of(str(c).removeprefix("param.")) == "method.power_iterations"
+                   for c in df.columns)
+    # the resolved K (a grid block that leaves it out has the study's value), where the search names it
+    return searched and "power_iterations" in df and df["power_iterations"].dropna().nunique() >= 2
 
 
 def _with_k(df: pd.DataFrame, spec: dict | None = None) -> pd.DataFrame:
@@ -37,6 +46,8 @@ def _same_eps(df: pd.DataFrame) -> pd.DataFrame:
 def compute_table(data: StudyData) -> pd.DataFrame:
     """Table 6: per (eps, setting, implementation, K), mean / SD / 95 % t half-width / n over
     seeds of the final test_error and rvadv."""
+    if not k_varied(data.complete):
+        raise NotApplicable("the study does not vary K (power_iterations)")
     df = _same_eps(_with_k(data.complete, data.spec))
     if df.empty:
         raise Skip("needs complete VAT/RPT trials at two or more K (power_iterations) for the same eps")

@@ -15,7 +15,8 @@ from scipy import stats
 
 from vat_study.surface import TEST_CURVE
 
-from .data import Skip, StudyData
+from .data import NotApplicable, Skip, StudyData
+from .markdown import md_table
 from .plotting import plt, save
 from .tables import PAPER_TABLE3
 
@@ -44,11 +45,14 @@ def _config_label(row: pd.Series) -> str:
 
 def compute(data: StudyData) -> pd.DataFrame:
     """Per variant, configuration and step: mean test error, 95 % t half-width, n seeds."""
-    df = data.trials[data.trials["status"].isin(["COMPLETE", "RUNNING"])] if not data.trials.empty else data.trials
+    t = data.trials
+    df = t if t.empty else pd.concat([data.complete, t[t["status"] == "RUNNING"]])  # no pruned configuration
     if df.empty:
         raise Skip("no complete or running trials")
     c = data.metrics[data.metrics["name"] == TEST_CURVE].merge(df, on="trial_id")
     if c.empty or c["step"].nunique() < 2:
+        if not (data.spec.get("probes") or {}).get("test_curve"):
+            raise NotApplicable("the study does not measure the test error during training (probes.test_curve)")
         raise Skip("needs the test error at two or more steps (probes.test_curve: true)")
     running = set(c.loc[c["status"] == "RUNNING", "config_key"])  # a curve so far: real up to its last step
     c["config"] = [_config_label(r) + (" [still running]" if r["config_key"] in running else "")
@@ -124,7 +128,7 @@ def section(r) -> str:
             [["config", "step", "mean", "ci95", "n"]].reset_index(drop=True))
     lines = [r.figure(draw(t, r.out / "learning_curves", ref)), "",
              "Test error (%) at each configuration's last evaluation (`step`), mean and 95 % t half-width over seeds "
-             "(n = seeds):", "", r.table("learning_curves_last", last, ("mean", "ci95"))]
+             "(n = seeds):", "", md_table(last, ("mean", "ci95"))]
     if t["running"].any():
         lines += ["", "Configurations marked [still running] were not finished when this report was written: their "
                       "curves are measured up to the last step shown; their final test error is not in any table."]

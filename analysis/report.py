@@ -1,7 +1,12 @@
-"""``vat-study report``: every artifact a study's data allows, into results/<study>/.
+"""``vat-study report``: a study's answer and the artifacts its factors call for, into results/<study>/.
 
-Figures as PNG and PDF, tables as Markdown and CSV, and report.md showing them with a few lines
-on what was run. An artifact whose data is missing is skipped with a one-line reason.
+report.md (for GitHub) and report.html (the same as one self-contained page, figures inline) lead
+with the answer (``answer``: the study's question, each method's best configuration with its CI
+and n, the paired comparisons, the paper's values), then what was run, then only the artifacts
+whose factors the study varied or measured. Figures are PNG (PDF beside them with ``pdf=True``),
+tables CSV (their Markdown is inside the report); an index at the top names every file. An
+artifact about something the study does not vary or measure (``NotApplicable``) is named in one
+line at the end; one whose data is missing (``Skip``) is listed there with its one-line reason.
 
 The report owns only what it writes: ``MANIFEST`` beside report.md lists those files, and a
 rerun removes the ones an earlier report wrote that this one does not (a figure the grown study
@@ -17,53 +22,57 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import (choices, compare, curves, eps_alpha, examples, grad_variance, k_ablation, learning_curves, paper,
-               sequential, tables)
-from .data import Skip, StudyData, load
-
-
-def _md_table(df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
-    """Markdown table; columns named in ``pct`` (error rates) shown in percent."""
-    shown = df.copy()
-    for c in shown.columns:
-        if c in pct or any(c.startswith(p + "_") and c.endswith(("_mean", "_sd", "_ci")) for p in pct):
-            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
-        elif pd.api.types.is_float_dtype(shown[c]):
-            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-        elif shown[c].dtype == object:  # None / NaN among other values: blank (a test not done), not "None"
-            shown[c] = shown[c].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else v)
-    head = "| " + " | ".join(map(str, shown.columns)) + " |"
-    sep = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+from . import (answer, choices, compare, curves, eps_alpha, examples, grad_variance, html, k_ablation,
+               learning_curves, paper, search_plots, sequential, tables)
+from .data import NotApplicable, Skip, StudyData, load
+from .plotting import figure_formats
+from .markdown import md_table
+from .runinfo import provenance_lines, run_lines  # noqa: F401  (provenance_lines: the report's API)
 
 
 class Report:
+    """One report being written into ``out``: its sections, what it skipped, the files it wrote
+    (``index``: file name -> the section that wrote it)."""
+
     def __init__(self, data: StudyData, out: Path) -> None:
         self.data, self.out = data, out
         self.sections: list[str] = []
         self.skipped: list[tuple[str, str]] = []
+        self.not_applicable: list[str] = []
         self.written: list[Path] = []
+        self.index: dict[str, str] = {}
+        self.current = "The answer"
+
+    def _wrote(self, path: Path) -> None:
+        self.written.append(path)
+        self.index.setdefault(path.name, self.current)
 
     def table(self, name: str, df: pd.DataFrame, pct: tuple[str, ...] = ()) -> str:
+        """Write ``name``.csv (values as stored: error rates as fractions); returns its Markdown
+        (columns named in ``pct`` in percent) for the report to show."""
         csv = self.out / f"{name}.csv"
         df.to_csv(csv, index=False)
-        md = _md_table(df, pct)
-        (self.out / f"{name}.md").write_text(md + "\n")
-        self.written += [csv, self.out / f"{name}.md"]
-        return md
+        self._wrote(csv)
+        return md_table(df, pct)
 
     def figure(self, paths: list[Path]) -> str:
-        self.written += paths
+        """The Markdown showing a figure ``plotting.save`` wrote (PNG first; a PDF beside it linked)."""
+        for p in paths:
+            self._wrote(p)
         png = paths[0].name
-        return f"![{png}]({png})  ([PDF]({paths[1].name}))"
+        pdf = [p.name for p in paths if p.suffix == ".pdf"]
+        return f"![{png}]({png})" + (f"  ([PDF]({pdf[0]}))" if pdf else "")
 
     def artifact(self, title: str, build: Callable[[], str]) -> None:
+        self.current = title
         if self.data.complete.empty:
             self.skipped.append((title, "no complete trials yet"))
             return
         try:
             body = build()
+        except NotApplicable:
+            self.not_applicable.append(title)
+            return
         except Skip as e:
             self.skipped.append((title, str(e)))
             return
@@ -74,15 +83,14 @@ class Report:
 
 
 ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
-    ("Tables 1/3: methods", tables.methods_section),
+    ("The search, drawn by Optuna", search_plots.section),
     ("Table 3 beside the paper (semi-supervised MNIST)", tables.table3_section),
-    ("Against the paper", paper.section),
     ("Fig. 3: effect of eps and alpha", eps_alpha.section),
     ("Fig. 4 and Table 6: number of power iterations K", k_ablation.section),
     ("Fig. 7: gradient variance, K = 0 vs K = 1", grad_variance.section),
     ("Fig. 2: error and R_vadv during training", curves.section),
     ("Learning curves: test error during training", learning_curves.section),
-    ("Method comparison with seeded repeats", compare.section),
+    ("Method comparisons, paired by seed", compare.section),
     ("Sequential comparisons: seeds added until decided", sequential.section),
     ("xi and the power method", tables.xi_section),
     ("Implementation choices, one at a time", choices.section),
@@ -90,104 +98,10 @@ ARTIFACTS: list[tuple[str, Callable[[Report], str]]] = [
     ("Fig. 5: virtual adversarial examples", examples.fig5_section),
     ("Fig. 6: misidentification on virtual adversarial examples", examples.fig6_section),
 ]
-"""Every artifact a report may hold, in order: (title, section(report) -> Markdown). Each
-section raises ``Skip`` with a one-line reason when the study lacks its data. A new figure is one
-module with a ``section`` function and one line here."""
-
-
-def _shown_url(url: str) -> str:
-    """A SQLite URL under the current folder as a relative one (a committed report names no
-    absolute path of the machine that wrote it); other URLs unchanged."""
-    if url.startswith("sqlite:////"):
-        path = Path(url.removeprefix("sqlite:///"))
-        try:
-            return "sqlite:///" + str(path.relative_to(Path.cwd()))
-        except ValueError:
-            return url
-    return url
-
-
-PROVENANCE_KEYS = ("vat-study", "git_commit", "git_dirty", "argv", "overrides", "cpu", "platform", "gpu", "cuda",
-                   "cudnn", "torch_threads")
-
-
-def provenance_lines(versions: dict) -> list[str]:
-    """The report header's provenance of the study's newest trial (``vat_study.platform.provenance``):
-    code, command, machine and library versions; a store written before provenance was recorded
-    shows what it has."""
-    v = dict(versions or {})
-    if not v:
-        return ["- provenance: none recorded"]
-    code = f"vat-study {v.get('vat-study', '?')}"
-    if v.get("git_commit"):
-        code += f" (commit {str(v['git_commit'])[:12]}" + (", with uncommitted changes)" if v.get("git_dirty")
-                                                           else ", clean)")
-    lines = [f"- code: {code}"]
-    if v.get("argv") is not None:
-        lines.append("- command: `vat-study " + " ".join(str(a) for a in v["argv"]) + "`"
-                     + (f"; overrides {v['overrides']}" if v.get("overrides") else ""))
-    machine = [f"CPU {v['cpu']}" if v.get("cpu") else None,
-               f"GPU {v['gpu']}" if v.get("gpu") else ("no GPU" if "gpu" in v else None),
-               f"CUDA {v['cuda']}" if v.get("cuda") else None, f"cuDNN {v['cudnn']}" if v.get("cudnn") else None,
-               f"torch threads {v['torch_threads']}" if v.get("torch_threads") is not None else None]
-    if any(machine):
-        lines.append("- machine: " + ", ".join(m for m in machine if m))
-    libs = {k: x for k, x in v.items() if k not in PROVENANCE_KEYS}
-    lines.append("- versions: " + ", ".join(f"{k} {x}" for k, x in libs.items()))
-    return lines
-
-
-def _planned_configs(spec: dict) -> set[str] | None:
-    """``StudySpec.planned_config_keys`` of the stored study file; None for one this code cannot
-    read (an old store): then the report says nothing rather than something wrong. Only the keys
-    that plan trials are read, by the schema alone: the stored spec carries the latest run's
-    ``provenance`` beside them (``vat-study run`` records it there), and the checks against this
-    machine (``spec_checks``: data files that exist, trackers that are installed) are the run's
-    business, not the report's."""
-    from vat_study.platform.spec import StudySpec
-
-    keys = ("name", "task", "method", "search", "seeds", "metric", "probes")
-    try:
-        return StudySpec.model_validate({k: spec[k] for k in keys if k in spec}).planned_config_keys()
-    except (ValueError, TypeError):  # SpecError is a ValueError
-        return None
-
-
-def _pruned_lines(store, data: StudyData) -> list[str]:
-    """The trials the study's pruner stopped early (a finished outcome, never redone), each with
-    the step it was stopped at and the study metric there."""
-    from vat_study.platform.display import pruned_text, trial_text
-    from vat_study.platform.store.frames import pruned_at
-
-    trials = data.trials
-    pruned = trials[trials["status"] == "PRUNED"] if not trials.empty else trials
-    if pruned.empty:
-        return []
-    at = pruned_at(store, data.name, data.metric)
-    return ([f"Pruned trials ({len(pruned)}; stopped early by `search.optuna.pruner`: finished, not failed, never "
-             "redone):", ""]
-            + [f"- {trial_text(t, trials)}: {pruned_text(at.get(int(t['trial_id'])), data.metric)}"
-               for _, t in pruned.iterrows()] + [""])
-
-
-def _failed_lines(data: StudyData) -> list[str]:
-    """The trials that did not finish (FAILED), each with its failure kind and last error line."""
-    from vat_study.platform.display import trial_text
-    from vat_study.platform.store import failure_line
-
-    trials = data.trials
-    failed = trials[trials["status"] == "FAILED"] if not trials.empty else trials
-    if failed.empty:
-        return []
-    kinds = failed["failure_kind"].fillna("error").value_counts().to_dict() if "failure_kind" in failed else {}
-    lines = [f"Trials that did not complete ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
-             "`vat-study run` redoes those that the study's search still holds):", ""]
-    planned = _planned_configs(data.spec)
-    for _, t in failed.iterrows():
-        lines.append(f"- {trial_text(t, trials)}: {t['status']}, " + failure_line(t.get("failure_kind"), t["error"])
-                     + ("; no longer in the study's search, so not redone"
-                        if planned is not None and t["config_key"] not in planned else ""))
-    return lines + [""]
+"""Every artifact a report may hold after its answer, in order: (title, section(report) ->
+Markdown). Each section raises ``NotApplicable`` when the study does not vary or measure what it
+shows, ``Skip`` with a one-line reason when the study lacks its data. A new figure is one module
+with a ``section`` function and one line here."""
 
 
 MANIFEST = ".report-files"
@@ -199,7 +113,7 @@ def _remove_stale(out_dir: Path, written: list[Path]) -> None:
     record this report's files. Names in the manifest that hold a path separator, or are the
     notes, are ignored: the manifest only ever names files the report itself writes here."""
     manifest = out_dir / MANIFEST
-    now = sorted({p.name for p in written} | {"report.md"})
+    now = sorted({p.name for p in written} | {"report.md", "report.html"})
     before = manifest.read_text().split() if manifest.exists() else []
     for name in set(before) - set(now):
         if "/" in name or "\\" in name or name in (paper.NOTES, MANIFEST) or name.startswith("."):
@@ -208,46 +122,58 @@ def _remove_stale(out_dir: Path, written: list[Path]) -> None:
     manifest.write_text("".join(f"{n}\n" for n in now))
 
 
-def write_report(url: str, study: str, out: str | Path | None = None) -> tuple[Path, list[tuple[str, str]]]:
-    """Write the report; returns report.md's path and the (artifact, reason) pairs skipped."""
+def index_lines(r: Report) -> list[str]:
+    """The files of the report, grouped by the section that wrote each (figures PNG, tables CSV)."""
+    by: dict[str, list[str]] = {}
+    for name, title in r.index.items():
+        by.setdefault(title, []).append(f"[{name}]({name})")
+    return ["**Files**: [report.html](report.html) (this report as one page, figures inline: open it in a "
+            "browser, share it as one file); [report.md](report.md) (for GitHub); figures as PNG, tables as CSV:", "",
+            *(f"- {title}: {', '.join(names)}" for title, names in by.items())]
+
+
+def end_lines(r: Report) -> list[str]:
+    """The short list at the end: what was skipped for lack of data (with the reason), and the
+    artifacts about factors the study does not vary or measure (named only)."""
+    if r.data.complete.empty:
+        return ["## Not in this report", "", "No trial is complete yet: no figure or table.", ""]
+    lines = [f"- {title}: {why}" for title, why in r.skipped]
+    if r.not_applicable:
+        lines.append("- Not drawn, as the study does not vary or measure what they show: "
+                     + "; ".join(t.split(":")[0] for t in r.not_applicable) + ".")
+    return ["## Not in this report", "", *lines, ""] if lines else []
+
+
+def _notes(out_dir: Path) -> list[str]:
+    """The hand-written notes beside the report (``PAPER.md``) as a section: included, never written."""
+    written = paper.notes(out_dir)
+    if not written:
+        return []
+    title = "Notes"
+    if written.startswith("## "):  # the notes' own heading becomes the section's
+        title, _, written = written.removeprefix("## ").partition("\n")
+    return [f"## {title.strip()}\n\n(Hand-written in `{paper.NOTES}` beside this report; "
+            f"`vat-study report` includes it and never writes it.)\n\n{written.strip()}\n"]
+
+
+def write_report(url: str, study: str, out: str | Path | None = None,
+                 pdf: bool = False) -> tuple[Path, list[tuple[str, str]]]:
+    """Write report.md, report.html and the files they show; returns report.md's path and the
+    (artifact, reason) pairs skipped for lack of data. ``pdf``: each figure as PDF too."""
     data = load(url, study)
     out_dir = Path(out) if out is not None else Path("results") / study
     out_dir.mkdir(parents=True, exist_ok=True)
     r = Report(data, out_dir)
-    for title, build in ARTIFACTS:
-        r.artifact(title, lambda build=build: build(r))
-
-    trials = data.trials
-    counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
-    seeds = sorted(trials["seed"].unique().tolist()) if not trials.empty else []
-    steps = sorted(trials["steps"].dropna().unique().tolist()) if "steps" in trials else []
-    from vat_study.platform.store import Store, safe_url
-
-    versions = Store(url).latest_versions(study)
-    head = [f"# Study `{study}`", "",
-            f"<!-- written by vat-study report from the store, and rewritten by every run of it: hand-written "
-            f"text goes in {paper.NOTES} beside this file, which the report includes and never writes -->", "",
-            f"- study file: `{data.spec.get('name')}` as stored ({'search: ' + ('optuna' if (data.spec.get('search') or {}).get('optuna') else 'grid' if data.spec.get('search') else 'none')})",
-            f"- storage: `{_shown_url(safe_url(url))}`",
-            f"- trials: {len(trials)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})",
-            f"- seeds: {seeds}; budget: {', '.join(str(int(s)) for s in steps) or '?'} updates per trial",
-            f"- metric: {data.metric} ({data.mode})",
-            *provenance_lines(versions), ""]
-    head += _pruned_lines(Store(url), data) + _failed_lines(data)
-    from vat_study.platform.tracking import tracker_lines
-
-    untracked = Store(url).tracker_problems(study)
-    if untracked:  # what a tracker (MLflow, TensorBoard, W&B) did not record, wherever the trial ran
-        head += ["Trackers:", ""] + [f"- {line}" for line in tracker_lines(untracked, len(trials), most=20)] + [""]
-    if r.skipped:
-        head += ["Skipped artifacts:", ""] + [f"- {t}: {why}" for t, why in r.skipped] + [""]
-    written = paper.notes(out_dir)  # hand-written notes beside the report: included, never written
-    if written:
-        title = "Notes"
-        if written.startswith("## "):  # the notes' own heading becomes the section's
-            title, _, written = written.removeprefix("## ").partition("\n")
-        r.sections.append(f"## {title.strip()}\n\n(Hand-written in `{paper.NOTES}` beside this report; "
-                          f"`vat-study report` includes it and never writes it.)\n\n{written.strip()}\n")
-    (out_dir / "report.md").write_text("\n".join(head) + "\n" + "\n".join(r.sections))
+    with figure_formats(pdf=pdf):
+        head = answer.section(r)
+        for title, build in ARTIFACTS:
+            r.artifact(title, lambda build=build: build(r))
+    md = "\n".join([f"# Study `{study}`", "",
+                    f"<!-- written by vat-study report from the store, and rewritten by every run of it: hand-written "
+                    f"text goes in {paper.NOTES} beside this file, which the report includes and never writes -->", "",
+                    answer.question(data), "", *index_lines(r), "", "## The answer", "", head, "",
+                    "## What was run", "", *run_lines(url, data), *r.sections, *_notes(out_dir), *end_lines(r)])
+    (out_dir / "report.md").write_text(md.rstrip() + "\n")
+    html.write(md, out_dir, f"Study {study}")
     _remove_stale(out_dir, r.written)
     return out_dir / "report.md", r.skipped

@@ -8,14 +8,14 @@ import pandas as pd
 
 from vat_study.platform.group_sequential import study_block_comparisons
 
-from .data import Skip, StudyData
+from .data import NotApplicable, StudyData
 
 
 def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary: one row per comparison, looks: one row per look of each comparison)."""
     sq = data.spec.get("sequential")
     if not sq:
-        raise Skip("the study has no sequential: block (seeded comparisons that add seeds until decided)")
+        raise NotApplicable("the study has no sequential: block (seeded comparisons that add seeds until decided)")
     cs = study_block_comparisons(data.trials, data.spec)
     rows, looks = [], []
     for c in cs:

@@ -6,12 +6,21 @@ import pandas as pd
 
 from vat_study.surface import methods
 
-from .data import Skip, StudyData, best_config, label, mean_sd, with_setting
+from .data import NotApplicable, Skip, StudyData, best_config, ci_half, label, mean_sd, with_setting
+
+
+def _stats(best: pd.DataFrame, value: str, with_ci: bool = True) -> dict:
+    s = mean_sd(best, ["config_key"], value).iloc[0]
+    out = {f"{value}_mean": s["mean"], f"{value}_sd": s["sd"]}
+    if with_ci:
+        out[f"{value}_ci"] = ci_half(s["sd"], int(s["n"]))
+    return out
 
 
 def methods_table(data: StudyData) -> pd.DataFrame:
     """Per setting (dataset, mode, n_labeled) and method: its best configuration by the study
-    metric, and the test error mean/SD/n over seeds of that configuration."""
+    metric, and the test error mean / SD / 95 % t half-width (ci) / n over seeds of that
+    configuration (the study metric's mean and ci beside it where it is not the test error)."""
     df = data.complete
     if df.empty or "test_error" not in df:
         raise Skip("no complete trials with test_error")
@@ -21,9 +30,10 @@ def methods_table(data: StudyData) -> pd.DataFrame:
         if k is None:
             continue
         best = g[g["config_key"] == k]
-        s = mean_sd(best, ["config_key"], "test_error").iloc[0]
+        chosen = _stats(best, data.metric) if data.metric != "test_error" and data.metric in best else {}
+        chosen.pop(f"{data.metric}_sd", None)
         rows.append(dict(dataset=dataset, mode=mode, n_labeled=n_l, method=method, best_config=label(best.iloc[0]),
-                         test_error_mean=s["mean"], test_error_sd=s["sd"], n=int(s["n"])))
+                         **chosen, **_stats(best, "test_error"), n=int(best["test_error"].notna().sum())))
     if not rows:
         raise Skip("no configuration has the study metric")
     return pd.DataFrame(rows)
@@ -34,7 +44,7 @@ def xi_table(data: StudyData) -> pd.DataFrame:
     df = data.complete
     df = df[df["method"].isin(methods.names(uses_direction=True))].copy()
     if df.empty or df.groupby(["direction", "xi"]).ngroups < 2:
-        raise Skip("needs VAT trials with two or more (direction, xi) settings")
+        raise NotApplicable("the study runs VAT at one (direction, xi) setting")
     df.loc[df["direction"] == "hvp", "xi"] = float("nan")  # xi is unused by the exact HVP
     df = with_setting(df, ("direction", "xi", "power_iterations"), spec=data.spec).rename(columns={"variant": "method_variant"})
     by = ["method_variant", "setting", "direction", "xi", "power_iterations"]  # nothing else averaged over
@@ -44,13 +54,6 @@ def xi_table(data: StudyData) -> pd.DataFrame:
         t = mean_sd(df, by, c).rename(columns={"mean": f"{c}_mean", "sd": f"{c}_sd", "n": f"{c}_n"})
         out = t if out is None else out.merge(t, on=by, how="outer")
     return out.sort_values(by).reset_index(drop=True)
-
-
-def methods_section(r) -> str:
-    """The report section (``report.ARTIFACTS``): ``r`` is the ``report.Report`` being written."""
-    t = methods_table(r.data)
-    return ("Test error (%) of each method at its best configuration (chosen by "
-            f"{r.data.metric}), mean and SD over seeds:\n\n" + r.table("table_methods", t, ("test_error",)))
 
 
 def xi_section(r) -> str:
@@ -75,7 +78,7 @@ def table3(data: StudyData) -> pd.DataFrame:
     t = methods_table(data)
     t = t[(t["dataset"] == "mnist") & (t["mode"] == "semi_supervised") & t["n_labeled"].isin([100, 1000])]
     if t.empty:
-        raise Skip("needs semi-supervised MNIST trials with n_labeled 100 or 1000 (the paper's Table 3)")
+        raise NotApplicable("needs semi-supervised MNIST trials with n_labeled 100 or 1000 (the paper's Table 3)")
     df = data.complete
     rows = []
     for r in t.itertuples():
@@ -130,11 +133,4 @@ def table3_section(r) -> str:
     body = ("Test error (%) of each method at its eps chosen on the validation set, mean and SD over seeds, "
             "beside the paper's Table 3 (100,000 updates; the budget here is in `steps`):\n\n"
             + r.table("table3", t))
-    from .paper import paper_block
-
-    if paper_block(r.data):  # the study names its own paper values: its "Against the paper" section
-        return body + "\n\nAgainst the paper: see the section computed from the study's paper: block."
-    lines = against_paper(r.data, t)
-    if lines:
-        body += "\n\n### Against the paper (computed from the trials above)\n\n" + "\n".join(lines)
-    return body
+    return body + "\n\nAgainst the paper: the verdicts are in the answer at the top of this report."

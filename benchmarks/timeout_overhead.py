@@ -32,6 +32,7 @@ def one_run(trials: int, timeout: float | None, folder: str) -> tuple[float, flo
     steady state, without the first trial's cold start, and the seconds of those trials spent
     inside run_trial)."""
     from vat_study.platform.executors import run_local
+    from vat_study.platform.results import trials_frame
     from vat_study.platform.spec import parse_spec
     from vat_study.platform.store import Store
 
@@ -51,7 +52,7 @@ def one_run(trials: int, timeout: float | None, folder: str) -> tuple[float, flo
     summary = run_local(spec, progress=False)
     wall = time.perf_counter() - t
     assert (summary.ran, summary.failed) == (trials, 0), summary
-    df = Store(url).trials_frame("overhead").sort_values("finished_at")
+    df = trials_frame(Store(url), "overhead").sort_values("finished_at")
     first, last = df.finished_at.iloc[0], df.finished_at.iloc[-1]
     if isinstance(first, str):
         first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)

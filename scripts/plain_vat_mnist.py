@@ -24,6 +24,7 @@ can be moved toward ours one difference at a time (``--like-ours`` sets them all
     --order         reg-first (VAT-pytorch's example: R before the labeled pass) or labeled-first (ours)
     --eval-bn       running (training's running statistics) or recompute (re-estimated over the pool
                     with the noise off, as vat-study's task.eval_bn: recompute)
+    --pi-noise      on (ours and the anchors': the noise in the power iteration's passes) or off
 
     python scripts/plain_vat_mnist.py --data ../mnist --seed 0                  # the reference
     python scripts/plain_vat_mnist.py --data ../mnist --seed 0 --bn-update labeled
@@ -126,9 +127,27 @@ def normalize(d: torch.Tensor) -> torch.Tensor:
     return d / (d.norm(dim=1, keepdim=True) + 1e-8)
 
 
+def noise_off(model: nn.Module, off: bool):
+    """Inside the block the Gaussian noise layers are off (``off``), BN's mode untouched."""
+    layers = [m for m in model.modules() if isinstance(m, Noise) and m.training] if off else []
+
+    @contextlib.contextmanager
+    def block():
+        for m in layers:
+            m.eval()
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.train()
+    return block()
+
+
 def vat_loss(model: nn.Module, x: torch.Tensor, eps: float, xi: float, k: int, d0: str, bn_update: bool,
-             gen: torch.Generator) -> torch.Tensor:
-    """R_vadv (Eq. 7) with K power iterations by finite differences (Eq. 12, 13); K = 0: RPT (Eq. 16)."""
+             gen: torch.Generator, pi_noise: bool = True) -> torch.Tensor:
+    """R_vadv (Eq. 7) with K power iterations by finite differences (Eq. 12, 13); K = 0: RPT (Eq. 16).
+    ``pi_noise`` False: the power iteration's passes and the clean pass they start from without the
+    noise (the LDS pass keeps it and takes the noisy clean pass as its target)."""
     with torch.no_grad(), (contextlib.nullcontext() if bn_update else bn_stats_frozen(model)):
         p = F.softmax(model(x), dim=1)  # the clean target, a constant
     if d0 == "uniform":
@@ -137,9 +156,14 @@ def vat_loss(model: nn.Module, x: torch.Tensor, eps: float, xi: float, k: int, d
         d = torch.randn(x.shape, generator=gen)
     d = normalize(d)
     with bn_stats_frozen(model):
+        p_pi = p
+        if k and not pi_noise:
+            with torch.no_grad(), noise_off(model, True):
+                p_pi = F.softmax(model(x), dim=1)
         for _ in range(k):
             d.requires_grad_(True)
-            dist = F.kl_div(F.log_softmax(model(x + xi * d), dim=1), p, reduction="batchmean")
+            with noise_off(model, not pi_noise):
+                dist = F.kl_div(F.log_softmax(model(x + xi * d), dim=1), p_pi, reduction="batchmean")
             (g,) = torch.autograd.grad(dist, d)
             d = normalize(g.detach())
         return F.kl_div(F.log_softmax(model(x + eps * d.detach()), dim=1), p, reduction="batchmean")
@@ -209,6 +233,8 @@ def main() -> None:
     ap.add_argument("--d0", choices=["uniform", "gaussian"], default="uniform")
     ap.add_argument("--order", choices=["reg-first", "labeled-first"], default="reg-first")
     ap.add_argument("--eval-bn", choices=["running", "recompute"], default="running")
+    ap.add_argument("--pi-noise", choices=["on", "off"], default="on",
+                    help="the noise in the power iteration's passes (VAT-pytorch and ours: on)")
     ap.add_argument("--like-ours", action="store_true", help="every flag above at vat-study's choice unless given")
     ap.add_argument("--curve-every", type=int, default=0, help="also record the test error every N updates")
     ap.add_argument("--threads", type=int, default=1)
@@ -241,7 +267,8 @@ def main() -> None:
         def regularizer(x: torch.Tensor) -> torch.Tensor:
             if a.method == "baseline":
                 return torch.zeros(())
-            return vat_loss(model, x, a.eps, a.xi, k, a.d0, a.bn_update == "labeled+clean", start_gen)
+            return vat_loss(model, x, a.eps, a.xi, k, a.d0, a.bn_update == "labeled+clean", start_gen,
+                            pi_noise=a.pi_noise == "on")
 
         if a.order == "reg-first":
             r = regularizer(x_u)

@@ -160,7 +160,7 @@ def _registry_types() -> dict[str, Any]:
 
 
 def study_file() -> str:
-    from vat_study.science import config, methods
+    from vat_study.science import config, methods, probes
     from vat_study.platform import spec
 
     out = [HEADER + "# Study-file reference\n",
@@ -186,7 +186,7 @@ def study_file() -> str:
     impl = next((m for model in by_model for f in model.model_fields.values() for m in _models_in(f.annotation)), None)
     if impl is not None:
         out.append(section("method.implementation", impl, level=3))
-    out.append(section("probes", config.Probes))
+    out.append(section("probes", probes.probes_model()))
     return "\n\n".join(out).replace("\n\n\n", "\n\n") + "\n"
 
 

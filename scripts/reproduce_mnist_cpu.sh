@@ -14,6 +14,7 @@ STORE=${STORE:-sqlite:///results/reproductions.db}
 
 declare -A BUDGET=(
   [vat_implementation_choices]=""
+  [mnist100_table3]=""
   [mnist100_curves]=""
   [vat_small_eps_diagnostics]=""
   [vat_implementation_choices_anchors]=""
@@ -23,7 +24,7 @@ declare -A BUDGET=(
   [grad_variance_mnist]="--set task.steps=1000 --set task.eval_every=100 --set probes.rvadv.size=500 --set probes.grad_variance.every=100 --set executor.batch_seeds=3"
 )
 studies=("$@")
-[ ${#studies[@]} -eq 0 ] && studies=(mnist100_curves vat_small_eps_diagnostics vat_implementation_choices_anchors vat_implementation_choices precision_mnist eps_alpha_mnist k_ablation_mnist grad_variance_mnist)
+[ ${#studies[@]} -eq 0 ] && studies=(mnist100_table3 mnist100_curves vat_small_eps_diagnostics vat_implementation_choices_anchors vat_implementation_choices precision_mnist eps_alpha_mnist k_ablation_mnist grad_variance_mnist)
 status=0
 for name in "${studies[@]}"; do
   cmd="$VAT run studies/$name.yaml --storage $STORE --no-progress ${BUDGET[$name]:-}"
@@ -31,14 +32,10 @@ for name in "${studies[@]}"; do
   start=$(date +%s)
   $cmd; rc=$?
   [ $rc -le 1 ] || { echo "$name: exit $rc"; status=$rc; continue; }
-  outs=("results/$name")
-  # Table 3 at 10,000 updates is the Table 3 view of the learning-curve study (the same trials)
-  [ "$name" = mnist100_curves ] && outs+=("results/mnist100_table3")
-  for dir in "${outs[@]}"; do
-    mkdir -p "$dir"
-    $VAT report "$name" --storage "$STORE" --out "$dir"
-    printf 'VAT_STUDY_DATA=<folder with mnist/> vat-study %s\n# exit %s, %s s wall (%s cores)\nvat-study report %s --storage %s --out %s\n' \
-      "${cmd#"$VAT "}" "$rc" "$(( $(date +%s) - start ))" "$(nproc)" "$name" "$STORE" "$dir" > "$dir/COMMAND.txt"
-  done
+  dir="results/$name"  # each study's report in its own folder, written once
+  mkdir -p "$dir"
+  $VAT report "$name" --storage "$STORE" --out "$dir"
+  printf 'VAT_STUDY_DATA=<folder with mnist/> vat-study %s\n# exit %s, %s s wall (%s cores)\nvat-study report %s --storage %s --out %s\n' \
+    "${cmd#"$VAT "}" "$rc" "$(( $(date +%s) - start ))" "$(nproc)" "$name" "$STORE" "$dir" > "$dir/COMMAND.txt"
 done
 exit $status

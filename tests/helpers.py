@@ -35,6 +35,15 @@ def tiny(name, storage, **extra):
 SEEDS = [0, 1, 2, 3]
 
 
+def claim(store, study_id, trial, driver="tests"):
+    """Claim a planned trial (``spec.PlannedTrial``) as a run does (``store.claims.claim_trial``),
+    with its resolved config; the driver never registered, as if its run had been killed."""
+    lease = store.claims.claim_trial(study_id, key=trial.key, config_key=trial.config_key, params=trial.params,
+                                     seed=trial.seed, config=resolve_config(trial.config), driver=driver, seen=0)
+    assert lease is not None, f"trial {trial.key} was claimed before"
+    return lease
+
+
 def fill(url, name, points, value_fn, spec_extra=None):
     """One COMPLETE trial per (params, seed) with final metrics from value_fn(params, seed)."""
     spec = parse_spec({"name": name, "task": {"dataset": "digits", "steps": 100}, "seeds": SEEDS,
@@ -45,9 +54,7 @@ def fill(url, name, points, value_fn, spec_extra=None):
     rows = []
     for p in spec.configurations():
         for seed in SEEDS:
-            t = PlannedTrial.make(spec, p, seed)
-            tid = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
-                                    config=resolve_config(t.config))
+            tid = claim(store, sid, PlannedTrial.make(spec, p, seed))
             finals, curves = value_fn(p, seed)
             for step, m in curves.items():
                 store.report(tid, step, m)
@@ -67,9 +74,7 @@ def a_trial_the_grid_no_longer_holds(url):
     narrow = parse_spec({**base, "search": {"grid": [{"method": ["vat"]}]}})
     # as vat-study run stores it: the study file's keys and the run's provenance beside them
     sid = store.get_or_create_study("g", {**wide.model_dump(mode="json"), "provenance": run_provenance()})
-    t = PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0)
-    lease = store.start_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=0,
-                              config=resolve_config(t.config))
+    lease = claim(store, sid, PlannedTrial.make(wide, {"method": "vat", "eps": 9.0}, 0))
     store.fail_trial(lease, "interrupted: stopped by the user (Ctrl-C)", kind="interrupted")
     return store, wide, narrow, lease
 
@@ -152,3 +157,55 @@ def optuna_dashboard(url: str):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def optuna_search_store(url, name, n_complete, n_pruned, seeds=(0, 1), sampler="tpe"):
+    """A finished Optuna search (eps and alpha log-uniform, K a choice) as `vat-study run` leaves
+    it: the vat-study trials in the store and the Optuna twin beside them (records.configuration_record
+    turned into Optuna trials, as search.py tells them). ``n_pruned`` configurations were stopped
+    by the pruner: the first seed of each finished (with the lowest error of all), the others
+    stopped after their first evaluation. Returns the StudySpec."""
+    import math
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from vat_study.platform.executors.records import configuration_record
+    from vat_study.platform.executors.search import open_study
+
+    spec = parse_spec({"name": name, "task": {"dataset": "digits", "steps": 300, "eval_every": 100},
+                       "seeds": list(seeds), "storage": url, "metric": {"name": "val_error", "mode": "min"},
+                       "search": {"optuna": {"sampler": sampler, "n_trials": n_complete + n_pruned, "pruner": "median",
+                                             "space": {"eps": {"type": "log_uniform", "low": 0.1, "high": 10.0},
+                                                       "alpha": {"type": "log_uniform", "low": 0.1, "high": 10.0},
+                                                       "power_iterations": {"type": "choice", "choices": [1, 2]}}}}})
+    store = Store(url)
+    sid = store.get_or_create_study(name, spec.model_dump(mode="json"))
+    study = open_study(spec)
+    dists = {"eps": FloatDistribution(0.1, 10.0, log=True), "alpha": FloatDistribution(0.1, 10.0, log=True),
+             "power_iterations": CategoricalDistribution([1, 2])}
+    rng = np.random.default_rng(0)
+    for i in range(n_complete + n_pruned):
+        params = {"eps": float(np.exp(rng.uniform(math.log(0.1), math.log(10.0)))),
+                  "alpha": float(np.exp(rng.uniform(math.log(0.1), math.log(10.0)))), "power_iterations": [1, 2][i % 2]}
+        pruned = i >= n_complete
+        for seed in seeds:
+            t = PlannedTrial.make(spec, params, seed)
+            lease = store.claims.claim_trial(sid, key=t.key, config_key=t.config_key, params=t.params, seed=seed,
+                                             config=resolve_config(t.config), driver="tests", seen=0, optuna_number=i)
+            stopped = pruned and seed != seeds[0]  # its first seed finished (and looks best), the next was stopped
+            err = 0.01 if pruned and not stopped else 0.03 + 0.01 * abs(math.log(params["eps"])) + 0.004 * seed \
+                + 0.2 * pruned
+            for step in (100,) if stopped else (100, 200, 300):
+                store.report(lease, step, {"val_error": err + 0.02 * (300 - step) / 100})
+            if stopped:
+                store.prune_trials(sid, [{"key": t.key, "config_key": t.config_key, "params": t.params, "seed": seed,
+                                          "config": resolve_config(t.config)}])
+            else:
+                store.finish_trial(lease, {"val_error": err, "test_error": err + 0.002})
+        rec = configuration_record(spec, store, sid, params)
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE,
+            value=None if pruned else rec["value"], params=params, distributions=dists,
+            intermediate_values=rec["intermediate"] or {100: err + 0.04}, user_attrs=rec["user_attrs"]))
+    return spec

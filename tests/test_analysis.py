@@ -4,6 +4,7 @@ pandas/scipy computed directly on the same rows; the report never crashes."""
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -127,9 +128,10 @@ def test_report_never_crashes_and_skips_with_reasons(tmp_path):
     fill(url, "one", [{"eps": 1.0}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1}, {}))
     path, skipped = write_report(url, "one", tmp_path / "out")
     text = path.read_text()
-    assert "Skipped artifacts" in text and all(reason for _, reason in skipped)
+    assert all(reason for _, reason in skipped)
     assert not any("could not be computed" in r for _, r in skipped), skipped
-    assert (tmp_path / "out" / "table_methods.csv").exists()
+    assert text.rstrip().splitlines()[-1].startswith("- Not drawn, as the study does not vary or measure what they show")
+    assert "## Not in this report" in text and (tmp_path / "out" / "best_per_method.csv").exists()
     # an empty study (no trials yet) still gives a report
     Store(url).get_or_create_study("empty", {"name": "empty"})
     path, skipped = write_report(url, "empty", tmp_path / "empty")
@@ -147,7 +149,7 @@ def test_a_rerun_removes_what_an_earlier_report_wrote_and_this_one_does_not(tmp_
     fill(url, "one", [{"method": "vat"}], lambda p, s: ({"val_error": 0.1, "test_error": 0.1 + s / 100}, {}))
     write_report(url, "two", out)
     first = set((out / MANIFEST).read_text().split())
-    compared = {n for n in first if n.startswith("compare_")}
+    compared = {n for n in first if n.startswith("comparisons")}
     assert compared and all((out / n).exists() for n in first)
     (out / "PAPER.md").write_text("## Notes\n\nmine\n")
     (out / "COMMAND.txt").write_text("vat-study run ...\n")
@@ -293,14 +295,21 @@ def test_table3_picks_eps_on_validation_and_sets_the_papers_values_beside(tmp_pa
 
 
 def test_k_ablation_reads_rpt_as_k0(tmp_path):
-    """RPT's config has no power_iterations (R^(0), Eq. 16): the registry gives it K = 0."""
+    """RPT's config has no power_iterations (R^(0), Eq. 16): the registry gives it K = 0, beside
+    the K the search varies. RPT beside VAT at one K is no K ablation: no Fig. 4 / Table 6."""
+    from vat_study.analysis.data import NotApplicable
+
     url = f"sqlite:///{tmp_path}/kr.db"
-    fill(url, "kr", [{"method": "rpt"}, {"method": "vat", "power_iterations": 1}],
+    fill(url, "kr", [{"method": "rpt"}, {"method": "vat", "power_iterations": 1}, {"method": "vat", "power_iterations": 2}],
          lambda p, s: ({"test_error": 0.1 + 0.01 * s, "rvadv": 0.2}, {}), {"method": {"name": "vat", "eps": 2.0}})
     df = load(url, "kr").trials
     assert df[df.method == "rpt"].power_iterations.isna().all()
     t6 = k_ablation.compute_table(load(url, "kr"))
-    assert sorted(t6["K"]) == [0, 1]
+    assert sorted(t6["K"]) == [0, 1, 2]
+    fill(url, "rpt_vat", [{"method": "rpt"}, {"method": "vat", "power_iterations": 1}],
+         lambda p, s: ({"test_error": 0.1 + 0.01 * s, "rvadv": 0.2}, {}), {"method": {"name": "vat", "eps": 2.0}})
+    with pytest.raises(NotApplicable):
+        k_ablation.compute_table(load(url, "rpt_vat"))
 
 
 def test_implementation_variants_are_never_pooled_in_tables_comparisons_or_curves(tmp_path):
@@ -333,7 +342,9 @@ def test_implementation_variants_are_never_pooled_in_tables_comparisons_or_curve
     assert learning_curves.crossing(curves, "rpt", "vat").startswith("vat is below rpt")
     out, _ = write_report(url, "variants", tmp_path / "out")
     assert (tmp_path / "out" / "learning_curves.png").exists()
-    assert (tmp_path / "out" / "compare_rpt_clean_stochastic_false_vs_vat.png").exists()
+    assert (tmp_path / "out" / "comparisons.png").exists()
+    compared = pd.read_csv(tmp_path / "out" / "comparisons.csv")
+    assert {"vat - rpt", "vat - rpt (clean_stochastic=false)"} <= set(compared["comparison"])
 
 
 def test_against_the_paper_is_computed_from_the_trials(tmp_path):
@@ -389,9 +400,10 @@ def test_a_degenerate_paired_comparison_is_never_called_significant(tmp_path):
         _, s = compare.compute_pair(data, "rpt", "vat")
         grid = compare.compute_grid(data, "rpt", "vat")
         _, lines = paper.compute(data, paper_block)
-        titles = []
+        titles = []  # every text of the comparisons' figure
         real_save = compare.save
-        compare.save = lambda fig, stem, **kw: titles.append(fig.axes[0].get_title()) or real_save(fig, stem, **kw)
+        compare.save = lambda fig, stem, **kw: titles.extend(
+            t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text"))) or real_save(fig, stem, **kw)
         try:
             path, _ = write_report(url, "deg", tmp_path / "out")
         finally:
@@ -404,10 +416,13 @@ def test_a_degenerate_paired_comparison_is_never_called_significant(tmp_path):
     assert tested["p_holm"] == pytest.approx(tested["p"])  # a family of one test: Holm leaves it as it is
     ordering, = [x for x in lines if "vat < rpt" in x]
     assert ordering.endswith("not decided: all 4 differences equal.") and "[" not in ordering, ordering
-    summary = (tmp_path / "out" / "comparison_summary.md").read_text()
-    assert "all 4 differences equal" in summary and "e+1" not in summary and "e-1" not in summary, summary
-    assert "None" not in (tmp_path / "out" / "compare_rpt_vs_vat_grid.md").read_text()
-    assert any("no test: all 4 differences equal" in t and "p =" not in t for t in titles), titles
+    report = path.read_text()
+    line, = [x for x in report.splitlines() if x.startswith("- vat - rpt: ")]  # the answer's paired comparison
+    assert "no test: all 4 differences equal" in line and "e+1" not in line and "e-1" not in line and "p =" not in line
+    assert "None" not in report
+    compared = pd.read_csv(tmp_path / "out" / "comparisons.csv")
+    assert compared["p"].isna().sum() == 2 and (compared["note"] == "all 4 differences equal").sum() == 2
+    assert any("no test (all 4 differences equal)" in t and "p =" not in t for t in titles), titles
 
 
 def test_paired_tests_need_three_seeds_and_spread():

@@ -14,6 +14,8 @@ from vat_study.platform.executors import run_local, run_ray
 from vat_study.science.models import build_model
 from vat_study.platform.spec import parse_spec
 from vat_study.platform.store import Store
+from vat_study.platform.results import trial_configs, trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 TASK = {"dataset": "digits", "hidden": [32, 16], "steps": 40, "eval_every": 10,
         "batch": {"labeled": 16, "unlabeled": 64}, "probes": {"rvadv": {"size": 60}}}
@@ -106,8 +108,8 @@ def _study(url, batch_seeds, kind="local", **extra):
 
 def _contents(url):
     store = Store(url)
-    df = store.trials_frame("batched").sort_values("key").reset_index(drop=True)
-    m = store.metrics_frame("batched").merge(df[["trial_id", "key"]], on="trial_id")
+    df = trials_frame(store, "batched").sort_values("key").reset_index(drop=True)
+    m = metrics_frame(store, "batched").merge(df[["trial_id", "key"]], on="trial_id")
     m = m[m.name != "train_seconds"].sort_values(["key", "step", "name"]).reset_index(drop=True)
     return df, m
 
@@ -142,10 +144,10 @@ def test_batched_groups_only_the_seeds_still_to_run_and_save_each_seeds_weights(
     grown = run_local(parse_spec(_study(url, 3, seeds=[0, 1, 2], save_models=True,
                                         models_dir=str(tmp_path / "models"))), progress=False)
     assert (grown.ran, grown.skipped, grown.failed) == (6, 3, 0)
-    df = Store(url).trials_frame("batched")
+    df = trials_frame(Store(url), "batched")
     assert df[df.seed == 0].batch_group.isna().all() and df[df.seed > 0].batch_group.notna().all()
     for row in df.itertuples():
-        cfg = Store(url).trial_configs(Store(url).study_id("batched"))[row.key][2]
+        cfg = trial_configs(Store(url), Store(url).study_id("batched"))[row.key][2]
         model, data = load_trained(cfg)
         wrong = (model(data.x_test).argmax(1) != data.y_test).double().mean().item()
         assert wrong == pytest.approx(row.test_error)  # each file holds that seed's own network
@@ -159,7 +161,7 @@ def test_an_optuna_study_trains_each_points_seeds_batched(tmp_path):
         "eps": {"type": "uniform", "low": 0.5, "high": 2.0}}}})
     summary = run_local(parse_spec(spec), progress=False)
     assert (summary.ran, summary.failed) == (2, 0)
-    df = Store(url).trials_frame("batched")
+    df = trials_frame(Store(url), "batched")
     assert len(df) == 6 and set(df.status) == {"COMPLETE"}
     for _, g in df.groupby("config_key"):  # seeds 0 and 1 trained together, seed 2 alone
         assert g.batch_group.nunique() == 1 and g[g.seed == 2].batch_group.isna().all()

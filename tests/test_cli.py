@@ -170,10 +170,7 @@ def test_a_display_poll_still_running_when_the_run_ends_loses_no_trial_line(monk
     release, stalled = threading.Event(), threading.Event()
     frames = iter([rows.iloc[:0]])  # nothing had finished when the run began
 
-    class Store:
-        def trials_frame(self, name):
-            return next(frames, rows)
-
+    monkeypatch.setattr(display, "trials_frame", lambda store, name: next(frames, rows))
     clock = time.strftime
 
     def strftime(fmt):  # called once a trial is marked seen, before its line is kept
@@ -186,7 +183,7 @@ def test_a_display_poll_still_running_when_the_run_ends_loses_no_trial_line(monk
     monkeypatch.setattr(display.Progress, "join_timeout", 0.05)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     spec = type("S", (), {"name": "s", "metric": type("M", (), {"name": "val_error", "mode": "min"})()})()
-    with display.Progress(spec, Store(), 1, 2, 0):
+    with display.Progress(spec, object(), 1, 2, 0):
         assert stalled.wait(10)
         threading.Timer(0.3, release.set).start()
     err = capsys.readouterr().err

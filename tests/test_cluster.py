@@ -23,6 +23,7 @@ import yaml
 from ray_nodes import forget_cluster, free_port, head_address, kill_node, start_node
 from helpers import tiny
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
 
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.platform.cli import app; app()"]
 # Node failure noticed within seconds, not Ray's default half a minute.
@@ -89,7 +90,7 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
                                   stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
         store, deadline, killed = Store(pg_url), time.time() + 300, False
         while time.time() < deadline and driver.poll() is None:  # kill the worker node once it has
-            df = store.trials_frame("two_nodes")  # finished a trial and is running another
+            df = trials_frame(store, "two_nodes")  # finished a trial and is running another
             mine = df[df.node == worker_id] if len(df) else df
             if len(mine) and (mine.status == "COMPLETE").any() and (mine.status == "RUNNING").any():
                 kill_node(worker)
@@ -103,7 +104,7 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
             again = subprocess.run(CLI + ["run", str(study), "--no-progress"], capture_output=True, text=True,
                                    timeout=600, cwd=tmp_path)
             assert again.returncode == 0, again.stderr[-3000:]
-        df = store.trials_frame("two_nodes")
+        df = trials_frame(store, "two_nodes")
         assert len(df) == 15 and df.key.is_unique and set(df.status) == {"COMPLETE"}, df[["key", "status", "node"]]
         assert df.node.nunique() == 2 and worker_id in set(df.node)  # trials ran on both nodes
         assert (df[df.node != worker_id].attempts >= 1).all()

@@ -19,20 +19,22 @@ import yaml
 from helpers import tiny
 from vat_study.platform.store import Store
 from vat_study.platform.store.claims import Driver, machine
+from vat_study.platform.results import trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 pytestmark = pytest.mark.platform
 CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
 
 def _claim(store: Store, sid: int, driver: str, seen: int = 0, key: str = "k", stale_after: float = 60.0):
-    return store.claim_trial(sid, key=key, config_key="c", params={"eps": 1.0}, seed=0, config={"seed": 0},
-                             driver=driver, seen=seen, stale_after=stale_after)
+    return store.claims.claim_trial(sid, key=key, config_key="c", params={"eps": 1.0}, seed=0, config={"seed": 0},
+                                    driver=driver, seen=seen, stale_after=stale_after)
 
 
 def _racer(url: str, sid: int, i: int, seen: int, barrier, wins) -> None:
     store = Store(url)
     store.study_names()  # connect before the race
-    store.register_driver(sid, f"racer{i}-{seen}", "h", machine(), os.getpid())
+    store.claims.register_driver(sid, f"racer{i}-{seen}", "h", machine(), os.getpid())
     barrier.wait(timeout=60)
     if _claim(store, sid, f"racer{i}-{seen}", seen) is not None:
         wins.put(i)
@@ -58,11 +60,11 @@ def test_exactly_one_of_eight_racing_drivers_claims_a_trial(storage_url):
     store = Store(storage_url)
     sid = store.get_or_create_study("race", {})
     assert len(_race(storage_url, sid, seen=0)) == 1
-    df = store.trials_frame("race")
+    df = trials_frame(store, "race")
     assert len(df) == 1 and df.attempts.iloc[0] == 1 and df.driver.iloc[0].startswith("racer")
-    store.fail_running(sid, "boom", "error")
+    store.claims.fail_running(sid, "boom", "error")
     assert len(_race(storage_url, sid, seen=1)) == 1
-    df = store.trials_frame("race")
+    df = trials_frame(store, "race")
     assert len(df) == 1 and df.attempts.iloc[0] == 2 and df.status.iloc[0] == "RUNNING"
 
 
@@ -95,26 +97,26 @@ def test_a_live_drivers_trial_is_left_alone_until_its_heartbeat_is_stale(storage
     A's lease is fenced off from then on."""
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {})
-    store.register_driver(sid, "A", "far-away", "far-away/pid:[1]", 12345)
-    store.register_driver(sid, "B", "here", machine(), os.getpid())
+    store.claims.register_driver(sid, "A", "far-away", "far-away/pid:[1]", 12345)
+    store.claims.register_driver(sid, "B", "here", machine(), os.getpid())
     a = _claim(store, sid, "A")
     assert a is not None
     for _ in range(3):  # A beats: alive however long it runs
         time.sleep(0.4)
-        assert store.heartbeat("A")
+        assert store.claims.heartbeat("A")
         assert _claim(store, sid, "B", seen=1, stale_after=1.0) is None
-        assert store.fail_stale(sid, 1.0) == 0 and "A" not in store.dead_drivers(sid, 1.0)
+        assert store.claims.fail_stale(sid, 1.0) == 0 and "A" not in store.claims.dead_drivers(sid, 1.0)
     assert store.report(a, 1, {"val_error": 0.5})
     time.sleep(1.3)  # A falls silent past stale_after
-    assert "A" in store.dead_drivers(sid, 1.0)
+    assert "A" in store.claims.dead_drivers(sid, 1.0)
     assert _claim(store, sid, "B", seen=0, stale_after=1.0) is None  # seen is stale: B must look again
     b = _claim(store, sid, "B", seen=1, stale_after=1.0)
     assert b is not None and b.attempt == 2
     assert _claim(store, sid, "C", seen=1, stale_after=1.0) is None  # taken over once
     assert not store.report(a, 2, {"val_error": 0.9}) and not store.finish_trial(a, {"val_error": 0.9})
-    assert store.metrics_frame("s").empty  # the old attempt's metrics were dropped with the takeover
+    assert metrics_frame(store, "s").empty  # the old attempt's metrics were dropped with the takeover
     assert store.finish_trial(b, {"val_error": 0.1})
-    df = store.trials_frame("s")
+    df = trials_frame(store, "s")
     assert (df.status.iloc[0], df.attempts.iloc[0], df.driver.iloc[0]) == ("COMPLETE", 2, "B")
 
 
@@ -124,12 +126,12 @@ def test_a_finished_driver_wins_no_claim(storage_url):
     interrupted (seen in CI: the Ray Ctrl-C test left one trial RUNNING)."""
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {})
-    store.register_driver(sid, "A", "here", machine(), os.getpid())
+    store.claims.register_driver(sid, "A", "here", machine(), os.getpid())
     assert _claim(store, sid, "A", key="before") is not None
-    store.finish_driver("A")
+    store.claims.finish_driver("A")
     assert _claim(store, sid, "A", key="after") is None
-    store.fail_running(sid, "interrupted", "interrupted", drivers=["A"])
-    df = store.trials_frame("s")
+    store.claims.fail_running(sid, "interrupted", "interrupted", drivers=["A"])
+    df = trials_frame(store, "s")
     assert list(df.key) == ["before"] and list(df.status) == ["FAILED"]
 
 
@@ -138,32 +140,32 @@ def test_a_driver_of_this_machine_whose_process_is_gone_is_dead_at_once(tmp_path
     sid = store.get_or_create_study("s", {})
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    store.register_driver(sid, "A", "here", machine(), gone.pid)
+    store.claims.register_driver(sid, "A", "here", machine(), gone.pid)
     assert _claim(store, sid, "A") is not None
-    assert store.dead_drivers(sid, 3600) == {"A"}
-    assert store.fail_stale(sid, 3600) == 1
-    df = store.trials_frame("s")
+    assert store.claims.dead_drivers(sid, 3600) == {"A"}
+    assert store.claims.fail_stale(sid, 3600) == 1
+    df = trials_frame(store, "s")
     assert df.failure_kind.iloc[0] == "interrupted" and f"pid {gone.pid}" in df.error.iloc[0]
 
 
 def test_the_driver_thread_beats_and_an_exception_marks_its_own_trials_interrupted(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/s.db")
     sid = store.get_or_create_study("s", {})
-    store.register_driver(sid, "other", "far-away", "far-away/pid:[1]", 1)
+    store.claims.register_driver(sid, "other", "far-away", "far-away/pid:[1]", 1)
     assert _claim(store, sid, "other", key="theirs") is not None
     with pytest.raises(KeyboardInterrupt):
-        with Driver(store, sid, heartbeat_every=0.1, stale_after=0.3) as d:
+        with Driver(store.claims, sid, heartbeat_every=0.1, stale_after=0.3) as d:
             assert _claim(store, sid, d.token, key="mine") is not None
-            first = store.drivers_frame(sid).set_index("token").loc[d.token, "heartbeat_at"]
+            first = store.claims.drivers_frame(sid).set_index("token").loc[d.token, "heartbeat_at"]
             time.sleep(0.8)
             assert d.beats >= 3
-            assert store.drivers_frame(sid).set_index("token").loc[d.token, "heartbeat_at"] > first
+            assert store.claims.drivers_frame(sid).set_index("token").loc[d.token, "heartbeat_at"] > first
             raise KeyboardInterrupt
-    df = store.trials_frame("s").set_index("key")
+    df = trials_frame(store, "s").set_index("key")
     assert df.loc["mine", "status"] == "FAILED" and "Ctrl-C" in df.loc["mine", "error"]
     assert df.loc["theirs", "status"] == "RUNNING"  # another driver's trial is never touched
-    drivers = store.drivers_frame(sid).set_index("token")
-    assert drivers.loc[d.token, "finished_at"] is not None and d.token in store.dead_drivers(sid, 3600)
+    drivers = store.claims.drivers_frame(sid).set_index("token")
+    assert drivers.loc[d.token, "finished_at"] is not None and d.token in store.claims.dead_drivers(sid, 3600)
 
 
 # ----------------------------------------------------------------------------- drivers through the CLI
@@ -210,14 +212,14 @@ def assert_each_trial_once(url: str, results, trials: int, evaluations: int = 2)
         assert rc == 0, (o[-2000:], e[-3000:])
         assert "Traceback" not in e, e[-3000:]
     store = Store(url)
-    df = store.trials_frame("shared")
+    df = trials_frame(store, "shared")
     assert len(df) == trials and df["key"].is_unique and set(df.status) == {"COMPLETE"}
     assert (df.attempts == 1).all(), df[["key", "attempts", "driver"]]  # trained once: no claim was ever taken twice
     assert sum(ran(o) for _, o, _ in results) == trials  # each driver's own count adds up to the study
-    m = store.metrics_frame("shared")
+    m = metrics_frame(store, "shared")
     assert not m.duplicated(["trial_id", "step", "name"]).any()
     assert (m[m.name == "val_error"].groupby("trial_id").size() == evaluations).all()
-    drivers = store.drivers_frame(int(store.study_id("shared")))
+    drivers = store.claims.drivers_frame(int(store.study_id("shared")))
     assert len(drivers) == len(results) and drivers.finished_at.notna().all()
     assert set(df.driver) <= set(drivers.token)
     import optuna  # each configuration recorded once in the study's Optuna study, whichever driver saw it
@@ -250,7 +252,7 @@ def test_two_optuna_drivers_share_the_budget_and_every_trial_trains_once(storage
     results = finish(start_drivers(tmp_path, spec, 2))
     for rc, o, e in results:
         assert rc == 0 and "Traceback" not in e, (o[-2000:], e[-3000:])
-    df = Store(storage_url).trials_frame("shared")
+    df = trials_frame(Store(storage_url), "shared")
     assert len(df) == 8 and set(df.status) == {"COMPLETE"} and (df.attempts == 1).all()
     study = optuna.load_study(study_name="shared", storage=storage_url)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -284,10 +286,10 @@ def test_a_killed_drivers_trial_is_taken_over_only_once_its_heartbeat_is_stale(t
     (_, _, a_err), (b_rc, b_out, b_err) = finish([a, b])
     assert b_rc == 0 and "Traceback" not in b_err, (b_out[-2000:], b_err[-3000:])
     store = Store(url)
-    drivers = store.drivers_frame(int(store.study_id("shared"))).set_index("token")
+    drivers = store.claims.drivers_frame(int(store.study_id("shared"))).set_index("token")
     dead = drivers[drivers.finished_at.isna()]
     assert len(dead) == 1 and dead.machine.iloc[0] != machine(), a_err[-2000:]  # A: killed, never finished
-    df = store.trials_frame("shared").set_index("key")
+    df = trials_frame(store, "shared").set_index("key")
     assert len(df) == 8 and set(df.status) == {"COMPLETE"}
     taken = df[df.attempts == 2]
     assert len(taken) == 1 and (df.drop(index=taken.index).attempts == 1).all()

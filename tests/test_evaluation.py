@@ -11,7 +11,7 @@ from vat_study.science.config import TrialConfig, added_settings, upgrade_stored
 from vat_study.science.methods import Implementation
 from vat_study.science.models import build_model
 from vat_study.science.objective import run_lanes
-from vat_study.science.train import evaluation_bn
+from vat_study.science.evaluation import evaluation_bn
 
 TINY = dict(dataset="digits", hidden=[32, 16], steps=30, eval_every=10, noise_sigma=0.3,
             batch=dict(labeled=16, unlabeled=64), probes=dict(rvadv=dict(size=50)))

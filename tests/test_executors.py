@@ -7,11 +7,13 @@ from helpers import tiny
 from vat_study.platform.executors import run_local, run_ray
 from vat_study.platform.spec import parse_spec
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 def contents(storage, name):
     store = Store(storage)
-    df = store.trials_frame(name).sort_values("key")
-    metrics = store.metrics_frame(name).merge(df[["trial_id", "key"]], on="trial_id")
+    df = trials_frame(store, name).sort_values("key")
+    metrics = metrics_frame(store, name).merge(df[["trial_id", "key"]], on="trial_id")
     return (
         [(r.key, r.seed, r.status, r.method, None if r.eps != r.eps else r.eps) for r in df.itertuples()],
         sorted((r.key, r.step, r.name, round(r.value, 6) if r.value == r.value else None)
@@ -43,7 +45,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
     monkeypatch.setenv("VAT_STUDY_FAILPOINTS_ONCE", str(tmp_path))
     summary = run_local(parse_spec(spec), progress=False)
     assert (summary.ran, summary.failed) == (2, 1)
-    df = Store(url).trials_frame("fails")
+    df = trials_frame(Store(url), "fails")
     assert sorted(df["status"]) == ["COMPLETE", "FAILED"]
     assert "FailpointError" in df[df.status == "FAILED"]["error"].iloc[0]
 
@@ -58,12 +60,12 @@ def test_optuna_tpe_study_persists_and_continues_across_runs(tmp_path):
 
     study = optuna.load_study(study_name="tpe", storage=url)
     assert len(study.trials) == 3 and study.best_value == pytest.approx(
-        Store(url).trials_frame("tpe")["val_error"].min())
+        trials_frame(Store(url), "tpe")["val_error"].min())
     spec["search"]["optuna"]["n_trials"] = 5
     second = run_local(parse_spec(spec), progress=False)
     assert (second.ran, second.skipped) == (2, 3)
     assert len(optuna.load_study(study_name="tpe", storage=url).trials) == 5
-    assert len(Store(url).trials_frame("tpe")) == 5
+    assert len(trials_frame(Store(url), "tpe")) == 5
     third = run_local(parse_spec(spec), progress=False)
     assert third.ran == 0
 
@@ -80,7 +82,7 @@ def test_optuna_through_ray(tmp_path):
 
     study = optuna.load_study(study_name="tpe_ray", storage=url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
-    df = Store(url).trials_frame("tpe_ray")
+    df = trials_frame(Store(url), "tpe_ray")
     assert len(df) == 4 and set(df["status"]) == {"COMPLETE"}  # 2 configurations x 2 seeds
     for t in study.trials:  # Optuna's value is the mean over seeds of our stored metric
         rows = df[df["param.eps"] == t.params["eps"]]

@@ -23,6 +23,8 @@ from typer.testing import CliRunner
 from helpers import tiny
 from vat_study.platform.cli import app
 from vat_study.platform.spec import SpecError, load_spec, parse_spec
+from vat_study.platform.results import trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
@@ -302,7 +304,7 @@ def _wait_for(proc, url: str, name: str, ready, timeout: float = 240) -> bool:
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
         try:
-            df = Store(url).trials_frame(name)
+            df = trials_frame(Store(url), name)
         except Exception:  # noqa: BLE001  the store may not exist yet
             continue
         if not df.empty and ready(df):
@@ -336,14 +338,14 @@ def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path, executor, sig, code
     assert proc.returncode == code, err[-3000:]
     name = signal.Signals(sig).name
     assert f"stopped by {name}: every finished trial is in" in err and "Traceback" not in err, err[-3000:]
-    df = Store(url).trials_frame("sig")
+    df = trials_frame(Store(url), "sig")
     assert "RUNNING" not in set(df.status), df[["key", "status"]]
     stopped = df[df.status == "FAILED"]
     assert len(stopped) >= 1 and set(stopped.failure_kind) == {"interrupted"}
     assert all(e.startswith(f"interrupted: the run got {name}") for e in stopped.error), list(stopped.error)
     rerun = subprocess.run(CLI + ["run", str(path), "--no-progress"], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert set(Store(url).trials_frame("sig").status) == {"COMPLETE"}
+    assert set(trials_frame(Store(url), "sig").status) == {"COMPLETE"}
 
 
 # ----------------------------------------------------------------- store faults
@@ -364,7 +366,7 @@ def test_a_lost_connection_is_retried_and_no_trial_is_trained_twice(tmp_path, mo
     summary = run_local(parse_spec(two_trials(tmp_path, url)), progress=False)
     monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
     assert (summary.ran, summary.failed) == (2, 0)
-    df = Store(url).trials_frame("st")
+    df = trials_frame(Store(url), "st")
     assert set(df.status) == {"COMPLETE"} and set(df.attempts) == {1}
     assert any("server closed the connection unexpectedly; retrying" in r.getMessage() for r in caplog.records)
 
@@ -397,7 +399,7 @@ def test_postgresql_down_for_5_s_mid_study_is_survived(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
         assert proc.returncode == 0, err[-3000:]
         assert "Traceback" not in err
-        df = Store(server.url).trials_frame("pgdown")
+        df = trials_frame(Store(server.url), "pgdown")
         assert len(df) == 4 and set(df.status) == {"COMPLETE"} and set(df.attempts) == {1}, df[["status", "attempts"]]
 
 
@@ -407,9 +409,10 @@ def test_error_texts_are_sanitized_and_capped_before_the_store(storage_url):
 
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {"name": "s"})
-    lease = store.start_trial(sid, key="k", config_key="c", params={}, seed=0, config={"seed": 0})
+    lease = store.claims.claim_trial(sid, key="k", config_key="c", params={}, seed=0, config={"seed": 0},
+                                     driver="d", seen=0)
     store.fail_trial(lease, "ValueError: a\x00b \udc80 lone" + "x" * 100_000)
-    error = store.trials_frame("s").error.iloc[0]
+    error = trials_frame(store, "s").error.iloc[0]
     assert error.startswith("ValueError: a\\x00b \\udc80 lone") and len(error) <= MAX_ERROR_CHARS + 100
     assert "characters cut" in error
 
@@ -477,7 +480,7 @@ def test_a_full_disk_under_the_store_is_one_line_and_a_rerun_finishes(tiny_disk,
     filler.unlink()
     r = run_cli(["run", str(path), "--executor", "local", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert set(Store(url).trials_frame("st").status) == {"COMPLETE"}
+    assert set(trials_frame(Store(url), "st").status) == {"COMPLETE"}
 
 
 @pytest.mark.platform
@@ -494,7 +497,7 @@ def test_a_full_disk_under_the_models_leaves_no_partial_file(tiny_disk, tmp_path
     assert r.exit_code == 1, r.output
     assert "the disk is full writing" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert list((tiny_disk / "models").iterdir()) == []  # no partial .pt, no temporary file
-    df = Store(url).trials_frame("st")
+    df = trials_frame(Store(url), "st")
     assert set(df.status) == {"FAILED"} and all("store or disk fault: the disk is full" in e for e in df.error)
     filler.unlink()
     assert run_cli(["run", str(path), "--executor", "local", "--no-progress"]).exit_code == 0
@@ -589,14 +592,16 @@ def _no_times(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in NOT_TIMES}
 
 
-def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("method", [{"name": "vat"}, {"name": "mean_teacher", "alpha_rampup": 30}])
+def test_a_trial_stopped_mid_way_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path, method):
+    """The model, Adam, the draws and the method's state (the Mean Teacher's EMA network) come back."""
     import torch
 
     from vat_study.science.objective import run_trial
-    from vat_study.science.train import checkpoints
+    from vat_study.science.checkpoint import checkpoints
 
     torch.set_num_threads(1)
-    cfg = {"task": CK_TASK, "method": {"name": "vat"}, "probes": {"rvadv": {"size": 50}}, "seed": 3}
+    cfg = {"task": CK_TASK, "method": method, "probes": {"rvadv": {"size": 50}}, "seed": 3}
     ref_reports: list = []
     ref = run_trial(cfg, lambda s, m: ref_reports.append((s, _no_times(m))))
 
@@ -657,9 +662,9 @@ def test_a_driver_killed_mid_trial_resumes_it_and_deletes_the_checkpoint(tmp_pat
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert list(ckdir.glob("*")) == []
     a, b = Store(f"sqlite:///{ref.parent}/s.db"), Store(f"sqlite:///{run.parent}/s.db")
-    ta, tb = a.trials_frame("ck"), b.trials_frame("ck")
+    ta, tb = trials_frame(a, "ck"), trials_frame(b, "ck")
     cols = ["val_error", "test_error", "rvadv", "loss"]
     assert list(tb.status) == ["COMPLETE"] and tb[cols].equals(ta[cols]), (ta[cols], tb[cols])
-    ma, mb = (s.metrics_frame("ck").query("name != 'train_seconds'").sort_values(["step", "name"])
+    ma, mb = (metrics_frame(s, "ck").query("name != 'train_seconds'").sort_values(["step", "name"])
               [["step", "name", "value"]].reset_index(drop=True) for s in (a, b))
     assert ma.equals(mb)

@@ -19,6 +19,7 @@ import yaml
 
 from helpers import tiny
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
 
 CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
@@ -56,7 +57,7 @@ def test_a_trial_stuck_inside_one_call_is_killed_at_its_time_limit_and_the_study
     assert r.returncode == 1, r.stderr[-3000:]
     assert time.time() - t0 < 150
     assert "Traceback" not in r.stderr
-    df = Store(url).trials_frame("stuck")
+    df = trials_frame(Store(url), "stuck")
     assert sorted(df.status) == ["COMPLETE", "FAILED"]
     failed = df[df.status == "FAILED"].iloc[0]
     assert failed.failure_kind == "timeout"
@@ -98,7 +99,7 @@ def test_the_optuna_records_follow_the_store_when_seeds_grow_or_a_result_changes
         assert r.exit_code == 0, r.output
         return r.stderr
 
-    df = Store(url).trials_frame("twin")
+    df = trials_frame(Store(url), "twin")
     for method, t in twins().items():
         mine = df[df["param.method"] == method]
         assert t.user_attrs["seeds"] == [0, 1, 2] and len(mine) == 3
@@ -115,7 +116,7 @@ def test_the_optuna_records_follow_the_store_when_seeds_grow_or_a_result_changes
     assert "method=vat" in said and "over seeds [0, 1, 2]" in said and "rebuilds it" in said
     assert run_local(grown, progress=False).ran == 0
     assert "disagrees" not in status()
-    new = Store(url).trials_frame("twin")
+    new = trials_frame(Store(url), "twin")
     assert twins()["vat"].value == pytest.approx(new[new["param.method"] == "vat"].val_error.mean(), rel=1e-12)
 
 
@@ -158,7 +159,7 @@ def test_mlflow_on_several_ray_workers_gets_a_run_per_trial_and_worker_failures_
     assert r.returncode == 0, r.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/results/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("ml").experiment_id])
-    keys = set(Store(f"sqlite:///{tmp_path}/t.db").trials_frame("ml").key)
+    keys = set(trials_frame(Store(f"sqlite:///{tmp_path}/t.db"), "ml").key)
     assert len(runs) == 6 and {x.data.tags["vat_study.trial_key"] for x in runs} == keys
     assert {x.info.status for x in runs} == {"FINISHED"}
     assert "warning: tracking.tensorboard did not record 6 of 6 trial(s) in full" in r.stderr, r.stderr[-3000:]
@@ -343,4 +344,7 @@ def test_export_and_report_write_errors_are_one_line_and_exit_1(tmp_path, full_d
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no half-written export left
     r = _cli(["report", "w", "--storage", url, "--out", str(full_disk / "report")])
     assert r.exit_code == 1 and "error: writing the report into" in r.stderr, r.output
+    assert "No space left on device" in r.stderr and "Traceback" not in r.output and r.stderr.count("error:") == 1
+    r = _cli(["compare", "w", "w", "--storage", url, "--out", str(full_disk / "compare")])
+    assert r.exit_code == 1 and "error: writing the comparison into" in r.stderr, r.output
     assert "No space left on device" in r.stderr and "Traceback" not in r.output and r.stderr.count("error:") == 1

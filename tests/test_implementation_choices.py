@@ -20,7 +20,7 @@ from vat_study.science.models import GaussianNoise, build_model
 from vat_study.science.probes import rvadv_seeds
 from vat_study.science.regularizers import (NOISE_FREE_PASSES, divergence, kl_divergence, regularizer_lds,
                                     virtual_adversarial_direction)
-from vat_study.science.methods import join_per_seed
+from vat_study.science.methods import join_per_lane
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,15 +133,15 @@ def test_reverse_kl_power_iteration_finds_the_same_dominant_eigenvector(method):
 # --------------------------------------------------------------------------------------------
 
 
-def test_labeled_and_unlabeled_batches_join_per_seed():
+def test_labeled_and_unlabeled_batches_join_per_lane():
     a = torch.arange(2 * 3).view(6, 1).float()  # 2 seeds x 3 labeled
     b = 100 + torch.arange(2 * 4).view(8, 1).float()  # 2 seeds x 4 unlabeled
-    j = join_per_seed(a, b, 2).flatten().tolist()
+    j = join_per_lane(a, b, 2).flatten().tolist()
     assert j == [0, 1, 2, 100, 101, 102, 103, 3, 4, 5, 104, 105, 106, 107]
 
 
 def test_joined_regularizer_batch_trains_on_both(monkeypatch):
-    import vat_study.science.methods as T
+    import vat_study.science.regularizers as T  # methods/paper.py imports it when a step runs
 
     seen = []
     real = T.regularizer_lds

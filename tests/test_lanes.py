@@ -10,6 +10,8 @@ from torch import nn
 from vat_study import ConfigError, run_lanes, run_trial
 from vat_study.science.config import LANE_SETTINGS, lane_structure
 from vat_study.science.objective import resolve_config
+from vat_study.platform.results import trial_configs, trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 TASK = {"dataset": "digits", "hidden": [32, 16], "steps": 30, "eval_every": 10, "dtype": "float64",
         "batch": {"labeled": 16, "unlabeled": 64}, "probes": {"rvadv": {"size": 40}}}
@@ -27,7 +29,8 @@ def _lanes(cfg, lanes):
     return res, steps
 
 
-@pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "at_linf", "baseline"])
+@pytest.mark.parametrize("method", ["vat", "rpt", "vat_entmin", "at_l2", "at_linf", "baseline", "pi_model",
+                                    "mean_teacher", "pseudo_label"])
 def test_each_lane_equals_its_separate_run(method):
     cfg = {**TASK, "method": method}
     res, steps = _lanes(cfg, LANES)
@@ -131,10 +134,10 @@ def _stored(url):
     from vat_study.platform.store import Store
 
     store = Store(url)
-    df = store.trials_frame("lanes").sort_values("key").reset_index(drop=True)
-    m = store.metrics_frame("lanes").merge(df[["trial_id", "key"]], on="trial_id")
+    df = trials_frame(store, "lanes").sort_values("key").reset_index(drop=True)
+    m = metrics_frame(store, "lanes").merge(df[["trial_id", "key"]], on="trial_id")
     m = m[m.name != "train_seconds"].sort_values(["key", "step", "name"]).reset_index(drop=True)
-    configs = store.trial_configs(store.study_id("lanes"))
+    configs = trial_configs(store, store.study_id("lanes"))
     return df, m, configs
 
 
@@ -186,7 +189,7 @@ def test_optuna_with_lanes_asks_a_group_at_once_and_tells_each_point(tmp_path, k
         spec["executor"]["max_concurrent"] = 1  # one lane group per Tune run: 2 rounds of 2 points
     summary = (run_ray if kind == "ray" else run_local)(parse_spec(spec), progress=False)
     assert (summary.ran, summary.failed) == (4, 0)
-    df = Store(url).trials_frame("lanes")
+    df = trials_frame(Store(url), "lanes")
     assert len(df) == 12 and set(df.status) == {"COMPLETE"}
     # 6 lanes / 3 seeds: two points per ask, their 6 trials in one batched model
     assert sorted(df.groupby("batch_group").size().tolist()) == [6, 6]

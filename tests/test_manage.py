@@ -28,8 +28,8 @@ def _two_studies(url):
                                                      distributions={"eps": optuna.distributions.FloatDistribution(0, 1)},
                                                      intermediate_values={10: v}, user_attrs={"seeds": [0]}))
     store = Store(url)
-    store.register_driver(store.study_id("a"), "tok-a", "host", "machine", 1)
-    store.finish_driver("tok-a")
+    store.claims.register_driver(store.study_id("a"), "tok-a", "host", "machine", 1)
+    store.claims.finish_driver("tok-a")
     return store
 
 
@@ -98,7 +98,7 @@ def test_one_transaction_and_no_change_under_a_live_driver(storage_url, monkeypa
         manage.delete_study(store, "a")
     assert _counts(store, "a") == before and _optuna_studies(storage_url) == {"a": 2, "b": 2}
     monkeypatch.undo()
-    store.register_driver(store.study_id("b"), "tok-b", "elsewhere", "m2", 4242)  # heartbeat: now
+    store.claims.register_driver(store.study_id("b"), "tok-b", "elsewhere", "m2", 4242)  # heartbeat: now
     for args in (["delete", "b", "--yes"], ["rename", "b", "c"]):
         r = CliRunner().invoke(app, [*args, "--storage", storage_url])
         assert r.exit_code == 2 and "being run now by 1 driver(s) (elsewhere pid 4242)" in r.output, r.output

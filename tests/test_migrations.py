@@ -20,6 +20,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from vat_study.science.objective import resolve_config
 from vat_study.platform.store import SCHEMA_REVISION, VERSION_TABLE, Base, Store, StoreError, make_engine, schema_revision
+from vat_study.platform.results import trial_config, trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 LEGACY = Path(__file__).parent / "data" / "store_v0_legacy.sql"
 TABLES = ("vat_studies", "vat_trials", "vat_metrics", "vat_final_metrics", "trials", "trial_values", "studies")
@@ -47,7 +49,7 @@ def test_a_legacy_sqlite_store_is_upgraded_in_place_with_every_row_kept(tmp_path
     with sqlite3.connect(path) as con:
         old_metrics = con.execute("SELECT trial_id, step, name, value FROM vat_metrics ORDER BY id").fetchall()
     store = Store(url)
-    df = store.trials_frame("legacy_grid")  # the first use upgrades
+    df = trials_frame(store, "legacy_grid")  # the first use upgrades
     assert counts(path) == before  # no row lost: a table rebuild with foreign keys on would cascade-delete
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT trial_id, step, name, value FROM vat_metrics ORDER BY id").fetchall() == old_metrics
@@ -71,10 +73,10 @@ def test_an_upgraded_legacy_study_continues_where_it_stopped(tmp_path):
     spec = tiny("legacy_grid", url, seeds=[0], search={"grid": [
         {"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}, {"dataset": ["mnist"]}]})
     spec["task"]["data_root"] = "/tmp/legacy/empty"  # as stored by the old run
-    before = Store(url).trials_frame("legacy_grid").set_index("key")
+    before = trials_frame(Store(url), "legacy_grid").set_index("key")
     summary = run_local(parse_spec(spec), progress=False)
     assert (summary.skipped, summary.ran, summary.failed, summary.interrupted_marked) == (3, 1, 1, 1)
-    after = Store(url).trials_frame("legacy_grid").set_index("key")
+    after = trials_frame(Store(url), "legacy_grid").set_index("key")
     done = before[before.status == "COMPLETE"].index
     assert (after.loc[done, "finished_at"] == before.loc[done, "finished_at"]).all()
     assert after.loc["deadbeefdeadbeef", "failure_kind"] == "interrupted"
@@ -150,9 +152,9 @@ def test_postgresql_upgrade_from_0001_keeps_data(pg_url):
         assert schema_revision(conn) == "0001"
     engine.dispose()
     store = Store(pg_url)
-    df = store.trials_frame("s").set_index("key")
+    df = trials_frame(store, "s").set_index("key")
     assert df.loc["k", "failure_kind"] == "interrupted" and df.loc["k2", "status"] == "COMPLETE"
-    assert store.metrics_frame("s")["value"].tolist() == [0.25]
+    assert metrics_frame(store, "s")["value"].tolist() == [0.25]
     with store.engine.connect() as conn:
         assert schema_revision(conn) == SCHEMA_REVISION
         assert "batch_group" in {c["name"] for c in inspect(conn).get_columns("vat_trials")}
@@ -182,7 +184,7 @@ def _flat_store(tmp_path) -> tuple[str, dict]:
 def test_a_store_with_flat_configs_reads_in_todays_vocabulary(tmp_path):
     url, _ = _flat_store(tmp_path)
     store = Store(url)
-    df = store.trials_frame("flat_grid")
+    df = trials_frame(store, "flat_grid")
     assert len(df) == 14 and (df.status == "COMPLETE").all()
     assert sorted(df.method.unique()) == ["at_l2", "baseline", "rpt", "vat"]
     assert df[df.method == "baseline"].eps.isna().all()  # eps is no setting of baseline
@@ -190,7 +192,7 @@ def test_a_store_with_flat_configs_reads_in_todays_vocabulary(tmp_path):
     assert df[df.method == "rpt"].power_iterations.isna().all()  # RPT has no K
     assert set(df[df.method == "vat"]["implementation.lds_stochastic"]) == {True, False}
     assert set(df[df.method == "at_l2"].steps) == {4}
-    config = store.trial_config(int(df.trial_id.iloc[0]))
+    config = trial_config(store, int(df.trial_id.iloc[0]))
     assert set(config) == {"task", "method", "probes", "seed", "seeds", "model_path"}
     resolve_config(config)  # a valid config of today
 
@@ -211,13 +213,13 @@ def test_a_study_stored_with_flat_configs_resumes_without_retraining(tmp_path):
     with pytest.raises(SpecError, match=r"method\.implementation: stored \{'clean_stochastic': False"):
         run_local(parse_spec(spec), progress=False)
     spec["method"]["implementation"].update(clean_stochastic=False, power_iteration_stochastic=False)
-    before = Store(url).trials_frame("flat_grid").set_index("key")
+    before = trials_frame(Store(url), "flat_grid").set_index("key")
     summary = run_local(parse_spec(spec), progress=False)
     assert (summary.skipped, summary.ran, summary.failed) == (14, 0, 0)
     spec["search"]["grid"].append({"method": ["vat"], "eps": [3.0]})
     summary = run_local(parse_spec(spec), progress=False)
     assert (summary.skipped, summary.ran, summary.failed) == (14, 2, 0)
-    after = Store(url).trials_frame("flat_grid").set_index("key")
+    after = trials_frame(Store(url), "flat_grid").set_index("key")
     assert (after.loc[before.index, "finished_at"] == before["finished_at"]).all()
     new = after.drop(before.index)
     assert (new.eps == 3.0).all() and (new.method == "vat").all()

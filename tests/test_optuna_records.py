@@ -17,6 +17,8 @@ from helpers import optuna_dashboard, tiny
 from vat_study.platform.executors import run_local
 from vat_study.platform.spec import SpecError, parse_spec
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 
@@ -33,11 +35,11 @@ def check_grid_records(url: str, name: str = "quick") -> list:
     import optuna
 
     study = optuna.load_study(study_name=name, storage=url)
-    df = Store(url).trials_frame(name)
+    df = trials_frame(Store(url), name)
     trials = study.get_trials()
     assert len(trials) == 5 and {t.state.name for t in trials} == {"COMPLETE"}  # one per configuration
     assert len({t.user_attrs["vat_config_key"] for t in trials}) == 5
-    m = Store(url).metrics_frame(name)
+    m = metrics_frame(Store(url), name)
     for t in trials:
         mine = df[df.trial_id.isin(t.user_attrs["vat_trial_ids"])]
         assert len(mine) == 2 and sorted(mine.seed) == t.user_attrs["seeds"] == [0, 1]
@@ -126,7 +128,7 @@ def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_the
     assert isinstance(study.pruner, optuna.pruners.BasePruner)
     states = [t.state.name for t in study.trials]
     assert len(states) == 8 and "PRUNED" in states and set(states) <= {"COMPLETE", "PRUNED"}, states
-    df = Store(url).trials_frame("pruned").set_index("optuna_number")
+    df = trials_frame(Store(url), "pruned").set_index("optuna_number")
     for t in study.trials:
         row = df.loc[t.number]
         assert row.status == t.state.name  # the same in both records
@@ -134,11 +136,11 @@ def test_pruned_trials_are_pruned_in_both_records_and_a_rerun_does_not_train_the
         if t.state.name == "PRUNED":  # stopped at its last reported evaluation, before the end
             assert max(t.intermediate_values) < 300 and row.finished_at is not None
     assert states[5] == states[7] == "PRUNED", states  # lr 1e-5 and 2e-6: at chance at every evaluation
-    before = Store(url).trials_frame("pruned")
+    before = trials_frame(Store(url), "pruned")
     monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
     again = run_local(spec, progress=False)
     assert again.ran == 0 and len(optuna.load_study(study_name="pruned", storage=url).trials) == 8
-    after = Store(url).trials_frame("pruned")
+    after = trials_frame(Store(url), "pruned")
     assert (after.attempts.values == before.attempts.values).all()  # nothing trained again
 
 

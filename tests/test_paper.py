@@ -73,8 +73,12 @@ def test_report_includes_notes_and_never_writes_them(tmp_path):
         assert "## Against the paper\n" in text and "reproduced: the CI excludes 0" in text
         written.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert (out / "PAPER.md").read_text() == notes
-    assert written[0] == written[1]  # a report rewritten from the same store is byte for byte the same (PDFs too)
-    assert any(name.endswith(".pdf") for name in written[0])
+    assert written[0] == written[1]  # a report rewritten from the same store is byte for byte the same
+    assert not any(name.endswith(".pdf") for name in written[0])  # PNG only, unless asked
+    write_report(url, "kp", out, pdf=True)
+    pdfs = {p.name: p.read_bytes() for p in out.glob("*.pdf")}
+    write_report(url, "kp", out, pdf=True)
+    assert pdfs and pdfs == {p.name: p.read_bytes() for p in out.glob("*.pdf")}  # PDFs too
     assert (out / "against_paper.csv").exists()
 
 

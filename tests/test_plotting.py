@@ -68,3 +68,67 @@ def test_an_inside_legend_wider_than_half_its_axes_goes_beside_them():
     assert ax2.get_legend().get_window_extent().x1 <= ax2.get_window_extent().x1 + 1  # inside
     plt.close(fig)
     plt.close(fig2)
+
+
+def _label_boxes(fig) -> list:
+    """(text, pixel box) of every tick label the figure draws (in its axes' view, non-empty)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for minor in (False, True):
+                locs = axis.get_minorticklocs() if minor else axis.get_majorticklocs()
+                ticks = axis.get_minor_ticks(len(locs)) if minor else axis.get_major_ticks(len(locs))
+                out += [(t.label1.get_text(), t.label1.get_window_extent(renderer)) for loc, t in zip(locs, ticks)
+                        if lo <= loc <= hi and t.label1.get_visible() and t.label1.get_text()]
+    return out
+
+
+def _overlapping(fig) -> list:
+    boxes = _label_boxes(fig)
+    return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+
+
+def test_log_axis_tick_labels_never_overlap(tmp_path, monkeypatch):
+    """The TPE study's Fig. 3 printed "2x10^0 3x10^04x10^0": matplotlib's log axis labels the
+    minor ticks of a narrow decade, and in a narrow panel they run into each other. save() drops
+    each label that would overlap one already kept (majors first), as the rendered extents say."""
+    from vat_study.analysis import plotting
+
+    monkeypatch.setattr(plotting.plt, "close", lambda fig: None)  # the saved figure stays open to measure
+    for x, crowded in (([1.2, 2.2, 3.1, 4.5, 6.0], True), ([0.12, 0.5, 2.0, 9.0], False)):
+        fig, ax = plt.subplots(figsize=(3, 3))
+        ax.scatter(x, [0.1] * len(x))
+        ax.set_xscale("log")  # matplotlib's own labels: "2x10^0", "3x10^0", ...
+        fig.tight_layout()
+        if crowded:  # as drawn without save(): the labels run into each other
+            assert _overlapping(fig), "no longer crowded without save(): the case proves nothing"
+        save(fig, tmp_path / "f")
+        assert not _overlapping(fig), _overlapping(fig)
+        assert len(_label_boxes(fig)) >= 2  # thinned, not emptied
+
+
+def test_a_ci_cut_at_zero_is_said_under_the_figure(tmp_path, monkeypatch):
+    """An error bar or band that reaches below 0 % is cut at the axis; the caption says so."""
+    from vat_study.analysis import plotting
+    from vat_study.analysis.plotting import CLIPPED_NOTE, t_band
+
+    notes = []
+    monkeypatch.setattr(plotting.plt, "close", lambda fig: notes.append(" ".join(t.get_text() for t in fig.texts)))
+    fig, ax = plt.subplots()
+    ax.errorbar([1, 2], [0.02, 0.03], yerr=[0.05, 0.01])  # 2 % +- 5 %: the bar reaches -3 %
+    percent(ax)
+    save(fig, tmp_path / "a", note="Points: means")
+    fig, ax = plt.subplots()
+    t_band(ax, [1, 2], [0.01, 0.02], [0.02, 0.001], "C0")  # the band's floor at 0 cuts it
+    save(fig, tmp_path / "b")
+    fig, ax = plt.subplots()
+    ax.errorbar([1, 2], [0.20, 0.30], yerr=[0.05, 0.01])  # nowhere near 0
+    percent(ax)
+    save(fig, tmp_path / "c", note="Points: means")
+    squash = [" ".join(n.split()) for n in notes]
+    assert " ".join(CLIPPED_NOTE.split()) in squash[0] and squash[0].startswith("Points: means")
+    assert " ".join(CLIPPED_NOTE.split()) in squash[1]
+    assert "cut at 0" not in squash[2]

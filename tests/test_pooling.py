@@ -52,10 +52,12 @@ def test_fig3_keeps_implementations_and_learning_rates_apart(grid_store):
         {"task.optimizer.lr", "power_iterations"}
     t = eps_alpha.compute(data)
     _one_configuration_per_group(t)
-    assert {"vat", "vat (lds_stochastic=false)"} <= set(t["method"])
-    # a block that leaves a key out has the study's value (lr 0.002, K = 1), not a wildcard
+    assert {"vat", "vat (lds_stochastic=false)", "rpt", "rpt (lds_stochastic=false)"} <= set(t["method"])
+    # a block that leaves a key out has the study's value (lr 0.002, K = 1), not a wildcard; RPT has no K
     assert set(t["setting"]) == {"task.optimizer.lr=0.002, power_iterations=1", "task.optimizer.lr=0.004, power_iterations=1",
-                                 "task.optimizer.lr=0.002, power_iterations=2", "task.optimizer.lr=0.002, power_iterations=4"}
+                                 "task.optimizer.lr=0.002, power_iterations=2", "task.optimizer.lr=0.002, power_iterations=4",
+                                 "task.optimizer.lr=0.002"}
+    assert set(t[t["method"].str.startswith("rpt")]["setting"]) == {"task.optimizer.lr=0.002"}
     row = t[(t["method"] == "vat (lds_stochastic=false)") & (t["eps"] == 1.0)
             & (t["setting"] == "task.optimizer.lr=0.002, power_iterations=1")]
     assert len(row) == 1
@@ -136,12 +138,13 @@ def test_a_setting_the_method_lacks_is_a_reference_in_each_level(tmp_path):
     the default (0.01), not a wildcard."""
     url = f"sqlite:///{tmp_path}/xi.db"
     level = {("rpt", None): 0.15, ("vat", 1e-6): 0.03, ("vat", 0.01): 0.05}
-    fill(url, "xi", [{"method": "rpt"}, {"method": "vat", "xi": 1e-6}, {"method": "vat"}],
+    fill(url, "xi", [{"method": "rpt"}, {"method": "vat", "xi": 1e-6}, {"method": "vat"},
+                     {"method": "vat", "xi": 1e-6, "power_iterations": 2}],
          lambda p, s: ({"val_error": level[(p["method"], p.get("xi", 0.01 if p["method"] == "vat" else None))]
                         + 0.001 * s, "test_error": level[(p["method"], p.get("xi", 0.01 if p["method"] == "vat" else None))]
                         + 0.001 * s, "rvadv": 1.0}, {}),
          spec_extra={"method": {"name": "vat", "eps": 5.0}})
     t6 = k_ablation.compute_table(load(url, "xi")).set_index(["setting", "K"])["test_error_mean"]
-    assert set(t6.index) == {("xi=1e-06", 0), ("xi=1e-06", 1), ("xi=0.01", 0), ("xi=0.01", 1)}
+    assert set(t6.index) == {("xi=1e-06", 0), ("xi=1e-06", 1), ("xi=1e-06", 2), ("xi=0.01", 0), ("xi=0.01", 1)}
     assert t6[("xi=1e-06", 0)] == t6[("xi=0.01", 0)] == pytest.approx(0.1515)
     assert t6[("xi=1e-06", 1)] == pytest.approx(0.0315) and t6[("xi=0.01", 1)] == pytest.approx(0.0515)

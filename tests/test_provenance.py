@@ -14,6 +14,7 @@ from helpers import tiny
 from vat_study.platform import provenance
 from vat_study.platform.cli import app
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_a_run_records_argv_overrides_and_threads_per_trial_and_with_the_study(t
     r = CliRunner().invoke(app, sys.argv[1:])
     assert r.exit_code == 0, r.output
     store = Store(url)
-    rows = store.trials_frame("prov")
+    rows = trials_frame(store, "prov")
     assert len(rows) == 1 and rows["steps"].iloc[0] == 3
     v = store.latest_versions("prov")
     assert v["argv"] == ["run", "p.yaml", "--set", "task.steps=3", "--no-progress"]

@@ -21,6 +21,8 @@ from helpers import tiny
 from vat_study.platform.executors import run_local
 from vat_study.platform.spec import parse_spec
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 CLI = [sys.executable, "-m", "vat_study.platform.cli"]
 NAME = "ten"
@@ -38,10 +40,10 @@ def ten_trials(storage: str, kind: str = "local", **extra) -> dict:
 def snapshot(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, per-step metrics) keyed by trial key; timings dropped (they differ run to run)."""
     store = Store(url)
-    trials = store.trials_frame(NAME)
+    trials = trials_frame(store, NAME)
     if trials.empty:
         return trials, pd.DataFrame()
-    metrics = store.metrics_frame(NAME).merge(trials[["trial_id", "key"]], on="trial_id")
+    metrics = metrics_frame(store, NAME).merge(trials[["trial_id", "key"]], on="trial_id")
     metrics = metrics[metrics.name != "train_seconds"].drop(columns="trial_id")
     return trials, metrics.sort_values(["key", "step", "name"]).reset_index(drop=True)
 
@@ -93,7 +95,7 @@ def signal_when(proc, url: str, ready, sig: int, timeout: float) -> pd.DataFrame
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
         try:
-            df = store.trials_frame(NAME)
+            df = trials_frame(store, NAME)
         except Exception:  # noqa: BLE001  the database may not exist yet
             continue
         if not df.empty and ready(df):
@@ -166,7 +168,7 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_a_rerun_continues(tmp_pa
     assert proc.returncode == 130, err[-2000:]
     store = Store(url)
     assert "interrupted: every finished trial is in" in err and "Traceback" not in err
-    df = store.trials_frame(NAME)
+    df = trials_frame(store, NAME)
     assert "RUNNING" not in set(df.status)
     assert set(df[df.status == "FAILED"].failure_kind) <= {"interrupted"}
     rerun = run_cli(path)
@@ -218,7 +220,7 @@ def test_ray_worker_that_keeps_dying_is_recorded_failed_and_redone_by_a_rerun(tm
     run = run_cli(path, {"VAT_STUDY_FAILPOINTS": "trial.started@2=kill", "VAT_STUDY_FAILPOINTS_ONCE": str(once)})
     assert run.returncode == 1, run.stderr[-3000:]  # a trial FAILED: exit 1
     assert "(1 failed)" in run.stdout, run.stdout
-    df = Store(url).trials_frame(NAME)
+    df = trials_frame(Store(url), NAME)
     dead = df[df.status == "FAILED"]
     assert len(dead) == 1 and dead.failure_kind.iloc[0] == "worker_died" and "Ray" in dead.error.iloc[0]
     # Ray's noise (an ERROR line and a traceback per failure, then "Trials did not complete") is
@@ -245,7 +247,7 @@ def test_optuna_study_killed_then_rerun_completes_exactly(tmp_path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     rerun = run_cli(path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    df = Store(url).trials_frame(NAME)
+    df = trials_frame(Store(url), NAME)
     assert len(df) == 8 and df["key"].is_unique and set(df.status) == {"COMPLETE"}  # 4 points x 2 seeds
     study = optuna.load_study(study_name=NAME, storage=url)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -272,7 +274,7 @@ def test_optuna_lane_group_killed_then_rerun_finishes_its_points_without_replayi
     killed_points = sorted(t.params["eps"] for t in first)
     rerun = run_cli(path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    df = Store(url).trials_frame(NAME)
+    df = trials_frame(Store(url), NAME)
     assert len(df) == 8 and df["key"].is_unique and set(df.status) == {"COMPLETE"}
     assert df.groupby("batch_group").size().tolist() == [4, 4]
     study = optuna.load_study(study_name=NAME, storage=url)
@@ -312,14 +314,14 @@ def test_failing_trials_are_recorded_with_their_error_and_the_study_goes_on(tmp_
     assert "3 of 4 trial(s) of 'failing' did not complete" in run.stderr, run.stderr[-3000:]
     assert time.time() - t0 < 120
     assert "Ran 4 (3 failed)" in run.stdout, run.stdout
-    df = Store(url).trials_frame("failing")
+    df = trials_frame(Store(url), "failing")
     by_kind = {r.failure_kind if isinstance(r.failure_kind, str) else "-": (r.status, r.error or "") for r in df.itertuples()}
     assert len(df) == 4 and set(by_kind) == {"-", "error", "diverged", "timeout"}
     assert by_kind["-"][0] == "COMPLETE"
     assert "FileExistsError" in by_kind["error"][1] and "Traceback" in by_kind["error"][1]
     assert "diverged" in by_kind["diverged"][1]
     assert "trial_timeout = 20 s" in by_kind["timeout"][1]
-    timed_out = Store(url).metrics_frame("failing")
+    timed_out = metrics_frame(Store(url), "failing")
     assert timed_out["step"].max() < 10_000_000  # it was stopped, its partial curve kept
 
     status = subprocess.run(CLI + ["status", "failing", "--storage", url], capture_output=True, text=True, timeout=120)

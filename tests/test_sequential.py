@@ -16,6 +16,7 @@ from vat_study.platform.group_sequential import (
     peeking_rate,
 )
 from vat_study.platform.spec import SpecError, parse_spec
+from vat_study.platform.results import trials_frame
 
 DESIGN = Design(min_seeds=3, max_seeds=20, batch=2, alpha=0.05)
 
@@ -122,7 +123,7 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
     store = Store(url)
     [c] = study_comparisons(spec, store)
     assert c.outcome.state in (DECIDED_B, NO_DIFFERENCE, DECIDED_A)
-    n_trials = len(store.trials_frame("seq"))
+    n_trials = len(trials_frame(store, "seq"))
     assert n_trials == 9 + 2 * (c.outcome.n - 3)  # only the compared configurations got more seeds
     assert summary.ran == n_trials and not summary.errors
     import optuna
@@ -131,9 +132,9 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
 
     twins = {t.params["method"]: t for t in optuna.load_study(study_name="seq", storage=url).get_trials()}
     assert len(twins["vat"].user_attrs["seeds"]) == c.outcome.n == len(twins["baseline"].user_attrs["seeds"])
-    assert twin_disagreements(store, "seq", spec.model_dump(mode="json"), store.trials_frame("seq")) == []
+    assert twin_disagreements(store, "seq", spec.model_dump(mode="json"), trials_frame(store, "seq")) == []
     again = run_local(spec, progress=False)
-    assert again.ran == 0 and len(store.trials_frame("seq")) == n_trials
+    assert again.ran == 0 and len(trials_frame(store, "seq")) == n_trials
 
 
 @pytest.mark.platform
@@ -153,7 +154,7 @@ def test_on_ray_the_added_seeds_train_as_tune_trials_and_a_rerun_trains_nothing(
         "executor": {"kind": "ray", "per_trial": {"cpu": 1}, "lanes": 4}})
     summary = run_ray(spec, progress=False)
     [c] = study_comparisons(spec, Store(url))
-    df = Store(url).trials_frame("seq_ray")
+    df = trials_frame(Store(url), "seq_ray")
     assert (df["status"] == "COMPLETE").all() and len(df) == 2 * c.outcome.n and c.outcome.state != RUNNING
     assert summary.ran == len(df)
     assert run_ray(spec, progress=False).ran == 0

@@ -50,7 +50,7 @@ def _pruned_study(url):
     """Study "pr": eps 1 and 2 COMPLETE (4 seeds each), eps 3's seed 0 pruned at step 20 of its
     evaluations (val_error 0.86 there) and its seeds 1-3 pruned before they started, as the
     pruner leaves a configuration it stops. Returns (spec, store)."""
-    from helpers import SEEDS, fill
+    from helpers import SEEDS, claim, fill
     from vat_study.science.objective import resolve_config
     from vat_study.platform.spec import PlannedTrial, parse_spec
     from vat_study.platform.store import Store
@@ -61,8 +61,7 @@ def _pruned_study(url):
     store = Store(url)
     sid = store.study_id("pr")
     planned = [PlannedTrial.make(spec, {"eps": 3.0}, s) for s in SEEDS]
-    lease = store.start_trial(sid, key=planned[0].key, config_key=planned[0].config_key, params=planned[0].params,
-                              seed=0, config=resolve_config(planned[0].config))
+    lease = claim(store, sid, planned[0])
     for step, v in ((10, 0.9), (20, 0.86)):
         store.report(lease, step, {"val_error": v})
     store.prune_trials(sid, [{"key": t.key, "config_key": t.config_key, "params": t.params, "seed": t.seed,

@@ -22,7 +22,7 @@ def _step(settings: methods.MethodSettings, step: int, lane_alpha: torch.Tensor 
     z = torch.zeros(2, 1)
     return methods.Step(settings=settings, model=torch.nn.Identity(), x_l=z, y_l=z, logits_l=z, x_reg=None,
                         step=step, steps=40, n_lanes=1 if lane_alpha is None else len(lane_alpha),
-                        lane_alpha=lane_alpha)
+                        lane_values={} if lane_alpha is None else {"alpha": lane_alpha})
 
 
 def test_step_is_built_from_keywords_and_holds_no_trial_config():
@@ -31,8 +31,7 @@ def test_step_is_built_from_keywords_and_holds_no_trial_config():
         methods.Step(TrialConfig.from_mapping({}).method, None, None, None, None, None)  # positional: refused
     s = _step(TrialConfig.from_mapping({"eps": 2.5, "xi": 0.1}).method, 3)
     x = torch.zeros(4, 1)
-    assert (s.eps(x), s.xi(x), s.n_lanes, s.n_seeds, s.step, s.steps) == (2.5, 0.1, 1, 1, 3, 40)
-    assert methods.per_seed is methods.per_lane and methods.join_per_seed is methods.join_per_lane
+    assert (s.eps(x), s.xi(x), s.n_lanes, s.step, s.steps) == (2.5, 0.1, 1, 3, 40)
 
 
 def test_rampup_weight_at_1_half_n_and_2n():

@@ -6,12 +6,16 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from vat_study.platform.failpoints import FailpointError
-from vat_study.platform.store import Store, TrialRow, load_study_frame
+from vat_study.platform.results import load_study_frame, trials_frame
+from vat_study.platform.store import Store, TrialRow
+from vat_study.platform.store.frames import metrics_frame
 
 
-def _trial(store, sid, key="k1", seed=0, params=None):
-    return store.start_trial(sid, key=key, config_key="c1", params=params or {"eps": 1.0}, seed=seed,
-                             config={"eps": 1.0, "method": "vat", "seed": seed})
+def _trial(store, sid, key="k1", seed=0, params=None, seen=0):
+    """Claim a trial, as a run does, for a driver that never registered (so it counts as dead,
+    as a driver of a killed run does once its heartbeat is stale)."""
+    return store.claims.claim_trial(sid, key=key, config_key="c1", params=params or {"eps": 1.0}, seed=seed,
+                                    config={"eps": 1.0, "method": "vat", "seed": seed}, driver="gone", seen=seen)
 
 
 def test_trial_lifecycle_and_frames(storage_url):
@@ -31,7 +35,7 @@ def test_trial_lifecycle_and_frames(storage_url):
     assert list(df["failure_kind"].fillna("-")) == ["-", "error"]
     assert df.loc[0, "test_error"] == pytest.approx(0.35) and df.loc[0, "param.eps"] == 1.0
     assert "boom" in df.loc[1, "error"] and df.loc[0, "host"]
-    m = store.metrics_frame("s")
+    m = metrics_frame(store, "s")
     rows = {(r.step, r.name): r.value for r in m.itertuples()}
     assert rows[(10, "val_error")] == pytest.approx(0.4) and len(m[(m.step == 10) & (m.name == "val_error")]) == 1
     assert (20, "note") not in rows and rows[(20, "nan_metric")] is None or rows[(20, "nan_metric")] != rows[(20, "nan_metric")]
@@ -44,15 +48,14 @@ def test_interrupted_trials_are_failed_then_retried_and_complete_ones_never_reru
     sid = store.get_or_create_study("s", {})
     first = _trial(store, sid)
     store.report(first, 5, {"val_error": 0.9})
-    assert store.fail_interrupted(sid) == 1
+    assert store.claims.fail_stale(sid, 60) == 1  # as the next run's planning does: its driver is dead
     assert store.trial_statuses(sid) == {"k1": "FAILED"}
-    assert store.trials_frame("s").loc[0, "failure_kind"] == "interrupted"
-    again = _trial(store, sid)  # the retry reuses the row and drops the stale metrics
-    assert again.trial_id == first.trial_id and again.attempt == 2 and store.metrics_frame("s").empty
+    assert trials_frame(store, "s").loc[0, "failure_kind"] == "interrupted"
+    again = _trial(store, sid, seen=1)  # the retry reuses the row and drops the stale metrics
+    assert again.trial_id == first.trial_id and again.attempt == 2 and metrics_frame(store, "s").empty
     store.finish_trial(again, {"val_error": 0.1})
-    with pytest.raises(RuntimeError, match="COMPLETE"):
-        _trial(store, sid)
-    assert store.trials_frame("s").loc[0, "attempts"] == 2
+    assert _trial(store, sid, seen=2) is None and _trial(store, sid, seen=0) is None  # COMPLETE: never rerun
+    assert trials_frame(store, "s").loc[0, "attempts"] == 2
 
 
 def test_a_stale_attempt_can_never_overwrite_the_current_one(storage_url):
@@ -60,18 +63,18 @@ def test_a_stale_attempt_can_never_overwrite_the_current_one(storage_url):
     store = Store(storage_url)
     sid = store.get_or_create_study("s", {})
     zombie = _trial(store, sid)
-    store.fail_interrupted(sid)
-    current = _trial(store, sid)
+    store.claims.fail_stale(sid, 60)
+    current = _trial(store, sid, seen=1)
     assert not store.report(zombie, 3, {"val_error": 0.99})
     assert store.report(current, 3, {"val_error": 0.5})
     assert not store.finish_trial(zombie, {"val_error": 0.99})
     assert not store.fail_trial(zombie, "late failure")
-    df = store.trials_frame("s")
+    df = trials_frame(store, "s")
     assert df.loc[0, "status"] == "RUNNING" and df.loc[0, "attempts"] == 2
-    assert store.metrics_frame("s")["value"].tolist() == [0.5]
+    assert metrics_frame(store, "s")["value"].tolist() == [0.5]
     assert store.finish_trial(current, {"val_error": 0.5})
     assert not store.fail_trial(current, "after the finish")  # a COMPLETE trial stays COMPLETE
-    assert store.trials_frame("s").loc[0, "status"] == "COMPLETE"
+    assert trials_frame(store, "s").loc[0, "status"] == "COMPLETE"
 
 
 def test_finishing_is_one_transaction(storage_url, monkeypatch):
@@ -84,10 +87,10 @@ def test_finishing_is_one_transaction(storage_url, monkeypatch):
     with pytest.raises(FailpointError):
         store.finish_trial(lease, {"val_error": 0.1, "test_error": 0.2})
     monkeypatch.delenv("VAT_STUDY_FAILPOINTS")
-    df = store.trials_frame("s")
+    df = trials_frame(store, "s")
     assert df.loc[0, "status"] == "RUNNING" and "test_error" not in df.columns
     assert store.finish_trial(lease, {"val_error": 0.1, "test_error": 0.2})
-    assert store.trials_frame("s").loc[0, "test_error"] == pytest.approx(0.2)
+    assert trials_frame(store, "s").loc[0, "test_error"] == pytest.approx(0.2)
 
 
 def test_a_failpoint_fires_at_its_nth_hit_or_at_every_hit(monkeypatch):

@@ -14,6 +14,8 @@ from vat_study.platform import tracking
 from vat_study.platform.executors import run_local
 from vat_study.platform.spec import SpecError, parse_spec
 from vat_study.platform.store import Store
+from vat_study.platform.results import trials_frame
+from vat_study.platform.store.frames import metrics_frame
 
 
 def read_events(path: Path):
@@ -55,8 +57,8 @@ def test_tensorboard_and_mlflow_get_each_trials_config_and_per_step_metrics(tmp_
     spec = parse_spec(_study(tmp_path, tensorboard="tb", mlflow=True))
     assert run_local(spec, progress=False).ran == 3
     store = Store(spec.storage)
-    trials = store.trials_frame("tracked").set_index("key")
-    steps = store.metrics_frame("tracked")
+    trials = trials_frame(store, "tracked").set_index("key")
+    steps = metrics_frame(store, "tracked")
     val = {(r.trial_id, r.step): r.value for r in steps[steps["name"] == "val_error"].itertuples()}
 
     runs = sorted((tmp_path / "tb" / "tracked").iterdir())
@@ -150,7 +152,7 @@ def test_every_place_a_result_goes_carries_the_trials_provenance(tmp_path, monke
     spec = parse_spec(raw)
     assert run_local(spec, progress=False).ran == 2
     store = Store(spec.storage)
-    trials = store.trials_frame("tracked").set_index("key")
+    trials = trials_frame(store, "tracked").set_index("key")
     with store.session() as s:  # each trial's record, as the store keeps it
         from sqlalchemy import select
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .science import methods  # noqa: F401  (the method registry: torch-free until a regularizer runs)
+from .science import datasets, methods  # noqa: F401  (the registries: torch-free until a dataset loads or a regularizer runs)
 from .science.config import (  # noqa: F401
     BOOKKEEPING_SETTINGS,
     WINDOWED_METRICS,
@@ -44,7 +44,6 @@ from .science.config import (  # noqa: F401
 from .common.errors import DataError, DataFileError  # noqa: F401  (torch-free)
 from .science.threads import THREADS_ENV, trial_threads  # noqa: F401  (torch-free: the thread policy of every trial)
 from .science.vocabulary import (  # noqa: F401
-    DATASET_NAMES,
     DIAGNOSTICS,
     FIDELITY,
     GRAD_SD_NORM_PREFIX,
@@ -59,7 +58,7 @@ _LAZY = {  # name -> the science module that defines it (imports torch)
     "run_trial": "objective", "run_lanes": "objective", "run_seeds": "objective", "LanesResult": "objective",
     "SeedsResult": "objective", "load_trained": "objective", "build_for": "objective",
     "load_dataset": "data", "make_splits": "data", "data_root": "data", "time_updates": "timing",
-    "lds": "regularizers", "virtual_adversarial_direction": "regularizers", "checkpoints": "train",
+    "lds": "regularizers", "virtual_adversarial_direction": "regularizers", "checkpoints": "checkpoint",
 }
 
 

@@ -8,6 +8,7 @@ import time
 
 from rich.markup import escape
 
+from .results import trials_frame
 from .spec import StudySpec
 from .store import Store
 
@@ -58,7 +59,7 @@ class Progress:
         self._print_lock = threading.Lock()  # a line is marked seen and printed in one step
 
     def line(self) -> str:
-        df = self.store.trials_frame(self.spec.name)
+        df = trials_frame(self.store, self.spec.name)
         if df.empty:
             counts, best = {}, None
         else:
@@ -82,7 +83,7 @@ class Progress:
     def finished_lines(self) -> list[str]:
         """One plain line for each trial that finished (COMPLETE, FAILED, PRUNED) since the last
         call: what a log file, ``nohup`` or a batch scheduler shows instead of the live display."""
-        df = self.store.trials_frame(self.spec.name)
+        df = trials_frame(self.store, self.spec.name)
         if df.empty:  # (a new study: nothing finished before this run, so everything after is news)
             self._primed = True
             return []

@@ -238,7 +238,7 @@ def _chosen(complete, method: str, first_look: Sequence[int], metric: str, mode:
 def comparisons(trials, *, first_look: Sequence[int], sequence: Sequence[int], select_metric: str,
                 select_mode: str, compare: Sequence[Sequence[str]], max_seeds: int, batch: int, alpha: float,
                 metric: str, mode: str) -> list[Comparison]:
-    """Every comparison's state from a study's trials frame (``store.trials_frame``: method,
+    """Every comparison's state from a study's trials frame (``results.trials_frame``: method,
     config_key, seed, status and the final metrics): each side's configuration chosen by
     ``select_metric`` on the first look, the paired values on ``metric`` over the longest prefix
     of ``sequence`` that both have COMPLETE, and ``decide`` on their differences."""

@@ -70,7 +70,7 @@ def _load(params: Mapping[str, Any], cfg: Mapping[str, Any], download: bool, res
     """The dataset of one search point's task (``cfg``), located (downloaded where it says so and
     ``download``); None where it is not there (a problem, or a download a real run makes)."""
     name = cfg["dataset"]
-    label = f"{name} ({_root(cfg)})" if name not in ("digits", "moons", "idx") else name
+    label = f"{name} ({_root(cfg)})" if surface.datasets.REGISTRY[name].files else name
     try:
         ds = surface.load_dataset(name, root=_root(cfg), download=False, idx_paths=cfg.get("idx_paths"))
     except DataError as e:

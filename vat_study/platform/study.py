@@ -94,11 +94,12 @@ def read_outcome(spec: StudySpec, store: Any, outcome: RunOutcome | None = None)
     ones, those this study file plans that did not finish (status 1) and those outside its
     search (left as they are), what the trackers missed."""
     from .display import trial_text
+    from .results import trials_frame
     from .store import failure_line
     from .tracking import tracker_lines
 
     out = outcome or RunOutcome(spec.name)
-    df = store.trials_frame(spec.name) if store.study_id(spec.name) is not None else None
+    df = trials_frame(store, spec.name) if store.study_id(spec.name) is not None else None
     if df is None or df.empty:
         return out
     out.frame, out.trials = df, len(df)
@@ -127,7 +128,7 @@ def _stopped(spec: StudySpec, store: Any, stop: KeyboardInterrupt, outcome: RunO
 
     study_id = store.study_id(spec.name) if store is not None else None
     if study_id is not None:
-        store.fail_running(study_id, stopped_text(stop), "interrupted", drivers=process_drivers())
+        store.claims.fail_running(study_id, stopped_text(stop), "interrupted", drivers=process_drivers())
     why = f"stopped by {stop_of(stop).name}" if stop_of(stop) else "interrupted"
     outcome.status, outcome.error = exit_code(stop), stop
     outcome.message = (f"{why}: every finished trial is in {safe_url(spec.storage)}; run the same command again to "

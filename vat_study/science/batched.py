@@ -146,5 +146,12 @@ class LaneBatch(nn.Module):
         return plain.train(self.training)
 
 
-SeedBatch = LaneBatch
-"""The name vat-study 0.3 gave ``LaneBatch`` (a lane was called a seed)."""
+def clone_network(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (a plain network or a ``LaneBatch``) with its own weights, none of them
+    trained by the optimizer (no gradient): e.g. the Mean Teacher's EMA network."""
+    twin = copy.deepcopy(model)
+    if isinstance(twin, LaneBatch):  # the vmapped call must be the copy's own, not the original's
+        twin._vmapped = vmap(twin._one_seed, randomness="different")
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_se
 from ..common.validation import Strict, finite
 from ..common.errors import format_validation_error
 
-from . import methods
+from . import datasets, methods, probes
 from .methods import Implementation  # noqa: F401  (re-exported)
-from .vocabulary import CONV_MODELS, DATASET_NAMES, DIAGNOSTICS, FIDELITY, MODEL_NAMES, RVADV, RVADV_TRAIN, grad_sd_norm_name
+from .vocabulary import CONV_MODELS, MODEL_NAMES
 from ..common.yamlio import set_dotted
 
 MAX_STEPS = 10**12
@@ -66,43 +66,6 @@ class Optimizer(Strict):
 class Augment(Strict):
     translate: int = Field(0, ge=0, le=8, description="random translation in pixels (Appendix B, D use 2)")
     flip: bool = False
-
-
-class RvadvProbe(Strict):
-    """R_vadv (Eq. 7) measured in eval mode on a fixed subset at a fixed eps and K (Fig. 2, 4)."""
-
-    eps: float = Field(2.0, gt=0, description="evaluation eps (Fig. 2 uses 2.0 on MNIST)")
-    power_iterations: int = Field(1, ge=0, description="K of the measured R_vadv")
-    size: int = Field(1000, ge=1, description="images measured (the first of the probe set)")
-    every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
-
-
-class GradVarianceProbe(Strict):
-    """Normalized SD norm of grad_theta R^(K) (Eq. 21) from ``samples`` resampled mini-batches and
-    perturbations, for each K in ``power_iterations`` (Fig. 7: K = 0 vs 1)."""
-
-    power_iterations: list[int] = Field(default_factory=lambda: [0, 1])
-    samples: int = Field(20, ge=2)
-    batch: int | None = Field(None, ge=1, description="M (default: the regularizer batch)")
-    eps: float | None = Field(None, gt=0, description="default: the trial's eps")
-    every: int | None = Field(None, ge=1)
-    steps: list[int] | None = Field(None, description="explicit steps to measure at (instead of every)")
-
-    @field_validator("power_iterations")
-    @classmethod
-    def _k(cls, v: list[int]) -> list[int]:
-        if not v or any(k < 0 for k in v):
-            raise ValueError("must be a non-empty list of integers >= 0")
-        return v
-
-
-class FidelityProbe(Strict):
-    """|cos| between the direction training uses and the dominant eigenvector of H (Eq. 9-10),
-    estimated by ``reference_iterations`` exact Hessian-vector power iterations, eval mode."""
-
-    size: int = Field(100, ge=1)
-    reference_iterations: int = Field(50, ge=1)
-    every: int | None = Field(None, ge=1)
 
 
 LEGACY_IMPLEMENTATION = {"semi_supervised": dict(clean_stochastic=False, power_iteration_stochastic=False,
@@ -207,7 +170,7 @@ in one place:
 def _setting_models() -> list[tuple[str, type[BaseModel]]]:
     """(dotted prefix, settings model): the task, the probes, every registered method's settings
     and the implementation block nested in them."""
-    out: list[tuple[str, type[BaseModel]]] = [("task", Task), ("probes", Probes)]
+    out: list[tuple[str, type[BaseModel]]] = [("task", Task), ("probes", probes.probes_model())]
     for entry in methods.REGISTRY.values():
         out.append(("method", entry.settings))
         for name, field in entry.settings.model_fields.items():
@@ -223,7 +186,7 @@ def declared(flag: str) -> dict[str, Any]:
     since every stored config read is upgraded with it."""
     if flag not in SETTING_FLAGS:
         raise KeyError(f"{flag!r} is not one of {SETTING_FLAGS}")
-    registry = tuple((name, entry.settings) for name, entry in methods.REGISTRY.items())
+    registry = (tuple((name, entry.settings) for name, entry in methods.REGISTRY.items()), probes.probes_model())
     return dict(_declared(flag, registry))
 
 
@@ -303,34 +266,22 @@ def lane_structure(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class DiagnosticsProbe(Strict):
-    """Per-step diagnostics of a collapse (docs/science.md, "What happens to VAT at eps 1-2"), on the first
-    ``size`` probe images: the entropy of p(y|x) and the histogram of predicted classes (eval mode
-    and train mode), KL at xi d against KL at eps d (is the finite difference of Eq. 12 in its
-    quadratic regime, and is eps?), the cosine between successive power iterates, and the fraction
-    of the components of xi d that vanish when added to x in the working precision."""
-
-    size: int = Field(256, ge=2)
-    every: int | None = Field(None, ge=1, description="steps between measurements (default: eval_every)")
-
-
-class Probes(Strict):
-    rvadv: RvadvProbe = RvadvProbe()
-    grad_variance: GradVarianceProbe | None = None
-    fidelity: FidelityProbe | None = None
-    diagnostics: DiagnosticsProbe | None = Field(None, json_schema_extra={"legacy": None})
-    test_curve: bool = Field(False, json_schema_extra={"legacy": False},
-                             description="also measure the test error at every evaluation (metric "
-                                         "test_error_curve, for learning curves; never a study metric)")
+def _default_text(key: str, otherwise: object) -> str:
+    """What each registered dataset implies for a task setting, for its description."""
+    def shown(v: object) -> str:
+        return ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else str(v)
+    implied = [f"{shown(e.defaults[key])} for {e.name}" for e in datasets.REGISTRY.values() if key in e.defaults]
+    return ", ".join(implied + [f"{shown(otherwise)} otherwise"])
 
 
 class Task(Strict):
     """What is learned and how: data, model, optimization, device (a study file's ``task:``)."""
 
     # --- data ---
-    dataset: Literal[DATASET_NAMES] = Field(  # type: ignore[valid-type]
-        "digits", json_schema_extra={"column": True}, description="digits (offline), moons (2-D, Fig. 1), mnist, fashion_mnist (the four standard "
-                              "files in data_root), cifar10, svhn (torchvision), idx (idx_paths: MNIST-format files)")
+    dataset: str = Field(
+        "digits", json_schema_extra={"column": True},
+        description="a registered dataset (vat_study.science.datasets): " + ", ".join(
+            f"{e.name} ({e.summary})" for e in datasets.REGISTRY.values()) + "; files under data_root")
     data_root: str | None = Field(None, json_schema_extra={"identity": False}, description="where the data files are; default: $VAT_STUDY_DATA, then data/")
     download: bool = Field(False, json_schema_extra={"identity": False}, description="download a missing dataset once, before any trial")
     idx_paths: dict[str, str] | None = Field(None, description="dataset idx: the four files (train_images, "
@@ -339,17 +290,17 @@ class Task(Strict):
         "semi_supervised", json_schema_extra={"column": True}, description="semi_supervised: n_labeled class-balanced labels, the rest unlabeled")
     n_labeled: int | None = Field(None, ge=1, json_schema_extra={"column": True}, description="semi-supervised default 100; supervised default: all")
     validation: int | None = Field(None, ge=0, description="default: min(1000, 20% of the training set)")
-    zca: bool | None = Field(None, description="ZCA whitening fitted on the training images; default: on for "
-                                               "cifar10 (Appendix B, D)")
-    augment: Augment | None = Field(None, description="default: translate 2 for cifar10 / svhn, flip for cifar10")
+    zca: bool | None = Field(None, description="ZCA whitening fitted on the training images; default: the dataset's "
+                                               f"({_default_text('zca', False)}; Appendix B, D)")
+    augment: Augment | None = Field(None, description=f"default: the dataset's ({_default_text('augment', 'none')})")
     # --- model ---
     model: Literal[MODEL_NAMES] | None = Field(  # type: ignore[valid-type]
-        None, json_schema_extra={"column": True}, description="default by dataset: small_mlp (moons), conv_large (cifar10), conv_small_svhn (svhn), "
-                          "mlp (784-1200-600-300-150-10 with BN)")
+        None, json_schema_extra={"column": True},
+        description=f"default: the dataset's ({_default_text('model', 'mlp')}; mlp is 784-1200-600-300-150-10 with BN)")
     hidden: list[int] | None = Field(None, description="the MLP's hidden widths (default: the model's)")
     noise_sigma: float = Field(0.0, ge=0, json_schema_extra={"lane": True, "column": True}, description="SD of Gaussian noise on the MLP's hidden activations "
                                                       "(Appendix C: 0.5)")
-    top_bn: bool | None = Field(None, description="BN on the logits; default: off on cifar10 (Table 7), else on")
+    top_bn: bool | None = Field(None, description=f"BN on the logits; default: the dataset's ({_default_text('top_bn', True)}; Table 7)")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout of the conv models")
     # --- optimization ---
     steps: int = Field(1000, ge=1, le=MAX_STEPS, json_schema_extra={"column": True},
@@ -386,6 +337,13 @@ class Task(Strict):
                              f"method: (method.{moved[0]})")
         return data
 
+    @field_validator("dataset")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in datasets.REGISTRY:  # asked at validation time: a dataset registered at run time is allowed
+            raise ValueError(f"Input should be {datasets.allowed_text()}")
+        return v
+
     @field_validator("hidden")
     @classmethod
     def _hidden(cls, v: list[int] | None) -> list[int] | None:
@@ -405,20 +363,20 @@ class Task(Strict):
     def _resolve_defaults(self) -> Task:
         if self.mode == "semi_supervised" and self.n_labeled is None:
             self.n_labeled = 100
+        implied = datasets.REGISTRY[self.dataset].defaults  # the dataset's defaults (Appendices A-D)
         if self.model is None:
-            self.model = {"moons": "small_mlp", "cifar10": "conv_large", "svhn": "conv_small_svhn"}.get(
-                self.dataset, "mlp")
+            self.model = implied.get("model", "mlp")
         if self.top_bn is None:
-            self.top_bn = self.dataset != "cifar10"
+            self.top_bn = implied.get("top_bn", True)
         if self.zca is None:
-            self.zca = self.dataset == "cifar10"
+            self.zca = implied.get("zca", False)
         if self.augment is None:
-            self.augment = Augment(translate=2 if self.dataset in ("cifar10", "svhn") else 0,
-                                   flip=self.dataset == "cifar10")
+            self.augment = Augment(**implied.get("augment", {}))
         if self.precision != "float32" and self.dtype != "float32":
             raise ValueError(f"precision: {self.precision!r} runs autocast from float32 weights; with dtype "
                              f"{self.dtype!r} precision must be 'float32'")
-        if self.model in CONV_MODELS and self.dataset in ("digits", "moons"):
+        shape = datasets.REGISTRY[self.dataset].input_shape
+        if self.model in CONV_MODELS and shape is not None and (len(shape) != 3 or min(shape[1:]) < 12):
             raise ValueError(f"model: {self.model!r} needs 32x32 images; dataset {self.dataset!r} allows 'mlp' or 'small_mlp'")
         return self
 
@@ -451,7 +409,8 @@ class TrialConfig(Strict):
 
     task: Task = Task()
     method: SerializeAsAny[methods.MethodSettings] = Field(default_factory=lambda: {"name": "vat"})
-    probes: Probes = Probes()
+    probes: SerializeAsAny[BaseModel] = Field(default_factory=lambda: probes.settings_of({}),
+                                              description="the probes measured during training (science.probes)")
     seed: int = Field(0, ge=0)
     seeds: list[int] | None = Field(None, description="train these seeds together as one batched model "
                                                       "(run_seeds); ``seed`` is then unused")
@@ -462,10 +421,15 @@ class TrialConfig(Strict):
     def _method(cls, v: Any) -> methods.MethodSettings:
         return methods.settings_of(v)  # the union, discriminated on the name by the registry
 
-    @field_serializer("method", mode="wrap")
-    def _method_out(self, v: methods.MethodSettings, handler: Any, info: Any) -> Any:
-        """Every setting of the method's own model (SerializeAsAny, kept with ``Strict``'s check of
-        every field wrapped around this one)."""
+    @field_validator("probes", mode="plain")
+    @classmethod
+    def _probes(cls, v: Any) -> BaseModel:
+        return probes.settings_of(v)  # one field per registered probe
+
+    @field_serializer("method", "probes", mode="wrap")
+    def _registered_out(self, v: BaseModel, handler: Any, info: Any) -> Any:
+        """Every setting of the method's (the probes') own model (SerializeAsAny, kept with
+        ``Strict``'s check of every field wrapped around this one)."""
         return v.model_dump(mode=info.mode, exclude_none=info.exclude_none, exclude_defaults=info.exclude_defaults)
 
     @field_validator("seeds")
@@ -531,12 +495,6 @@ def reported_metrics(config: Mapping[str, Any] | None) -> frozenset[str]:
     or optimize by): the loss terms, errors and R_vadv of the last evaluation, the probes the
     config turns on, and the run's bookkeeping numbers. Raises ConfigError for a bad config."""
     cfg = TrialConfig.from_mapping(config)
-    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", RVADV, RVADV_TRAIN,
-             "train_seconds", "wall_seconds", "steps", "n_labeled", "n_validation"}
-    if cfg.probes.fidelity is not None:
-        names.add(FIDELITY)
-    if cfg.probes.grad_variance is not None:
-        names |= {grad_sd_norm_name(k) for k in cfg.probes.grad_variance.power_iterations}
-    if cfg.probes.diagnostics is not None:
-        names |= set(DIAGNOSTICS)
-    return frozenset(names)
+    names = {"loss", "nll", "reg", "lr", "val_error", "test_error", "train_seconds", "wall_seconds", "steps",
+             "n_labeled", "n_validation"}
+    return frozenset(names | probes.metric_names(cfg))

@@ -53,7 +53,7 @@ from .passes import (  # noqa: F401  (re-exported: the modes every pass below ru
     regularizer_pass,
 )
 
-from .methods import Implementation
+from .method_settings import Implementation
 from .vocabulary import DEFAULT_XI  # noqa: F401  (finite-difference step of Eq. 12; faithful in float32, see above)
 
 PAPER_XI = 1e-6

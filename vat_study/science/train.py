@@ -1,6 +1,7 @@
 """One training run, top to bottom: supervised or semi-supervised, objective nll + alpha * R (Eq. 8).
 
-Methods (the regularizer R): one entry each in ``methods.REGISTRY``.
+Methods (the regularizer R, its weight, and a state with a lifecycle): one entry each in
+``methods.REGISTRY``. Probes (what is measured besides the errors): ``probes.REGISTRY``.
 
 Semi-supervised (Appendices C, D): each step draws a labeled batch for the likelihood and a
 separate batch from the unlabeled pool (which includes the labeled images) for R. Supervised
@@ -15,25 +16,29 @@ them, is ``cfg.method.implementation`` (methods.Implementation; docs/science.md,
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import methods
+from . import checkpoint, methods
 from . import probes as P
-from .config import TrialConfig
-from .data import Splits, augment
+from .config import LANE_SETTINGS, TrialConfig
+from .data import Splits
+from .draws import LaneData, draws_state, next_batches, restore_draws
+from .evaluation import error_rates, evaluation_bn
 from .methods import Step, per_lane
-from .passes import deterministic_layers
 from .regularizers import random_unit_direction, unit_vector
 
 Report = Callable[[int, Mapping[str, float]], None]
+
+LANE_METHOD_SETTINGS: tuple[str, ...] = tuple(p.split(".", 1)[1] for p in LANE_SETTINGS if p.startswith("method."))
+"""The method settings lanes may differ in (``lane: True`` on the field: eps, alpha, xi)."""
 
 
 @dataclass
@@ -44,28 +49,6 @@ class LaneOutcome:
 
     metrics: dict[str, float]
     diverged: str | None = None
-
-
-class EpochSampler:
-    """Mini-batches of indices from ``pool``: a fresh random order every epoch, no repeats within
-    one. A batch larger than the pool is the whole pool (e.g. 8 labeled points, batch 64). The
-    order is drawn on the CPU (so a seed gives the same batches on every device) and moved to
-    ``device`` once per epoch, not once per step."""
-
-    def __init__(self, pool: Tensor, batch: int, generator: torch.Generator,
-                 device: torch.device | str = "cpu") -> None:
-        self.pool, self.batch, self.gen, self.device = pool, min(batch, len(pool)), generator, device
-        self.order, self.pos = self._shuffled(), 0
-
-    def _shuffled(self) -> Tensor:
-        return self.pool[torch.randperm(len(self.pool), generator=self.gen)].to(self.device)
-
-    def next(self) -> Tensor:
-        if self.pos + self.batch > len(self.order):
-            self.order, self.pos = self._shuffled(), 0
-        idx = self.order[self.pos : self.pos + self.batch]
-        self.pos += self.batch
-        return idx
 
 
 def learning_rate(cfg: TrialConfig, step: int) -> tuple[float, float]:
@@ -83,109 +66,26 @@ def learning_rate(cfg: TrialConfig, step: int) -> tuple[float, float]:
     return opt.lr, opt.beta1
 
 
-@torch.no_grad()
-def error_rates(model: nn.Module, xs: list[Tensor], ys: list[Tensor], chunk: int = 1000) -> list[float]:
-    """Misclassification rate of each seed's network in eval mode (BN running statistics):
-    ``xs[i]`` goes to seed i (a ``LaneBatch``; one plain network takes one set). Each pass feeds
-    every seed an equal block of ``chunk`` images (the sets have equal sizes)."""
-    n = len(xs[0])
-    if n == 0:
-        return [float("nan")] * len(xs)
-    was = model.training
-    model.eval()
-    wrong = torch.zeros(len(xs), dtype=torch.long, device=xs[0].device)
-    for lo in range(0, n, chunk):
-        xb = torch.cat([x[lo : lo + chunk] for x in xs]) if len(xs) > 1 else xs[0][lo : lo + chunk]
-        yb = torch.cat([y[lo : lo + chunk] for y in ys]) if len(ys) > 1 else ys[0][lo : lo + chunk]
-        wrong += (model(xb).argmax(1) != yb).view(len(xs), -1).sum(1)
-    model.train(was)
-    return [w / n for w in wrong.tolist()]  # one host sync per evaluation
+def lane_values(lanes: list[TrialConfig], device: torch.device | str, dtype: torch.dtype) -> dict[str, Tensor]:
+    """The lane settings in which the networks of one batched model differ, one value per network
+    (a tensor [S] on the device); a setting every lane shares is left out (its number is used
+    itself, exactly as a separate run uses it)."""
+    out = {}
+    for name in LANE_METHOD_SETTINGS:
+        v = [getattr(c.method, name, None) for c in lanes]
+        if not all(x == v[0] for x in v):
+            out[name] = torch.tensor(v, device=device, dtype=dtype)
+    return out
 
 
-@contextlib.contextmanager
-def evaluation_bn(model: nn.Module, pools: list[Tensor] | None, chunk: int = 1000) -> Iterator[None]:
-    """``task.eval_bn: recompute``: inside the block every BN layer's running statistics are the
-    ones re-estimated over ``pools[i]`` for lane i (the unlabeled pool), as the official MNIST code
-    measures its test error: a cumulative average over chunks of ``chunk`` images (the i-th chunk
-    weighted 1/i, PyTorch's ``momentum=None``), train mode, no gradient, dropout / noise off.
-    Training's own statistics and modes are restored on leaving. ``pools`` None: nothing changes
-    (the running statistics, ``eval_bn: running``)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if pools is None or not bns:
-        yield
-        return
-    stats = {k: b.detach().clone() for k, b in model.named_buffers()
-             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-    modes = {m: m.training for m in model.modules()}
-    momenta = {m: m.momentum for m in bns}
-    n = min(len(p) for p in pools)
-    try:
-        with torch.no_grad():
-            for k, b in model.named_buffers():
-                if k.endswith("running_mean") or k.endswith("num_batches_tracked"):
-                    b.zero_()
-                elif k.endswith("running_var"):
-                    b.fill_(1.0)
-            model.train()
-            with deterministic_layers(model):
-                for i, lo in enumerate(range(0, n, chunk), start=1):
-                    for m in bns:
-                        m.momentum = 1.0 / i
-                    model(torch.cat([p[lo:lo + chunk] for p in pools]) if len(pools) > 1 else pools[0][lo:lo + chunk])
-        for m, t in modes.items():
-            m.training = t
-        yield
-    finally:
-        with torch.no_grad():
-            for k, b in model.named_buffers():
-                if k in stats:
-                    b.copy_(stats[k])
-        for m, t in modes.items():
-            m.training = t
-        for m, v in momenta.items():
-            m.momentum = v
-
-
-@dataclass(frozen=True)
-class LaneValues:
-    """The lane settings that differ between the networks of one batched model, one value per
-    network (tensors [S] on the device); None where every lane has the config's value (then the
-    number itself is used, exactly as a separate run does)."""
-
-    eps: Tensor | None = None
-    alpha: Tensor | None = None
-    xi: Tensor | None = None
-
-    @staticmethod
-    def of(lanes: list[TrialConfig], device: torch.device | str, dtype: torch.dtype) -> LaneValues:
-        def values(name: str) -> Tensor | None:  # None also where the method has no such setting
-            v = [getattr(c.method, name, None) for c in lanes]
-            return None if all(x == v[0] for x in v) else torch.tensor(v, device=device, dtype=dtype)
-        return LaneValues(values("eps"), values("alpha"), values("xi"))
-
-
-NO_LANES = LaneValues()
-
-
-def step_of(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
+def step_of(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor | None,
             x_reg: Tensor | None, n_lanes: int = 1, random_start: Callable[[Tensor], Tensor] | None = None,
-            lanes: LaneValues = NO_LANES, step: int = 1) -> Step:
-    """What the method's registry entry sees at update ``step``: the trial's method settings and the
-    few task facts a regularizer needs, not the trial config."""
+            lanes: Mapping[str, Tensor] | None = None, step: int = 1, state: Any = None) -> Step:
+    """What the method's registry entry sees at update ``step``: the trial's method settings, the
+    few task facts a regularizer needs (not the trial config) and the method's state."""
     return Step(settings=cfg.method, model=model, x_l=x_l, y_l=y_l, logits_l=logits_l, x_reg=x_reg,
                 step=step, steps=cfg.task.steps, n_lanes=n_lanes, random_start=random_start,
-                power_iteration_float32=cfg.task.precision == "mixed",
-                lane_eps=lanes.eps, lane_xi=lanes.xi, lane_alpha=lanes.alpha)
-
-
-def regularizer(cfg: TrialConfig, model: nn.Module, x_l: Tensor, y_l: Tensor, logits_l: Tensor,
-                x_reg: Tensor | None, n_lanes: int = 1,
-                random_start: Callable[[Tensor], Tensor] | None = None, lanes: LaneValues = NO_LANES,
-                step: int = 1) -> Tensor:
-    """R of Eq. 8 for this step, one value per lane: shape [S], as the method's registry entry
-    computes it (``methods``). ``x_reg`` is the unlabeled batch (None: supervised)."""
-    s = step_of(cfg, model, x_l, y_l, logits_l, x_reg, n_lanes, random_start, lanes, step)
-    return methods.get(cfg.method.name).regularizer(s)
+                power_iteration_float32=cfg.task.precision == "mixed", lane_values=lanes or {}, state=state)
 
 
 def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -199,21 +99,21 @@ def precision_context(cfg: TrialConfig, device: torch.device | str) -> contextli
 
 
 def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x_l: Tensor, y_l: Tensor,
-               x_reg: Tensor | None, n_lanes: int = 1,
-               random_start: Callable[[Tensor], Tensor] | None = None,
-               lanes: LaneValues = NO_LANES, step: int = 1) -> tuple[Tensor, Tensor, Tensor]:
-    """Update ``step`` (1-based) on nll + alpha * R (Eq. 8); returns the detached (loss, nll, R),
-    one value per lane (shape [S]; S = 1 for a plain network). With S lanes the update minimizes
-    the sum of the S objectives, i.e. gives each network's weights its own run's gradient;
-    ``lanes`` holds the eps / alpha / xi of each network where they differ. The weight alpha is the
-    method's registry entry's (``Method.weight_at``: e.g. a ramp-up over the first updates). No
+               x_reg: Tensor | None, n_lanes: int = 1, random_start: Callable[[Tensor], Tensor] | None = None,
+               lanes: Mapping[str, Tensor] | None = None, step: int = 1,
+               state: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Update ``step`` (1-based) on nll + alpha * R (Eq. 8), then the method's ``after_update``;
+    returns the detached (loss, nll, R), one value per lane (shape [S]; S = 1 for a plain network).
+    With S lanes the update minimizes the sum of the S objectives, i.e. gives each network's
+    weights its own run's gradient; ``lanes`` holds the lane settings in which the networks differ.
+    The weight alpha is the method's registry entry's (``Method.weight_at``: e.g. a ramp-up). No
     value is read back to the host here: the step never waits for the device."""
     model.train()
     method = methods.get(cfg.method.name)
     with precision_context(cfg, x_l.device):  # task.precision: the forward passes in bfloat16 or not
         logits_l = model(x_l)  # the only pass that updates BN running statistics
         nll = per_lane(F.cross_entropy(logits_l, y_l, reduction="none"), n_lanes)
-        s = step_of(cfg, model, x_l, y_l, logits_l, x_reg, n_lanes, random_start, lanes, step)
+        s = step_of(cfg, model, x_l, y_l, logits_l, x_reg, n_lanes, random_start, lanes, step, state)
         reg = method.regularizer(s)
     if cfg.task.precision != "float32":  # the objective and its sums in float32, as the weights
         nll, reg = nll.float(), reg.float()
@@ -221,6 +121,9 @@ def train_step(cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer, x
     opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     opt.step()
+    if method.after_update is not None:  # e.g. the Mean Teacher's EMA of the updated weights
+        with torch.no_grad():
+            method.after_update(s)
     return loss.detach(), nll.detach(), reg.detach()
 
 
@@ -234,286 +137,186 @@ def adam(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), **kwargs)
 
 
-@dataclass(frozen=True)
-class Checkpointing:
-    """Mid-trial checkpoints: every ``every`` updates the whole training state (weights, Adam,
-    every random generator and sampler position, the running sums and the reports made) goes to
-    ``path``; a run of the same lanes that finds it there goes on from it, reporting again what was
-    reported before, and ends with the same metrics as a run never stopped (on the CPU)."""
+@dataclass
+class _Progress:
+    """What the loop carries from update to update besides the model, the optimizer and the draws:
+    the running sums of loss, nll and R per lane since the last evaluation, the lanes still alive,
+    the last metrics and the reports made (replayed on resume). All of it is checkpointed."""
 
-    path: str
-    every: int
+    n: int
+    device: torch.device
+    sums: Tensor = field(init=False)  # [3, S] float64 on the device
+    n_sum: int = 0
+    train_seconds: float = 0.0
+    last: list[dict[str, float]] = field(init=False)
+    alive: list[int] = field(init=False)
+    diverged: dict[int, str] = field(default_factory=dict)
+    history: list[list[tuple[int, dict[str, float]]]] = field(init=False)
 
+    def __post_init__(self) -> None:
+        self.sums = torch.zeros(3, self.n, dtype=torch.float64, device=self.device)
+        self.last, self.alive = [{} for _ in range(self.n)], list(range(self.n))
+        self.history = [[] for _ in range(self.n)]
 
-_checkpointing: contextvars.ContextVar[Checkpointing | None] = contextvars.ContextVar("vat_checkpointing", default=None)
+    def state(self) -> dict[str, Any]:
+        return {"sums": self.sums.cpu(), "n_sum": self.n_sum, "train_seconds": self.train_seconds,
+                "last": self.last, "alive": self.alive, "diverged": self.diverged, "history": self.history}
 
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.sums.copy_(saved["sums"].to(self.sums.device))
+        self.n_sum, self.train_seconds = int(saved["n_sum"]), float(saved["train_seconds"])
+        self.last, self.alive, self.history = saved["last"], list(saved["alive"]), saved["history"]
+        self.diverged = dict(saved.get("diverged") or  # (a checkpoint of 0.3.0 kept the message among the metrics)
+                             {i: str(m.pop("diverged")) for i, m in enumerate(self.last) if "diverged" in m})
 
-@contextlib.contextmanager
-def checkpoints(path: str, every: int) -> Iterator[None]:
-    """Training inside the block checkpoints to ``path`` every ``every`` updates and resumes from it."""
-    token = _checkpointing.set(Checkpointing(str(path), int(every)))
-    try:
-        yield
-    finally:
-        _checkpointing.reset(token)
-
-
-def _fingerprint(lanes: list[TrialConfig]) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha1(json.dumps([c.model_dump(mode="json") for c in lanes], sort_keys=True,
-                                   default=str).encode()).hexdigest()
-
-
-def _sampler_state(s: EpochSampler | None) -> dict | None:
-    return None if s is None else {"order": s.order.cpu(), "pos": s.pos}
-
-
-def _save_checkpoint(ck: Checkpointing, state: dict) -> None:
-    """Written whole (a temporary name, then renamed): a kill while saving keeps the previous one."""
-    import os
-    from pathlib import Path
-
-    path = Path(ck.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _load_checkpoint(ck: Checkpointing, fingerprint: str) -> dict | None:
-    """The checkpoint at ``ck.path`` if it is one of these lanes (else None: trained afresh)."""
-    from pathlib import Path
-
-    path = Path(ck.path)
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001  unreadable (cut short by a full disk): train afresh
-        return None
-    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
+    def drop_diverged(self, means: list[list[float]], step: int) -> None:
+        """Lanes whose mean loss since the last evaluation is NaN/inf stop (one lane: raises)."""
+        for i in list(self.alive):
+            loss, nll, reg = means[0][i], means[1][i], means[2][i]
+            if not math.isfinite(loss):
+                message = (f"training diverged by step {step}: mean loss = {loss} (nll {nll}, R {reg}) since the "
+                           f"previous evaluation; lower optimizer.lr or eps")
+                if self.n == 1:
+                    raise FloatingPointError(message)
+                self.alive.remove(i)
+                self.diverged[i] = message
 
 
 @dataclass
-class LaneData:
-    """What one lane's run draws from (its seed's): its splits, samplers and random generators."""
+class _Run:
+    """The pieces of one ``train_lanes`` call that its loop body reads."""
 
-    seed: int
-    splits: Splits
-    gen: torch.Generator  # mini-batches and augmentation
-    probe_gen: torch.Generator  # probes only
-    start_gen: torch.Generator  # the power iteration's random starts d0
-    labeled: EpochSampler
-    unlabeled: EpochSampler | None
-    x_val: Tensor
-    y_val: Tensor
-    x_rvadv: Tensor
-    x_fid: Tensor | None
-    reg_pool: Tensor
+    lanes: list[TrialConfig]
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    runs: list[LaneData]
+    views: list[P.Lane]
+    probes: list[P.Probe]
+    bn_pools: list[Tensor] | None
+    reports: list[Report] | None
+    state: Any  # the method's (Method.init_state)
+    progress: _Progress
 
-    @staticmethod
-    def make(cfg: TrialConfig, seed: int, splits: Splits, x_train: Tensor, y_train: Tensor) -> LaneData:
-        device = x_train.device
-        semi = cfg.task.mode == "semi_supervised"
-        gen = torch.Generator().manual_seed(seed)
-        probe_gen = torch.Generator().manual_seed(seed + 1_000_003)
-        start_gen = torch.Generator(device=device).manual_seed(seed + 2_000_003)
-        labeled = EpochSampler(splits.labeled, cfg.task.batch.labeled, gen, device)
-        unlabeled = EpochSampler(splits.unlabeled, cfg.task.batch.unlabeled, gen, device) if semi else None
-        # Fixed subsets for the probes: validation images if there are any, else the pool.
-        probe_pool = splits.validation if len(splits.validation) else splits.unlabeled
-        probe_order = probe_pool[torch.randperm(len(probe_pool), generator=probe_gen)].to(device)
-        fid = cfg.probes.fidelity
-        val = splits.validation.to(device)
-        return LaneData(seed, splits, gen, probe_gen, start_gen, labeled, unlabeled, x_train[val], y_train[val],
-                        x_train[probe_order[: cfg.probes.rvadv.size]],
-                        x_train[probe_order[: fid.size]] if fid else None,
-                        x_train[(splits.unlabeled if semi else splits.labeled).to(device)])
+    @property
+    def cfg(self) -> TrialConfig:
+        return self.lanes[0]
 
+    def checkpoint_state(self, step: int) -> dict[str, Any]:
+        """The training state after update ``step``: all a resumed run needs to go on identically."""
+        return {"fingerprint": checkpoint.fingerprint(self.lanes), "step": step, "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(), "method_state": methods.state_dict(self.state),
+                **self.progress.state(), **draws_state(self.runs, self.progress.device)}
 
-def _draws_state(runs: list[LaneData], device: torch.device) -> dict:
-    """Where every random stream of the loop stands (each lane's generators and samplers, the
-    global RNGs), for a checkpoint."""
-    return {"torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "runs": [{"gen": r.gen.get_state(), "probe_gen": r.probe_gen.get_state(),
-                      "start_gen": r.start_gen.get_state(), "labeled": _sampler_state(r.labeled),
-                      "unlabeled": _sampler_state(r.unlabeled)} for r in runs]}
+    def resume(self, saved: dict[str, Any], reports: list[Report] | None) -> int:
+        """Every state the loop carries back as the checkpoint has it, the reports made before
+        made again; returns the first update still to run."""
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        methods.load_state(self.state, saved.get("method_state"))
+        restore_draws(self.runs, saved, self.progress.device)
+        self.progress.restore(saved)
+        for i, h in enumerate(self.progress.history):
+            for step, metrics in h:
+                if reports is not None:
+                    reports[i](step, dict(metrics))
+        return int(saved["step"]) + 1
 
-
-def _restore_draws(runs: list[LaneData], saved: dict, device: torch.device) -> None:
-    """Every random stream back where ``_draws_state`` saw it."""
-    for r, rs in zip(runs, saved["runs"]):
-        r.gen.set_state(rs["gen"])
-        r.probe_gen.set_state(rs["probe_gen"])
-        r.start_gen.set_state(rs["start_gen"])
-        for sampler, st in ((r.labeled, rs["labeled"]), (r.unlabeled, rs["unlabeled"])):
-            if sampler is not None and st is not None:
-                sampler.order, sampler.pos = st["order"].to(sampler.device), int(st["pos"])
-    torch.set_rng_state(saved["torch_rng"])
-    if device.type == "cuda" and saved.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(saved["cuda_rng"], device)
-
-
-def _cat(parts: list[Tensor]) -> Tensor:
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def _next_batches(cfg: TrialConfig, runs: list[LaneData], x_train: Tensor, y_train: Tensor,
-                  augmenting: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The update's batches, the lanes' blocks laid end to end: labeled images and labels, and
-    (semi-supervised) the regularizer's batch from the unlabeled pool (Appendix C). With
-    augmentation each lane draws in its own run's order (batch, its augmentation, the next batch);
-    without it, one gather for all lanes."""
-    semi = cfg.task.mode == "semi_supervised"
-    if augmenting:
-        aug = cfg.task.augment
-        xs_l, ys_l, xs_reg = [], [], []
-        for r in runs:
-            idx_l = r.labeled.next()
-            xs_l.append(augment(x_train[idx_l], translate=aug.translate, flip=aug.flip, generator=r.gen))
-            ys_l.append(y_train[idx_l])
-            if r.unlabeled is not None:
-                xs_reg.append(augment(x_train[r.unlabeled.next()], translate=aug.translate, flip=aug.flip,
-                                      generator=r.gen))
-        return _cat(xs_l), _cat(ys_l), _cat(xs_reg) if semi else None
-    idx = [(r.labeled.next(), r.unlabeled.next() if r.unlabeled is not None else None) for r in runs]
-    idx_l = _cat([i for i, _ in idx])
-    return x_train[idx_l], y_train[idx_l], x_train[_cat([u for _, u in idx])] if semi else None
+    def evaluate(self, step: int, lr: float, due_now: list[P.Probe], t_updates: float) -> None:
+        """The evaluation after update ``step``: the mean loss terms since the last one, the
+        validation error, the probes due and those following every evaluation; reported per lane."""
+        pr, n = self.progress, len(self.lanes)
+        means = (pr.sums / pr.n_sum).tolist()  # the one host sync per evaluation: the updates are done
+        pr.train_seconds += time.perf_counter() - t_updates  # (on a GPU too, where a step only queues work)
+        pr.sums.zero_()
+        pr.n_sum = 0
+        with evaluation_bn(self.model, self.bn_pools):
+            val_errors = error_rates(self.model, [r.x_val for r in self.runs], [r.y_val for r in self.runs])
+        pr.drop_diverged(means, step)
+        measured = [p.measure(self.model, self.views, pr.alive) for p in self.probes
+                    if p in due_now or p.follows_evaluation]
+        for i in pr.alive:
+            metrics = {"loss": means[0][i], "nll": means[1][i], "reg": means[2][i], "lr": lr,
+                       "val_error": val_errors[i]}
+            for m in measured:
+                metrics.update(m[i])
+            metrics["train_seconds"] = pr.train_seconds / n  # this lane's share of the updates' time
+            pr.last[i].update(metrics)
+            if self.reports is not None:
+                self.reports[i](step, dict(metrics))
+            if checkpoint.active.get() is not None:
+                pr.history[i].append((step, dict(metrics)))
+        if not pr.alive:
+            raise FloatingPointError(f"training diverged for every lane by step {step}; lower optimizer.lr or eps")
 
 
-def train_lanes(
-    lanes: list[TrialConfig],
-    x_train: Tensor,
-    y_train: Tensor,
-    splits: list[Splits],
-    model: nn.Module,
-    reports: list[Report] | None = None,
-    test: tuple[Tensor, Tensor] | None = None,
-) -> list[LaneOutcome]:
-    """Train S lanes at once: ``model`` is a ``LaneBatch`` of S networks (or, for S = 1, the plain
-    network); lane i trains as ``lanes[i]`` says, with ``splits[i]``, its own seed's batches,
-    augmentation and random starts, its own eps / alpha / xi (and noise SD, built into its
-    network), and ``reports[i]``. The lanes agree on everything else (``lane_structure``); the
-    first one's config drives the loop. Returns how each lane ended (``LaneOutcome``). A lane whose
-    loss turns NaN/inf is dropped (its outcome says ``diverged``, with the message) while the others go on: the
-    lanes share no weights, so its NaNs never reach them; with one lane that raises
-    FloatingPointError. ``test`` (images, labels): the test set, measured once at the end
-    (``test_error``) and, with ``probes.test_curve``, at every evaluation (``test_error_curve``);
-    the only use of the test set. Every error (validation, test, the test curve) is measured with the BN
-    statistics ``task.eval_bn`` names; the probes measure with training's running statistics."""
-    cfg = lanes[0]
-    n = len(lanes)
-    runs = [LaneData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
-    values = LaneValues.of(lanes, x_train.device, x_train.dtype) if n > 1 else NO_LANES
-    lane_models = (lambda i: model.lane_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
-    probes = P.training_probes(cfg)  # each says when it is due and measures the lanes
-    views = [P.Lane(c, r.x_rvadv, r.x_fid, r.reg_pool, r.probe_gen, lambda i=i: lane_models(i))
-             for i, (c, r) in enumerate(zip(lanes, runs))]
+def _random_starts(runs: list[LaneData]) -> Callable[[Tensor], Tensor]:
+    """d0 for each lane's block of x, from that lane's generator."""
+    n = len(runs)
 
-    def eval_due(step: int) -> bool:
-        return step % cfg.task.eval_every == 0 or step == cfg.task.steps
-
-    def random_start(x: Tensor) -> Tensor:  # d0 for each lane's block, from that lane's generator
+    def random_start(x: Tensor) -> Tensor:
         if n == 1:
             return random_unit_direction(x, runs[0].start_gen)
         draws = [torch.randn(xb.shape, generator=r.start_gen, device=r.start_gen.device, dtype=x.dtype)
                  for xb, r in zip(x.chunk(n), runs)]
         return unit_vector(torch.cat(draws).to(x.device))  # = random_unit_direction per block (per sample)
+    return random_start
 
-    bn_pools = [r.reg_pool for r in runs] if cfg.task.eval_bn == "recompute" else None
-    curve = test is not None and cfg.probes.test_curve
+
+def _setup(lanes: list[TrialConfig], x_train: Tensor, y_train: Tensor, splits: list[Splits], model: nn.Module,
+           reports: list[Report] | None, test: tuple[Tensor, Tensor] | None) -> _Run:
+    cfg, n = lanes[0], len(lanes)
+    runs = [LaneData.make(c, c.seed, sp, x_train, y_train) for c, sp in zip(lanes, splits)]
+    lane_models = (lambda i: model.lane_model(i)) if n > 1 else (lambda i: model)  # noqa: E731
+    views = [P.Lane(c, r.probe_images, r.reg_pool, r.probe_gen, lambda i=i: lane_models(i), test)
+             for i, (c, r) in enumerate(zip(lanes, runs))]
+    method = methods.get(cfg.method.name)
+    state = method.init_state(cfg.method, model) if method.init_state is not None else None
+    return _Run(lanes, model, adam(cfg, model), runs, views, P.training_probes(cfg),
+                [r.reg_pool for r in runs] if cfg.task.eval_bn == "recompute" else None, reports, state,
+                _Progress(n, x_train.device))
+
+
+def train_lanes(lanes: list[TrialConfig], x_train: Tensor, y_train: Tensor, splits: list[Splits], model: nn.Module,
+                reports: list[Report] | None = None, test: tuple[Tensor, Tensor] | None = None) -> list[LaneOutcome]:
+    """Train S lanes at once: ``model`` is a ``LaneBatch`` of S networks (or, for S = 1, the plain
+    network); lane i trains as ``lanes[i]`` says, with ``splits[i]``, its own seed's batches,
+    augmentation and random starts, its own lane settings (eps, alpha, xi; the noise SD is built
+    into its network), and ``reports[i]``. The lanes agree on everything else (``lane_structure``);
+    the first one's config drives the loop. Returns how each lane ended (``LaneOutcome``). A lane
+    whose loss turns NaN/inf is dropped (its outcome says ``diverged``, with the message) while the
+    others go on: the lanes share no weights, so its NaNs never reach them; with one lane that
+    raises FloatingPointError. ``test`` (images, labels): the test set, measured once at the end
+    (``test_error``) and by the ``test_curve`` probe; the only use of the test set. Every error is
+    measured with the BN statistics ``task.eval_bn`` names; the probes measure with training's
+    running statistics. Inside ``checkpoint.checkpoints`` the run checkpoints and resumes."""
+    run = _setup(lanes, x_train, y_train, splits, model, reports, test)
+    cfg, n, pr = run.cfg, len(lanes), run.progress
+    values = lane_values(lanes, x_train.device, x_train.dtype) if n > 1 else {}
+    random_start = _random_starts(run.runs)
     augmenting = x_train.dim() == 4 and (cfg.task.augment.translate > 0 or cfg.task.augment.flip)
-
-    opt = adam(cfg, model)
-    train_seconds, n_sum = 0.0, 0
+    ck = checkpoint.active.get()
+    saved = checkpoint.load_checkpoint(ck, checkpoint.fingerprint(lanes)) if ck is not None else None
+    first = run.resume(saved, reports) if saved is not None else 1
     t_updates = time.perf_counter()  # start of the updates since the last evaluation
-    sums = torch.zeros(3, n, dtype=torch.float64, device=x_train.device)  # loss, nll, R per seed, on the device
-    last: list[dict[str, float]] = [{} for _ in lanes]
-    alive = list(range(n))
-    diverged: dict[int, str] = {}
-    ck = _checkpointing.get()
-    history: list[list[tuple[int, dict[str, float]]]] = [[] for _ in lanes]  # reports made: replayed on resume
-    first = 1
-    saved = _load_checkpoint(ck, _fingerprint(lanes)) if ck is not None else None
-    if saved is not None:  # go on from the checkpoint: every state the loop carries, as it was
-        first = int(saved["step"]) + 1
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        _restore_draws(runs, saved, x_train.device)
-        sums.copy_(saved["sums"].to(sums.device))
-        n_sum, train_seconds = int(saved["n_sum"]), float(saved["train_seconds"])
-        last, alive, history = saved["last"], list(saved["alive"]), saved["history"]
-        diverged = dict(saved.get("diverged") or  # (a checkpoint of 0.3.0 kept the message among the metrics)
-                        {i: str(m.pop("diverged")) for i, m in enumerate(last) if "diverged" in m})
-        for i, h in enumerate(history):
-            for step, metrics in h:
-                if reports is not None:
-                    reports[i](step, dict(metrics))
     for step in range(first, cfg.task.steps + 1):
         if ck is not None and step > first and (step - 1) % ck.every == 0:  # the state after update step - 1
-            _save_checkpoint(ck, {
-                "fingerprint": _fingerprint(lanes), "step": step - 1, "model": model.state_dict(),
-                "opt": opt.state_dict(), "sums": sums.cpu(), "n_sum": n_sum, "train_seconds": train_seconds,
-                "last": last, "alive": alive, "diverged": diverged, "history": history,
-                **_draws_state(runs, x_train.device)})
+            checkpoint.save_checkpoint(ck, run.checkpoint_state(step - 1))
         lr, beta1 = learning_rate(cfg, step - 1)
-        for group in opt.param_groups:
+        for group in run.opt.param_groups:
             group["lr"], group["betas"] = lr, (beta1, cfg.task.optimizer.beta2)
-
-        x_l, y_l, x_reg = _next_batches(cfg, runs, x_train, y_train, augmenting)
-
-        losses = train_step(cfg, model, opt, x_l, y_l, x_reg, n, random_start, values, step=step)
-        sums += torch.stack(losses)
-        n_sum += 1
-
-        due_now = [p for p in probes if p.due(step)]
-        if not (eval_due(step) or due_now):
-            continue
-        means = (sums / n_sum).tolist()  # the one host sync per evaluation: the updates are done
-        train_seconds += time.perf_counter() - t_updates  # (on a GPU too, where a step only queues work)
-        sums.zero_()
-        n_sum = 0
-        with evaluation_bn(model, bn_pools):
-            val_errors = error_rates(model, [r.x_val for r in runs], [r.y_val for r in runs])
-            test_curve = error_rates(model, [test[0]] * n, [test[1]] * n) if curve else None
-        for i in list(alive):
-            loss, nll, reg = means[0][i], means[1][i], means[2][i]
-            if not math.isfinite(loss):
-                message = (f"training diverged by step {step}: mean loss = {loss} (nll {nll}, R {reg}) since the "
-                           f"previous evaluation; lower optimizer.lr or eps")
-                if n == 1:
-                    raise FloatingPointError(message)
-                alive.remove(i)
-                diverged[i] = message
-        measured = [p.measure(model, views, alive) for p in due_now]
-        for i in alive:
-            metrics = {"loss": means[0][i], "nll": means[1][i], "reg": means[2][i], "lr": lr,
-                       "val_error": val_errors[i]}
-            if test_curve is not None:
-                metrics[P.TEST_CURVE] = test_curve[i]
-            for m in measured:
-                metrics.update(m[i])
-            metrics["train_seconds"] = train_seconds / n  # this seed's share of the updates' time
-            last[i].update(metrics)
-            if reports is not None:
-                reports[i](step, dict(metrics))
-            if ck is not None:
-                history[i].append((step, dict(metrics)))
-        t_updates = time.perf_counter()
-        if not alive:
-            raise FloatingPointError(f"training diverged for every lane by step {step}; lower optimizer.lr or eps")
-    for m in last:
-        m["train_seconds"] = train_seconds / n
+        x_l, y_l, x_reg = next_batches(cfg, run.runs, x_train, y_train, augmenting)
+        losses = train_step(cfg, model, run.opt, x_l, y_l, x_reg, n, random_start, values, step=step, state=run.state)
+        pr.sums += torch.stack(losses)
+        pr.n_sum += 1
+        due_now = [p for p in run.probes if p.due(step)]
+        if step % cfg.task.eval_every == 0 or step == cfg.task.steps or due_now:
+            run.evaluate(step, lr, due_now, t_updates)
+            t_updates = time.perf_counter()
+    for m in pr.last:
+        m["train_seconds"] = pr.train_seconds / n
     if test is not None:
-        with evaluation_bn(model, bn_pools):
+        with evaluation_bn(model, run.bn_pools):
             test_errors = error_rates(model, [test[0]] * n, [test[1]] * n)
-        for i in alive:
-            last[i]["test_error"] = test_errors[i]
-    return [LaneOutcome(m, diverged.get(i)) for i, m in enumerate(last)]
+        for i in pr.alive:
+            pr.last[i]["test_error"] = test_errors[i]
+    return [LaneOutcome(m, pr.diverged.get(i)) for i, m in enumerate(pr.last)]

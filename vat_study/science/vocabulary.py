@@ -4,9 +4,6 @@ define what the names mean (``data``, ``models``, ``regularizers``, ``probes`` r
 
 from __future__ import annotations
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "moons", "mnist", "fashion_mnist", "cifar10", "svhn", "idx")
-"""The datasets ``data.load_dataset`` knows."""
-
 MODEL_NAMES: tuple[str, ...] = ("mlp", "small_mlp", "conv_small_svhn", "conv_small_cifar10", "conv_large")
 """The networks ``models.build_model`` builds."""
 

@@ -1,5 +1,5 @@
-"""The commands that read (or manage) a stored study: ``status``, ``export``, ``report``, ``delete``
-and ``rename``."""
+"""The commands that read (or manage) a stored study: ``status``, ``export``, ``delete`` and
+``rename`` (``report`` and ``compare``: ``reports``)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import typer
 from rich.table import Table
 
 from .app import (STORAGE_OPTION_HELP, STUDY_HELP, _addressed, _check_target, _fail, _study_folder, _study_store,
-                  _summary_table, app, err, out, safe_url)
+                  _summary_table, err, out, safe_url)
 
 
-@app.command()
 def status(
     study: Optional[str] = typer.Argument(None, help="Study name or study file (default: list all studies)."),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Studies in the store, or one study's trials by status."""
+    from ..results import trials_frame
+
     addressed = _addressed(study, storage)
     study, store = _study_store(addressed)
     storage = addressed.storage  # (as given: a read-only store is opened through another URL)
@@ -27,14 +28,14 @@ def status(
         for c in ("study", "trials", "complete", "pruned", "running", "failed"):
             table.add_column(c)
         for name in store.study_names():
-            df = store.trials_frame(name)
+            df = trials_frame(store, name)
             counts = df["status"].value_counts().to_dict() if not df.empty else {}
             table.add_row(name, str(len(df)), *(str(counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "RUNNING",
                                                                                 "FAILED")))
         out.print(table)
         return
     spec_json = store.study_spec(study) or {}
-    df = store.trials_frame(study)
+    df = trials_frame(store, study)
     out.print(_summary_table(study, spec_json.get("metric") or {}, df))
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     out.print("trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("COMPLETE", "PRUNED", "RUNNING", "FAILED")))
@@ -91,7 +92,6 @@ def _sequential_table(study: str, spec_json: dict, df) -> Table:
     return table
 
 
-@app.command()
 def export(
     study: str = typer.Argument(..., help=STUDY_HELP),
     format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
@@ -108,9 +108,10 @@ def export(
     for path in (target, steps_target):
         _check_target(path, "--out" if out_path else "the export file", folder=False)
     study, store = _study_store(addressed)
-    from ..store.frames import provenance_frame
+    from ..results import trials_frame
+    from ..store.frames import metrics_frame, provenance_frame
 
-    trials, metrics = store.trials_frame(study), store.metrics_frame(study)
+    trials, metrics = trials_frame(store, study), metrics_frame(store, study)
     if not trials.empty:
         trials = trials.merge(provenance_frame(store, study), on="trial_id", how="left")
     trials, metrics = _errors_in_percent(trials, metrics)
@@ -161,31 +162,6 @@ def _write_failed(e: OSError, path: Path) -> None:
     raise typer.Exit(1)
 
 
-@app.command()
-def report(
-    study: str = typer.Argument(..., help=STUDY_HELP),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default results/<study>/)."),
-) -> None:
-    """The paper's figures and tables that the study's data allows, into results/<study>/."""
-    addressed = _addressed(study, storage)
-    _check_target(out_dir or _study_folder(addressed.study, "--out"), "--out" if out_dir else "the report folder",
-                  folder=True)
-    study, store = _study_store(addressed)
-    from vat_study.analysis.report import write_report
-
-    try:
-        path, skipped = write_report(store.url, study, out_dir)  # the read-only URL for a read-only store
-    except OSError as e:  # (a full disk under the report's folder)
-        err.print(f"error: writing the report into {str(out_dir or _study_folder(study, '--out'))!r} failed at "
-                  f"{str(e.filename or '?')!r}: {e.strerror or e}; run it again once there is room",
-                  highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    out.print(f"report: {path}" + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its top)"
-                                   if skipped else ""))
-
-
-@app.command()
 def delete(
     study: str = typer.Argument(..., help=STUDY_HELP),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_OPTION_HELP),
@@ -195,10 +171,11 @@ def delete(
     in one transaction; nothing else (files under results/ stay)."""
     import click
 
+    from ..results import trials_frame
     from ..store.manage import StudyInUse, delete_study
 
     study, store = _study_store(study, storage)
-    df = store.trials_frame(study)
+    df = trials_frame(store, study)
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     what = (f"study {study!r} in {safe_url(store.url)}: {len(df)} trial(s)"
             + (f" ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})" if counts else ""))
@@ -219,7 +196,6 @@ def delete(
               soft_wrap=True)
 
 
-@app.command()
 def rename(
     old: str = typer.Argument(..., help="The study's name, or its study file."),
     new: str = typer.Argument(..., help="Its new name."),

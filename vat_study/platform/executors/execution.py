@@ -148,10 +148,10 @@ def _claim(store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim
     threads_noted = provenance.planned_threads.set(threads)  # recorded with the claimed trials
     claimed = []
     for t in trials:
-        lease = store.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                  config=t.config, optuna_number=t.optuna_number, node=node,
-                                  driver=claim.driver, seen=int(claim.seen.get(t.key, 0)),
-                                  stale_after=claim.stale_after)
+        lease = store.claims.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
+                                         config=t.config, optuna_number=t.optuna_number, node=node,
+                                         driver=claim.driver, seen=int(claim.seen.get(t.key, 0)),
+                                         stale_after=claim.stale_after)
         if lease is not None:
             claimed.append((t, lease))
     record = provenance.trial_provenance() if tracked else {}  # as the claims recorded it
@@ -192,7 +192,7 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
     trials this call claimed. The time limit of a group is ``timeout`` times the number of lanes.
     ``node``: the Ray node running it, recorded with each trial. ``log_dir``: the trials' own
     output goes to a capped log file there (``trial_output``), not to the driver's terminal.
-    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``train.checkpoints``), kept
+    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``checkpoint.checkpoints``), kept
     when the run is killed or stopped (the next run resumes from them), deleted otherwise.
     ``on_claimed(leases, keys)``: told the trials claimed before any trains (``isolation``)."""
     from ...surface import checkpoints
@@ -355,7 +355,7 @@ def run_shared(store: Store, study_id: int, todo: list[PlannedTrial], driver: Dr
         missed |= {t.key for t in rest if t.key not in states}
         if not rest:
             return mine, sum(1 for t in todo if t.key not in mine and t.key in states)
-        dead = store.dead_drivers(study_id, driver.stale_after)
+        dead = store.claims.dead_drivers(study_id, driver.stale_after)
         pending = [t for t in rest if t.key not in states or states[t.key][2] is None or states[t.key][2] in dead]
         if not pending:
             time.sleep(poll)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from ..spec import PlannedTrial
 from .execution import Claim, run_planned
 from .orchestration import ExecutorBase, Results
-from .records import sync_grid
-from .search import open_study
+from .records import open_study, sync_grid
 
 __all__ = ["LocalExecutor"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..group_sequential import RUNNING, Comparison, study_block_comparisons
+from ..results import trials_frame
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from ...common.yamlio import digest
@@ -18,7 +19,7 @@ from ...common.yamlio import digest
 def study_comparisons(spec: StudySpec, store: Store) -> list[Comparison]:
     """Where each comparison of ``spec.sequential`` stands in ``store`` now."""
     assert spec.sequential is not None
-    return study_block_comparisons(store.trials_frame(spec.name), spec.model_dump(mode="json"))
+    return study_block_comparisons(trials_frame(store, spec.name), spec.model_dump(mode="json"))
 
 
 def needed_trials(spec: StudySpec, store: Store, study_id: int) -> list[PlannedTrial]:

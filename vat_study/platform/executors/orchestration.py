@@ -84,7 +84,7 @@ class ExecutorBase:
 
 def driver_for(spec: StudySpec, store: Store, study_id: int) -> Driver:
     """This run as a driver of the study, with the study's heartbeat settings."""
-    return Driver(store, study_id, spec.executor.heartbeat_every, spec.executor.stale_after)
+    return Driver(store.claims, study_id, spec.executor.heartbeat_every, spec.executor.stale_after)
 
 
 def _start(spec: StudySpec, executor: Executor, summary: RunSummary) -> None:

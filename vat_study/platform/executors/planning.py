@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from ..failpoints import failpoint
 from ...surface import (BOOKKEEPING_SETTINGS, LEGACY_IMPLEMENTATION, WINDOWED_METRICS, comparable_config,
                        identity_config, lane_structure, param_path, settings_paths)
+from ..results import trial_configs
 from ..spec import PlannedTrial, StudySpec, canonical, digest, set_dotted
 from ..store import Store
-
-
 
 
 @dataclass
@@ -106,7 +105,7 @@ def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
     from ..spec import SpecError
 
     problems = []
-    for key, (params, seed, stored) in store.trial_configs(study_id).items():
+    for key, (params, seed, stored) in trial_configs(store, study_id).items():
         try:
             now = spec.resolved(params, seed).model_dump(mode="json")
         except Exception as e:  # noqa: BLE001  a stored point this version rejects
@@ -143,7 +142,7 @@ def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
     stored = spec.model_dump(mode="json")
     stored["storage"] = safe_url(spec.storage)  # never keep a database password in the results
     study_id = store.get_or_create_study(spec.name, stored, spec_path)
-    interrupted = store.fail_stale(study_id, spec.executor.stale_after)  # a live driver's trials are left alone
+    interrupted = store.claims.fail_stale(study_id, spec.executor.stale_after)  # a live driver's trials are left alone
     statuses = store.trial_statuses(study_id)
     trials = spec.expand() if not spec.is_optuna else []
     done = [t for t in trials if statuses.get(t.key) in ("COMPLETE", "PRUNED")]

@@ -208,7 +208,7 @@ def _mark_dead_workers(store: Store, study_id: int, results, driver: str) -> Non
     if errors:  # (the last line is what status and the run's exit lines show)
         text = ("Ray said:\n" + "\n".join(errors)[-5000:] + "\nworker_died: the Ray worker running this trial "
                 "died, as often as Tune retries a trial (executor.max_failures); a rerun redoes it")
-        store.fail_running(study_id, text, "worker_died", drivers=[driver])
+        store.claims.fail_running(study_id, text, "worker_died", drivers=[driver])
 
 
 def _failure_callback(spec: StudySpec):

@@ -14,6 +14,10 @@ other seed of it COMPLETE in the store, such as those a sequential look added):
   final metric (``test_error``, ``rvadv``, ``val_error``, ...), and ``per_seed`` (seed ->
   final metrics and vat-study trial id).
 
+The study's Optuna study is opened (created by whichever driver comes first) with its sampler
+and pruner by ``open_study``, on Optuna's RDB storage with the store's retries
+(``optuna_storage``).
+
 Grid studies: a configuration is recorded (``study.add_trial`` of a finished trial, parameters
 as categorical choices over the grid's values) once all its seeds are COMPLETE, by whichever
 driver sees it first (``Store.exclusive`` keeps two drivers from recording it twice); when a
@@ -31,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..spec import PlannedTrial, StudySpec, digest
-from ..store.twin import agrees, done_view, finite as _finite
+from ..store.twin import agrees, done_view, finite as _finite, trial_records
 
 SCALAR = (str, int, float, bool, type(None))
 
@@ -42,13 +46,74 @@ def optuna_value(v: Any) -> Any:
     return v if isinstance(v, SCALAR) else json.dumps(v, sort_keys=True)
 
 
+def optuna_storage(url: str):
+    from ..store.faults import retrying_optuna_storage  # a lost connection is retried, as the Store's are
+
+    return retrying_optuna_storage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                   if url.startswith("sqlite") else {"pool_pre_ping": True})
+
+
+def optuna_sampler(spec: StudySpec, offset: int = 0):
+    """The study's sampler. ``offset`` (trials the study already has) shifts the seed, so a
+    resumed seeded sampler does not replay the points it proposed in the first run."""
+    import optuna
+
+    if not spec.is_optuna:  # a grid study's Optuna records are added whole, never sampled
+        return optuna.samplers.RandomSampler(seed=0)
+    o = spec.search.optuna  # type: ignore[union-attr]
+    seed = None if o.seed is None else o.seed + offset
+    if o.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if o.sampler == "grid":
+        space = {k: (d.choices if d.type == "choice" else list(range(int(d.low), int(d.high) + 1, d.step or 1)))
+                 for k, d in o.space.items()}
+        return optuna.samplers.GridSampler(space, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def optuna_pruner(spec: StudySpec):
+    """The study's pruner (``search.optuna.pruner``); Optuna's NopPruner without one (and for
+    grid studies, whose configurations are recorded once finished)."""
+    import optuna
+
+    name = spec.search.optuna.pruner if spec.is_optuna else None  # type: ignore[union-attr]
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def open_study(spec: StudySpec):
+    """Load or create the study's Optuna study in the store's database (several drivers may
+    create it at once: the loser of the race loads it). Every study has one: grid studies'
+    configurations are recorded in it too (``records``)."""
+    import time
+
+    import optuna
+    from sqlalchemy.exc import DBAPIError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "minimize" if spec.metric.mode == "min" else "maximize"
+    for attempt in range(6):
+        try:
+            return optuna.create_study(storage=optuna_storage(spec.storage), study_name=spec.name,
+                                       sampler=optuna_sampler(spec), pruner=optuna_pruner(spec),
+                                       direction=direction, load_if_exists=True)
+        except DBAPIError:  # two drivers creating Optuna's tables at the same moment
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def configuration_records(spec: StudySpec, store, study_id: int,
                           points: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """``configuration_record`` of every point (keyed by its ``vat_config_key``), from one read of
     the store."""
     planned = {digest(dict(p)): [PlannedTrial.make(spec, p, seed) for seed in spec.seeds] for p in points}
-    rows = store.trial_records(study_id, [t.key for ts in planned.values() for t in ts], spec.metric.name,
-                               config_keys=list(planned))
+    rows = trial_records(store, study_id, [t.key for ts in planned.values() for t in ts], spec.metric.name,
+                         config_keys=list(planned))
     by_config: dict[str, list[dict[str, Any]]] = {}
     for r in rows.values():
         by_config.setdefault(r["config_key"], []).append(r)
@@ -125,7 +190,7 @@ def grid_choices(spec: StudySpec) -> dict[str, list[Any]]:
 
 def sync_grid(spec: StudySpec, store, study_id: int, only: list[Mapping[str, Any]] | None = None,
               study=None) -> int:
-    """Record in the study's Optuna study (``study``, or the one ``search.open_study`` opens)
+    """Record in the study's Optuna study (``study``, or the one ``open_study`` opens)
     every configuration of a grid study (or of ``only``) whose seeds are all COMPLETE and which is
     not recorded yet. A recorded configuration whose numbers the store no longer backs (its seeds
     grew, a sequential look added seeds, a seed was redone: ``agrees``) makes it rebuild the whole
@@ -133,8 +198,6 @@ def sync_grid(spec: StudySpec, store, study_id: int, only: list[Mapping[str, Any
     how many were added."""
     import optuna
     from optuna.distributions import CategoricalDistribution
-
-    from .search import open_study, optuna_storage
 
     with store.exclusive(f"optuna-sync:{spec.name}"):
         study = study or open_study(spec)

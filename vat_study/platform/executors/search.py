@@ -1,6 +1,7 @@
-"""Optuna plumbing shared by both executors: sampler, suggestions, storage, several drivers of
-one study (each asks, runs and tells, as Optuna's RDB workers do), resuming a study. Only
-Optuna's public API."""
+"""An Optuna search, shared by both executors: suggestions, several drivers of one study (each
+asks, runs and tells, as Optuna's RDB workers do), pruning, taking over dead drivers' trials,
+resuming a study. The Optuna study itself (storage, sampler, pruner) and what its trials record
+are ``records``'. Only Optuna's public API."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import dataclasses
 from typing import Any
 
 from ..spec import StudySpec
-
-
-
 from .planning import RunSummary
+from .records import configuration_record, open_study, optuna_sampler
 
 
 def _counts(t, retried: set[int]) -> bool:
@@ -45,7 +44,6 @@ def ask_run_tell(spec: StudySpec, store, study_id: int, study, k: int, run_todo,
     import optuna
 
     from .execution import configuration_value, pending_trials
-    from .records import configuration_record
 
     n_trials = spec.search.optuna.n_trials  # type: ignore[union-attr]
     asked, points = [], []
@@ -137,7 +135,6 @@ class _Reporter:
     def poll(self) -> None:
         from ..spec import PlannedTrial
         from ...surface import resolve_config
-        from .records import configuration_record
 
         for trial, params in self.asked:
             if trial.number in self.pruned:
@@ -171,8 +168,8 @@ def reap_stale(spec: StudySpec, store, study_id: int, study, driver) -> int:
     if not running:
         return 0
     stale_after = spec.executor.stale_after
-    dead = store.dead_drivers(study_id, stale_after)
-    known = set(store.drivers_frame(study_id).token)
+    dead = store.claims.dead_drivers(study_id, stale_after)
+    known = set(store.claims.drivers_frame(study_id).token)
     old = dt.datetime.now() - dt.timedelta(seconds=stale_after)  # Optuna's times: naive, local
     by: dict[str | None, list] = {}
     for t in running:
@@ -182,7 +179,7 @@ def reap_stale(spec: StudySpec, store, study_id: int, study, driver) -> int:
             by.setdefault(token if token in known else None, []).append(t)
     n = 0
     for token, trials in by.items():
-        if token is not None and not store.reap_driver(token, driver.token):
+        if token is not None and not store.claims.reap_driver(token, driver.token):
             continue  # another driver is taking these over
         for t in trials:
             try:
@@ -228,24 +225,6 @@ def optuna_loop(spec: StudySpec, store, study_id: int, driver, run_todo, summary
             return
 
 
-def optuna_sampler(spec: StudySpec, offset: int = 0):
-    """The study's sampler. ``offset`` (trials the study already has) shifts the seed, so a
-    resumed seeded sampler does not replay the points it proposed in the first run."""
-    import optuna
-
-    if not spec.is_optuna:  # a grid study's Optuna records are added whole, never sampled
-        return optuna.samplers.RandomSampler(seed=0)
-    o = spec.search.optuna  # type: ignore[union-attr]
-    seed = None if o.seed is None else o.seed + offset
-    if o.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if o.sampler == "grid":
-        space = {k: (d.choices if d.type == "choice" else list(range(int(d.low), int(d.high) + 1, d.step or 1)))
-                 for k, d in o.space.items()}
-        return optuna.samplers.GridSampler(space, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
-
-
 def suggest(trial, spec: StudySpec) -> dict[str, Any]:
     """Define-by-run search space (Optuna's trial.suggest_*)."""
     params: dict[str, Any] = {}
@@ -267,46 +246,3 @@ def ask_batch(spec: StudySpec) -> int:
     if spec.executor.lanes <= 1:
         return 1
     return max(spec.executor.lanes // len(spec.seeds), 1)
-
-
-def optuna_storage(url: str):
-    from ..store.faults import retrying_optuna_storage  # a lost connection is retried, as the Store's are
-
-    return retrying_optuna_storage(url, engine_kwargs={"connect_args": {"timeout": 60}}
-                                   if url.startswith("sqlite") else {"pool_pre_ping": True})
-
-
-def optuna_pruner(spec: StudySpec):
-    """The study's pruner (``search.optuna.pruner``); Optuna's NopPruner without one (and for
-    grid studies, whose configurations are recorded once finished)."""
-    import optuna
-
-    name = spec.search.optuna.pruner if spec.is_optuna else None  # type: ignore[union-attr]
-    if name == "median":
-        return optuna.pruners.MedianPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
-
-
-def open_study(spec: StudySpec):
-    """Load or create the study's Optuna study in the store's database (several drivers may
-    create it at once: the loser of the race loads it). Every study has one: grid studies'
-    configurations are recorded in it too (``records``)."""
-    import time
-
-    import optuna
-    from sqlalchemy.exc import DBAPIError
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "minimize" if spec.metric.mode == "min" else "maximize"
-    for attempt in range(6):
-        try:
-            return optuna.create_study(storage=optuna_storage(spec.storage), study_name=spec.name,
-                                       sampler=optuna_sampler(spec), pruner=optuna_pruner(spec),
-                                       direction=direction, load_if_exists=True)
-        except DBAPIError:  # two drivers creating Optuna's tables at the same moment
-            if attempt == 5:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")

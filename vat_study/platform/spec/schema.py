@@ -39,7 +39,7 @@ class Metric(Strict):
                                                "...): what 'best' means and what Optuna optimizes")
     mode: Literal["min", "max"] = Field("min", description="min: lower is better")
     allow_test_selection: bool = Field(False, description="let a test-set metric (test_*) choose hyperparameters; "
-                                                          "off: such a study is refused (spec_checks)")
+                                                          "off: such a study is refused (spec.checks)")
 
 
 class PerTrial(Strict):
@@ -191,8 +191,8 @@ class StudySpec(Strict):
     _resolved: dict[Any, Any] = PrivateAttr(default_factory=dict)  # (``trials``: resolved once per study object)
 
     name: str = Field(description="the study's identifier in the store and its report folder results/<name>/")
-    description: str | None = Field(None, description="free text about the study (what it reproduces, its budget); "
-                                                      "kept with the study, shown by nothing else")
+    description: str | None = Field(None, description="the question the study asks (what it reproduces, its "
+                                                      "budget): its report opens with it")
     task: dict[str, Any] = Field(default_factory=dict)
     method: dict[str, Any] = Field(default_factory=lambda: {"name": "vat"})
     search: Search | None = Field(None, description="null: one configuration; else exactly one of grid or optuna")

@@ -47,8 +47,8 @@ def live_drivers(store: Store, name: str) -> list[str]:
         return []
     spec = store.study_spec(name) or {}
     stale = float(((spec.get("executor") or {}).get("stale_after")) or STALE_AFTER)
-    dead = store.dead_drivers(sid, stale)
-    drivers = store.drivers_frame(sid)
+    dead = store.claims.dead_drivers(sid, stale)
+    drivers = store.claims.drivers_frame(sid)
     return [f"{r.host} pid {r.pid}" for r in drivers.itertuples() if r.token not in dead]
 
 
@@ -102,7 +102,7 @@ def delete_study(store: Store, name: str) -> Removed:
     their metrics, its drivers' claims and its Optuna twin, in one transaction."""
     _refuse_in_use(store, name, "delete")
     out = Removed()
-    with store._write() as s:
+    with store.write() as s:
         sid = s.scalar(select(StudyRow.id).where(StudyRow.name == name))
         if sid is None:
             raise KeyError(name)
@@ -120,7 +120,7 @@ def rename_study(store: Store, old: str, new: str) -> None:
     """Rename the study ``old`` to ``new`` (the study row, the name in its stored spec, its Optuna
     twin) in one transaction. KeyError: no study ``old``; ValueError: ``new`` is taken."""
     _refuse_in_use(store, old, "rename")
-    with store._write() as s:
+    with store.write() as s:
         row = s.scalar(select(StudyRow).where(StudyRow.name == old).with_for_update())
         if row is None:
             raise KeyError(old)

@@ -1,15 +1,22 @@
 """The Optuna study kept beside the store (the "twin": one Optuna trial per configuration,
-``executors.records``) and the store must show the same numbers: ``agrees`` says whether an
-Optuna trial holds what the store's COMPLETE seeds of its configuration give (``done_view``);
-``twin_disagreements`` lists where they differ, for ``vat-study status``. Optuna's public API
-only; nothing here writes."""
+``executors.records``) and the store must show the same numbers. ``trial_records`` reads what
+the store holds of the trials of some configurations (what their Optuna trials are made of);
+``agrees`` says whether an Optuna trial holds what the store's COMPLETE seeds of its configuration
+give (``done_view``); ``twin_disagreements`` lists where they differ, for ``vat-study status``.
+Optuna's public API only; nothing here writes."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from sqlalchemy import or_, select
+
+from .database import Database
+from .faults import retry_transient
+from .schema import FinalMetricRow, MetricRow, TrialRow
 
 
 def finite(v: Any) -> float | None:
@@ -18,6 +25,32 @@ def finite(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+@retry_transient  # a lost connection is retried, as every store call is (store.faults)
+def trial_records(db: Database, study_id: int, keys: list[str], metric: str,
+                  config_keys: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """key -> {trial_id, status, seed, config_key, batch_group, versions (its provenance record),
+    final: {name: value}, curve: {step: value of ``metric``}} for the study's trials of ``keys``
+    and of ``config_keys`` (every seed recorded of those configurations)."""
+    with db.session() as s:
+        rows = s.execute(select(TrialRow.id, TrialRow.key, TrialRow.status, TrialRow.seed, TrialRow.config_key,
+                                TrialRow.batch_group, TrialRow.versions)
+                         .where(TrialRow.study_id == study_id,
+                                or_(TrialRow.key.in_(list(keys)), TrialRow.config_key.in_(list(config_keys))))).all()
+        ids = {r.id: r.key for r in rows}
+        finals = s.execute(select(FinalMetricRow.trial_id, FinalMetricRow.name, FinalMetricRow.value)
+                           .where(FinalMetricRow.trial_id.in_(list(ids)))).all() if ids else []
+        steps = s.execute(select(MetricRow.trial_id, MetricRow.step, MetricRow.value)
+                          .where(MetricRow.trial_id.in_(list(ids)), MetricRow.name == metric)).all() if ids else []
+    out = {r.key: {"trial_id": r.id, "status": r.status, "seed": r.seed, "config_key": r.config_key,
+                   "batch_group": r.batch_group, "versions": dict(r.versions or {}), "final": {}, "curve": {}}
+           for r in rows}
+    for tid, name, value in finals:
+        out[ids[tid]]["final"][name] = value
+    for tid, step, value in steps:
+        out[ids[tid]]["curve"][int(step)] = value
+    return out
 
 
 def done_view(done: Mapping[int, tuple[float | None, Mapping[int, float]]]) -> dict[str, Any]:
@@ -60,7 +93,7 @@ def twin_disagreements(store, name: str, spec_json: Mapping[str, Any], df) -> li
     except Exception:  # noqa: BLE001  (KeyError: no such study; an error: no Optuna tables in this database)
         return [f"the store has {len(ok)} COMPLETE trial(s) but no Optuna study {name!r} records them"]
     sid = store.study_id(name)
-    rows = store.trial_records(sid, list(ok["key"]), metric)
+    rows = trial_records(store, sid, list(ok["key"]), metric)
     done: dict[str, dict[int, tuple[float | None, dict[int, float]]]] = {}
     for r in rows.values():
         if r["status"] == "COMPLETE":
