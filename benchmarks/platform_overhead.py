@@ -37,7 +37,8 @@ if kind == "local":
     from vat_study.platform.executors import run_local
     s = run_local(spec, progress=False)
 else:
-    s = rt.run_ray(spec, progress=False)
+    from vat_study.platform.executors import run_ray
+    s = run_ray(spec, progress=False)
 assert s.failed == 0 and s.ran == len(spec.expand()), s
 print(time.time() - t)
 """

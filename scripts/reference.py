@@ -1,5 +1,5 @@
 """Generate the CLI reference (docs/cli.md) and the study-file reference (docs/study-file.md)
-from the schema: typer's app in vat_study/platform/cli.py and the pydantic models of vat_study/platform/spec.py,
+from the schema: typer's app in vat_study/platform/cli/ and the pydantic models of vat_study/platform/spec/,
 vat_study/science/config.py and vat_study/science/methods.py.
 
     python scripts/reference.py           # write both files
@@ -83,20 +83,23 @@ def _cell(text: str | None) -> str:
 
 
 def model_table(model: type[BaseModel], prefix: str, notes: dict[str, str] | None = None,
-                skip: tuple[str, ...] = ()) -> tuple[str, list[tuple[str, type[BaseModel]]]]:
+                skip: tuple[str, ...] = (), shown: dict[str, Any] | None = None,
+                ) -> tuple[str, list[tuple[str, type[BaseModel]]]]:
     """A Markdown table of a model's fields (key, type, default, meaning) and the nested models
-    to document below it."""
+    to document below it; ``shown``: the type to show for a dotted key whose field is typed
+    loosely because a registry fills it at run time (``tracking``, ``executor.kind``)."""
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         if name in skip:
             continue
         key = f"{prefix}.{name}" if prefix else name
-        subs = _models_in(field.annotation)
-        kind = type_name(field.annotation)
+        annotation = (shown or {}).get(key, field.annotation)
+        subs = _models_in(annotation)
+        kind = type_name(annotation)
         if subs:
             inner = key
-            if typing.get_origin(field.annotation) is dict:  # {search key: Distribution}
+            if typing.get_origin(annotation) is dict:  # {search key: Distribution}
                 inner = f"{key}.<key>"
                 kind = f"mapping of string to a mapping ([`{inner}`](#{_anchor(inner)}))"
             else:
@@ -120,7 +123,7 @@ def _doc(model: type[BaseModel]) -> str:
 
 
 def section(title_key: str, model: type[BaseModel], level: int = 2, notes: dict[str, str] | None = None,
-            skip: tuple[str, ...] = (), intro: str = "") -> str:
+            skip: tuple[str, ...] = (), intro: str = "", shown: dict[str, Any] | None = None) -> str:
     """A model and, below it, every nested model, each under its own heading (its dotted key)."""
     parts, todo, seen = [], [(title_key, model)], set()
     while todo:
@@ -128,7 +131,7 @@ def section(title_key: str, model: type[BaseModel], level: int = 2, notes: dict[
         if (key, m) in seen:
             continue
         seen.add((key, m))
-        table, nested = model_table(m, key, notes if m is model else None, skip if m is model else ())
+        table, nested = model_table(m, key, notes if m is model else None, skip if m is model else (), shown)
         head = "#" * (level if m is model else level + 1)
         text = _doc(m)
         lead = intro if m is model and intro else text
@@ -147,6 +150,15 @@ SPEC_NOTES = {
 }
 
 
+def _registry_types() -> dict[str, Any]:
+    """The types the registries give ``executor.kind`` (one of the registered executors) and
+    ``tracking`` (one key per registered tracker), for the reference."""
+    from vat_study.platform.executors.registry import REGISTRY
+    from vat_study.platform.tracking import tracking_model
+
+    return {"executor.kind": typing.Literal[tuple(REGISTRY)], "tracking": typing.Optional[tracking_model()]}
+
+
 def study_file() -> str:
     from vat_study.science import config, methods, probes
     from vat_study.platform import spec
@@ -158,7 +170,7 @@ def study_file() -> str:
            "out where its first name says which (`eps` is `method.eps`, `steps` is `task.steps`, "
            "`method` is `method.name`, `implementation.bn` is `method.implementation.bn`). Every value "
            "is checked before anything runs; an error names the field and exits with status 2.\n",
-           section("", spec.StudySpec, notes=SPEC_NOTES).replace("## ``\n\n", "## Top level\n\n", 1),
+           section("", spec.StudySpec, notes=SPEC_NOTES, shown=_registry_types()).replace("## ``\n\n", "## Top level\n\n", 1),
            section("task", config.Task),
            "## `method`\n\n`name` picks the method (one of "
            + ", ".join(f"`{n}`" for n in methods.REGISTRY) + "); the block holds that method's settings. "

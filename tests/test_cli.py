@@ -190,21 +190,18 @@ def test_a_display_poll_still_running_when_the_run_ends_loses_no_trial_line(monk
     assert err.count(" trial 1 ") == 1 and err.count(" trial 2 ") == 1, err
 
 
-def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(tmp_path, capsys):
-    """`vat-study run`'s exit status (cli._exit_for_failures): a FAILED trial of a configuration
-    that the grid no longer holds is named in one line and does not make the run exit 1; one the
-    grid holds does."""
-    import typer
-
+def test_run_exits_0_when_only_trials_the_grid_no_longer_holds_did_not_complete(tmp_path):
+    """The run's exit status (study.read_outcome): a FAILED trial of a configuration that the grid
+    no longer holds is counted apart and does not make the run exit 1; one the grid holds does."""
     from helpers import a_trial_the_grid_no_longer_holds
-    from vat_study.platform.cli import _exit_for_failures
+    from vat_study.platform.study import read_outcome
 
     store, wide, narrow, _ = a_trial_the_grid_no_longer_holds(f"sqlite:///{tmp_path}/r.db")
-    with pytest.raises(typer.Exit):  # the grid holds it: exit 1
-        _exit_for_failures(wide, store)
-    assert "interrupted: interrupted" not in capsys.readouterr().err
-    _exit_for_failures(narrow, store)  # no longer in the grid: no exit 1
-    assert "no longer in its search" in capsys.readouterr().err
+    held = read_outcome(wide, store)  # the grid holds it: exit 1, the trial named
+    assert (held.status, held.n_unfinished, held.outside) == (1, 1, 0), held
+    assert "interrupted: interrupted" not in held.unfinished[0] and "seed 0" in held.unfinished[0], held.unfinished
+    gone = read_outcome(narrow, store)  # no longer in the grid: counted apart, no exit 1
+    assert (gone.status, gone.n_unfinished, gone.outside) == (0, 0, 1), gone
 
 
 def test_status_report_export_take_a_study_file_and_the_store_from_vat_study_storage(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import pytest
 from vat_study import ConfigError, TrialConfig, run_trial
 from vat_study.science.config import is_flat, nest, param_path
 from vat_study.science.objective import resolve_config
-from vat_study.platform.cli import parse_overrides
+from vat_study.platform.spec import parse_set
 
 
 def problems(config):
@@ -117,10 +117,10 @@ def test_run_trial_rejects_bad_config_before_training():
 
 
 def test_set_overrides_parse_yaml_values_and_dotted_keys():
-    assert parse_overrides(["eps=2", "optimizer.lr=1e-3", "hidden=[64, 32]", "probes.rvadv.eps=0.5"]) == {
-        "eps": 2, "optimizer": {"lr": 1e-3}, "hidden": [64, 32], "probes": {"rvadv": {"eps": 0.5}}}
+    assert parse_set(["eps=2", "optimizer.lr=1e-3", "hidden=[64, 32]", "probes.rvadv.eps=0.5"]) == {
+        "eps": 2, "optimizer.lr": 1e-3, "hidden": [64, 32], "probes.rvadv.eps": 0.5}
     with pytest.raises(ValueError, match="key=value"):
-        parse_overrides(["eps"])
+        parse_set(["eps"])
 
 
 def test_defaults_command_prints_one_methods_settings():

@@ -35,15 +35,19 @@ def test_local_and_ray_executors_write_the_same_store_contents(tmp_path):
     assert again.ran == 0 and again.skipped == 6  # a rerun trains nothing new
 
 
-def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    """A trial that raises while it trains (a failpoint at its first report, once) is FAILED with
+    its error; the other trial of the study still trains. (Missing data no longer reaches a trial:
+    the preflight of ``run_study`` refuses it first, for the Python API as for the CLI.)"""
     url = f"sqlite:///{tmp_path}/f.db"
-    spec = tiny("fails", url, search={"grid": [{"dataset": ["digits", "mnist"]}]}, seeds=[0])
-    spec["task"]["data_root"] = str(tmp_path / "empty")
+    spec = tiny("fails", url, search={"grid": [{"eps": [1.0, 2.0]}]}, seeds=[0])
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS", "trial.report@1=raise")
+    monkeypatch.setenv("VAT_STUDY_FAILPOINTS_ONCE", str(tmp_path))
     summary = run_local(parse_spec(spec), progress=False)
     assert (summary.ran, summary.failed) == (2, 1)
     df = trials_frame(Store(url), "fails")
     assert sorted(df["status"]) == ["COMPLETE", "FAILED"]
-    assert "not found" in df[df.status == "FAILED"]["error"].iloc[0]
+    assert "FailpointError" in df[df.status == "FAILED"]["error"].iloc[0]
 
 
 def test_optuna_tpe_study_persists_and_continues_across_runs(tmp_path):

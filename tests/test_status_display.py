@@ -4,6 +4,8 @@ search values rounded to what the search space needs."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
+import typer
 
 from vat_study.platform.display import sig_digits, status_rows
 
@@ -75,12 +77,17 @@ def test_a_pruned_trial_is_a_finished_outcome_with_its_own_column(tmp_path, caps
     from typer.testing import CliRunner
 
     from vat_study.analysis.report import write_report
-    from vat_study.platform.cli import _exit_for_failures, app
+    from vat_study.platform.cli import app
+    from vat_study.platform.cli.run import _print_exit
+    from vat_study.platform.study import read_outcome
 
     url = f"sqlite:///{tmp_path}/p.db"
     spec, store = _pruned_study(url)
-    _exit_for_failures(spec, store)  # no typer.Exit(1): pruned trials finished
-    assert "4 of 12 trial(s) of 'pr' were pruned" in capsys.readouterr().out
+    outcome = read_outcome(spec, store)
+    assert (outcome.status, outcome.pruned, outcome.n_unfinished) == (0, 4, 0)  # pruned trials finished: exit 0
+    with pytest.raises(typer.Exit) as stop:
+        _print_exit(spec, outcome)
+    assert stop.value.exit_code == 0 and "4 of 12 trial(s) of 'pr' were pruned" in capsys.readouterr().out
     listing = CliRunner().invoke(app, ["status", "--storage", url])
     assert listing.exit_code == 0 and "pruned" in listing.stdout, listing.stdout
     header, = [[c.strip() for c in x.split("┃")[1:-1]] for x in listing.stdout.splitlines() if "┃ study" in x]

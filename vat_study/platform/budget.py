@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..surface import resolve_config
 from .spec import StudySpec
 
 
@@ -43,7 +42,7 @@ def trial_updates(spec: StudySpec) -> tuple[int, int]:
     """(trials, updates) the study asks for: every grid trial's task.steps summed; for Optuna
     n_trials x seeds trials at the most steps any point of the space gives."""
     def steps(params: Mapping[str, Any]) -> int:
-        return int(resolve_config(spec.trial_config(params, spec.seeds[0]))["task"]["steps"])
+        return int(spec.resolved(params, spec.seeds[0]).task.steps)
 
     if spec.is_optuna:
         o = spec.search.optuna  # type: ignore[union-attr]
@@ -72,14 +71,17 @@ def budget_lines(spec: StudySpec, ds: Any | None, threads: int) -> list[str]:
         lines.append("time: not estimated (the data is not here yet)")
         return lines
     try:
-        t = time_updates(spec.trial_config(spec.configurations()[0] if not spec.is_optuna else {}, spec.seeds[0]),
-                         ds, threads)
+        t = time_updates(spec.resolved(spec.configurations()[0] if not spec.is_optuna else {}, spec.seeds[0]), ds,
+                         threads)
     except Exception as e:  # noqa: BLE001  the budget is printed whatever the timing does (out of memory, ...)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         lines.append(f"time: not estimated (timing one update failed: {type(e).__name__}: {first})")
         return lines
+    from .executors.registry import executor_named
+
     total = t.seconds_per_update * updates
     lines.append(f"time: about {t.describe()} -> about {_duration(total)} of training one trial at a time "
-                 f"(evaluations and probes extra" + (", Ray runs several at once where it has the CPUs / GPUs"
-                                                      if spec.executor.kind == "ray" else "") + ")")
+                 f"(evaluations and probes extra" + (f", the {spec.executor.kind} executor runs several at once "
+                                                      "where it has the CPUs / GPUs"
+                                                      if executor_named(spec.executor.kind).parallel else "") + ")")
     return lines

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
 
@@ -66,3 +68,23 @@ def interrupted_text(exc: BaseException | None, ctrl_c: str) -> str:
     for Ctrl-C."""
     stop = stop_of(exc) if isinstance(exc, KeyboardInterrupt) else None
     return f"interrupted: the run got {stop.name} before this trial finished" if stop is not None else ctrl_c
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """For a run (``study.run_study``): SIGINT raises KeyboardInterrupt (also in a run started in
+    the background by a non-interactive shell, which would otherwise inherit SIGINT as ignored),
+    SIGTERM / SIGHUP raise ``Stopped``; the handlers there were before are put back after. Outside
+    the main thread (where no handler can be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, *STOP_SIGNALS)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_stop_signals()
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            if handler is not None:  # (None: set from outside Python, cannot be put back)
+                signal.signal(s, handler)

@@ -9,6 +9,11 @@ store (which stays the record the reports read).
                                     # folder (MLflow's file store)
       wandb: my-project             # W&B project (needs the wandb package and a login, or WANDB_MODE=offline)
 
+Each tracker is one entry of ``REGISTRY`` (its name, what it records, the type of its setting, the
+package it needs, and a lazy factory: ``trackers`` holds the shipped three); the study file's
+``tracking:`` keys, their checks and the docs derive from it, and ``register`` adds one at run
+time (in-process).
+
 The hook sits where the executors report per-step metrics to the store (``Trackers``: one per
 group of trials trained together); the science knows nothing of it. A tracker's package that is
 missing is an error when the study file is read; a tracker failing while a study runs (a full
@@ -22,229 +27,98 @@ tracking store (two workers creating one MLflow database at once collided, losin
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
+
+from ..common.validation import Strict
+from . import trackers
+from .trackers import DEFAULT_MLFLOW, mlflow_uri, provenance_text  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MLFLOW = "sqlite:///results/mlflow.db"
-"""``tracking.mlflow: true``: a local MLflow store (one SQLite file, no server)."""
 
-PACKAGES = {"tensorboard": ("tensorboardX", "tensorboardX"), "mlflow": ("mlflow", "mlflow-skinny"),
-            "wandb": ("wandb", "wandb")}
-"""tracker -> (module imported, package to install)."""
+@dataclass(frozen=True)
+class TrackerEntry:
+    name: str  # the tracking: key
+    summary: str  # what its setting is and where the runs go (the study file's reference)
+    setting: Any  # the type of its setting (a pydantic annotation): a folder, a URI, a project ...
+    open: Callable[..., Any]  # (setting, study, trial, resolved config, provenance) -> the trial's tracker
+    package: tuple[str, str] | None = None  # (module imported, package to install), checked when a study is read
+    prepare: Callable[[Any, str], None] | None = None  # (setting, study): once in the driver, before any trial
+    target: Callable[[Any], Any] = str  # the setting as the tracker reads it (said when setting it up fails)
+
+
+REGISTRY: dict[str, TrackerEntry] = {e.name: e for e in (
+    TrackerEntry("tensorboard", "a folder: TensorBoard event files in DIR/<study>/<trial>/ (tensorboardX)",
+                 str, trackers.TensorBoard, ("tensorboardX", "tensorboardX")),
+    TrackerEntry("mlflow", "true: the local MLflow store sqlite:///results/mlflow.db; or a tracking URI, or a folder "
+                 "(MLflow's file store); one run per trial in the experiment named after the study",
+                 str | bool, trackers.open_mlflow, ("mlflow", "mlflow-skinny"), prepare=trackers.prepare_mlflow,
+                 target=mlflow_uri),
+    TrackerEntry("wandb", "a Weights & Biases project (needs the wandb package)", str, trackers.WandB,
+                 ("wandb", "wandb")),
+)}
+
+
+def register(entry: TrackerEntry) -> TrackerEntry:
+    """Add a tracker at run time (for studies run in this process). A name taken raises ValueError."""
+    if entry.name in REGISTRY:
+        raise ValueError(f"tracker {entry.name!r} is registered already")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+class _TrackingBase(Strict):
+    """Experiment trackers each trial's config and per-step metrics go to (``vat_study.platform.tracking``),
+    beside the store."""
+
+    @field_validator("*")
+    @classmethod
+    def _installed(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is False or (isinstance(v, str) and not v.strip()):
+            if v is False:
+                return None
+            raise ValueError("must name a folder, URI or project (or be left out)")
+        missing = missing_packages({info.field_name: v})
+        if missing:
+            raise ValueError(missing[0].split(": ", 1)[1])
+        return v
+
+
+@functools.lru_cache(maxsize=8)
+def _model(entries: tuple[TrackerEntry, ...]) -> type[BaseModel]:
+    fields = {e.name: (e.setting | None, Field(None, description=e.summary)) for e in entries}
+    return create_model("Tracking", __base__=_TrackingBase, __doc__=_TrackingBase.__doc__, **fields)
+
+
+def tracking_model() -> type[BaseModel]:
+    """The ``tracking:`` block's model: one optional key per registered tracker."""
+    return _model(tuple(REGISTRY.values()))
+
+
+def validate_tracking(block: Any) -> dict[str, Any] | None:
+    """A ``tracking:`` block checked against the registry (a ``ValidationError`` names the key):
+    the trackers asked for and their settings (left out, false: none)."""
+    return None if block is None else tracking_model().model_validate(block).model_dump(exclude_none=True)
 
 
 def missing_packages(tracking: Mapping[str, Any]) -> list[str]:
     """One line per tracker asked for whose package is not installed (naming it)."""
     out = []
-    for name, (module, package) in PACKAGES.items():
+    for name, entry in REGISTRY.items():
+        if entry.package is None:
+            continue
+        module, package = entry.package
         if tracking.get(name) not in (None, False) and importlib.util.find_spec(module) is None:
             out.append(f"tracking.{name}: needs the {package!r} package, which is not installed here "
                        f"(pip install 'vat-study[trackers]' or pip install {package})")  # printed as is: cli escapes markup
     return out
-
-
-def mlflow_uri(value: str | bool) -> str:
-    """The tracking URI of ``tracking.mlflow``: true -> ``DEFAULT_MLFLOW``; a URI (``scheme:``)
-    as it is; a folder -> MLflow's file store there (absolute)."""
-    if value is True:
-        value = DEFAULT_MLFLOW
-    value = str(value)
-    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-        path = Path(value.removeprefix("sqlite:///")).resolve()  # relative to where the run starts
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-    if "://" in value or value.startswith("file:"):
-        return value
-    return Path(value).resolve().as_uri()
-
-
-def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == float(v)}
-
-
-def _run_name(trial: Any, config: Mapping[str, Any]) -> str:
-    """``method=vat,eps=1.252-s0-1a2b3c4d``: the search parameters the trial's method has (a grid
-    point's eps is no setting of a baseline), floats at 4 significant digits, the seed and key."""
-    from ..surface import get_path, param_path
-
-    def shown(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    kept = {k: v for k, v in trial.params.items() if get_path(config, param_path(k) or k) is not None}
-    text = ",".join(f"{k}={shown(v)}" for k, v in sorted(kept.items()))
-    return f"{text or 'base'}-s{trial.seed}-{trial.key[:8]}"
-
-
-def provenance_text(record: Mapping[str, Any]) -> dict[str, str]:
-    """The trial's provenance record (``vat_study.platform.provenance.trial_provenance``, as the store keeps
-    it in ``versions``) as flat text: a list or mapping (argv, overrides) as its JSON."""
-    import json
-
-    return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in record.items()}
-
-
-class _TensorBoard:
-    def __init__(self, root: str, study: str, trial: Any, config: Mapping[str, Any],
-                 provenance: Mapping[str, Any]) -> None:
-        from tensorboardX import SummaryWriter
-
-        self.logdir = Path(root).resolve() / study / _run_name(trial, config)
-        self.writer = SummaryWriter(logdir=str(self.logdir))
-        self.params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                       for k, v in _flat(config).items() if v is not None}
-        if provenance:  # a text summary: TensorBoard's Text tab, one table row per entry
-            rows = "\n".join(f"| {k} | {v} |" for k, v in provenance_text(provenance).items())
-            self.writer.add_text("provenance", "| key | value |\n|---|---|\n" + rows)
-
-    def step(self, step: int, metrics: Mapping[str, float]) -> None:
-        for k, v in _numbers(metrics).items():
-            self.writer.add_scalar(k, v, global_step=step)
-
-    def finish(self, final: Mapping[str, Any] | None, status: str) -> None:
-        from tensorboardX.summary import hparams
-
-        values = {f"final/{k}": v for k, v in _numbers(final or {}).items()}
-        for summary in hparams(self.params, values):  # the HParams plugin's records, in this run's own file
-            self.writer.file_writer.add_summary(summary)
-        for k, v in values.items():
-            self.writer.add_scalar(k, v)
-        self.writer.add_text("status", status)
-        self.writer.close()
-
-
-MLFLOW_TAG_LIMIT = 5000
-"""The longest tag value every MLflow store accepts (longer ones are cut, marked with "...")."""
-
-
-@contextmanager
-def _creation_lock(uri: str) -> Iterator[None]:
-    """One process at a time creates (or first opens) a SQLite tracking store: an exclusive lock on
-    ``<file>.lock`` beside it (other URIs: no lock; their server serializes)."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    lock = Path(uri.removeprefix("sqlite:///").split("?")[0] + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-_experiments: dict[tuple[str, str], tuple[Any, str]] = {}
-"""(tracking URI, study) -> (MlflowClient, experiment id), once per process."""
-
-
-def _mlflow_experiment(uri: str, study: str) -> tuple[Any, str]:
-    """(an MlflowClient, the study's experiment id), the tracking store and the experiment created
-    if need be: under ``_creation_lock``, tried up to 5 times (a server or file briefly busy)."""
-    import time
-
-    from mlflow.tracking import MlflowClient
-
-    if (uri, study) in _experiments:
-        return _experiments[(uri, study)]
-    if uri.startswith("file:"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # asked for by name: MLflow 3 refuses it otherwise
-    for attempt in range(5):
-        try:
-            with _creation_lock(uri):
-                client = MlflowClient(tracking_uri=uri)
-                experiment = client.get_experiment_by_name(study)
-                found = experiment.experiment_id if experiment is not None else client.create_experiment(study)
-            _experiments[(uri, study)] = (client, found)
-            return client, found
-        except Exception:  # noqa: BLE001  (MLflow raises several kinds)
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-class _MLflow:
-    @staticmethod
-    def prepare(uri: str, study: str) -> None:
-        _mlflow_experiment(uri, study)
-
-    def __init__(self, uri: str, study: str, trial: Any, config: Mapping[str, Any],
-                 provenance: Mapping[str, Any]) -> None:
-        self.client, experiment_id = _mlflow_experiment(uri, study)
-        tags = {"vat_study.study": study, "vat_study.trial_key": trial.key,
-                "vat_study.config_key": trial.config_key, "vat_study.seed": str(trial.seed)}
-        for k, v in provenance_text(provenance).items():
-            tags[f"vat_study.provenance.{k}"] = v if len(v) <= MLFLOW_TAG_LIMIT else v[:MLFLOW_TAG_LIMIT - 3] + "..."
-        if provenance.get("git_commit"):
-            tags["mlflow.source.git.commit"] = str(provenance["git_commit"])  # shown by MLflow's own UI
-        run = self.client.create_run(experiment_id, run_name=_run_name(trial, config), tags=tags)
-        self.run_id = run.info.run_id
-        from mlflow.entities import Param
-
-        params = [Param(k, str(v)) for k, v in sorted(_flat(config).items())]
-        for i in range(0, len(params), 100):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
-
-    def step(self, step: int, metrics: Mapping[str, float]) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in _numbers(metrics).items()])
-
-    def finish(self, final: Mapping[str, Any] | None, status: str) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        values = _numbers(final or {})
-        if values:
-            self.client.log_batch(self.run_id, metrics=[Metric(f"final.{k}", v, now, 0) for k, v in values.items()])
-        self.client.set_terminated(self.run_id, status="FINISHED" if status == "COMPLETE" else "FAILED")
-
-
-class _WandB:
-    def __init__(self, project: str, study: str, trial: Any, config: Mapping[str, Any],
-                 provenance: Mapping[str, Any]) -> None:
-        import wandb
-
-        self.run = wandb.init(project=project, group=study, name=_run_name(trial, config),
-                              config={**dict(config), "provenance": dict(provenance)}, tags=[study],
-                              reinit="create_new")
-
-    def step(self, step: int, metrics: Mapping[str, float]) -> None:
-        self.run.log(_numbers(metrics), step=step)
-
-    def finish(self, final: Mapping[str, Any] | None, status: str) -> None:
-        for k, v in _numbers(final or {}).items():
-            self.run.summary[f"final/{k}"] = v
-        self.run.finish(exit_code=0 if status == "COMPLETE" else 1)
-
-
-_KINDS = {"tensorboard": _TensorBoard, "mlflow": _MLflow, "wandb": _WandB}
 
 
 def _why(e: BaseException) -> str:
@@ -257,11 +131,12 @@ def prepare(tracking: Mapping[str, Any] | None, study: str) -> list[str]:
     study's experiment); returns one line per tracker that could not be (its trials will say so too)."""
     problems = []
     for name, value in (tracking or {}).items():
-        if name == "mlflow" and value not in (None, False):
+        entry = REGISTRY.get(name)
+        if entry is not None and entry.prepare is not None and value not in (None, False):
             try:
-                _MLflow.prepare(mlflow_uri(value), study)
+                entry.prepare(value, study)
             except Exception as e:  # noqa: BLE001  a tracker never stops a study
-                problems.append(f"tracking.mlflow: cannot set up {mlflow_uri(value)!r} ({_why(e)})")
+                problems.append(f"tracking.{name}: cannot set up {entry.target(value)!r} ({_why(e)})")
     return problems
 
 
@@ -277,12 +152,11 @@ class Trackers:
         self.lanes: list[dict[str, Any]] = [{} for _ in trials]
         self.problems: list[dict[str, str]] = [{} for _ in trials]
         for name, value in (tracking or {}).items():
-            if value in (None, False) or name not in _KINDS:
+            if value in (None, False) or name not in REGISTRY:
                 continue
-            target = mlflow_uri(value) if name == "mlflow" else value
             for i, (t, c) in enumerate(zip(trials, configs)):
                 try:
-                    self.lanes[i][name] = _KINDS[name](target, study, t, c, provenance or {})
+                    self.lanes[i][name] = REGISTRY[name].open(value, study, t, c, provenance or {})
                 except Exception as e:  # noqa: BLE001  a tracker never fails a trial
                     log.warning("tracking.%s: not recording trial %s (%s)", name, t.key, _why(e))
                     self.problems[i][name] = f"not recorded ({_why(e)})"

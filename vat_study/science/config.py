@@ -470,7 +470,11 @@ class TrialConfig(Strict):
         return self.method.k
 
     @classmethod
-    def from_mapping(cls, config: Mapping[str, Any] | None) -> TrialConfig:
+    def from_mapping(cls, config: Mapping[str, Any] | TrialConfig | None) -> TrialConfig:
+        """``config`` validated (a mapping, nested or flat); a ``TrialConfig`` is returned as it
+        is: validated already (the platform resolves a trial once and hands this object on)."""
+        if isinstance(config, TrialConfig):
+            return config
         if config is None:
             config = {}
         if not isinstance(config, Mapping):

@@ -4,7 +4,6 @@ writes through the lease, timeouts, failures recorded with their kind."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import statistics
 import threading
@@ -19,7 +18,6 @@ from typing import Any
 from ..failpoints import failpoint
 from .. import provenance
 from ... import surface
-from ...surface import resolve_config
 from ..spec import PlannedTrial, StudySpec, digest
 from ..store import Store, mask_secrets
 from ..store.claims import STALE_AFTER, Driver
@@ -143,51 +141,30 @@ class Claim:
     stale_after: float = STALE_AFTER
 
 
-def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,
-                  report_hook: Callable[[int, Mapping[str, float]], None] | None = None,
-                  threads: int = 1, timeout: float | None = None, node: str | None = None,
-                  log_dir: str | None = None, checkpoint_every: int | None = None,
-                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None,
-                  on_claimed: Callable[[list[Any], list[str]], None] | None = None
-                  ) -> dict[str, dict[str, Any] | None]:
-    """Claim and run trials that differ only in lane settings (``planning.lane_groups``); two or
-    more claimed train as lanes of one batched model (``run_lanes``, see vat_study.science.batched) and
-    are stored as ordinary trials sharing a ``batch_group``. Trials another driver holds or has
-    finished are left out. Returns key -> final metrics (None where it failed) of the trials this
-    call claimed. The time limit of a group is ``timeout`` times the number of lanes. ``node``:
-    the Ray node running it, recorded with each trial. ``log_dir``: the trials' own output goes
-    to a capped log file there (``trial_output``), not to the driver's terminal.
-    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``checkpoint.checkpoints``), kept
-    when the run is killed or stopped (the next run resumes from them), deleted otherwise.
-    ``on_claimed(leases, keys)``: told the trials claimed before any trains (``isolation``)."""
-    from ...surface import checkpoints
-    from ..trial_output import captured_output
-
-    threads_noted = provenance.planned_threads.set(max(int(threads), 1))  # recorded with the claimed trials
-    precision_noted = provenance.planned_precision.set(surface.resolved_precision(resolve_config(trials[0].config)))
+def _claim(store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim, threads: int, node: str | None,
+           tracked: bool) -> tuple[list[tuple[PlannedTrial, Any]], dict[str, Any]]:
+    """(the trials this driver won, each with its lease; the provenance record the claims stored,
+    for the trackers: empty without them)."""
+    threads_noted = provenance.planned_threads.set(threads)  # recorded with the claimed trials
+    precision_noted = provenance.planned_precision.set(surface.resolved_precision(trials[0].config))
     claimed = []
     for t in trials:
         lease = store.claims.claim_trial(study_id, key=t.key, config_key=t.config_key, params=t.params, seed=t.seed,
-                                         config=resolve_config(t.config), optuna_number=t.optuna_number, node=node,
+                                         config=t.config, optuna_number=t.optuna_number, node=node,
                                          driver=claim.driver, seen=int(claim.seen.get(t.key, 0)),
                                          stale_after=claim.stale_after)
         if lease is not None:
             claimed.append((t, lease))
-    record = provenance.trial_provenance() if track is not None else {}  # as the claims recorded it: for trackers
+    record = provenance.trial_provenance() if tracked else {}  # as the claims recorded it
     provenance.planned_threads.reset(threads_noted)
     provenance.planned_precision.reset(precision_noted)
-    if not claimed:
-        return {}
-    trials, leases = [t for t, _ in claimed], [lease for _, lease in claimed]
-    if on_claimed is not None:
-        on_claimed(leases, [t.key for t in trials])
-    batched = len(trials) > 1
-    if batched:
-        store.set_batch_group(leases, digest([t.key for t in trials]))
-    failpoint("trial.started")
-    timer = TrialTimer(None if timeout is None else timeout * len(trials))
-    trackers = track(trials, record) if track is not None else None  # the study's tracking: (vat_study.platform.tracking)
+    return claimed, record
 
+
+def _reporter(store: Store, trials: list[PlannedTrial], leases: list, timer: TrialTimer, trackers: Any):
+    """The lane-aware ``report(lane, step, metrics)`` the trainer calls at each evaluation of each
+    lane: the metrics stored under the lane's lease (and sent to the trackers); once every lane
+    has lost its lease, training stops (``LeaseLost``)."""
     lost: set[int] = set()
 
     def report(lane: int, step: int, metrics: Mapping[str, float]) -> None:
@@ -200,21 +177,48 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
                                     "by another driver): training stopped")
             if trackers is not None:
                 trackers.step(lane, step, m)
-        if report_hook is not None:
-            report_hook(step, m)
+    return report
 
+
+def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,
+                  threads: int = 1, timeout: float | None = None, node: str | None = None,
+                  log_dir: str | None = None, checkpoint_every: int | None = None,
+                  checkpoint_dir: str | None = None, track: Callable[[list[PlannedTrial], dict], Any] | None = None,
+                  on_claimed: Callable[[list[Any], list[str]], None] | None = None
+                  ) -> dict[str, dict[str, Any] | None]:
+    """Claim and run trials that differ only in lane settings (``planning.lane_groups``) with
+    ``run_lanes``: one trial, or two or more trained as lanes of one batched model (see
+    vat_study.science.batched), stored as ordinary trials sharing a ``batch_group``. Each trains
+    from its resolved config as planned (``PlannedTrial.resolved``). Trials another driver holds
+    or has finished are left out. Returns key -> final metrics (None where it failed) of the
+    trials this call claimed. The time limit of a group is ``timeout`` times the number of lanes.
+    ``node``: the Ray node running it, recorded with each trial. ``log_dir``: the trials' own
+    output goes to a capped log file there (``trial_output``), not to the driver's terminal.
+    ``checkpoint_every`` / ``checkpoint_dir``: mid-trial checkpoints (``checkpoint.checkpoints``), kept
+    when the run is killed or stopped (the next run resumes from them), deleted otherwise.
+    ``on_claimed(leases, keys)``: told the trials claimed before any trains (``isolation``)."""
+    from ...surface import checkpoints
+    from ..trial_output import captured_output
+
+    threads = max(int(threads), 1)
+    claimed, record = _claim(store, study_id, trials, claim, threads, node, track is not None)
+    if not claimed:
+        return {}
+    trials, leases = [t for t, _ in claimed], [lease for _, lease in claimed]
+    if on_claimed is not None:
+        on_claimed(leases, [t.key for t in trials])
+    if len(trials) > 1:
+        store.set_batch_group(leases, digest([t.key for t in trials]))
+    failpoint("trial.started")
+    timer = TrialTimer(None if timeout is None else timeout * len(trials))
+    trackers = track(trials, record) if track is not None else None  # the study's tracking (vat_study.platform.tracking)
+    report = _reporter(store, trials, leases, timer, trackers)
     ck_path = Path(checkpoint_dir) / f"{digest([t.key for t in trials])}.pt" \
         if checkpoint_every and checkpoint_dir else None
-    threads = max(int(threads), 1)
     try:
         with timer, captured_output(Path(log_dir) / f"{trials[0].key}.log" if log_dir else None), \
                 (checkpoints(str(ck_path), checkpoint_every) if ck_path else contextlib.nullcontext()):
-            if batched:
-                result = surface.run_lanes([t.config for t in trials], report, threads=threads)
-                metrics, failed = result.metrics, result.failed
-            else:
-                metrics, failed = [surface.run_trial(trials[0].config, functools.partial(report, 0),
-                                                     threads=threads)], {}
+            result = surface.run_lanes([t.resolved for t in trials], report, threads=threads)
     except (Exception, TrialTimeout, KeyboardInterrupt) as e:  # noqa: BLE001  one failing trial never stops the study
         text, kind = _failure_text(e, timeout, store.url, len(trials)), failure_kind(e)
         for lease in leases:
@@ -227,20 +231,29 @@ def execute_group(store: Store, study_id: int, trials: list[PlannedTrial], claim
         if ck_path is not None:
             ck_path.unlink(missing_ok=True)
         return {t.key: None for t in trials}
-    out: dict[str, dict[str, Any] | None] = {}
-    for i, (t, lease) in enumerate(claimed):
-        if metrics[i] is not None:
-            out[t.key] = metrics[i] if store.finish_trial(lease, metrics[i]) else None
-        else:  # a lane whose loss turned NaN/inf (the others trained on)
-            store.fail_trial(lease, f"FloatingPointError: {failed[i]}", kind="diverged")
-            out[t.key] = None
-        if trackers is not None:
-            trackers.finish(i, metrics[i], "COMPLETE" if out[t.key] is not None else "FAILED")
-        failpoint("trial.finished")
-    if trackers is not None:
-        _note_trackers(store, leases, trackers)
+    out = _record(store, claimed, result, trackers)
     if ck_path is not None:
         ck_path.unlink(missing_ok=True)
+    return out
+
+
+def _record(store: Store, claimed: list[tuple[PlannedTrial, Any]], result: Any,
+            trackers: Any) -> dict[str, dict[str, Any] | None]:
+    """Each trained trial's final metrics stored (COMPLETE), or its divergence (FAILED, a lane whose
+    loss turned NaN/inf while the others trained on); what the trackers missed noted."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for i, (t, lease) in enumerate(claimed):
+        metrics = result.metrics[i]
+        if metrics is not None:
+            out[t.key] = metrics if store.finish_trial(lease, metrics) else None
+        else:
+            store.fail_trial(lease, f"FloatingPointError: {result.failed[i]}", kind="diverged")
+            out[t.key] = None
+        if trackers is not None:
+            trackers.finish(i, metrics, "COMPLETE" if out[t.key] is not None else "FAILED")
+        failpoint("trial.finished")
+    if trackers is not None:
+        _note_trackers(store, [lease for _, lease in claimed], trackers)
     return out
 
 
@@ -257,7 +270,7 @@ def checkpoint_interval(spec: StudySpec, group: list[PlannedTrial]) -> int | Non
     10,000 updates or more, none below."""
     every = spec.executor.checkpoint_every
     if every == "auto":
-        return AUTO_CHECKPOINT_EVERY if resolve_config(group[0].config)["task"]["steps"] >= AUTO_CHECKPOINT_FROM else None
+        return AUTO_CHECKPOINT_EVERY if group[0].resolved.task.steps >= AUTO_CHECKPOINT_FROM else None
     return every
 
 
@@ -282,25 +295,24 @@ def run_group(spec: StudySpec, store: Store, study_id: int, group: list[PlannedT
     if spec.executor.trial_timeout is not None:
         from .isolation import run_isolated
 
-        blocks = spec.tracking.model_dump(exclude_none=True) if spec.tracking is not None else None
         return run_isolated(store, study_id, group, claim, timeout=spec.executor.trial_timeout,
-                            tracking=(blocks, spec.name) if blocks else None, on_ray=on_ray, **kwargs)
+                            tracking=(spec.tracking, spec.name) if spec.tracking else None, on_ray=on_ray, **kwargs)
     return execute_group(store, study_id, group, claim, timeout=None, track=tracking_for(spec), **kwargs)
 
 
 def tracking_for(spec: StudySpec) -> Callable[[list[PlannedTrial], dict], Any] | None:
     """The study's trackers (``tracking:``, ``vat_study.platform.tracking.Trackers``) for a group of its
     trials and their provenance record; None without a tracking block."""
-    if spec.tracking is None:
+    if not spec.tracking:
         return None
-    return trackers_for(spec.tracking.model_dump(exclude_none=True), spec.name)
+    return trackers_for(spec.tracking, spec.name)
 
 
 def trackers_for(blocks: Mapping[str, Any], study: str) -> Callable[[list[PlannedTrial], dict], Any]:
     """``tracking_for`` from the tracking block itself (what a child process is handed)."""
     from ..tracking import Trackers
 
-    return lambda trials, record: Trackers(blocks, study, trials, [resolve_config(t.config) for t in trials], record)
+    return lambda trials, record: Trackers(blocks, study, trials, [t.config for t in trials], record)
 
 
 def run_planned(spec: StudySpec, store: Store, study_id: int, trials: list[PlannedTrial], claim: Claim,

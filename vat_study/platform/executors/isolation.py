@@ -118,7 +118,7 @@ def run_isolated(store: Store, study_id: int, trials: list[PlannedTrial], claim:
     (see the module docstring). ``tracking``: the study's tracking block and name; ``on_ray``: a
     child that dies on its own raises ``ChildDied`` (Tune retries the trial). Returns what
     ``execute_group`` returns."""
-    request = {"storage": store.url, "study_id": study_id, "trials": [dataclasses.asdict(t) for t in trials],
+    request = {"storage": store.url, "study_id": study_id, "trials": trials,
                "claim": claim, "timeout": timeout, "tracking": tracking, "kwargs": kwargs,
                "cwd": os.getcwd(), "env": dict(os.environ)}
     with _lock:  # one trial group at a time per process (a driver runs them one after another)
@@ -228,9 +228,7 @@ def _kill_stuck(child: _Child, trials: list[PlannedTrial], watch: _Watch, timeou
     child.kill()
     lanes = len(watch.leases)
     batch = f" (x {lanes} lanes trained as one batched model)" if lanes > 1 else ""
-    from ...surface import resolve_config
-
-    total = resolve_config(trials[0].config)["task"]["steps"]
+    total = trials[0].resolved.task.steps
     step = _last_step(watch)
     at = (f"past step {step:,}" + (f" of {total:,}" if isinstance(total, int) else "") + " (its last report)"
           if step is not None else "before its first report")

@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 
 from ..failpoints import failpoint
 from ...surface import (BOOKKEEPING_SETTINGS, LEGACY_IMPLEMENTATION, WINDOWED_METRICS, comparable_config,
-                       identity_config, lane_structure, param_path, resolve_config, settings_paths)
+                       identity_config, lane_structure, param_path, settings_paths)
 from ..results import trial_configs
 from ..spec import PlannedTrial, StudySpec, canonical, digest, set_dotted
 from ..store import Store
-
-
 
 
 @dataclass
@@ -109,7 +107,7 @@ def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
     problems = []
     for key, (params, seed, stored) in trial_configs(store, study_id).items():
         try:
-            now = resolve_config(spec.trial_config(params, seed))
+            now = spec.resolved(params, seed).model_dump(mode="json")
         except Exception as e:  # noqa: BLE001  a stored point this version rejects
             problems.append(f"trial {key} ({canonical(params)}, seed {seed}): this version rejects its config ({e})")
             continue
@@ -125,16 +123,22 @@ def check_same_configs(spec: StudySpec, store: Store, study_id: int) -> None:
                                     "new name, or use another storage"])
 
 
+def check_identity(spec: StudySpec, store: Store) -> int | None:
+    """Refuse (``SpecError``) a stored study of this name that this file would not continue
+    unchanged (``check_same_study``, ``check_same_configs``); its id, None where it is new."""
+    check_same_study(spec, store)
+    study_id = store.study_id(spec.name)
+    if study_id is not None:
+        check_same_configs(spec, store, study_id)
+    return study_id
+
+
 def plan(spec: StudySpec, store: Store, spec_path: str | None = None) -> Plan:
     """Register the study, mark trials a killed run left RUNNING as FAILED (those whose driver is
     dead: ``store.claims``), and split the grid into trials still to run and trials already
-    COMPLETE (or PRUNED)."""
-    check_same_study(spec, store)
+    COMPLETE (or PRUNED). The study's identity is checked before (``check_identity``), once."""
     from ..store import safe_url
 
-    existing = store.study_id(spec.name)
-    if existing is not None:
-        check_same_configs(spec, store, existing)
     stored = spec.model_dump(mode="json")
     stored["storage"] = safe_url(spec.storage)  # never keep a database password in the results
     study_id = store.get_or_create_study(spec.name, stored, spec_path)
@@ -155,8 +159,7 @@ def lane_groups(trials: list[PlannedTrial], spec: StudySpec) -> list[list[Planne
     ex = spec.executor
     if ex.lanes > 1:
         def key(t: PlannedTrial) -> str:
-            resolved = resolve_config(t.config)
-            return digest([lane_structure(resolved), t.seed if resolved["task"]["zca"] else None])
+            return digest([lane_structure(t.config), t.seed if t.resolved.task.zca else None])
         return _grouped(trials, key, ex.lanes)
     return _grouped(trials, lambda t: t.config_key, ex.batch_seeds)
 

@@ -39,8 +39,8 @@ from typing import Any
 from ..spec import PlannedTrial, StudySpec
 from ..store import Store
 from .execution import Claim, run_group
-from .planning import RunSummary, lane_groups
-from .study import run_study
+from .orchestration import ExecutorBase
+from .planning import lane_groups
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # workers keep the driver's cwd: relative data paths work
@@ -313,20 +313,22 @@ def _round_size(spec: StudySpec) -> int:
     return ask_batch(spec) * _max_concurrent(spec)
 
 
-class RayExecutor:
+class RayExecutor(ExecutorBase):
     """Lane groups as Tune trials (``_fit_groups``): one Tune run, under its own name, for each
-    list of trials ``run_study`` hands over; Ray is started only once there is a trial to run."""
+    list of trials ``orchestrate`` hands over; Ray is started only once there is a trial to run."""
 
     def __init__(self, spec: StudySpec) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.experiment_dir: str | None = None
         self._fits = itertools.count()
 
     def prepare(self) -> None:
         # Ctrl-C: Tune's own handler would end fit() quietly and leave the running trials RUNNING
-        # with exit 0; without it KeyboardInterrupt reaches the CLI (trials marked interrupted, exit 130).
+        # with exit 0; without it KeyboardInterrupt reaches the use case (trials marked interrupted, exit 130).
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        join_cluster(self.spec)  # a cluster: find out its size before anything is written
+
+    def connect(self) -> None:
+        join_cluster(self.spec)  # a cluster: find out its size before anything (a SQLite file) is written
 
     def open(self, store: Store, study_id: int) -> None:
         from ray import tune
@@ -355,8 +357,3 @@ class RayExecutor:
     def close(self) -> None:
         if self.experiment_dir is not None:
             shutil.rmtree(self.experiment_dir, ignore_errors=True)
-
-
-def run_ray(spec: StudySpec, *, spec_path: str | None = None, progress: bool = True) -> RunSummary:
-    """Run ``spec`` on Ray Tune (``study.run_study`` with a ``RayExecutor``)."""
-    return run_study(spec, RayExecutor(spec), spec_path=spec_path, progress=progress)

@@ -76,7 +76,7 @@ def _serve(conn: Connection, request: dict[str, Any], stores: dict[str, Store]) 
     if os.getcwd() != request["cwd"]:
         os.chdir(request["cwd"])
     store = stores.get(request["storage"]) or stores.setdefault(request["storage"], Store(request["storage"]))
-    trials = [PlannedTrial(**t) for t in request["trials"]]
+    trials: list[PlannedTrial] = request["trials"]  # (pickled with their resolved configs)
     track = trackers_for(*request["tracking"]) if request["tracking"] else None
     try:
         result = execute_group(store, request["study_id"], trials, request["claim"], timeout=request["timeout"],
