@@ -151,3 +151,13 @@ def test_an_unknown_key_gets_the_closest_known_one():
         parse_spec({"name": "s", "seedz": [0], "executor": {"kind": "local", "lannes": 2}})
     assert "seedz: unknown key (not a setting); did you mean seeds?" in e.value.problems
     assert "executor.lannes: unknown key (not a setting); did you mean executor.lanes?" in e.value.problems
+
+
+def test_a_resolved_config_pickles_as_ray_workers_and_trial_processes_receive_it():
+    """The probes: block's model is built from the probe registry at run time; a resolved config
+    still crosses a process boundary whole (pickle), its probes included."""
+    import pickle
+
+    cfg = TrialConfig.from_mapping({"method": "vat", "probes": {"rvadv": {"size": 20}, "test_curve": True}})
+    back = pickle.loads(pickle.dumps(cfg))
+    assert back == cfg and back.probes.rvadv.size == 20 and back.probes.test_curve is True

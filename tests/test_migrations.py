@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from vat_study.platform.spec import SpecError
 from vat_study.science.objective import resolve_config
 from vat_study.platform.store import SCHEMA_REVISION, VERSION_TABLE, Base, Store, StoreError, make_engine, schema_revision
 from vat_study.platform.results import trial_config, trials_frame
@@ -64,18 +65,24 @@ def test_a_legacy_sqlite_store_is_upgraded_in_place_with_every_row_kept(tmp_path
 
 def test_an_upgraded_legacy_study_continues_where_it_stopped(tmp_path):
     """The 0.1.0 study, rerun by this version: finished trials are kept, the one a kill left
-    RUNNING is marked FAILED (interrupted), the failed one is retried."""
+    RUNNING is marked FAILED (interrupted) and trained again. (Its failed MNIST trial stays out:
+    its data folder is empty, which the preflight now refuses before anything runs, so the rerun
+    leaves that search point out.)"""
     from helpers import tiny
     from vat_study.platform.executors import run_local
     from vat_study.platform.spec import parse_spec
 
     url, _ = legacy_store(tmp_path)
-    spec = tiny("legacy_grid", url, seeds=[0], search={"grid": [
-        {"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}, {"dataset": ["mnist"]}]})
+    grid = [{"method": ["baseline"]}, {"method": ["vat"], "eps": [0.5, 1.0]}]
+    spec = tiny("legacy_grid", url, seeds=[0], search={"grid": [*grid, {"dataset": ["mnist"]}]})
     spec["task"]["data_root"] = "/tmp/legacy/empty"  # as stored by the old run
     before = trials_frame(Store(url), "legacy_grid").set_index("key")
+    with pytest.raises(SpecError, match="train-images-idx3-ubyte"):  # the old grid: refused, nothing written
+        run_local(parse_spec(spec), progress=False)
+    assert trials_frame(Store(url), "legacy_grid").set_index("key").status.equals(before.status)
+    spec["search"] = {"grid": grid}
     summary = run_local(parse_spec(spec), progress=False)
-    assert (summary.skipped, summary.ran, summary.failed, summary.interrupted_marked) == (3, 1, 1, 1)
+    assert (summary.skipped, summary.ran, summary.failed, summary.interrupted_marked) == (3, 0, 0, 1)
     after = trials_frame(Store(url), "legacy_grid").set_index("key")
     done = before[before.status == "COMPLETE"].index
     assert (after.loc[done, "finished_at"] == before.loc[done, "finished_at"]).all()

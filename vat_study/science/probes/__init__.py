@@ -120,7 +120,16 @@ def _model(registry: tuple) -> type[BaseModel]:
         kind: Any = bool if e.settings is None else (e.settings if e.default is not None else e.settings | None)
         extra = {"legacy": e.legacy} if e.legacy is not ... else None
         fields[name] = (kind, Field(e.default, description=e.description or e.summary, json_schema_extra=extra))
-    return create_model("Probes", __base__=Strict, __doc__="The probes a trial measures during training.", **fields)
+    return create_model("Probes", __base__=_Block, __doc__="The probes a trial measures during training.", **fields)
+
+
+class _Block(Strict):
+    """The base of the ``probes:`` block's model. The model is built at run time from the registry,
+    so a pickled block (a resolved config sent to a Ray worker or a trial's child process) is
+    rebuilt from its values against the registry there, not looked up as a class by name."""
+
+    def __reduce__(self):
+        return settings_of, (self.model_dump(),)
 
 
 def settings_of(block: Any) -> BaseModel:
