@@ -21,6 +21,19 @@ def shown_url(url: str) -> str:
     return url
 
 
+def shown_arg(arg: str) -> str:
+    """One argument of the recorded command as a report shows it: a SQLite URL or a path under
+    the current folder relative to it (``shown_url``); anything else as it is."""
+    if arg.startswith("sqlite:"):
+        return shown_url(arg)
+    if arg.startswith("/"):
+        try:
+            return str(Path(arg).relative_to(Path.cwd()))
+        except ValueError:
+            return arg
+    return arg
+
+
 PROVENANCE_KEYS = ("vat-study", "git_commit", "git_dirty", "argv", "overrides", "cpu", "platform", "gpu", "cuda",
                    "cudnn", "torch_threads", "precision")
 
@@ -38,13 +51,13 @@ def provenance_lines(versions: dict) -> list[str]:
                                                            else ", clean)")
     lines = [f"- code: {code}"]
     if v.get("argv") is not None:
-        lines.append("- command: `vat-study " + " ".join(str(a) for a in v["argv"]) + "`"
+        lines.append("- command: `vat-study " + " ".join(shown_arg(str(a)) for a in v["argv"]) + "`"
                      + (f"; overrides {v['overrides']}" if v.get("overrides") else ""))
     machine = [f"CPU {v['cpu']}" if v.get("cpu") else None,
                f"GPU {v['gpu']}" if v.get("gpu") else ("no GPU" if "gpu" in v else None),
                f"CUDA {v['cuda']}" if v.get("cuda") else None, f"cuDNN {v['cudnn']}" if v.get("cudnn") else None,
                f"torch threads {v['torch_threads']}" if v.get("torch_threads") is not None else None,
-               f"task.precision run as {v['precision']}" if v.get("precision") else None]
+               f"the newest trial's task.precision run as {v['precision']}" if v.get("precision") else None]
     if any(machine):
         lines.append("- machine: " + ", ".join(m for m in machine if m))
     libs = {k: x for k, x in v.items() if k not in PROVENANCE_KEYS}

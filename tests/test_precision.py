@@ -177,17 +177,18 @@ def test_the_hand_written_forward_mode_pass_gives_the_same_product_on_the_paper_
 def test_auto_is_mixed_delta_where_measured_and_the_hardware_has_bfloat16(monkeypatch):
     from vat_study.science import precision
 
-    where = dict(dataset="mnist", model="mlp", method="vat", device="cpu")
+    where = dict(dataset="mnist", model="mlp", method="rpt", device="cpu")
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert precision.resolve("auto", **where) == "mixed_delta"
-    assert precision.resolve("auto", **{**where, "method": "rpt"}) == "mixed_delta"
+    # VAT: mixed_delta - float32 = +0.63 [-0.91, +2.17] points (results/precision_mnist/, n = 3): not within 1
+    assert precision.resolve("auto", **{**where, "method": "vat"}) == "float32"
     for other in ({"dataset": "digits"}, {"model": "conv_small_svhn"}, {"method": "at_l2"}, {"dtype": "float64"}):
         assert precision.resolve("auto", **{**where, **other}) == "float32", other  # not measured there
     assert precision.resolve("mixed", **where) == "mixed"  # a precision named is kept
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert precision.resolve("auto", **where) == "float32"  # no native bfloat16
     assert precision.of_config({"task": {"device": "auto", "precision": "auto", "dataset": "mnist", "model": "mlp"},
-                                "method": {"name": "vat"}}) == "float32"
+                                "method": {"name": "rpt"}}) == "float32"
 
 
 def test_auto_is_resolved_when_the_trial_starts_and_returned(monkeypatch):
@@ -196,7 +197,7 @@ def test_auto_is_resolved_when_the_trial_starts_and_returned(monkeypatch):
 
     base = {"dataset": "digits", "hidden": [16], "steps": 2, "eval_every": 2, "method": "vat", "precision": "auto"}
     assert run_trial(base)["precision"] == "float32"
-    monkeypatch.setattr(precision, "MEASURED", {**precision.MEASURED, "dataset": ("digits",)})
+    monkeypatch.setattr(precision, "MEASURED", {**precision.MEASURED, "dataset": ("digits",), "method": ("vat",)})
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     assert run_trial(base)["precision"] == "mixed_delta"
     c = cfg(method="vat", precision="auto")

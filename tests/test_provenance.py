@@ -103,3 +103,17 @@ def test_ray_workers_record_the_command_that_started_them(tmp_path):
     v = Store(url).latest_versions("prov_ray")
     assert v["argv"] == ["run", "r.yaml", "--set", "task.steps=3", "--no-progress"]
     assert v["overrides"] == {"task.steps": 3} and v["torch_threads"] == 1 and v["torch"] == version("torch")
+
+
+def test_a_reports_command_line_names_no_absolute_path_under_its_folder(tmp_path, monkeypatch):
+    """A committed report shows the recorded command with the store URL and files relative to the
+    folder it was written from, as it shows the storage line."""
+    from vat_study.analysis.runinfo import provenance_lines
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", str(tmp_path / "studies" / "x.yaml"), "--storage", f"sqlite:///{tmp_path}/results/r.db",
+            "--out", "/elsewhere/out"]
+    command = next(line for line in provenance_lines({"vat-study": "0.3.0", "argv": argv})
+                   if line.startswith("- command"))
+    assert str(tmp_path) not in command, command
+    assert "run studies/x.yaml --storage sqlite:///results/r.db --out /elsewhere/out" in command

@@ -326,8 +326,8 @@ class Task(Strict):
                     "pass it starts from, which run in float32 so the finite difference keeps the direction; "
                     "mixed_delta: as mixed, but the power iteration's matrix products run in bfloat16 on the "
                     "difference x + xi d - x from the float32 clean pass, which keeps the direction too; auto: "
-                    "mixed_delta where studies/precision_mnist.yaml compares its test error with float32's (MNIST, "
-                    "mlp, vat / rpt; its mixed_delta trials are not in results/ yet) and the CPU computes "
+                    "mixed_delta where results/precision_mnist/ shows its test error within a point of float32's "
+                    "(MNIST, mlp, rpt; VAT's CI is not within a point at n = 3, so VAT runs float32) and the CPU computes "
                     "bfloat16 natively (AVX-512 BF16 or AMX; a GPU: not measured yet), float32 elsewhere, resolved "
                     "when the trial starts and recorded with it (docs/performance.md: step times and the direction's "
                     "cosine per precision)")
