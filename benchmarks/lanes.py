@@ -48,8 +48,8 @@ def profile(configs: list[dict], top: int = 6) -> None:
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if configs[0]["device"].startswith("cuda") else [])
     short = [{**c, "steps": 10, "eval_every": 10, "probes": {"rvadv": {"size": 16}}} for c in configs]
-    for label, fn, n in (("one trial", lambda: run_trial(short[0]), 1),
-                         (f"{len(short)} lanes", lambda: run_lanes(short), len(short))):
+    for label, fn, n in (("one trial", lambda: run_trial(short[0], threads=torch.get_num_threads()), 1),
+                         (f"{len(short)} lanes", lambda: run_lanes(short, threads=torch.get_num_threads()), len(short))):
         fn()  # warm-up
         with torch_profile(activities=acts) as prof:
             fn()
@@ -71,8 +71,8 @@ def time_network(name: str, steps: int, rounds: int, args) -> dict[str, tuple[fl
     val_error gap between a lane and its trial)}, every precision timed in each round."""
     grids = {p: lanes_of(base_config(name, steps, args.device, p)) for p in args.precisions}
     for configs in grids.values():
-        run_lanes([{**c, "steps": 3} for c in configs[:2]])  # warm-up (allocator, kernels)
-        run_trial({**configs[0], "steps": 3})
+        run_lanes([{**c, "steps": 3} for c in configs[:2]], threads=torch.get_num_threads())  # warm-up (allocator, kernels)
+        run_trial({**configs[0], "steps": 3}, threads=torch.get_num_threads())
     seq: dict[str, list[float]] = {p: [] for p in grids}
     lan: dict[str, list[float]] = {p: [] for p in grids}
     gaps: dict[str, float] = {}
@@ -80,10 +80,10 @@ def time_network(name: str, steps: int, rounds: int, args) -> dict[str, tuple[fl
     for _ in range(rounds):
         for p, configs in grids.items():
             t = now()
-            alone = [run_trial(c) for c in configs]
+            alone = [run_trial(c, threads=torch.get_num_threads()) for c in configs]  # the threads printed above, not the API default of 1
             seq[p].append(now() - t)
             t = now()
-            out = run_lanes(configs)
+            out = run_lanes(configs, threads=torch.get_num_threads())
             lan[p].append(now() - t)
             assert not out.failed, out.failed
             gaps[p] = max(abs(a["val_error"] - b["val_error"]) for a, b in zip(alone, out.metrics))  # type: ignore[index]
