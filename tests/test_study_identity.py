@@ -31,6 +31,7 @@ def _one(tmp_path, **task):
 
 def test_bookkeeping_settings_resume_and_a_real_change_is_refused_key_by_key(tmp_path):
     assert run_local(parse_spec(_one(tmp_path)), progress=False).ran == 1
+    # digits ships with scikit-learn: download: true fetches nothing here, it is only a changed setting
     moved = _one(tmp_path, data_root=str(tmp_path / "elsewhere"), download=True, eval_every=4, device="auto")
     again = run_local(parse_spec(moved), progress=False)
     assert (again.ran, again.skipped) == (0, 1)  # where the data lies and how often it is measured: same study

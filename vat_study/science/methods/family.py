@@ -56,7 +56,9 @@ class PseudoLabelSettings(Consistency):
                                                            "(0: every prediction, Lee 2013)")
 
 
-def _passes(s: Step, net: nn.Module, x: Tensor, grad: bool) -> Tensor:
+def _pass(net: nn.Module, x: Tensor, grad: bool) -> Tensor:
+    """One pass of ``net`` as VAT's regularizer passes run: noise / dropout on, BN on the batch's
+    own statistics, running statistics untouched; with or without gradient."""
     import torch
 
     from ..passes import regularizer_pass
@@ -69,8 +71,8 @@ def _pi_model(s: Step) -> Tensor:
     from ..consistency import softmax_mse
 
     x = s.regularizer_batch()
-    student = _passes(s, s.model, x, grad=True)
-    return per_lane(softmax_mse(student, _passes(s, s.model, x, grad=False)), s.n_lanes)
+    student = _pass(s.model, x, grad=True)
+    return per_lane(softmax_mse(student, _pass(s.model, x, grad=False)), s.n_lanes)
 
 
 def _teacher(settings: MethodSettings, model: nn.Module) -> dict[str, Any]:
@@ -84,8 +86,8 @@ def _mean_teacher(s: Step) -> Tensor:
 
     x, teacher = s.regularizer_batch(), s.state["teacher"]
     teacher.train(s.model.training)
-    student = _passes(s, s.model, x, grad=True)
-    return per_lane(softmax_mse(student, _passes(s, teacher, x, grad=False)), s.n_lanes)
+    student = _pass(s.model, x, grad=True)
+    return per_lane(softmax_mse(student, _pass(teacher, x, grad=False)), s.n_lanes)
 
 
 def _ema(s: Step) -> None:
@@ -97,7 +99,7 @@ def _ema(s: Step) -> None:
 def _pseudo_label(s: Step) -> Tensor:
     from ..consistency import pseudo_label_loss
 
-    logits = _passes(s, s.model, s.regularizer_batch(), grad=True)
+    logits = _pass(s.model, s.regularizer_batch(), grad=True)
     return per_lane(pseudo_label_loss(logits, s.settings.threshold), s.n_lanes)
 
 
