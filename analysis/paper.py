@@ -81,75 +81,85 @@ def compute(data: StudyData, block: dict[str, Any]) -> tuple[pd.DataFrame, list[
     of the section (values, then orderings)."""
     rows, lines = [], []
     steps = sorted(int(s) for s in data.complete["steps"].dropna().unique()) if "steps" in data.complete else []
-    ours_budget = "/".join(f"{s:,}" for s in steps) or "?"
-    paper_budget = f"{block['steps']:,} updates" if block.get("steps") else "the paper's budget"
+    budgets = ("/".join(f"{s:,}" for s in steps) or "?",
+               f"{block['steps']:,} updates" if block.get("steps") else "the paper's budget")
     for v in block.get("values") or []:
-        metric, where = v.get("metric", "test_error"), v.get("where") or {}
-        name = v.get("label") or v["method"] + (f" ({', '.join(f'{k}={x}' for k, x in where.items())})" if where else "")
-        try:
-            best, config = chosen(data, v["method"], where, metric)
-        except Skip as e:
-            lines.append(f"- {name}: not computed ({e}).")
-            continue
-        x = best[metric].to_numpy(float) * _scale(metric)
-        n = len(x)
-        mean, sd = float(x.mean()), float(x.std(ddof=1)) if n > 1 else float("nan")
-        why = untestable(x, what="seeds' values")
-        if all_equal(x):  # no spread at the metric's resolution: no interval, not one of width 0
-            sd = 0.0 if n > 1 else sd
-            lo = hi = float("nan")
-        else:
-            half = ci_half(sd, n)
-            lo, hi = mean - half, mean + half
-        if why:
-            verdict = f"not decided: {why}"
-        elif lo <= v["value"] <= hi:
-            verdict = "agrees (the paper's value is inside our 95 % CI)"
-        else:
-            verdict = f"does not agree: ours is {'higher' if mean > v['value'] else 'lower'}"
-        sd_p = f" +- {v['sd']:g}" if v.get("sd") is not None else ""
-        u = _unit(metric)
-        ci = interval(lo, hi, ".2f")
-        lines.append(f"- {name}, {metric}: ours {mean:.2f}{u}{' ' + ci if ci else ''} ({config}; n = 1 configuration "
-                     f"x {n} seeds, {ours_budget} updates) vs the paper's {v['value']:g}{sd_p}{u} ({paper_budget}): "
-                     f"{verdict}.")
-        rows.append({"method": name, "metric": metric, "configuration": config, "ours_mean": mean, "ours_sd": sd,
-                     "ci_low": lo, "ci_high": hi, "configurations": 1, "seeds": n, "paper": v["value"],
-                     "paper_sd": v.get("sd"), "verdict": verdict})
-    for o in block.get("orderings") or []:
-        metric = o.get("metric", "test_error")
-        a, b = o["lower"], o["higher"]
-        wa, wb = o.get("where_lower") or {}, o.get("where_higher") or {}
-        na = a + (f" ({', '.join(f'{k}={x}' for k, x in wa.items())})" if wa else "")
-        nb = b + (f" ({', '.join(f'{k}={x}' for k, x in wb.items())})" if wb else "")
-        claim = f"{na} = {nb}" if o.get("tie") else f"{na} < {nb}"
-        try:
-            ta, _ = chosen(data, a, wa, metric)
-            tb, _ = chosen(data, b, wb, metric)
-        except Skip as e:
-            lines.append(f"- {claim} ({metric}, the paper): not computed ({e}).")
-            continue
-        va, vb = ta.set_index("seed")[metric], tb.set_index("seed")[metric]
-        seeds = sorted(set(va.index) & set(vb.index))
-        if len(seeds) < 2:
-            lines.append(f"- {claim} ({metric}, the paper): not computed (fewer than 2 shared seeds).")
-            continue
-        s = paired_test(vb.loc[seeds].to_numpy(float), va.loc[seeds].to_numpy(float))  # lower - higher
-        k = _scale(metric)
-        d, lo, hi = k * s["mean_diff"], k * s["ci_low"], k * s["ci_high"]
-        if s["note"]:  # the CI excluding 0 would be a test the data cannot give
-            verdict = f"not decided: {s['note']}"
-        elif o.get("tie"):
-            verdict = ("agrees: the CI includes 0" if lo <= 0 <= hi else
-                       f"does not agree: {na} is {'lower' if hi < 0 else 'higher'} (the CI excludes 0)")
-        else:
-            verdict = ("reproduced: the CI excludes 0" if hi < 0 else "reversed: the CI excludes 0 the other way"
-                       if lo > 0 else "not decided at this n: the CI includes 0")
-        pts = " points" if metric.endswith("_error") else ""
-        ci = interval(lo, hi)
-        lines.append(f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts}{' ' + ci if ci else ''}, "
-                     f"paired by seed, n = {len(seeds)}: {verdict}.")
+        row, line = _value(data, v, *budgets)
+        lines.append(line)
+        if row is not None:
+            rows.append(row)
+    lines += [_ordering(data, o) for o in block.get("orderings") or []]
     return pd.DataFrame(rows), lines
+
+
+def _value(data: StudyData, v: dict[str, Any], ours_budget: str, paper_budget: str) -> tuple[dict | None, str]:
+    """One paper value against ours (the configuration chosen on validation): its table row (None:
+    not computed) and its line."""
+    metric, where = v.get("metric", "test_error"), v.get("where") or {}
+    name = v.get("label") or v["method"] + (f" ({', '.join(f'{k}={x}' for k, x in where.items())})" if where else "")
+    try:
+        best, config = chosen(data, v["method"], where, metric)
+    except Skip as e:
+        return None, f"- {name}: not computed ({e})."
+    x = best[metric].to_numpy(float) * _scale(metric)
+    n = len(x)
+    mean, sd = float(x.mean()), float(x.std(ddof=1)) if n > 1 else float("nan")
+    why = untestable(x, what="seeds' values")
+    if all_equal(x):  # no spread at the metric's resolution: no interval, not one of width 0
+        sd = 0.0 if n > 1 else sd
+        lo = hi = float("nan")
+    else:
+        half = ci_half(sd, n)
+        lo, hi = mean - half, mean + half
+    if why:
+        verdict = f"not decided: {why}"
+    elif lo <= v["value"] <= hi:
+        verdict = "agrees (the paper's value is inside our 95 % CI)"
+    else:
+        verdict = f"does not agree: ours is {'higher' if mean > v['value'] else 'lower'}"
+    sd_p = f" +- {v['sd']:g}" if v.get("sd") is not None else ""
+    u = _unit(metric)
+    ci = interval(lo, hi, ".2f")
+    line = (f"- {name}, {metric}: ours {mean:.2f}{u}{' ' + ci if ci else ''} ({config}; n = 1 configuration "
+            f"x {n} seeds, {ours_budget} updates) vs the paper's {v['value']:g}{sd_p}{u} ({paper_budget}): "
+            f"{verdict}.")
+    return {"method": name, "metric": metric, "configuration": config, "ours_mean": mean, "ours_sd": sd,
+            "ci_low": lo, "ci_high": hi, "configurations": 1, "seeds": n, "paper": v["value"],
+            "paper_sd": v.get("sd"), "verdict": verdict}, line
+
+
+def _ordering(data: StudyData, o: dict[str, Any]) -> str:
+    """One of the paper's orderings (or ties) tested on our seeds, paired: its line."""
+    metric = o.get("metric", "test_error")
+    a, b = o["lower"], o["higher"]
+    wa, wb = o.get("where_lower") or {}, o.get("where_higher") or {}
+    na = a + (f" ({', '.join(f'{k}={x}' for k, x in wa.items())})" if wa else "")
+    nb = b + (f" ({', '.join(f'{k}={x}' for k, x in wb.items())})" if wb else "")
+    claim = f"{na} = {nb}" if o.get("tie") else f"{na} < {nb}"
+    try:
+        ta, _ = chosen(data, a, wa, metric)
+        tb, _ = chosen(data, b, wb, metric)
+    except Skip as e:
+        return f"- {claim} ({metric}, the paper): not computed ({e})."
+    va, vb = ta.set_index("seed")[metric], tb.set_index("seed")[metric]
+    seeds = sorted(set(va.index) & set(vb.index))
+    if len(seeds) < 2:
+        return f"- {claim} ({metric}, the paper): not computed (fewer than 2 shared seeds)."
+    s = paired_test(vb.loc[seeds].to_numpy(float), va.loc[seeds].to_numpy(float))  # lower - higher
+    k = _scale(metric)
+    d, lo, hi = k * s["mean_diff"], k * s["ci_low"], k * s["ci_high"]
+    if s["note"]:  # the CI excluding 0 would be a test the data cannot give
+        verdict = f"not decided: {s['note']}"
+    elif o.get("tie"):
+        verdict = ("agrees: the CI includes 0" if lo <= 0 <= hi else
+                   f"does not agree: {na} is {'lower' if hi < 0 else 'higher'} (the CI excludes 0)")
+    else:
+        verdict = ("reproduced: the CI excludes 0" if hi < 0 else "reversed: the CI excludes 0 the other way"
+                   if lo > 0 else "not decided at this n: the CI includes 0")
+    pts = " points" if metric.endswith("_error") else ""
+    ci = interval(lo, hi)
+    return (f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts}{' ' + ci if ci else ''}, "
+            f"paired by seed, n = {len(seeds)}: {verdict}.")
 
 
 def references(data: StudyData, metric: str, method: str | None = None) -> list[tuple[str, float]]:
