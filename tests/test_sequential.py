@@ -135,6 +135,17 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
     assert twin_disagreements(store, "seq", spec.model_dump(mode="json"), trials_frame(store, "seq")) == []
     again = run_local(spec, progress=False)
     assert again.ran == 0 and len(trials_frame(store, "seq")) == n_trials
+    # the report: the fixed-n test of the sequentially compared pair says it does not hold the error
+    # rate (the sequential decision does); a pair outside the sequential block keeps a plain p
+    from vat_study.analysis.report import write_report
+
+    report, _ = write_report(url, "seq", tmp_path / "report")
+    head = report.read_text().split("## What was run")[0]
+    [seq_line] = [line for line in head.splitlines() if line.startswith("- vat - baseline:")]
+    assert "no test" in seq_line or "as if n had been fixed" in seq_line
+    assert "**Sequential decisions**" in head
+    others = [line for line in head.splitlines() if line.startswith(("- rpt - ", "- vat - rpt", "- baseline - rpt"))]
+    assert others and not any("as if n had been fixed" in line for line in others)
 
 
 @pytest.mark.platform
