@@ -40,21 +40,14 @@ def _pct(metric: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((metric, "test_error"))) if metric.endswith("error") else ("test_error",)
 
 
-def sequential_pairs(data: StudyData) -> set[frozenset]:
-    """The pairs of methods the study's ``sequential:`` block compares (their seeds were added by
-    its stopping rule)."""
-    block = data.spec.get("sequential") or {}
-    return {frozenset(pair) for pair in block.get("compare") or []}
-
-
 def comparison_lines(data: StudyData) -> list[str]:
     """One line per pair of methods (``compare.pairs``): b - a of the test error at each one's
     best configuration, paired by seed, with its CI and test (or why there is none). For a pair
-    whose seeds the sequential rule added, the CI and p are those of a fixed n and say so: they do
-    not hold the error rate over the looks (the sequential decision does)."""
+    whose n the sequential stopping rule set, the CI and p are those of a fixed n and say so: they
+    do not hold the error rate over the looks (the sequential decision does)."""
     from . import compare
 
-    lines, sequential = [], sequential_pairs(data)
+    lines, sequential = [], compare.sequential_pairs(data)
     for a, b in compare.pairs(data):
         try:
             _, s = compare.compute_pair(data, a, b)
@@ -64,8 +57,8 @@ def comparison_lines(data: StudyData) -> list[str]:
         ci = interval(100 * s["ci_low"], 100 * s["ci_high"])
         test = f"paired t-test p = {s['p']:.3g}" if not s["note"] else f"no test: {s['note']}"
         if frozenset((a, b)) in sequential and not s["note"]:
-            test += (" as if n had been fixed (the seeds were added until decided, so this p and CI do not "
-                     "hold the error rate: the sequential decision below does)")
+            test += (" as if n had been fixed (n was set by the sequential stopping rule, so this p and CI do "
+                     "not hold the error rate over its looks: the sequential decision below does)")
         lines.append(f"- {b} - {a}: {100 * s['mean_diff']:+.2f} points of test error"
                      f"{' ' + ci + ' (95 % CI)' if ci else ''}, paired by seed, n = {s['n']}; {test} "
                      f"({b}: {s['config_b']}; {a}: {s['config_a']}).")

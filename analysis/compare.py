@@ -27,6 +27,17 @@ def few_seeds_warning(n: int) -> str:
             "comparison is decided.")
 
 
+SEQUENTIAL_NOTE = ("The n of {pairs} was set by the study's `sequential:` stopping rule: the p values and CIs here are "
+                   "those of a fixed n and do not hold the error rate over its looks; its decisions, with the "
+                   "repeated CIs that do, are under \"Sequential comparisons\".")
+
+
+def sequential_pairs(data: StudyData) -> set[frozenset]:
+    """The pairs of methods the study's ``sequential:`` block compares (their n set by its stopping rule)."""
+    block = data.spec.get("sequential") or {}
+    return {frozenset(pair) for pair in block.get("compare") or []}
+
+
 def slug(variant: str) -> str:
     """A file-name form of a variant: ``rpt (clean_stochastic=false)`` -> ``rpt_clean_stochastic_false``."""
     return re.sub(r"[^A-Za-z0-9.]+", "_", variant).strip("_")
@@ -167,15 +178,21 @@ def section(r) -> str:
     if not rows:
         raise Skip("; ".join(p.removeprefix("- ") for p in skipped))
     per_seed_all = pd.concat(seeds, ignore_index=True)[["comparison", "b", "a", "seed", "b_value", "a_value", "diff"]]
+    sequential = sequential_pairs(r.data)
     best = summary_frame(rows).assign(scope="best vs best")
+    best["n_set_by"] = ["sequential stopping rule" if frozenset((a, b)) in sequential else "study seeds"
+                        for a, b in zip(best["a"], best["b"])]
     every = [g.assign(scope="each b configuration vs best a").rename(columns={"config": "config_b"}) for g in grids]
     table = pd.concat([best, *every], ignore_index=True)
     table.insert(0, "comparison", [f"{b} - {a}" for a, b in zip(table["a"], table["b"])])
     table.insert(1, "scope", table.pop("scope"))
     r.table("comparisons", table)
     r.table("comparisons_per_seed", per_seed_all)
-    few = best[best["n"] < MIN_PAIRED_SEEDS]
+    few = best[(best["n"] < MIN_PAIRED_SEEDS) & (best["n_set_by"] == "study seeds")]
     head = [r.figure(draw(rows, per_seed_all, r.out / "comparisons"))]
-    if not few.empty:
+    if not few.empty:  # (an n the sequential rule stopped at is the rule's, not too few seeds)
         head.append(few_seeds_warning(few["n"].min()))
+    ruled = best[best["n_set_by"] != "study seeds"]
+    if not ruled.empty:
+        head.append(SEQUENTIAL_NOTE.format(pairs=", ".join(f"{b} - {a}" for a, b in zip(ruled["a"], ruled["b"]))))
     return "\n\n".join(head + parts + (["\n".join(skipped)] if skipped else []))

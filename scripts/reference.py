@@ -1,6 +1,6 @@
 """Generate the CLI reference (docs/cli.md) and the study-file reference (docs/study-file.md)
 from the schema: typer's app in vat_study/platform/cli/ and the pydantic models of vat_study/platform/spec/,
-vat_study/science/config.py and vat_study/science/methods.py.
+vat_study/science/config.py, task.py and the method registry (vat_study/science/methods/).
 
     python scripts/reference.py           # write both files
     python scripts/reference.py --check   # exit 1 if a committed file differs from the schema

@@ -23,6 +23,7 @@ import yaml
 from ray_nodes import forget_cluster, free_port, head_address, kill_node, start_node
 from helpers import tiny
 from vat_study.platform.store import Store
+from vat_study.platform.store.frames import metrics_frame
 from vat_study.platform.results import trials_frame
 
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'vat-study'; from vat_study.platform.cli import app; app()"]
@@ -93,10 +94,14 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
             df = trials_frame(store, "two_nodes")  # finished a trial and is running another
             mine = df[df.node == worker_id] if len(df) else df
             if len(mine) and (mine.status == "COMPLETE").any() and (mine.status == "RUNNING").any():
-                running = set(mine.key[mine.status == "RUNNING"])
-                kill_node(worker)
-                killed = True
-                break
+                on = mine[mine.status == "RUNNING"]
+                steps = metrics_frame(store, "two_nodes")
+                done = steps[steps.trial_id.isin(on.trial_id)].step.max() if len(steps) else 0
+                if not done == done or done <= 150:  # early in its 400 updates: the kill lands mid-trial
+                    running = set(on.key)
+                    kill_node(worker)
+                    killed = True
+                    break
             time.sleep(0.2)
         assert killed, "the worker node never ran two trials"
         # what the node was running when it died (a trial seen running may have finished between
@@ -113,6 +118,7 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
         assert len(df) == 15 and df.key.is_unique and set(df.status) == {"COMPLETE"}, df[["key", "status", "node"]]
         assert df.node.nunique() == 2 and worker_id in set(df.node)  # trials ran on both nodes
         assert (df[df.node != worker_id].attempts >= 1).all()
+        assert interrupted, "every trial seen running on the node finished before the kill landed"
         assert (df[df.key.isin(interrupted)].attempts > 1).all()  # what the dead node was running was run again
         print(f"{len(interrupted)} trial(s) interrupted by the kill, each run again")
     finally:

@@ -2,6 +2,7 @@
 checked by simulation (no training), the study-file block, and the scheduler on digits."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from vat_study.platform.group_sequential import (
@@ -140,12 +141,19 @@ def test_a_study_adds_paired_seeds_until_decided_and_resumes_without_retraining(
     from vat_study.analysis.report import write_report
 
     report, _ = write_report(url, "seq", tmp_path / "report")
-    head = report.read_text().split("## What was run")[0]
+    text = report.read_text()
+    head = text.split("## What was run")[0]
     [seq_line] = [line for line in head.splitlines() if line.startswith("- vat - baseline:")]
-    assert "no test" in seq_line or "as if n had been fixed" in seq_line
+    assert "as if n had been fixed (n was set by the sequential stopping rule" in seq_line
     assert "**Sequential decisions**" in head
     others = [line for line in head.splitlines() if line.startswith(("- rpt - ", "- vat - rpt", "- baseline - rpt"))]
     assert others and not any("as if n had been fixed" in line for line in others)
+    comparisons = text.split("## Method comparisons")[1].split("\n## ")[0]
+    assert "The n of vat - baseline was set by the study's `sequential:` stopping rule" in comparisons
+    table = pd.read_csv(tmp_path / "report" / "comparisons.csv")
+    best = table[table.scope == "best vs best"].set_index("comparison")
+    assert best.n_set_by["vat - baseline"] == "sequential stopping rule"
+    assert (best.drop(index="vat - baseline").n_set_by == "study seeds").all()
 
 
 @pytest.mark.platform

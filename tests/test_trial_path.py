@@ -34,7 +34,7 @@ def _quickstart(tmp_path, monkeypatch, *overrides):
     return CliRunner().invoke(app, args)
 
 
-def test_a_quickstart_trial_enters_at_most_15_project_modules_on_its_way_to_the_store(tmp_path, monkeypatch):
+def test_a_quickstart_trial_has_at_most_15_project_modules_on_its_call_stack_to_the_store(tmp_path, monkeypatch):
     paths: list[list[str]] = []
 
     def profile(frame, event, arg):

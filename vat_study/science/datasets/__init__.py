@@ -79,7 +79,8 @@ REGISTRY: dict[str, DatasetEntry] = {}
 
 def register(entry: DatasetEntry) -> DatasetEntry:
     """Add a dataset: from then on configs, the preflight and training (in this process: the
-    ``local`` executor; for Ray workers, put the entry's file beside the built-in ones) know it.
+    ``local`` executor; for Ray workers, put the entry's file beside the built-in ones and name it in this module's last
+    import line) know it.
     A name already taken is refused."""
     if entry.name in REGISTRY:
         raise ValueError(f"dataset {entry.name!r} is already registered")

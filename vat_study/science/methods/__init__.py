@@ -202,8 +202,8 @@ REGISTRY: dict[str, Method] = {}
 
 def register(method: Method) -> Method:
     """Add a method to the registry: from then on configs, studies (in this process: the ``local``
-    executor; for Ray workers, put its file beside the built-in ones), training and reports know
-    it. A name already taken is refused."""
+    executor; for Ray workers, put its file beside the built-in ones and name it in this module's
+    last import line), training and reports know it. A name already taken is refused."""
     if method.name in REGISTRY:
         raise ValueError(f"method {method.name!r} is already registered")
     REGISTRY[method.name] = method

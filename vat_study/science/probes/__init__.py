@@ -101,7 +101,7 @@ REGISTRY: dict[str, ProbeEntry] = {}
 def register(entry: ProbeEntry) -> ProbeEntry:
     """Add a probe: from then on configs (the ``probes:`` block), reported metrics and training
     (in this process: the ``local`` executor; for Ray workers, put its file beside the built-in
-    ones) know it. A name already taken is refused."""
+    ones and name it in this module's last import line) know it. A name already taken is refused."""
     if entry.name in REGISTRY:
         raise ValueError(f"probe {entry.name!r} is already registered")
     REGISTRY[entry.name] = entry
