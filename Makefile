@@ -12,8 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
 	touch $(STAMP)
 
+# The suite runs in 2 processes (pytest-xdist, a test file's tests in one process): most tests wait
+# on Ray, PostgreSQL or a subprocess, so on 2 cores it takes ~2/3 of one process's time.
+# `make test WORKERS=0` runs it in this one process (`WORKERS=auto`: one per core).
+WORKERS ?= 2
+
 test: $(STAMP)            # the suite, then ruff (rules in pyproject.toml)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 	$(BIN)/ruff check vat_study analysis tests benchmarks scripts
 
 test-fast: $(STAMP)       # the inner loop: science, spec, analyses, the store on SQLite (no Ray, no PostgreSQL)

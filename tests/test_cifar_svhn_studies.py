@@ -5,6 +5,7 @@ line naming the missing files without them, and runs end to end at a tiny budget
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,17 @@ def test_the_study_dry_runs_with_the_official_files_and_names_them_without(study
     assert len(errors) == 1, missing.stderr
     wanted = "cifar-10-python.tar.gz" if STUDIES[study] == "cifar10" else "train_32x32.mat and test_32x32.mat"
     assert wanted in missing.stderr and not (tmp_path / "s.db").exists()
+
+
+def test_a_long_data_path_is_printed_on_one_line_when_piped(data, tmp_path):
+    """Piped output (a script, grep, a log) is never broken by the console's 80 columns: the data
+    line names a 150-character path and its image count on one line."""
+    deep = tmp_path / ("d" * 70) / ("e" * 70)
+    shutil.copytree(data / "svhn", deep / "svhn")
+    ok = vat("run", str(ROOT / "studies" / "table4_svhn.yaml"), "--dry-run", "--storage",
+             f"sqlite:///{tmp_path}/s.db", data_root=deep, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert f"data: svhn ({deep}): 2200 training images found" in ok.stdout.splitlines(), ok.stdout
 
 
 def test_each_study_runs_end_to_end_at_a_tiny_budget(small, tmp_path):

@@ -51,7 +51,9 @@ def _study(storage: str, address: str) -> dict:
     spec = tiny("two_nodes", storage, seeds=[0, 1, 2],
                 executor={"kind": "ray", "address": address, "per_trial": {"cpu": 1}, "max_failures": 3},
                 search={"grid": [{"method": ["baseline", "rpt", "vat"], "eps": [0.5, 1.0]}]})  # 5 configurations (one baseline)
-    spec["task"].update(steps=400, eval_every=50)  # a few seconds a trial: the kill lands mid-study
+    # 3,000 updates: a few seconds a trial on 2 cores (at 400 a trial could start and finish between two
+    # looks of a loaded machine, and no kill ever landed mid-trial)
+    spec["task"].update(steps=3000, eval_every=100)
     return spec
 
 
@@ -97,7 +99,7 @@ def test_a_two_node_cluster_runs_a_study_on_postgresql_and_survives_losing_a_nod
                 on = mine[mine.status == "RUNNING"]
                 steps = metrics_frame(store, "two_nodes")
                 done = steps[steps.trial_id.isin(on.trial_id)].step.max() if len(steps) else 0
-                if not done == done or done <= 150:  # early in its 400 updates: the kill lands mid-trial
+                if not done == done or done <= 2000:  # its last 1,000 updates still to run: the kill lands mid-trial
                     running = set(on.key)
                     kill_node(worker)
                     killed = True

@@ -14,7 +14,7 @@ from .app import STORAGE_OPTION_HELP, STUDY_HELP, _addressed, _check_target, _fa
 def _write_failed(what: str, folder: Path, e: OSError) -> None:
     """Writing under ``folder`` failed (a full disk): one line naming where, exit 1."""
     err.print(f"error: writing the {what} into {str(folder)!r} failed at {str(e.filename or '?')!r}: "
-              f"{e.strerror or e}; run it again once there is room", highlight=False, soft_wrap=True)
+              f"{e.strerror or e}; run it again once there is room", highlight=False)
     raise typer.Exit(1) from None
 
 
@@ -38,7 +38,7 @@ def report(
         _write_failed("report", out_dir or _study_folder(study, "--out"), e)
     out.print(f"report: {path} and {path.with_name('report.html')}"
               + (f" ({len(skipped)} artifact(s) skipped for lack of data; reasons at its end)" if skipped else ""),
-              highlight=False, soft_wrap=True)
+              highlight=False)
 
 
 def compare(
@@ -67,4 +67,4 @@ def compare(
         _fail(f"STUDY_B {name_b!r}: {e}")
     except OSError as e:  # (a full disk under the comparison's folder)
         _write_failed("comparison", target, e)
-    out.print(f"comparison: {path} and {path.with_name('report.html')}", highlight=False, soft_wrap=True)
+    out.print(f"comparison: {path} and {path.with_name('report.html')}", highlight=False)

@@ -55,7 +55,7 @@ def _print_dry_run(spec, report) -> None:
     """What ``plan_study`` found, as ``run --dry-run`` prints it; a refusal is ``_fail``'s line."""
     if report.status:
         _fail(report.message)
-    out.print(report.stored, highlight=False, markup=False, soft_wrap=True)
+    out.print(report.stored, highlight=False, markup=False)
     for label, n in report.datasets.items():
         out.print(f"data: {label}: {n} training images found")
     for label in report.downloads:
@@ -91,7 +91,7 @@ def _print_outcome(spec, outcome) -> None:
     if outcome.status == 2:
         _fail(outcome.message)
     if outcome.message is not None:  # stopped (130, 143, 129), or a store fault mid-run (1)
-        err.print(("error: " if outcome.status == 1 else "") + outcome.message, highlight=False, soft_wrap=True)
+        err.print(("error: " if outcome.status == 1 else "") + outcome.message, highlight=False)
         raise typer.Exit(outcome.status)
     where = safe_url(spec.storage)
     out.print(_summary_table(spec.name, spec.metric.model_dump(), outcome.frame))
@@ -108,7 +108,7 @@ def _print_outcome(spec, outcome) -> None:
     for e in outcome.errors:
         err.print(e)
     for line in outcome.tracker_warnings:
-        err.print(f"warning: {line}", highlight=False, soft_wrap=True)
+        err.print(f"warning: {line}", highlight=False)
     _print_exit(spec, outcome)
 
 
@@ -125,7 +125,7 @@ def _print_exit(spec, outcome) -> None:
         raise typer.Exit(outcome.status)
     err.print(f"{outcome.n_unfinished} of {outcome.trials} trial(s) of {spec.name!r} did not complete:", highlight=False)
     for line in outcome.unfinished:
-        err.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
+        err.print(f"  {line}", highlight=False, markup=False)
     if outcome.n_unfinished > len(outcome.unfinished):
         err.print(f"  ... and {outcome.n_unfinished - len(outcome.unfinished)} more (vat-study status {spec.name})",
                   highlight=False)

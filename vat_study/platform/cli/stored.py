@@ -46,11 +46,11 @@ def status(
     at = pruned_at(store, study, metric) if counts.get("PRUNED") else {}
     for _, r in df[df["status"] == "PRUNED"].iterrows() if not df.empty else ():
         out.print(f"PRUNED {trial_text(r, df)}: {pruned_text(at.get(int(r['trial_id'])), metric)}", highlight=False,
-                  markup=False, soft_wrap=True)
+                  markup=False)
     for _, r in df[df["status"] == "FAILED"].iterrows() if not df.empty else ():
         last = (r["error"] or "").strip().splitlines()[-1:] or [""]
         err.print(f"FAILED {trial_text(r, df)} ({r.get('failure_kind') or 'error'}): {last[0]}", highlight=False,
-                  markup=False, soft_wrap=True)
+                  markup=False)
     if spec_json.get("sequential"):
         out.print(_sequential_table(study, spec_json, df))
     _check_optuna_records(store, study, spec_json, df)
@@ -66,9 +66,9 @@ def _check_optuna_records(store, study: str, spec_json: dict, df) -> None:
     grid = not (spec_json.get("search") or {}).get("optuna")
     err.print(f"warning: the Optuna study {study!r} disagrees with the store on {len(problems)} configuration(s); "
               + ("the next `vat-study run` of the study rebuilds it from the store" if grid else
-                 "the store is what status and the report read"), highlight=False, soft_wrap=True)
+                 "the store is what status and the report read"), highlight=False)
     for line in problems[:10]:
-        err.print(f"  {line}", highlight=False, soft_wrap=True)
+        err.print(f"  {line}", highlight=False)
     if len(problems) > 10:
         err.print(f"  ... and {len(problems) - 10} more", highlight=False)
 
@@ -158,7 +158,7 @@ def _write_failed(e: OSError, path: Path) -> None:
     """A write that failed (a full disk, /dev/full, an I/O error): one line naming the file, exit 1."""
     err.print(f"error: cannot write {str(e.filename or path)!r}: {e.strerror or e}; no file of this export is left "
               "half-written",
-              highlight=False, soft_wrap=True)
+              highlight=False)
     raise typer.Exit(1)
 
 
@@ -192,8 +192,7 @@ def delete(
     except StudyInUse as e:
         _fail(str(e))
     out.print(f"deleted the {what}; {removed.metric_rows} metric row(s), {removed.optuna_trials} Optuna trial(s). "
-              f"Files under results/{study}/ (reports, models) are left as they are.", highlight=False, markup=False,
-              soft_wrap=True)
+              f"Files under results/{study}/ (reports, models) are left as they are.", highlight=False, markup=False)
 
 
 def rename(
@@ -217,4 +216,4 @@ def rename(
         _fail(str(e))
     out.print(f"renamed study {old!r} to {new!r} in {safe_url(store.url)} (its Optuna study too); run its study file "
               f"with name: {new} to continue it. Files under results/{old}/ are not moved.", highlight=False,
-              markup=False, soft_wrap=True)
+              markup=False)

@@ -39,7 +39,7 @@ def trial(
     def report(step: int, m) -> None:
         if not (quiet or as_json):
             shown = "  ".join(f"{k} {v:.4g}" for k, v in m.items() if k != "train_seconds")
-            err.print(f"step {step:>6}  {shown}", highlight=False, soft_wrap=True)
+            err.print(f"step {step:>6}  {shown}", highlight=False)
 
     try:
         metrics = run_trial(cfg, report, threads=threads)
