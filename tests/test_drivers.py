@@ -9,9 +9,12 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 import yaml
@@ -272,9 +275,11 @@ def _other_machine(cmd: list[str]) -> list[str]:
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs unshare (root) to put a driver in another process namespace")
 def test_a_killed_drivers_trial_is_taken_over_only_once_its_heartbeat_is_stale(tmp_path):
-    """Drivers A (as if on another machine) and B start together; A is killed with SIGKILL in its
+    """Drivers A (as if on another machine) and B run together; A is killed with SIGKILL in its
     second trial. B trains the rest, leaves A's RUNNING trial alone while A's heartbeat is younger
-    than stale_after, then takes it over once: the study completes, B exits 0."""
+    than stale_after, then takes it over once: the study completes, B exits 0. B starts once A has
+    claimed a trial: started at the same moment on a loaded machine, B could train all 8 trials
+    (a fraction of a second each) before A reached its second."""
     url = f"sqlite:///{tmp_path}/k.db"
     stale = 12.0
     path = tmp_path / "study.yaml"
@@ -282,6 +287,7 @@ def test_a_killed_drivers_trial_is_taken_over_only_once_its_heartbeat_is_stale(t
     run = CLI + ["run", str(path), "--no-progress"]
     a = subprocess.Popen(_other_machine(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "VAT_STUDY_FAILPOINTS": "trial.report@3=kill"}, start_new_session=True, cwd=str(path.parent))
+    _wait_for_a_claim(tmp_path / "k.db", a)
     b = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(path.parent))
     (_, _, a_err), (b_rc, b_out, b_err) = finish([a, b])
     assert b_rc == 0 and "Traceback" not in b_err, (b_out[-2000:], b_err[-3000:])
@@ -297,6 +303,23 @@ def test_a_killed_drivers_trial_is_taken_over_only_once_its_heartbeat_is_stale(t
     waited = taken.started_at.iloc[0] - dead.heartbeat_at.iloc[0]
     assert waited >= pd_seconds(stale - 0.5), waited  # not before A's heartbeat was stale
     assert ran(b_out) == (df.driver != dead.index[0]).sum()
+
+
+def _wait_for_a_claim(db: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the store at ``db`` has a trial (the first driver has claimed one) or ``proc`` exits."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        exited = proc.poll() is not None  # looked at before the store: a claim made before it exited is seen
+        try:
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+                if con.execute("SELECT count(*) FROM vat_trials").fetchone()[0]:
+                    return
+        except sqlite3.Error:  # not created yet, or being migrated
+            pass
+        if exited:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"the first driver claimed no trial (exit {proc.poll()})")
 
 
 def pd_seconds(s: float):
