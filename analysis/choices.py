@@ -17,7 +17,7 @@ import pandas as pd
 
 from vat_study.surface import POWER_ITERATION_ONLY, methods
 
-from .data import NotApplicable, Skip, StudyData, best_config, ci_half, paired_test
+from .data import NotApplicable, Skip, StudyData, ci_half, paired_test
 from .plotting import plt, save
 
 CENTRE = "centre"
@@ -56,9 +56,9 @@ def _pair(a: pd.DataFrame, b: pd.DataFrame, value: str = "test_error") -> dict |
     return {"n": len(seeds), **{k: s[k] for k in ("mean_diff", "ci_low", "ci_high", "p", "note")}}
 
 
-def _best(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
-    """The trials of the configuration (eps) with the best mean ``metric`` over seeds."""
-    k = best_config(df, metric, mode)
+def _best(df: pd.DataFrame, data: StudyData) -> pd.DataFrame:
+    """The trials of the configuration (eps) with the best mean study metric over seeds."""
+    k = data.best_config(df)
     return df[df["config_key"] == k] if k is not None else df.iloc[0:0]
 
 
@@ -99,7 +99,7 @@ def compute(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
             rpt = centres[centres["method"] == "rpt"]
         if rpt.empty or vat.empty:
             continue
-        rpt, vat = _best(rpt, data.metric, data.mode), _best(vat, data.metric, data.mode)
+        rpt, vat = _best(rpt, data), _best(vat, data)
         pair = _pair(rpt, vat)
         if pair:
             gaps.append({"choice": choice, "rpt_eps": rpt["eps"].iloc[0], "vat_eps": vat["eps"].iloc[0],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import NotApplicable, Skip, StudyData, best_config, holm, label, paired_test
+from .data import NotApplicable, Skip, StudyData, holm, label, paired_test
 from .markdown import md_table
 from .plotting import plt, save
 
@@ -63,8 +63,8 @@ def compute_pair(data: StudyData, a: str, b: str, value: str = "test_error") -> 
     """Each method at its best configuration (by the study metric), paired by seed on ``value``.
     Returns (per-seed frame: seed, a, b, diff = b - a) and the paired_test summary with labels."""
     df = data.complete
-    ka = best_config(df[df["variant"] == a], data.metric, data.mode)
-    kb = best_config(df[df["variant"] == b], data.metric, data.mode)
+    ka = data.best_config(df[df["variant"] == a])
+    kb = data.best_config(df[df["variant"] == b])
     if ka is None or kb is None or value not in df:
         raise Skip(f"no complete {a} and {b} trials with {value}")
     va, vb = _seed_values(df, ka, value), _seed_values(df, kb, value)
@@ -82,7 +82,7 @@ def compute_pair(data: StudyData, a: str, b: str, value: str = "test_error") -> 
 def compute_grid(data: StudyData, a: str, b: str, value: str = "test_error") -> pd.DataFrame:
     """Every configuration of ``b`` against the best configuration of ``a``, paired by seed."""
     df = data.complete
-    ka = best_config(df[df["variant"] == a], data.metric, data.mode)
+    ka = data.best_config(df[df["variant"] == a])
     if ka is None:
         raise Skip(f"no complete {a} trials")
     va = _seed_values(df, ka, value)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import compare, html
-from .data import StudyData, best_config, ci_half, label, load, paired_test, summarize
+from .data import StudyData, ci_half, label, load, paired_test, summarize
 from .plotting import axis_label, figure_formats, palette, percent, plt, save, t_band
 
 
@@ -54,7 +54,7 @@ def common(a: StudyData, b: StudyData) -> list[str]:
 
 def _best(d: StudyData, variant: str) -> pd.DataFrame:
     g = d.complete[d.complete["variant"] == variant]
-    return g[g["config_key"] == best_config(g, d.metric, d.mode)]
+    return g[g["config_key"] == d.best_config(g)]
 
 
 def _side(best: pd.DataFrame, tag: str) -> dict:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from vat_study.surface import RVADV_TRAIN
 
-from .data import NotApplicable, Skip, StudyData, best_config, n_text, summarize
+from .data import NotApplicable, Skip, StudyData, n_text, summarize
 from .plotting import axis_label, legend_beside, palette, percent, plt, save, t_band
 
 
@@ -17,7 +17,7 @@ def compute(data: StudyData) -> pd.DataFrame:
     df = data.complete
     if df.empty:
         raise Skip("no complete trials")
-    keys = {m: best_config(g, data.metric, data.mode) for m, g in df.groupby("variant")}
+    keys = {m: data.best_config(g) for m, g in df.groupby("variant")}
     keys = {m: k for m, k in keys.items() if k is not None}
     c = data.metrics[data.metrics["name"].isin(("val_error", "rvadv", RVADV_TRAIN))].merge(df, on="trial_id")
     c = c[c["config_key"].isin(set(keys.values()))]

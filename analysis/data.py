@@ -52,6 +52,20 @@ class StudyData:
     def mode(self) -> str:
         return (self.spec.get("metric") or {}).get("mode", "min")
 
+    @property
+    def selection_seeds(self) -> list[int] | None:
+        """The seeds a configuration is chosen on: the first look's (the study's ``seeds``) where a
+        ``sequential:`` block adds seeds to the chosen configurations only, so that adding them
+        never changes which configuration was chosen (as ``group_sequential`` chooses); None
+        (every seed) otherwise."""
+        if not self.spec.get("sequential"):
+            return None
+        return [int(s) for s in (self.spec.get("seeds") or [0])]
+
+    def best_config(self, df: pd.DataFrame) -> str | None:
+        """``best_config`` on the study metric, over ``selection_seeds``."""
+        return best_config(df, self.metric, self.mode, self.selection_seeds)
+
     def curves(self, name: str) -> pd.DataFrame:
         """Per-step values of one metric joined with the trial columns (complete trials only)."""
         m = self.metrics[self.metrics["name"] == name]
@@ -334,8 +348,11 @@ def holm(pvalues: list[float]) -> list[float]:
     return adj.tolist()
 
 
-def best_config(df: pd.DataFrame, metric: str, mode: str) -> str | None:
-    """config_key of the configuration with the best mean ``metric`` over seeds."""
+def best_config(df: pd.DataFrame, metric: str, mode: str, seeds: list[int] | None = None) -> str | None:
+    """config_key of the configuration with the best mean ``metric`` over seeds (over ``seeds``
+    only where given: ``StudyData.selection_seeds``)."""
+    if seeds is not None and not df.empty:
+        df = df[df["seed"].isin(seeds)]
     s = df.dropna(subset=[metric]).groupby("config_key")[metric].mean()
     if s.empty:
         return None

@@ -19,7 +19,7 @@ import pandas as pd
 
 from vat_study.surface import methods
 
-from .data import NotApplicable, Skip, StudyData, best_config
+from .data import NotApplicable, Skip, StudyData
 from .plotting import STABLE_METADATA, axis_label, formats, percent, plt, save
 
 
@@ -46,7 +46,7 @@ def _saved(data: StudyData) -> pd.DataFrame:
 def _pick(df: pd.DataFrame, method: str, data: StudyData) -> pd.Series | None:
     """The lowest-seed trial of ``method``'s best configuration."""
     g = df[df["method"] == method]
-    k = best_config(g, data.metric, data.mode)
+    k = data.best_config(g)
     if k is None:
         return None
     return g[g["config_key"] == k].sort_values("seed").iloc[0]

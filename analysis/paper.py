@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import Skip, StudyData, all_equal, best_config, ci_half, interval, paired_test, untestable
+from .data import Skip, StudyData, all_equal, ci_half, interval, paired_test, untestable
 
 NOTES = "PAPER.md"
 """Hand-written notes beside a report (``results/<study>/PAPER.md``): included, never written."""
@@ -61,7 +61,7 @@ def chosen(data: StudyData, method: str, where: dict[str, Any], metric: str) -> 
     g = _matching(data.complete, method, where)
     if g.empty or metric not in g:
         raise Skip(f"no complete trials of {method}" + (f" with {where}" if where else "") + f" reporting {metric}")
-    k = best_config(g, data.metric, data.mode)
+    k = data.best_config(g)
     if k is None:
         raise Skip(f"no configuration of {method} has the study metric {data.metric}")
     best = g[g["config_key"] == k].dropna(subset=[metric])
@@ -136,6 +136,10 @@ def _ordering(data: StudyData, o: dict[str, Any]) -> str:
     na = a + (f" ({', '.join(f'{k}={x}' for k, x in wa.items())})" if wa else "")
     nb = b + (f" ({', '.join(f'{k}={x}' for k, x in wb.items())})" if wb else "")
     claim = f"{na} = {nb}" if o.get("tie") else f"{na} < {nb}"
+    if not (wa or wb) and not o.get("tie"):
+        line = _sequential_ordering(data, a, b, metric, claim)
+        if line:
+            return line
     try:
         ta, _ = chosen(data, a, wa, metric)
         tb, _ = chosen(data, b, wb, metric)
@@ -160,6 +164,41 @@ def _ordering(data: StudyData, o: dict[str, Any]) -> str:
     ci = interval(lo, hi)
     return (f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts}{' ' + ci if ci else ''}, "
             f"paired by seed, n = {len(seeds)}: {verdict}.")
+
+
+def _sequential_ordering(data: StudyData, lower: str, higher: str, metric: str, claim: str) -> str | None:
+    """The ordering's line from the study's ``sequential:`` decision where that block compares
+    these two methods on ``metric``: after several looks a fixed-n t interval would not hold its
+    error rate (``group_sequential``), the sequential decision and its repeated CI do. None where
+    the block does not compare them."""
+    from vat_study.platform import group_sequential as gs
+
+    sq = data.spec.get("sequential") or {}
+    if sq.get("metric", "test_error") != metric or frozenset((lower, higher)) not in {
+            frozenset(p) for p in sq.get("compare") or []}:
+        return None
+    c = next(c for c in gs.study_block_comparisons(data.trials, data.spec) if {c.a, c.b} == {lower, higher})
+    last = c.outcome.looks[-1] if c.outcome.looks else None
+    if last is None:
+        return f"- {claim} ({metric}, the paper): not decided yet: {c.note or c.decision}."
+    sign = 1.0 if c.b == lower else -1.0  # the comparison is b - a; the line shows lower - higher
+    k = _scale(metric)
+    d = sign * k * last.mean_diff
+    lo, hi = sorted((sign * k * last.ci_low, sign * k * last.ci_high))
+    if c.outcome.state in (gs.DECIDED_A, gs.DECIDED_B):
+        winner = c.a if c.outcome.state == gs.DECIDED_A else c.b
+        verdict = ("reproduced" if winner == lower else "reversed") + " (the sequential test decided; its repeated CI excludes 0)"
+    elif c.outcome.state == gs.NO_DIFFERENCE:
+        verdict = f"not decided: {c.decision}"
+    else:
+        verdict = f"not decided yet: {c.decision}"
+    pts = " points" if metric.endswith("_error") else ""
+    ci = interval(lo, hi)
+    level = f"{100 * (1 - c.outcome.level):.1f} %"
+    return (f"- {claim} ({metric}, the paper): {lower} - {higher} = {d:+.2f}{pts}"
+            f"{f' {ci} (repeated {level} CI)' if ci else ''}, paired by seed, n = {last.n} "
+            f"after {len(c.outcome.looks)} look(s) of the study's sequential test (false-positive rate "
+            f"{sq.get('alpha', 0.05):g} over all looks): {verdict}.")
 
 
 def references(data: StudyData, metric: str, method: str | None = None) -> list[tuple[str, float]]:

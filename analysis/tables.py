@@ -6,7 +6,7 @@ import pandas as pd
 
 from vat_study.surface import methods
 
-from .data import NotApplicable, Skip, StudyData, best_config, ci_half, label, mean_sd, with_setting
+from .data import NotApplicable, Skip, StudyData, ci_half, label, mean_sd, with_setting
 
 
 def _stats(best: pd.DataFrame, value: str, with_ci: bool = True) -> dict:
@@ -26,7 +26,7 @@ def methods_table(data: StudyData) -> pd.DataFrame:
         raise Skip("no complete trials with test_error")
     rows = []
     for (dataset, mode, n_l, method), g in df.groupby(["dataset", "mode", "n_labeled", "variant"], dropna=False):
-        k = best_config(g, data.metric, data.mode)
+        k = data.best_config(g)
         if k is None:
             continue
         best = g[g["config_key"] == k]
@@ -84,15 +84,42 @@ def table3(data: StudyData) -> pd.DataFrame:
     for r in t.itertuples():
         paper = PAPER_TABLE3[("mnist", int(r.n_labeled))].get(r.method, (float("nan"), float("nan")))
         g = df[(df["variant"] == r.method) & (df["n_labeled"] == r.n_labeled)]
-        k = best_config(g, data.metric, data.mode)
+        k = data.best_config(g)
         chosen = g[g["config_key"] == k].iloc[0]
         paper = paper if chosen["method"] == r.method else (float("nan"), float("nan"))  # a variant: not the paper's
+        uses_eps = methods.get(chosen["method"]).uses_eps
+        grid = sorted(float(e) for e in g["eps"].dropna().unique()) if uses_eps and "eps" in g else []
         rows.append({"method": r.method, "n_labeled": int(r.n_labeled),
-                     "eps": chosen["eps"] if methods.get(chosen["method"]).uses_eps else None,
+                     "eps": chosen["eps"] if uses_eps else None,
+                     "eps_grid": " ".join(f"{e:g}" for e in grid) or None,
+                     "eps_at_grid_edge": (len(grid) > 1 and chosen["eps"] in (grid[0], grid[-1])) if uses_eps else None,
                      "steps": int(chosen["steps"]), "test_error_mean": 100 * r.test_error_mean,
                      "test_error_sd": 100 * r.test_error_sd, "n_seeds": int(r.n),
-                     "paper_test_error": paper[0], "paper_test_error_sd": paper[1]})
+                     "paper_test_error": paper[0], "paper_test_error_sd": paper[1],
+                     **_sequential_columns(data, r.method)})
     return pd.DataFrame(rows)
+
+
+def _sequential_columns(data: StudyData, method: str) -> dict:
+    """The study's ``sequential:`` decision of the comparison ``method - other`` (each
+    ``compare: [other, method]`` pair, b - a: the row of its b), in points: the other method,
+    the decision, its n, the mean difference and the repeated CI at the last look. Empty where
+    the study has no such comparison."""
+    sq = data.spec.get("sequential") or {}
+    pairs = [p for p in sq.get("compare") or [] if p[1] == method]
+    if not pairs:
+        return {}
+    from vat_study.platform.group_sequential import study_block_comparisons
+
+    c = next(c for c in study_block_comparisons(data.trials, data.spec) if (c.a, c.b) == tuple(pairs[0]))
+    last = c.outcome.looks[-1] if c.outcome.looks else None
+    k = 100.0 if sq.get("metric", "test_error").endswith("error") else 1.0
+    return {"sequential_vs": c.a, "sequential_decision": c.decision, "sequential_n_seeds": c.outcome.n,
+            "sequential_looks": len(c.outcome.looks),
+            "sequential_diff": k * last.mean_diff if last else float("nan"),
+            "sequential_rci_low": k * last.ci_low if last else float("nan"),
+            "sequential_rci_high": k * last.ci_high if last else float("nan"),
+            "sequential_rci_level": 1 - c.outcome.level}
 
 
 def table3_block(n_labeled: int, several: bool = False) -> dict:
@@ -133,4 +160,10 @@ def table3_section(r) -> str:
     body = ("Test error (%) of each method at its eps chosen on the validation set, mean and SD over seeds, "
             "beside the paper's Table 3 (100,000 updates; the budget here is in `steps`):\n\n"
             + r.table("table3", t))
+    body += ("\n\n`eps_grid`: the eps values the study searched for that method; `eps_at_grid_edge`: the chosen eps "
+             "is the grid's smallest or largest (the optimum may lie outside the grid).")
+    if "sequential_decision" in t:
+        body += ("\n\n`sequential_*`: the study's `sequential:` decision of this method against `sequential_vs` "
+                 "(this - that, points), paired by seed, with its n, number of looks and the repeated CI at level "
+                 "`sequential_rci_level` (valid over all looks; a fixed-n CI on these seeds would not be).")
     return body + "\n\nAgainst the paper: the verdicts are in the answer at the top of this report."

@@ -294,6 +294,47 @@ def test_table3_picks_eps_on_validation_and_sets_the_papers_values_beside(tmp_pa
         tables.table3(load(f"sqlite:///{tmp_path}/d.db", "d"))
 
 
+def test_table3_of_a_sequential_study_chooses_on_the_first_look_and_carries_its_decision(tmp_path):
+    """With a ``sequential:`` block, seeds 3 and 4 are added to the chosen configurations only:
+    adding them must not change which eps was chosen (VAT eps 1 stays chosen although its mean
+    validation error over all 5 seeds is worse than eps 2's over 3), and table3.csv and "Against
+    the paper" carry the sequential decision and its repeated CI, never a fixed-n t-test."""
+    from helpers import claim
+    from vat_study.analysis import paper
+    from vat_study.platform import group_sequential as gs
+    from vat_study.platform.spec import PlannedTrial
+
+    url = f"sqlite:///{tmp_path}/seq.db"
+    spec = parse_spec({"name": "seq", "seeds": [0, 1, 2],
+                       "task": {"dataset": "mnist", "mode": "semi_supervised", "n_labeled": 100, "steps": 100},
+                       "search": {"grid": [{"method": ["vat"], "eps": [1.0, 2.0]}, {"method": ["rpt"], "eps": [2.0, 5.0]}]},
+                       "sequential": {"compare": [["rpt", "vat"]], "max_seeds": 5, "batch": 2, "metric": "test_error"}})
+    val = {("vat", 1.0): [0.03, 0.03, 0.03, 0.20, 0.20], ("vat", 2.0): [0.05] * 3,
+           ("rpt", 2.0): [0.09] * 3, ("rpt", 5.0): [0.07] * 5}
+    test = {("vat", 1.0): [0.020, 0.060, 0.025, 0.021, 0.024], ("vat", 2.0): [0.05] * 3,
+            ("rpt", 2.0): [0.09] * 3, ("rpt", 5.0): [0.060, 0.070, 0.065, 0.063, 0.066]}
+    store = Store(url)
+    sid = store.get_or_create_study("seq", spec.model_dump(mode="json"))
+    for p in spec.configurations():
+        for seed, (v, t) in enumerate(zip(val[(p["method"], p["eps"])], test[(p["method"], p["eps"])])):
+            store.finish_trial(claim(store, sid, PlannedTrial.make(spec, p, seed)), {"val_error": v, "test_error": t})
+    data = load(url, "seq")
+    t = tables.table3(data).set_index("method")
+    assert t.loc["vat", "eps"] == 1.0 and t.loc["rpt", "eps"] == 5.0  # chosen on seeds 0-2, as the rule chose
+    assert t.loc["vat", "n_seeds"] == 5 and t.loc["vat", "eps_grid"] == "1 2" and t.loc["vat", "eps_at_grid_edge"]
+    diffs = [a - b for a, b in zip(test[("vat", 1.0)], test[("rpt", 5.0)])]
+    out = gs.decide(diffs, gs.Design(3, 5, 2, 0.05))
+    assert len(out.looks) == 2 and t.loc["vat", "sequential_n_seeds"] == 5 and t.loc["vat", "sequential_vs"] == "rpt"
+    np.testing.assert_allclose(t.loc["vat", ["sequential_diff", "sequential_rci_low", "sequential_rci_high"]].astype(float),
+                               [100 * out.looks[-1].mean_diff, 100 * out.looks[-1].ci_low, 100 * out.looks[-1].ci_high])
+    assert t.loc["vat", "sequential_decision"] == gs.describe(out, "rpt", "vat")
+    assert "sequential_vs" not in t or pd.isna(t.loc["rpt", "sequential_vs"])
+    block = {"source": "Table 3", "orderings": [{"lower": "vat", "higher": "rpt"}]}
+    (line,) = paper.compute(data, block)[1]
+    assert "n = 5 after 2 look(s) of the study's sequential test" in line and "repeated" in line, line
+    assert f"{100 * out.looks[-1].mean_diff:+.2f} points" in line
+
+
 def test_k_ablation_reads_rpt_as_k0(tmp_path):
     """RPT's config has no power_iterations (R^(0), Eq. 16): the registry gives it K = 0, beside
     the K the search varies. RPT beside VAT at one K is no K ablation: no Fig. 4 / Table 6."""
