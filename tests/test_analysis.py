@@ -381,11 +381,26 @@ def test_implementation_variants_are_never_pooled_in_tables_comparisons_or_curve
     last = curves[curves["step"] == 200].set_index("variant")["mean"]
     assert last["rpt (clean_stochastic=false)"] == pytest.approx(0.0415) and last["rpt"] == pytest.approx(0.1015)
     assert learning_curves.crossing(curves, "rpt", "vat").startswith("vat is below rpt")
+    assert set(curves["schedule"]) == {"100 updates, lr x 0.9 per 600"}  # the task's default decay (Appendix A)
     out, _ = write_report(url, "variants", tmp_path / "out")
     assert (tmp_path / "out" / "learning_curves.png").exists()
     assert (tmp_path / "out" / "comparisons.png").exists()
     compared = pd.read_csv(tmp_path / "out" / "comparisons.csv")
     assert {"vat - rpt", "vat - rpt (clean_stochastic=false)"} <= set(compared["comparison"])
+
+
+def test_each_learning_curve_names_its_schedule():
+    """The figure states each curve's budget and schedule (issue: curves at different budgets sit
+    at different places of their schedules): from the trial's steps, the study's decay, or the
+    search's value where it varies the decay."""
+    from vat_study.analysis.learning_curves import schedule
+
+    linear = {"task": {"optimizer": {"decay": {"kind": "linear"}}}}
+    assert schedule({"steps": 30000}, linear) == "30,000 updates, lr decays linearly from 15,000"
+    assert schedule({"steps": 30000, "param.task.optimizer.decay.start": 20000.0}, linear) == \
+        "30,000 updates, lr decays linearly from 20,000"
+    assert schedule({"steps": 600, "param.task.optimizer.decay.start": float("nan")}, linear).endswith("from 300")
+    assert schedule({"steps": 1200}, {"task": {"optimizer": {"decay": {"kind": "none"}}}}) == "1,200 updates, constant lr"
 
 
 def test_against_the_paper_is_computed_from_the_trials(tmp_path):
