@@ -349,10 +349,12 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def best_config(df: pd.DataFrame, metric: str, mode: str, seeds: list[int] | None = None) -> str | None:
-    """config_key of the configuration with the best mean ``metric`` over seeds (over ``seeds``
-    only where given: ``StudyData.selection_seeds``)."""
-    if seeds is not None and not df.empty:
-        df = df[df["seed"].isin(seeds)]
+    """config_key of the configuration with the best mean ``metric`` over seeds (where ``seeds``
+    is given, ``StudyData.selection_seeds``: over those only, among the configurations that have
+    the metric for every one of them)."""
+    if seeds is not None and not df.empty:  # as group_sequential chooses: every one of them has the metric
+        df = df[df["seed"].isin(seeds)].dropna(subset=[metric])
+        df = df.groupby("config_key").filter(lambda g: set(seeds) <= set(g["seed"]))
     s = df.dropna(subset=[metric]).groupby("config_key")[metric].mean()
     if s.empty:
         return None

@@ -81,7 +81,8 @@ def compute(data: StudyData) -> pd.DataFrame:
     running = set(c.loc[c["status"] == "RUNNING", "config_key"])  # a curve so far: real up to its last step
     c["config"] = [_config_label(r) + (" [still running]" if r["config_key"] in running else "")
                    for _, r in c.iterrows()]
-    c["schedule"] = [schedule(r, data.spec) for _, r in c.iterrows()]
+    firsts = c.drop_duplicates("config_key").set_index("config_key")
+    c["schedule"] = c["config_key"].map({k: schedule(r, data.spec) for k, r in firsts.iterrows()})
     out = (c.groupby(["variant", "config", "config_key", "schedule", "step"], sort=True)["value"]
            .agg(mean="mean", ci95=_ci, n="count").reset_index())
     out["running"] = out["config_key"].isin(running)

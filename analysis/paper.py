@@ -162,6 +162,10 @@ def _ordering(data: StudyData, o: dict[str, Any]) -> str:
                    if lo > 0 else "not decided at this n: the CI includes 0")
     pts = " points" if metric.endswith("_error") else ""
     ci = interval(lo, hi)
+    sq = data.spec.get("sequential") or {}
+    if frozenset((a, b)) in {frozenset(p) for p in sq.get("compare") or []} and not s["note"]:
+        verdict += (" (as if n had been fixed: n was set by the sequential stopping rule, so this CI does not hold "
+                    "the error rate over its looks; the sequential decision does)")
     return (f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts}{' ' + ci if ci else ''}, "
             f"paired by seed, n = {len(seeds)}: {verdict}.")
 
@@ -177,7 +181,13 @@ def _sequential_ordering(data: StudyData, lower: str, higher: str, metric: str, 
     if sq.get("metric", "test_error") != metric or frozenset((lower, higher)) not in {
             frozenset(p) for p in sq.get("compare") or []}:
         return None
-    c = next(c for c in gs.study_block_comparisons(data.trials, data.spec) if {c.a, c.b} == {lower, higher})
+    c = next((c for c in gs.study_block_comparisons(data.trials, data.spec) if {c.a, c.b} == {lower, higher}), None)
+    if c is None:
+        return None
+    shown = {m: data.best_config(data.complete[data.complete["variant"] == m]) for m in (c.a, c.b)}
+    if c.outcome.looks and shown != {c.a: c.config_a, c.b: c.config_b}:
+        return (f"- {claim} ({metric}, the paper): not computed (the report's configurations chosen on validation "
+                "are not the ones the sequential test compared).")
     last = c.outcome.looks[-1] if c.outcome.looks else None
     if last is None:
         return f"- {claim} ({metric}, the paper): not decided yet: {c.note or c.decision}."
@@ -185,9 +195,8 @@ def _sequential_ordering(data: StudyData, lower: str, higher: str, metric: str, 
     k = _scale(metric)
     d = sign * k * last.mean_diff
     lo, hi = sorted((sign * k * last.ci_low, sign * k * last.ci_high))
-    if c.outcome.state in (gs.DECIDED_A, gs.DECIDED_B):
-        winner = c.a if c.outcome.state == gs.DECIDED_A else c.b
-        verdict = ("reproduced" if winner == lower else "reversed") + " (the sequential test decided; its repeated CI excludes 0)"
+    if c.outcome.state in (gs.DECIDED_A, gs.DECIDED_B):  # decided: the repeated CI excludes 0, d's sign says which way
+        verdict = ("reproduced" if d < 0 else "reversed") + " (the sequential test decided; its repeated CI excludes 0)"
     elif c.outcome.state == gs.NO_DIFFERENCE:
         verdict = f"not decided: {c.decision}"
     else:

@@ -96,22 +96,25 @@ def table3(data: StudyData) -> pd.DataFrame:
                      "steps": int(chosen["steps"]), "test_error_mean": 100 * r.test_error_mean,
                      "test_error_sd": 100 * r.test_error_sd, "n_seeds": int(r.n),
                      "paper_test_error": paper[0], "paper_test_error_sd": paper[1],
-                     **_sequential_columns(data, r.method)})
+                     **_sequential_columns(data, r.method, k)})
     return pd.DataFrame(rows)
 
 
-def _sequential_columns(data: StudyData, method: str) -> dict:
-    """The study's ``sequential:`` decision of the comparison ``method - other`` (each
-    ``compare: [other, method]`` pair, b - a: the row of its b), in points: the other method,
-    the decision, its n, the mean difference and the repeated CI at the last look. Empty where
-    the study has no such comparison."""
+def _sequential_columns(data: StudyData, method: str, config_key: str | None) -> dict:
+    """The study's ``sequential:`` decision of the comparison ``method - other``, in points: the
+    first ``compare: [other, method]`` pair (b - a: the row of its b) whose b configuration is the
+    row's ``config_key``; the other method, the decision, its n, the mean difference and the
+    repeated CI at the last look. Empty where the study has no such comparison."""
     sq = data.spec.get("sequential") or {}
-    pairs = [p for p in sq.get("compare") or [] if p[1] == method]
+    pairs = {tuple(p) for p in sq.get("compare") or [] if p[1] == method}
     if not pairs:
         return {}
     from vat_study.platform.group_sequential import study_block_comparisons
 
-    c = next(c for c in study_block_comparisons(data.trials, data.spec) if (c.a, c.b) == tuple(pairs[0]))
+    c = next((c for c in study_block_comparisons(data.trials, data.spec) if (c.a, c.b) in pairs
+              and c.config_b in (config_key, None)), None)
+    if c is None:
+        return {}
     last = c.outcome.looks[-1] if c.outcome.looks else None
     k = 100.0 if sq.get("metric", "test_error").endswith("error") else 1.0
     return {"sequential_vs": c.a, "sequential_decision": c.decision, "sequential_n_seeds": c.outcome.n,

@@ -294,11 +294,14 @@ def test_table3_picks_eps_on_validation_and_sets_the_papers_values_beside(tmp_pa
         tables.table3(load(f"sqlite:///{tmp_path}/d.db", "d"))
 
 
-def test_table3_of_a_sequential_study_chooses_on_the_first_look_and_carries_its_decision(tmp_path):
+@pytest.mark.parametrize("pair, mode", [(["rpt", "vat"], "min"), (["vat", "rpt"], "min"), (["rpt", "vat"], "max")])
+def test_table3_of_a_sequential_study_chooses_on_the_first_look_and_carries_its_decision(tmp_path, pair, mode):
     """With a ``sequential:`` block, seeds 3 and 4 are added to the chosen configurations only:
     adding them must not change which eps was chosen (VAT eps 1 stays chosen although its mean
-    validation error over all 5 seeds is worse than eps 2's over 3), and table3.csv and "Against
-    the paper" carry the sequential decision and its repeated CI, never a fixed-n t-test."""
+    validation error over all 5 seeds is worse than eps 2's over 3; eps 0.5, better on the two
+    seeds it finished, is not a candidate without its third), and table3.csv and "Against the
+    paper" carry the sequential decision and its repeated CI, never a fixed-n t-test, whichever
+    way round the pair is written and whichever way its metric is better."""
     from helpers import claim
     from vat_study.analysis import paper
     from vat_study.platform import group_sequential as gs
@@ -307,11 +310,13 @@ def test_table3_of_a_sequential_study_chooses_on_the_first_look_and_carries_its_
     url = f"sqlite:///{tmp_path}/seq.db"
     spec = parse_spec({"name": "seq", "seeds": [0, 1, 2],
                        "task": {"dataset": "mnist", "mode": "semi_supervised", "n_labeled": 100, "steps": 100},
-                       "search": {"grid": [{"method": ["vat"], "eps": [1.0, 2.0]}, {"method": ["rpt"], "eps": [2.0, 5.0]}]},
-                       "sequential": {"compare": [["rpt", "vat"]], "max_seeds": 5, "batch": 2, "metric": "test_error"}})
-    val = {("vat", 1.0): [0.03, 0.03, 0.03, 0.20, 0.20], ("vat", 2.0): [0.05] * 3,
+                       "search": {"grid": [{"method": ["vat"], "eps": [0.5, 1.0, 2.0]},
+                                           {"method": ["rpt"], "eps": [2.0, 5.0]}]},
+                       "sequential": {"compare": [pair], "max_seeds": 5, "batch": 2, "metric": "test_error",
+                                      "mode": mode}})
+    val = {("vat", 0.5): [0.01, 0.01], ("vat", 1.0): [0.03, 0.03, 0.03, 0.20, 0.20], ("vat", 2.0): [0.05] * 3,
            ("rpt", 2.0): [0.09] * 3, ("rpt", 5.0): [0.07] * 5}
-    test = {("vat", 1.0): [0.020, 0.060, 0.025, 0.021, 0.024], ("vat", 2.0): [0.05] * 3,
+    test = {("vat", 0.5): [0.5, 0.5], ("vat", 1.0): [0.020, 0.060, 0.025, 0.021, 0.024], ("vat", 2.0): [0.05] * 3,
             ("rpt", 2.0): [0.09] * 3, ("rpt", 5.0): [0.060, 0.070, 0.065, 0.063, 0.066]}
     store = Store(url)
     sid = store.get_or_create_study("seq", spec.model_dump(mode="json"))
@@ -321,18 +326,23 @@ def test_table3_of_a_sequential_study_chooses_on_the_first_look_and_carries_its_
     data = load(url, "seq")
     t = tables.table3(data).set_index("method")
     assert t.loc["vat", "eps"] == 1.0 and t.loc["rpt", "eps"] == 5.0  # chosen on seeds 0-2, as the rule chose
-    assert t.loc["vat", "n_seeds"] == 5 and t.loc["vat", "eps_grid"] == "1 2" and t.loc["vat", "eps_at_grid_edge"]
-    diffs = [a - b for a, b in zip(test[("vat", 1.0)], test[("rpt", 5.0)])]
-    out = gs.decide(diffs, gs.Design(3, 5, 2, 0.05))
-    assert len(out.looks) == 2 and t.loc["vat", "sequential_n_seeds"] == 5 and t.loc["vat", "sequential_vs"] == "rpt"
-    np.testing.assert_allclose(t.loc["vat", ["sequential_diff", "sequential_rci_low", "sequential_rci_high"]].astype(float),
+    assert t.loc["vat", "n_seeds"] == 5 and t.loc["vat", "eps_grid"] == "0.5 1 2" and not t.loc["vat", "eps_at_grid_edge"]
+    assert t.loc["rpt", "eps_grid"] == "2 5" and t.loc["rpt", "eps_at_grid_edge"]
+    a, b = pair
+    diffs = [x - y for x, y in zip(test[(b, 1.0 if b == "vat" else 5.0)], test[(a, 1.0 if a == "vat" else 5.0)])]
+    out = gs.decide(diffs, gs.Design(3, 5, 2, 0.05), mode)
+    assert len(out.looks) == 2 and t.loc[b, "sequential_n_seeds"] == 5 and t.loc[b, "sequential_vs"] == a
+    np.testing.assert_allclose(t.loc[b, ["sequential_diff", "sequential_rci_low", "sequential_rci_high"]].astype(float),
                                [100 * out.looks[-1].mean_diff, 100 * out.looks[-1].ci_low, 100 * out.looks[-1].ci_high])
-    assert t.loc["vat", "sequential_decision"] == gs.describe(out, "rpt", "vat")
-    assert "sequential_vs" not in t or pd.isna(t.loc["rpt", "sequential_vs"])
+    assert t.loc[b, "sequential_decision"] == gs.describe(out, a, b)
+    assert pd.isna(t.loc[a, "sequential_vs"])
     block = {"source": "Table 3", "orderings": [{"lower": "vat", "higher": "rpt"}]}
     (line,) = paper.compute(data, block)[1]
     assert "n = 5 after 2 look(s) of the study's sequential test" in line and "repeated" in line, line
-    assert f"{100 * out.looks[-1].mean_diff:+.2f} points" in line
+    d = 100 * out.looks[-1].mean_diff * (1 if b == "vat" else -1)  # the line shows vat - rpt
+    assert f"{d:+.2f} points" in line and d < 0
+    decided = out.state in (gs.DECIDED_A, gs.DECIDED_B)
+    assert line.endswith("reproduced (the sequential test decided; its repeated CI excludes 0).") == decided, line
 
 
 def test_k_ablation_reads_rpt_as_k0(tmp_path):
