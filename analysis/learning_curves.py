@@ -124,13 +124,16 @@ def crossing(table: pd.DataFrame, a: str, b: str) -> str:
 def draw(table: pd.DataFrame, stem: Path, reference: bool) -> list[Path]:
     entries = table["config"].nunique() + (3 if reference else 0)
     fig, ax = plt.subplots(figsize=(8, 5.2 + 0.16 * entries))  # the legend below, one line per curve
+    n_curves = table["config"].nunique()
+    colors = [f"C{i}" for i in range(10)] if n_curves <= 10 else \
+        [plt.get_cmap("tab20")(k) for k in [*range(0, 20, 2), *range(1, 20, 2)] * 2][:n_curves]  # dark hues, then light
     for i, (config, g) in enumerate(table.groupby("config", sort=True)):
         n = int(g["n"].min())
-        ax.plot(g["step"], 100 * g["mean"], marker=".", color=f"C{i}",
+        ax.plot(g["step"], 100 * g["mean"], marker=".", color=colors[i],
                 label=f"{config} (n = {n} seeds; {g['schedule'].iloc[0]})",
                 linestyle=":" if g["running"].any() else "-")
         ax.fill_between(g["step"], 100 * (g["mean"] - g["ci95"].fillna(0)), 100 * (g["mean"] + g["ci95"].fillna(0)),
-                        color=f"C{i}", alpha=0.08)
+                        color=colors[i], alpha=0.08)
     if reference:
         steps, err = zip(*sorted(PUBLISHED_CURVE.items()))
         ax.plot(steps, err, "k--", marker="s", label=f"published VAT curve (tf-ssl, eps 5, xi 1e-6; 5 seeds; {PUBLISHED_SCHEDULE})")

@@ -413,6 +413,22 @@ def test_each_learning_curve_names_its_schedule():
     assert schedule({"steps": 1200}, {"task": {"optimizer": {"decay": {"kind": "none"}}}}) == "1,200 updates, constant lr"
 
 
+def test_more_than_ten_learning_curves_never_share_a_color(tmp_path, monkeypatch):
+    """Table 3's study draws 12 configurations: matplotlib's default cycle repeats after 10, so
+    two curves (the baseline and the chosen VAT) came out in one color."""
+    from vat_study.analysis import learning_curves
+
+    drawn = {}
+    monkeypatch.setattr(learning_curves, "save", lambda fig, stem, note=None: drawn.setdefault("fig", fig) and [])
+    rows = [{"variant": "vat", "config": f"vat, eps={i}", "config_key": str(i), "schedule": "100 updates, constant lr",
+             "step": step, "mean": 0.1, "ci95": 0.01, "n": 3, "running": False} for i in range(12) for step in (50, 100)]
+    learning_curves.draw(pd.DataFrame(rows), tmp_path / "lc", reference=False)
+    from matplotlib.colors import to_rgba
+
+    colors = [to_rgba(line.get_color()) for line in drawn["fig"].axes[0].get_lines()]  # "C10" is "C0"
+    assert len(colors) == 12 and len(set(colors)) == 12, colors
+
+
 def test_against_the_paper_is_computed_from_the_trials(tmp_path):
     url = f"sqlite:///{tmp_path}/p.db"
     level = {"baseline": 0.20, "rpt": 0.068, "vat": 0.05}
