@@ -162,8 +162,9 @@ def _ordering(data: StudyData, o: dict[str, Any]) -> str:
                    if lo > 0 else "not decided at this n: the CI includes 0")
     pts = " points" if metric.endswith("_error") else ""
     ci = interval(lo, hi)
-    sq = data.spec.get("sequential") or {}
-    if frozenset((a, b)) in {frozenset(p) for p in sq.get("compare") or []} and not s["note"]:
+    from .compare import sequential_pairs
+
+    if frozenset((a, b)) in sequential_pairs(data) and not s["note"]:
         verdict += (" (as if n had been fixed: n was set by the sequential stopping rule, so this CI does not hold "
                     "the error rate over its looks; the sequential decision does)")
     return (f"- {claim} ({metric}, the paper): {na} - {nb} = {d:+.2f}{pts}{' ' + ci if ci else ''}, "
@@ -177,9 +178,10 @@ def _sequential_ordering(data: StudyData, lower: str, higher: str, metric: str, 
     the block does not compare them."""
     from vat_study.platform import group_sequential as gs
 
+    from .compare import sequential_pairs
+
     sq = data.spec.get("sequential") or {}
-    if sq.get("metric", "test_error") != metric or frozenset((lower, higher)) not in {
-            frozenset(p) for p in sq.get("compare") or []}:
+    if sq.get("metric", "test_error") != metric or frozenset((lower, higher)) not in sequential_pairs(data):
         return None
     c = next((c for c in gs.study_block_comparisons(data.trials, data.spec) if {c.a, c.b} == {lower, higher}), None)
     if c is None:
